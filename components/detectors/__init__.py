@@ -1,0 +1,24 @@
+"""Detector registry: ``get_detector(name, **params)``; ``DETECTORS`` maps names to classes."""
+
+from __future__ import annotations
+
+from .base import Detector, NotFittedError
+from .classical import IForest, PCADetector, ZScore
+
+DETECTORS: dict[str, type[Detector]] = {cls.name: cls for cls in (ZScore, PCADetector, IForest)}
+
+
+def get_detector(name: str, **params) -> Detector:
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; registered: {sorted(DETECTORS)}")
+    try:
+        return DETECTORS[name](**params)
+    except TypeError as exc:
+        raise ValueError(f"detector {name!r}: bad parameters {params}: {exc}") from None
+
+
+def load_detector(path) -> Detector:
+    return Detector.load(path)
+
+
+__all__ = ["DETECTORS", "Detector", "NotFittedError", "get_detector", "load_detector"]

@@ -1,0 +1,108 @@
+"""The interface every detector keeps, scikit-learn style.
+
+Hyper-parameters are the keyword arguments of ``__init__`` and come back from `get_params`.
+``fit(train[T, F])`` learns normal behaviour; ``score(x[T, F])`` gives one score per time
+step, aligned with x, higher meaning more anomalous; ``contributions(x)`` gives each metric's
+share of that score (rows sum to 1). ``save``/``load`` round-trip a fitted detector.
+"""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+class NotFittedError(RuntimeError):
+    pass
+
+
+class Detector(ABC):
+    name: ClassVar[str]
+    n_features_: int | None = None
+
+    # --- parameters -----------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # skip self
+        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # --- the contract ----------------------------------------------------------------
+    @abstractmethod
+    def fit(self, train: np.ndarray) -> "Detector": ...
+
+    @abstractmethod
+    def score(self, x: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def contributions(self, x: np.ndarray) -> np.ndarray: ...
+
+    # --- input checks shared by all ----------------------------------------------------
+    def _check(self, x: np.ndarray, fitting: bool = False, min_length: int = 1) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.ndim != 2:
+            raise ValueError(f"{self.name}: expected a [time, metrics] array, got shape {x.shape}")
+        if x.shape[0] < min_length:
+            raise ValueError(f"{self.name}: series of {x.shape[0]} steps is shorter than the window length {min_length}")
+        if not np.isfinite(x).all():
+            rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
+            raise ValueError(f"{self.name}: input holds NaN or infinite values at rows {rows[:5].tolist()}")
+        if fitting:
+            self.n_features_ = x.shape[1]
+        elif self.n_features_ is None:
+            raise NotFittedError(f"{self.name}: call fit before score")
+        elif x.shape[1] != self.n_features_:
+            raise ValueError(f"{self.name}: fitted on {self.n_features_} metrics, got {x.shape[1]}")
+        return x
+
+    # --- persistence -----------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        """What besides the hyper-parameters a fitted detector needs; override for torch."""
+        return {k: v for k, v in self.__dict__.items() if k.endswith("_")}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def save(self, path: str | Path) -> None:
+        payload = {"format": FORMAT_VERSION, "detector": self.name, "params": self.get_params(), "state": self._state()}
+        with Path(path).open("wb") as fh:
+            pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Detector":
+        """Load a detector saved by `save` (pickle: load only files you trust)."""
+        from . import DETECTORS
+
+        with Path(path).open("rb") as fh:
+            payload = pickle.load(fh)
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: not a Vigil detector file of format {FORMAT_VERSION}")
+        klass = DETECTORS[payload["detector"]]
+        if cls is not Detector and not issubclass(klass, cls):
+            raise ValueError(f"{path}: holds a {payload['detector']!r} detector, not {cls.name!r}")
+        det = klass(**payload["params"])
+        det._set_state(payload["state"])
+        return det
+
+
+def normalise_rows(c: np.ndarray) -> np.ndarray:
+    """Rows scaled to sum 1; an all-zero row becomes uniform (no metric stands out)."""
+    c = np.abs(np.asarray(c, dtype=np.float64))
+    total = c.sum(axis=1, keepdims=True)
+    uniform = np.full_like(c, 1.0 / c.shape[1])
+    return np.divide(c, total, out=uniform, where=total > 0)

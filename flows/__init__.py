@@ -1,0 +1,1 @@
+"""Prefect flows, their configuration, and the `vigil` command line."""

@@ -1,0 +1,109 @@
+"""params.yaml, typed. Unknown keys and bad values fail here with the path to the offending key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticConfig(_Strict):
+    seed: int = 0
+    n_train: int = Field(4000, ge=100)
+    n_test: int = Field(4000, ge=100)
+    n_metrics: int = Field(12, ge=2)
+    n_anomalies: int = Field(12, ge=1)
+    period: int = Field(288, ge=2)
+
+
+class SMDConfig(_Strict):
+    root: Path = Path("../shared/data/SMD")
+    machine: str = "machine-1-1"
+
+
+class TelemanomConfig(_Strict):
+    root: Path = Path("../shared/data/MSL")
+    channel: str = "C-1"
+
+
+class NABConfig(_Strict):
+    root: Path = Path("../shared/data/NAB")
+    series: str = "realKnownCause/machine_temperature_system_failure"
+
+
+class CSVConfig(_Strict):
+    path: Path | None = None
+    test_path: Path | None = None
+    time_column: str | None = "timestamp"
+    label_column: str | None = "label"
+    train_fraction: float = Field(0.5, gt=0, lt=1)
+
+
+class DatasetConfig(_Strict):
+    kind: Literal["synthetic", "smd", "telemanom", "nab", "csv"] = "synthetic"
+    synthetic: SyntheticConfig = SyntheticConfig()
+    smd: SMDConfig = SMDConfig()
+    telemanom: TelemanomConfig = TelemanomConfig()
+    nab: NABConfig = NABConfig()
+    csv: CSVConfig = CSVConfig()
+
+
+class PreprocessingConfig(_Strict):
+    scaler: Literal["minmax", "standard"] = "minmax"
+    clip: float | None = Field(5.0, gt=0)
+    validation_fraction: float = Field(0.3, gt=0, lt=1)
+
+
+class ThresholdConfig(_Strict):
+    method: Literal["best_f1", "pot"] = "best_f1"
+    pot_q: float = Field(1e-3, gt=0, lt=1)
+    pot_level: float = Field(0.98, gt=0, lt=1)
+
+
+class EvaluationConfig(_Strict):
+    vus_window: int = Field(20, ge=0)
+
+
+class Config(_Strict):
+    dataset: DatasetConfig = DatasetConfig()
+    preprocessing: PreprocessingConfig = PreprocessingConfig()
+    detectors: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"zscore": {}, "pca": {}, "iforest": {}})
+    threshold: ThresholdConfig = ThresholdConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @field_validator("detectors")
+    @classmethod
+    def _known_detectors(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from components.detectors import DETECTORS
+
+        unknown = sorted(set(v) - set(DETECTORS))
+        if unknown:
+            raise ValueError(f"unknown detector(s) {unknown}; registered: {sorted(DETECTORS)}")
+        if not v:
+            raise ValueError("name at least one detector")
+        return {k: dict(p or {}) for k, p in v.items()}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: parameters file not found")
+    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{path}: {len(exc.errors())} problem(s)"]
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
