@@ -52,7 +52,8 @@ def run_detector(name: str, params: dict, train: np.ndarray, val: Dataset, val_x
     threshold = choose_threshold(val_scores, val.labels, th.method, th.pot_q, th.pot_level)
     window = cfg.evaluation.vus_window
     val_metrics = evaluate(val.labels, val_scores, threshold, vus_window=window)
-    test_metrics = evaluate(test.labels, det.score(test_x), threshold, contributions=det.contributions(test_x),
+    test_scores, test_contrib = det.score_and_contributions(test_x)
+    test_metrics = evaluate(test.labels, test_scores, threshold, contributions=test_contrib,
                             causes=test.causes, vus_window=window)
     return DetectorResult(name, det, fit_s, val_metrics, test_metrics)
 

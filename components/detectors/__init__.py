@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from .base import Detector, NotFittedError
 from .classical import IForest, PCADetector, ZScore
+from .deep import LSTMAE, LSTMVAE, ConvBiGRUAE, LSTMForecaster, TorchDetector
 
-DETECTORS: dict[str, type[Detector]] = {cls.name: cls for cls in (ZScore, PCADetector, IForest)}
+DETECTORS: dict[str, type[Detector]] = {
+    cls.name: cls for cls in (ZScore, PCADetector, IForest, ConvBiGRUAE, LSTMAE, LSTMVAE, LSTMForecaster)
+}
 
 
 def get_detector(name: str, **params) -> Detector:
@@ -21,4 +24,4 @@ def load_detector(path) -> Detector:
     return Detector.load(path)
 
 
-__all__ = ["DETECTORS", "Detector", "NotFittedError", "get_detector", "load_detector"]
+__all__ = ["DETECTORS", "Detector", "NotFittedError", "TorchDetector", "get_detector", "load_detector"]

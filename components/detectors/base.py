@@ -50,6 +50,10 @@ class Detector(ABC):
     @abstractmethod
     def contributions(self, x: np.ndarray) -> np.ndarray: ...
 
+    def score_and_contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both at once; detectors that get both from one pass override this."""
+        return self.score(x), self.contributions(x)
+
     # --- input checks shared by all ----------------------------------------------------
     def _check(self, x: np.ndarray, fitting: bool = False, min_length: int = 1) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)

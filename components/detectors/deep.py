@@ -1,0 +1,285 @@
+"""Recurrent detectors of the ConvBiGRU study, on one shared loop (`training.py`).
+
+All four read sliding windows of ``window`` steps. The autoencoders score a step by the mean,
+over the windows that cover it, of its reconstruction error (``score_stride`` > 1 scores
+fewer, overlapping less, windows: faster, each step still covered); the forecaster by the
+error of predicting it from the ``window`` steps before it (the first steps see an
+edge-padded past). Every step gets a score, aligned with the input; nothing is shifted.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import Detector, NotFittedError, normalise_rows
+from .training import EpochCallback, TrainResult, resolve_device, score_windows, train_windows
+
+
+class TorchDetector(Detector):
+    """Shared plumbing: seeding, device, the training loop, scoring, save/load."""
+
+    span_extra = 0  # steps a window holds beyond ``window`` (1 for the forecaster's target)
+
+    def __init__(self, window: int = 20, hidden: int = 64, num_layers: int = 1, dropout: float = 0.0,
+                 lr: float = 1e-3, batch_size: int = 64, epochs: int = 50, patience: int = 5,
+                 val_fraction: float = 0.1, seed: int = 0, device: str = "auto", amp: bool = True,
+                 score_batch_size: int = 2048, score_stride: int = 1, verbose: bool = False):
+        if window < 2:
+            raise ValueError(f"{self.name}: window must be at least 2, got {window}")
+        self.window = window
+        self.hidden = hidden
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.lr = lr
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.device = device
+        self.amp = amp
+        self.score_batch_size = score_batch_size
+        self.score_stride = score_stride
+        self.verbose = verbose
+
+    # --- to implement ------------------------------------------------------------------
+    def _build(self, n_features: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _loss(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _errors(self, model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(score part, contribution part), each [B, k, F] for the window's last k steps."""
+        raise NotImplementedError
+
+    @property
+    def _span(self) -> int:
+        return self.window + self.span_extra
+
+    # --- the contract ----------------------------------------------------------------
+    def fit(self, train: np.ndarray, epoch_callback: EpochCallback | None = None) -> "TorchDetector":
+        x = self._check(train, fitting=True, min_length=self._span + 1)
+        self.device_ = resolve_device(self.device)
+        devices = [self.device_] if self.device_.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # seed locally; leave the caller's RNG alone
+            torch.manual_seed(self.seed)
+            self.model_ = self._build(x.shape[1]).to(self.device_)
+            self.history_: TrainResult = train_windows(
+                self.model_, self._loss, torch.from_numpy(x).to(self.device_), self._span,
+                lr=self.lr, batch_size=self.batch_size, epochs=self.epochs, patience=self.patience,
+                val_fraction=self.val_fraction, seed=self.seed, amp=self.amp, verbose=self.verbose,
+                callback=epoch_callback, desc=self.name,
+            )
+        return self
+
+    def score_and_contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = self._check(x, min_length=self.window)
+        if not hasattr(self, "model_"):
+            raise NotFittedError(f"{self.name}: call fit before score")
+        self.model_.eval()
+        k = self.window if self.span_extra == 0 else 1  # steps each window scores
+        with torch.random.fork_rng(devices=[self.device_] if self.device_.type == "cuda" else []):
+            torch.manual_seed(self.seed)  # the VAE samples while scoring: same input, same scores
+            s, c = score_windows(lambda b: self._errors(self.model_, b), torch.from_numpy(x).to(self.device_),
+                                 self._span, k, self.score_batch_size, self.amp, min(self.score_stride, k))
+        return s, normalise_rows(c)
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return self.score_and_contributions(x)[0]
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        return self.score_and_contributions(x)[1]
+
+    # --- persistence: weights as a torch blob, mapped to this machine's device on load ---
+    def _state(self) -> dict[str, Any]:
+        buf = io.BytesIO()
+        torch.save(self.model_.state_dict(), buf)
+        return {"n_features_": self.n_features_, "weights": buf.getvalue(), "history_": self.history_}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.n_features_ = state["n_features_"]
+        self.history_ = state["history_"]
+        self.device_ = resolve_device(self.device)
+        # map_location: weights saved from a CUDA run load on a CPU-only machine
+        weights = torch.load(io.BytesIO(state["weights"]), map_location=self.device_, weights_only=True)
+        with torch.random.fork_rng(devices=[]):
+            self.model_ = self._build(self.n_features_)
+        self.model_.load_state_dict(weights)
+        self.model_.to(self.device_).eval()
+
+
+def _mse_per_step(recon: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    e = (recon.float() - target.float()) ** 2
+    return e, e
+
+
+class _ConvBiGRUAE(nn.Module):
+    def __init__(self, f: int, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        c = 2 * f
+        self.conv = nn.Sequential(
+            nn.Conv1d(f, c, 3, padding=1), nn.ReLU(), nn.BatchNorm1d(c),
+            nn.Conv1d(c, c, 3, padding=1), nn.ReLU(), nn.BatchNorm1d(c),
+        )
+        self.encoder = nn.GRU(c, hidden, layers, batch_first=True, bidirectional=True,
+                              dropout=dropout if layers > 1 else 0.0)
+        self.decoder = nn.GRU(2 * hidden, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, f)
+
+    def forward(self, x):  # [B, L, F]
+        h = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        h, _ = self.encoder(h)
+        h, _ = self.decoder(h)
+        return self.out(h)
+
+
+class ConvBiGRUAE(TorchDetector):
+    """Conv1d x2 (2 x metrics channels, kernel 3, ReLU, BatchNorm) -> bidirectional GRU
+    encoder -> GRU decoder -> linear back to the metrics; MSE reconstruction."""
+
+    name = "conv_bigru_ae"
+
+    def __init__(self, window: int = 20, hidden: int = 64, num_layers: int = 2, dropout: float = 0.2, **kw):
+        super().__init__(window=window, hidden=hidden, num_layers=num_layers, dropout=dropout, **kw)
+
+    def _build(self, f):
+        return _ConvBiGRUAE(f, self.hidden, self.num_layers, self.dropout)
+
+    def _loss(self, model, batch):
+        return nn.functional.mse_loss(model(batch).float(), batch.float())
+
+    def _errors(self, model, batch):
+        return _mse_per_step(model(batch), batch)
+
+
+class _LSTMAE(nn.Module):
+    def __init__(self, f: int, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        drop = dropout if layers > 1 else 0.0
+        self.encoder = nn.LSTM(f, hidden, layers, batch_first=True, dropout=drop)
+        self.decoder = nn.LSTM(hidden, hidden, layers, batch_first=True, dropout=drop)
+        self.out = nn.Linear(hidden, f)
+
+    def encode(self, x):
+        _, (h, _) = self.encoder(x)
+        return h[-1]  # [B, hidden]: the whole window in one code
+
+    def decode(self, z, length):
+        h, _ = self.decoder(z.unsqueeze(1).expand(-1, length, -1))
+        return self.out(h)
+
+    def forward(self, x):
+        return self.decode(self.encode(x), x.shape[1])
+
+
+class LSTMAE(TorchDetector):
+    """LSTM encoder to one code per window, LSTM decoder back to the window; MSE reconstruction."""
+
+    name = "lstm_ae"
+
+    def _build(self, f):
+        return _LSTMAE(f, self.hidden, self.num_layers, self.dropout)
+
+    def _loss(self, model, batch):
+        return nn.functional.mse_loss(model(batch).float(), batch.float())
+
+    def _errors(self, model, batch):
+        return _mse_per_step(model(batch), batch)
+
+
+class _LSTMVAE(nn.Module):
+    def __init__(self, f: int, hidden: int, latent: int, layers: int, dropout: float):
+        super().__init__()
+        drop = dropout if layers > 1 else 0.0
+        self.encoder = nn.LSTM(f, hidden, layers, batch_first=True, dropout=drop)
+        self.to_mu, self.to_logvar = nn.Linear(hidden, latent), nn.Linear(hidden, latent)
+        self.decoder = nn.LSTM(latent, hidden, layers, batch_first=True, dropout=drop)
+        self.out_mu, self.out_logvar = nn.Linear(hidden, f), nn.Linear(hidden, f)
+
+    def forward(self, x):
+        _, (h, _) = self.encoder(x)
+        mu, logvar = self.to_mu(h[-1]), self.to_logvar(h[-1]).clamp(-10, 10)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        d, _ = self.decoder(z.unsqueeze(1).expand(-1, x.shape[1], -1))
+        return self.out_mu(d), self.out_logvar(d).clamp(-10, 10), mu, logvar
+
+
+def _gaussian_nll(x, mu, logvar):
+    """Per-element negative log-likelihood of x under N(mu, exp(logvar))."""
+    return 0.5 * (math.log(2 * math.pi) + logvar + (x - mu) ** 2 / logvar.exp())
+
+
+class LSTMVAE(TorchDetector):
+    """LSTM variational autoencoder with a Gaussian decoder, trained on the ELBO.
+
+    Score: the reconstruction negative log-likelihood, averaged over ``n_samples`` latent
+    draws (seeded, so scoring is repeatable). Contributions: each metric's squared
+    standardised error (x - mu)^2 / sigma^2, the part of the NLL that the data drive.
+    """
+
+    name = "lstm_vae"
+
+    def __init__(self, window: int = 20, hidden: int = 64, latent: int = 16, n_samples: int = 10,
+                 kl_weight: float = 1.0, **kw):
+        super().__init__(window=window, hidden=hidden, **kw)
+        self.latent = latent
+        self.n_samples = n_samples
+        self.kl_weight = kl_weight
+
+    def _build(self, f):
+        return _LSTMVAE(f, self.hidden, self.latent, self.num_layers, self.dropout)
+
+    def _loss(self, model, batch):
+        x = batch.float()
+        mu_x, logvar_x, mu, logvar = (t.float() for t in model(batch))
+        nll = _gaussian_nll(x, mu_x, logvar_x).sum(dim=(1, 2)).mean()
+        kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)).mean()
+        return (nll + self.kl_weight * kl) / (x.shape[1] * x.shape[2])
+
+    def _errors(self, model, batch):
+        x = batch.float()
+        nll = torch.zeros_like(x)
+        std_err = torch.zeros_like(x)
+        for _ in range(self.n_samples):
+            mu_x, logvar_x, _, _ = (t.float() for t in model(batch))
+            nll += _gaussian_nll(x, mu_x, logvar_x)
+            std_err += (x - mu_x) ** 2 / logvar_x.exp()
+        return nll / self.n_samples, std_err / self.n_samples
+
+
+class _Forecaster(nn.Module):
+    def __init__(self, f: int, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        self.lstm = nn.LSTM(f, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        self.out = nn.Linear(hidden, f)
+
+    def forward(self, past):  # [B, L, F] -> next step [B, F]
+        h, _ = self.lstm(past)
+        return self.out(h[:, -1])
+
+
+class LSTMForecaster(TorchDetector):
+    """Stacked LSTM predicting the next step from the last ``window``; score = squared error."""
+
+    name = "lstm_forecaster"
+    span_extra = 1
+
+    def __init__(self, window: int = 20, hidden: int = 64, num_layers: int = 2, dropout: float = 0.2, **kw):
+        super().__init__(window=window, hidden=hidden, num_layers=num_layers, dropout=dropout, **kw)
+
+    def _build(self, f):
+        return _Forecaster(f, self.hidden, self.num_layers, self.dropout)
+
+    def _loss(self, model, batch):
+        return nn.functional.mse_loss(model(batch[:, :-1]).float(), batch[:, -1].float())
+
+    def _errors(self, model, batch):
+        e = ((model(batch[:, :-1]).float() - batch[:, -1].float()) ** 2).unsqueeze(1)
+        return e, e

@@ -1,0 +1,146 @@
+"""The torch detectors on small synthetic data, a few epochs each, on the CPU."""
+
+import io
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from components.detectors import get_detector, load_detector
+
+DEEP = ["conv_bigru_ae", "lstm_ae", "lstm_vae", "lstm_forecaster"]
+SMALL = dict(window=8, hidden=16, epochs=3, batch_size=32, device="cpu")
+
+
+def _series(n, f=4, seed=0):
+    t = np.arange(n)[:, None]
+    rng = np.random.default_rng(seed)
+    return (0.5 + 0.3 * np.sin(2 * np.pi * t / 24 + np.arange(f)) + 0.02 * rng.normal(size=(n, f))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    train = _series(400)
+    return train, {name: get_detector(name, **SMALL).fit(train) for name in DEEP}
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_shapes_and_contributions(name, fitted):
+    _, dets = fitted
+    x = _series(150, seed=1)
+    s, c = dets[name].score_and_contributions(x)
+    assert s.shape == (150,) and np.isfinite(s).all()
+    assert c.shape == (150, 4) and np.allclose(c.sum(axis=1), 1) and (c >= 0).all()
+    assert np.array_equal(s, dets[name].score(x))
+
+
+@pytest.mark.parametrize("name", DEEP)
+@pytest.mark.parametrize("at", [2, 70, 149])
+def test_scores_are_aligned_with_time_steps(name, at, fitted):
+    # a fault on metric 1 at one step, also inside the first window-1 steps and at the very end
+    _, dets = fitted
+    x = _series(150, seed=1)
+    x[at, 1] += 4.0
+    s, c = dets[name].score_and_contributions(x)
+    assert int(np.argmax(s)) == at
+    assert int(np.argmax(c[at])) == 1
+
+
+def test_score_stride_covers_every_step(fitted):
+    _, dets = fitted
+    x = _series(150, seed=1)
+    x[70, 1] += 4.0
+    det = dets["lstm_ae"]
+    det.score_stride = 8
+    try:
+        s = det.score(x)
+    finally:
+        det.score_stride = 1
+    assert s.shape == (150,) and np.isfinite(s).all() and int(np.argmax(s)) == 70
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_cpu_training_is_deterministic(name, fitted):
+    train, dets = fitted
+    again = get_detector(name, **SMALL).fit(train)
+    x = _series(100, seed=2)
+    assert np.array_equal(again.score(x), dets[name].score(x))
+    assert again.history_.train_loss == dets[name].history_.train_loss
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_save_load_gives_identical_scores(name, fitted, tmp_path):
+    _, dets = fitted
+    dets[name].save(tmp_path / "m.pkl")
+    back = load_detector(tmp_path / "m.pkl")
+    x = _series(100, seed=3)
+    assert type(back) is type(dets[name]) and back.get_params() == dets[name].get_params()
+    assert np.array_equal(back.score(x), dets[name].score(x))
+    assert np.array_equal(back.contributions(x), dets[name].contributions(x))
+
+
+def _as_if_saved_on_cuda(weights: bytes) -> bytes:
+    """Rewrite a torch.save blob so that every storage says it lived on cuda:0."""
+    src = zipfile.ZipFile(io.BytesIO(weights))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("data.pkl"):
+                cpu, cuda = b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0"  # pickle protocol 2 strings
+                assert cpu in data
+                data = data.replace(cpu, cuda)
+            dst.writestr(info.filename, data)
+    return out.getvalue()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a CPU-only machine reading CUDA weights")
+def test_a_cuda_saved_model_loads_on_cpu(fitted, tmp_path):
+    _, dets = fitted
+    det = dets["conv_bigru_ae"]
+    det.save(tmp_path / "m.pkl")
+    payload = pickle.loads((tmp_path / "m.pkl").read_bytes())
+    payload["state"]["weights"] = _as_if_saved_on_cuda(payload["state"]["weights"])
+    (tmp_path / "cuda.pkl").write_bytes(pickle.dumps(payload))
+    with pytest.raises(RuntimeError, match="CUDA"):  # what a plain torch.load would do here
+        torch.load(io.BytesIO(payload["state"]["weights"]), weights_only=True)
+    back = load_detector(tmp_path / "cuda.pkl")  # device="auto" resolves to cpu; map_location does the rest
+    assert next(back.model_.parameters()).device.type == "cpu"
+    x = _series(100, seed=3)
+    assert np.array_equal(back.score(x), det.score(x))
+
+
+def test_epoch_callback_and_early_stopping():
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def callback(epoch, val_loss):
+        seen.append((epoch, val_loss))
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        get_detector("lstm_ae", **SMALL).fit(_series(300), epoch_callback=callback)
+    assert [e for e, _ in seen] == [0, 1] and all(v > 0 for _, v in seen)
+    det = get_detector("lstm_ae", **{**SMALL, "epochs": 30, "patience": 2, "lr": 0.05}).fit(_series(300))
+    h = det.history_
+    assert h.epochs_run == len(h.val_loss) <= 30
+    assert h.val_loss[h.best_epoch] == min(h.val_loss)
+    if h.epochs_run < 30:  # stopped early: patience epochs without improvement
+        assert h.epochs_run - 1 - h.best_epoch == 2
+
+
+def test_too_short_input_is_named(fitted):
+    _, dets = fitted
+    with pytest.raises(ValueError, match="series of 5 steps is shorter than the window length 8"):
+        dets["lstm_ae"].score(_series(5))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_cuda_without_one_is_named():
+    with pytest.raises(ValueError, match="device 'cuda' asked for, but CUDA is not available"):
+        get_detector("lstm_ae", device="cuda").fit(_series(300))
