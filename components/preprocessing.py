@@ -57,6 +57,17 @@ class Scaler:
     def fit_transform(self, train: np.ndarray) -> np.ndarray:
         return self.fit(train).transform(train)
 
+    def to_dict(self) -> dict:
+        if self.offset_ is None:
+            raise RuntimeError("Scaler.to_dict called before fit")
+        return {"kind": self.kind, "clip": self.clip, "offset": self.offset_.tolist(), "scale": self.scale_.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Scaler":
+        s = cls(d["kind"], d["clip"])
+        s.offset_, s.scale_ = np.asarray(d["offset"], dtype=np.float64), np.asarray(d["scale"], dtype=np.float64)
+        return s
+
 
 def _as_2d(x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)

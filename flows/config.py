@@ -22,36 +22,29 @@ class SyntheticConfig(_Strict):
     period: int = Field(288, ge=2)
 
 
-class SMDConfig(_Strict):
-    root: Path = Path("../shared/data/SMD")
-    machine: str = "machine-1-1"
-
-
-class TelemanomConfig(_Strict):
-    root: Path = Path("../shared/data/MSL")
-    channel: str = "C-1"
-
-
-class NABConfig(_Strict):
-    root: Path = Path("../shared/data/NAB")
-    series: str = "realKnownCause/machine_temperature_system_failure"
-
-
 class CSVConfig(_Strict):
-    path: Path | None = None
-    test_path: Path | None = None
+    test_file: str | None = None          # with it, `name` is train and this is test
     time_column: str | None = "timestamp"
     label_column: str | None = "label"
     train_fraction: float = Field(0.5, gt=0, lt=1)
 
 
 class DatasetConfig(_Strict):
+    """Where the raw input lives and how to read it.
+
+    ``root`` is the folder DVC tracks as the raw data version. ``name`` picks inside it: the
+    SMD machine, the telemanom channel, the NAB series, the CSV file (unused for synthetic,
+    which is generated into ``root``).
+    """
+
     kind: Literal["synthetic", "smd", "telemanom", "nab", "csv"] = "synthetic"
+    root: Path = Path("data/raw/synthetic")
+    name: str = "synthetic"
     synthetic: SyntheticConfig = SyntheticConfig()
-    smd: SMDConfig = SMDConfig()
-    telemanom: TelemanomConfig = TelemanomConfig()
-    nab: NABConfig = NABConfig()
     csv: CSVConfig = CSVConfig()
+    min_rows: int = Field(50, ge=1)       # validation: fewer rows in train or test is an error
+    min_value: float | None = None        # validation: value range of every metric, if known
+    max_value: float | None = None
 
 
 class PreprocessingConfig(_Strict):
@@ -70,12 +63,24 @@ class EvaluationConfig(_Strict):
     vus_window: int = Field(20, ge=0)
 
 
+SELECTION_METRICS = ("point_f1", "event_f1", "affiliation_f1", "auc_pr", "vus_pr", "auc_roc")
+
+
+class RegistryConfig(_Strict):
+    tracking_uri: str = "sqlite:///mlflow/mlflow.db"
+    artifact_root: Path = Path("mlflow/artifacts")
+    experiment: str = "vigil"
+    model_name: str | None = None          # default: vigil-<dataset name>
+    selection_metric: Literal[SELECTION_METRICS] = "vus_pr"  # on the validation split
+
+
 class Config(_Strict):
     dataset: DatasetConfig = DatasetConfig()
     preprocessing: PreprocessingConfig = PreprocessingConfig()
     detectors: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"zscore": {}, "pca": {}, "iforest": {}})
     threshold: ThresholdConfig = ThresholdConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    registry: RegistryConfig = RegistryConfig()
 
     @field_validator("detectors")
     @classmethod
@@ -99,11 +104,23 @@ def load_config(path: str | Path = "params.yaml") -> Config:
     if not path.is_file():
         raise ConfigError(f"{path}: parameters file not found")
     raw = yaml.safe_load(path.read_text()) or {}
+    return parse_config(raw, str(path))
+
+
+def parse_config(raw: dict, source: str = "params") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{path}: {len(exc.errors())} problem(s)"]
+        lines = [f"{source}: {len(exc.errors())} problem(s)"]
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             lines.append(f"  {where}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
+
+
+def params_hash(cfg: Config) -> str:
+    """sha256 of the resolved parameters (defaults filled in), stable across key order."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()

@@ -96,3 +96,46 @@ def load_csv(
     check_finite(test.to_numpy(), test_source, list(test.columns))
     causes = [Anomaly(s, e, ()) for s, e in ranges_from_labels(labels)]
     return Dataset(name=name or f"csv/{path.stem}", train=train, test=test, labels=labels, causes=causes)
+
+
+# --- Vigil's CSV layout: how generated (synthetic) data is stored as a raw, DVC-tracked input ---
+# <folder>/train.csv: timestamp + metrics; <folder>/test.csv: timestamp + metrics + label;
+# <folder>/causes.json: [{"start": s, "end": e, "metrics": [names]}] over test rows, end exclusive.
+
+LAYOUT_FILES = ("train.csv", "test.csv", "causes.json")
+
+
+def write_csv_layout(dataset: Dataset, folder: str | Path, meta: dict | None = None) -> None:
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fmt = "%.6f"
+    dataset.train.to_csv(folder / "train.csv", float_format=fmt, index_label="timestamp")
+    test = dataset.test.assign(label=dataset.labels)
+    test.to_csv(folder / "test.csv", float_format=fmt, index_label="timestamp")
+    causes = [{"start": a.start, "end": a.end, "metrics": [dataset.features[m] for m in a.metrics]}
+              for a in dataset.causes]
+    doc = {"name": dataset.name, **(meta or {}), "causes": causes}
+    (folder / "causes.json").write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def load_csv_layout(folder: str | Path) -> Dataset:
+    import json
+
+    folder = Path(folder)
+    data = load_csv(folder / "train.csv", folder / "test.csv", time_column="timestamp", label_column="label")
+    causes_path = folder / "causes.json"
+    if not causes_path.is_file():
+        return data
+    meta = json.loads(causes_path.read_text())
+    index = {f: i for i, f in enumerate(data.features)}
+    causes = []
+    for k, c in enumerate(meta["causes"]):
+        unknown = [m for m in c["metrics"] if m not in index]
+        if unknown:
+            raise DataError(f"{causes_path}: cause {k} names unknown metrics {unknown}")
+        causes.append(Anomaly(int(c["start"]), int(c["end"]), tuple(index[m] for m in c["metrics"])))
+    from dataclasses import replace
+
+    return replace(data, name=meta.get("name", data.name), causes=causes)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import sparse
+from sklearn.decomposition import PCA
+from sklearn.ensemble import IsolationForest
 
 from .base import Detector, normalise_rows
 
@@ -46,7 +48,8 @@ class ZScore(Detector):
 class PCADetector(Detector):
     """Squared reconstruction error after projecting on the principal subspace of train.
 
-    ``n_components``: an int, or a float in (0, 1) for the share of variance to keep.
+    ``n_components``: an int, or a float in (0, 1) for the share of variance to keep; at most
+    F - 1 components are kept, so that something is left to score.
     Each metric's contribution is its share of the squared error.
     """
 
@@ -56,15 +59,16 @@ class PCADetector(Detector):
         self.n_components = n_components
 
     def fit(self, train):
-        from sklearn.decomposition import PCA
-
         x = self._check(train, fitting=True)
         n = self.n_components
-        if isinstance(n, int) and n >= x.shape[1]:
-            n = x.shape[1] - 1  # keeping every component would reconstruct anything perfectly
+        if isinstance(n, int):
+            n = min(n, x.shape[1])
         pca = PCA(n_components=n, svd_solver="full").fit(x)
+        # Keep at most F - 1 components: a subspace holding everything reconstructs anything.
+        # With one metric this keeps none, and the score is the squared distance from the mean.
+        k = min(pca.n_components_, x.shape[1] - 1)
         self.mean_ = pca.mean_.astype(np.float32)
-        self.components_ = pca.components_.astype(np.float32)
+        self.components_ = pca.components_[:k].astype(np.float32)
         return self
 
     def _residual(self, x):
@@ -98,8 +102,6 @@ class IForest(Detector):
         self.n_jobs = n_jobs
 
     def fit(self, train):
-        from sklearn.ensemble import IsolationForest
-
         x = self._check(train, fitting=True)
         self.model_ = IsolationForest(
             n_estimators=self.n_estimators, max_samples=self.max_samples, contamination=self.contamination,

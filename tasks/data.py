@@ -1,0 +1,111 @@
+"""Raw synthetic generation and the prepare step (scale on train, time-ordered split, write).
+
+Processed data format (``data/processed/``, DVC-tracked):
+- ``arrays.npz``: ``train``, ``validation``, ``test`` scaled float32 [T, F];
+  ``validation_labels``, ``test_labels`` int8; ``raw_validation``, ``raw_test`` the same rows
+  unscaled (float64), which the registered models score to compare champions.
+- ``meta.json``: dataset name and kind, feature names, the scaler (kind, clip, offset, scale),
+  the validation fraction, causes per split (0-based, end exclusive, metric indices) and the
+  raw data's DVC md5.
+Windows are not stored: detectors take sliding-window views of these arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+
+from components.datasets import Dataset, make_synthetic, write_csv_layout
+from components.preprocessing import Scaler, split_validation
+from flows.config import Config
+from flows.core import load_dataset
+
+
+@task(name="generate synthetic data")
+def ensure_synthetic(cfg: Config, force: bool = False, root: Path | None = None) -> bool:
+    """Write the seeded synthetic dataset to ``root`` (default ``dataset.root``) if it is absent
+    or was made with other generator settings (it is derived data: the settings reproduce it).
+    True if written."""
+    root = Path(root or cfg.dataset.root)
+    settings = cfg.dataset.synthetic.model_dump()
+    stamp = root / "causes.json"
+    if not force and stamp.is_file():
+        try:
+            if json.loads(stamp.read_text()).get("generator") == settings:
+                return False
+        except json.JSONDecodeError:
+            pass  # a damaged stamp: regenerate
+    write_csv_layout(make_synthetic(**settings), root, meta={"generator": settings})
+    return True
+
+
+def _causes(d: Dataset) -> list[dict]:
+    return [{"start": a.start, "end": a.end, "metrics": list(a.metrics)} for a in d.causes]
+
+
+@task(name="prepare")
+def prepare_data(cfg: Config, raw_md5: str, out_dir: Path) -> Path:
+    """Strict load, scaler fitted on train only, validation head / test tail in time order.
+    Written to a temporary folder first and swapped in whole, so a failure leaves the old
+    processed data untouched."""
+    data = load_dataset(cfg)
+    p = cfg.preprocessing
+    val, test = split_validation(data, p.validation_fraction)
+    scaler = Scaler(p.scaler, p.clip).fit(data.train.to_numpy())
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".processed-", dir=out_dir.parent))
+    try:
+        np.savez(
+            tmp / "arrays.npz",
+            train=scaler.transform(data.train.to_numpy()),
+            validation=scaler.transform(val.test.to_numpy()),
+            test=scaler.transform(test.test.to_numpy()),
+            validation_labels=val.labels,
+            test_labels=test.labels,
+            raw_validation=val.test.to_numpy(dtype=np.float64),
+            raw_test=test.test.to_numpy(dtype=np.float64),
+        )
+        meta = {
+            "dataset": data.name, "kind": cfg.dataset.kind, "features": data.features,
+            "scaler": scaler.to_dict(), "validation_fraction": p.validation_fraction,
+            "causes": {"validation": _causes(val), "test": _causes(test)}, "raw_md5": raw_md5,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        if out_dir.exists():
+            old = out_dir.with_name(out_dir.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+class Processed:
+    """The prepared data, read back."""
+
+    def __init__(self, folder: Path):
+        folder = Path(folder)
+        if not (folder / "meta.json").is_file():
+            raise FileNotFoundError(f"{folder}: no processed data; run the prepare step first")
+        self.folder = folder
+        self.meta = json.loads((folder / "meta.json").read_text())
+        with np.load(folder / "arrays.npz") as z:
+            self.arrays = {k: z[k] for k in z.files}
+
+    def causes(self, split: str):
+        from components.datasets import Anomaly
+
+        return [Anomaly(c["start"], c["end"], tuple(c["metrics"])) for c in self.meta["causes"][split]]
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]

@@ -1,0 +1,48 @@
+"""The MLflow pyfunc model that bundles scaler, detector (with its windowing) and threshold.
+
+``predict(DataFrame of raw metrics)`` returns one row per input row: ``score``, ``flag``
+(score >= threshold) and ``top_metrics`` (the three metrics contributing most, by name).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow.models
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+TOP_K = 3
+
+
+class VigilAnomalyModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        from components.detectors import load_detector
+        from components.preprocessing import Scaler
+
+        bundle = Path(context.artifacts["bundle"])
+        meta = json.loads((bundle / "meta.json").read_text())
+        self.features = meta["features"]
+        self.threshold = float(meta["threshold"])
+        self.scaler = Scaler.from_dict(meta["scaler"])
+        self.detector = load_detector(bundle / "detector.pkl")
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        missing = [f for f in self.features if f not in model_input.columns]
+        if missing:
+            raise ValueError(f"input lacks the metrics {missing}")
+        x = self.scaler.transform(model_input[self.features].to_numpy(dtype=np.float64))
+        scores, contrib = self.detector.score_and_contributions(x)
+        top = np.argsort(-contrib, axis=1)[:, :TOP_K]
+        names = np.asarray(self.features)[top]
+        return pd.DataFrame({
+            "score": scores,
+            "flag": (scores >= self.threshold).astype(np.int8),
+            "top_metrics": [",".join(row) for row in names],
+        }, index=model_input.index)
+
+
+# Models from code: MLflow loads this file to rebuild the model (no pickled Python object).
+mlflow.models.set_model(VigilAnomalyModel())

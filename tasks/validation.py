@@ -1,0 +1,120 @@
+"""Great Expectations suites over the raw input, run before any strict loader or write."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+
+from components.datasets.raw import RawTable, raw_tables
+
+
+class ValidationFailed(RuntimeError):
+    def __init__(self, message: str, report: dict):
+        super().__init__(message)
+        self.report = report
+
+
+NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "float16", "float32", "float64"]
+
+
+def build_suite(table: RawTable, min_rows: int, min_value: float | None, max_value: float | None):
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name=f"vigil.{table.role}")
+    suite.add_expectation(gxe.ExpectTableColumnsToMatchOrderedList(column_list=table.columns))
+    if table.rows is not None:
+        suite.add_expectation(gxe.ExpectTableRowCountToEqual(value=table.rows))
+    else:
+        suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=min_rows))
+    present = set(table.frame.columns)
+    # a finite value range always: infinities fail it; the configured range, where known
+    lo = -np.finfo(np.float64).max if min_value is None else min_value
+    hi = np.finfo(np.float64).max if max_value is None else max_value
+    for col in (c for c in table.metrics if c in present):
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=col, type_list=NUMERIC_TYPES))
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col))
+        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi))
+    if table.time_column and table.time_column in present:
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=table.time_column))
+        suite.add_expectation(gxe.ExpectColumnValuesToBeIncreasing(column=table.time_column, strictly=True,
+                                                                   mostly=table.time_mostly))
+    if table.label_column and table.label_column in present:
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=table.label_column))
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=table.label_column, value_set=[0, 1]))
+    return suite
+
+
+@dataclass
+class Problem:
+    file: str
+    expectation: str
+    column: str | None
+    rows: list
+    detail: str
+
+    def __str__(self) -> str:
+        col = f", column {self.column!r}" if self.column else ""
+        rows = f", rows {self.rows}" if self.rows else ""
+        return f"{self.file}: {self.expectation}{col}{rows}: {self.detail}"
+
+
+def validate_tables(tables: list[RawTable], min_rows: int, min_value=None, max_value=None) -> dict:
+    """Run one suite per table; returns the JSON-able report (``success``, ``problems``, ``results``)."""
+    import great_expectations as gx
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}
+    source = context.data_sources.add_pandas("vigil")
+    report = {"success": True, "problems": [], "results": []}
+    for i, table in enumerate(tables):
+        frame = table.frame
+        if table.time_column and table.time_column in frame.columns:
+            import pandas as pd
+
+            frame = frame.assign(**{table.time_column: pd.to_datetime(frame[table.time_column], errors="coerce")})
+        asset = source.add_dataframe_asset(name=f"{table.role}{i}")
+        batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(build_suite(table, min_rows, min_value, max_value), result_format="COMPLETE")
+        report["results"].append({"file": str(table.path), "role": table.role, "result": result.to_json_dict()})
+        for r in result.results:
+            if r.success:
+                continue
+            cfg = r.expectation_config
+            res = r.result or {}
+            rows = (res.get("unexpected_index_list") or [])[:5]
+            values = (res.get("partial_unexpected_list") or [])[:5]
+            if "observed_value" in res and res["observed_value"] is not None:
+                detail = f"expected {cfg.kwargs.get('column_list', cfg.kwargs.get('value', cfg.kwargs.get('min_value')))}, observed {res['observed_value']}"
+            else:
+                detail = f"{res.get('unexpected_count')} unexpected values, e.g. {values}"
+            report["problems"].append(Problem(str(table.path), cfg.type, cfg.kwargs.get("column"), rows, detail).__dict__)
+        report["success"] &= bool(result.success)
+    return report
+
+
+@task(name="validate raw data")
+def validate_raw(cfg, report_path: Path) -> dict:
+    """Validate every raw file of the configured dataset; stop the run on any failure.
+
+    The report is written to ``report_path`` (JSON) either way; nothing else is written."""
+    d = cfg.dataset
+    try:
+        tables = raw_tables(d.kind, d.root, d.name, time_column=d.csv.time_column, label_column=d.csv.label_column,
+                            test_file=d.csv.test_file)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ValidationFailed(f"validation could not read the raw data: {exc}", {"success": False}) from None
+    report = validate_tables(tables, d.min_rows, d.min_value, d.max_value)
+    report_path = Path(report_path)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    if not report["success"]:
+        lines = [str(Problem(**p)) for p in report["problems"]]
+        raise ValidationFailed("raw data failed validation:\n  " + "\n  ".join(lines) + f"\n(report: {report_path})", report)
+    return report

@@ -1,0 +1,176 @@
+"""The real flow end to end: Prefect without a server, MLflow on a temporary SQLite store,
+DVC and git on a temporary repository. No mocks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+VIGIL = str(Path(sys.executable).parent / "vigil")
+DVC = str(Path(sys.executable).parent / "dvc")
+SMALL = {
+    "dataset": {"kind": "synthetic", "root": "data/raw/synthetic",
+                "synthetic": {"seed": 0, "n_train": 800, "n_test": 1200, "n_anomalies": 8}},
+    "detectors": {"zscore": {}, "pca": {"n_components": 0.9}},
+    "registry": {"tracking_uri": "sqlite:///mlflow/mlflow.db", "artifact_root": "mlflow/artifacts"},
+}
+
+
+def sh(*cmd, cwd, check=True, env=None):
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def full(params: dict) -> dict:
+    """params with every default written out, as dvc.yaml's params sections need them all."""
+    sys.path.insert(0, str(REPO))
+    from flows.config import parse_config
+
+    return parse_config(params).model_dump(mode="json")
+
+
+def make_workspace(root: Path, params: dict) -> Path:
+    """A fresh git + DVC repository holding Vigil's code, dvc.yaml and the given params."""
+    ws = root / "ws"
+    ws.mkdir()
+    for d in ("components", "tasks", "flows"):
+        shutil.copytree(REPO / d, ws / d, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "dvc.yaml", ws / "dvc.yaml")
+    (ws / ".gitignore").write_text("mlflow/\nreports/\n__pycache__/\n")
+    (ws / "params.yaml").write_text(yaml.safe_dump(full(params)))
+    sh("git", "init", "-q", cwd=ws)
+    sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init", cwd=ws)
+    sh(DVC, "init", "-q", cwd=ws)
+    sh("git", "add", "-A", cwd=ws)
+    sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "vigil", cwd=ws)
+    return ws
+
+
+def vigil_run(ws: Path, *args, check=True):
+    env = {**os.environ, "PREFECT_HOME": str(ws.parent / "prefect-home")}
+    return sh(VIGIL, "run", *args, cwd=ws, check=check, env=env)
+
+
+def tree_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(path)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def lock_md5(ws: Path, stage: str, kind: str, path: str) -> str:
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())
+    return next(e["md5"] for e in lock["stages"][stage][kind] if e["path"] == path)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    ws = make_workspace(tmp_path_factory.mktemp("pipeline"), SMALL)
+    out = vigil_run(ws, "--new-data-version")
+    return ws, out
+
+
+def _mlflow(ws: Path):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{ws}/mlflow/mlflow.db")
+    return mlflow, mlflow.MlflowClient()
+
+
+def test_run_registers_a_loadable_champion_with_the_data_version(first_run):
+    ws, out = first_run
+    assert "made it @champion" in out.stdout and "mlflow ui" in out.stdout
+    mlflow, client = _mlflow(ws)
+    name = "vigil-synthetic-seed0"
+    champion = client.get_model_version_by_alias(name, "champion")
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    processed = ws / "data" / "processed"
+    meta = json.loads((processed / "meta.json").read_text())
+    import numpy as np
+    import pandas as pd
+
+    with np.load(processed / "arrays.npz") as z:
+        frame = pd.DataFrame(z["raw_test"], columns=meta["features"])
+    pred = model.predict(frame)
+    assert list(pred.columns) == ["score", "flag", "top_metrics"] and len(pred) == len(frame)
+    assert set(pred["flag"].unique()) <= {0, 1} and pred["top_metrics"].str.count(",").eq(2).all()
+    # the run behind the champion carries commit, data and params hashes equal to what DVC and git record
+    run = client.get_run(champion.run_id)
+    tags = run.data.tags
+    head = sh("git", "rev-parse", "HEAD", cwd=ws).stdout.strip()
+    assert tags["vigil.git_commit"] == head
+    assert tags["vigil.raw_md5"] == lock_md5(ws, "prepare", "deps", "data/raw/synthetic")
+    assert tags["vigil.processed_md5"] == lock_md5(ws, "prepare", "outs", "data/processed")
+    from flows.config import load_config, params_hash
+
+    assert tags["vigil.params_hash"] == params_hash(load_config(ws / "params.yaml"))
+    assert "val_vus_pr" in run.data.metrics and "test_point_f1" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert any(p.endswith(".png") for p in artifacts) and any(p.endswith(".html") for p in artifacts)
+
+
+def test_a_worse_model_does_not_move_the_champion(first_run):
+    ws, _ = first_run
+    _, client = _mlflow(ws)
+    name = "vigil-synthetic-seed0"
+    before = client.get_model_version_by_alias(name, "champion").version
+    worse = {**SMALL, "detectors": {"zscore": {"aggregate": "mean"}}}
+    (ws / "params.yaml").write_text(yaml.safe_dump(full(worse)))
+    try:
+        out = vigil_run(ws)
+    finally:
+        (ws / "params.yaml").write_text(yaml.safe_dump(full(SMALL)))
+    assert "champion stays version" in out.stdout
+    versions = client.search_model_versions(f"name='{name}'")
+    assert len(versions) == 2  # registered, never deleted
+    assert client.get_model_version_by_alias(name, "champion").version == before
+
+
+@pytest.mark.parametrize("corruption, message", [
+    ("nan_column", r"test.csv: expect_column_values_to_not_be_null, column 'cpu_user'"),
+    ("missing_column", r"test.csv: expect_table_columns_to_match_ordered_list"),
+    ("label_2", r"test.csv: expect_column_values_to_be_in_set, column 'label', rows \[7\]"),
+])
+def test_bad_raw_data_stops_at_validation_and_changes_nothing(first_run, corruption, message):
+    import re
+
+    ws, _ = first_run
+    raw = ws / "data" / "raw" / "synthetic" / "test.csv"
+    original = raw.read_bytes()
+    before = {p: tree_digest(ws / p) for p in ("data/processed", "mlflow", "models")}
+    lock_before = (ws / "dvc.lock").read_bytes()
+    import pandas as pd
+
+    frame = pd.read_csv(raw)
+    if corruption == "nan_column":
+        frame["cpu_user"] = float("nan")
+    elif corruption == "missing_column":
+        frame = frame.drop(columns=["mem_used"])
+    else:
+        frame.loc[7, "label"] = 2
+    frame.to_csv(raw, index=False)
+    try:
+        refused = vigil_run(ws, check=False)  # without the flag: the data version check refuses
+        assert refused.returncode == 3 and "dvc.lock records" in refused.stderr
+        out = vigil_run(ws, "--new-data-version", check=False)
+    finally:
+        raw.write_bytes(original)
+    assert out.returncode == 3, out.stdout[-2000:]
+    assert "raw data failed validation" in out.stderr and re.search(message, out.stderr), out.stderr
+    for p, digest in before.items():
+        assert tree_digest(ws / p) == digest, f"{p} changed"
+    assert (ws / "dvc.lock").read_bytes() == lock_before
