@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from prefect import task
 
 from components.datasets.raw import RawTable, raw_tables
@@ -76,8 +77,6 @@ def validate_tables(tables: list[RawTable], min_rows: int, min_value=None, max_v
     for i, table in enumerate(tables):
         frame = table.frame
         if table.time_column and table.time_column in frame.columns:
-            import pandas as pd
-
             frame = frame.assign(**{table.time_column: pd.to_datetime(frame[table.time_column], errors="coerce")})
         asset = source.add_dataframe_asset(name=f"{table.role}{i}")
         batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})
@@ -89,10 +88,11 @@ def validate_tables(tables: list[RawTable], min_rows: int, min_value=None, max_v
             cfg = r.expectation_config
             res = r.result or {}
             rows = (res.get("unexpected_index_list") or [])[:5]
-            values = (res.get("partial_unexpected_list") or [])[:5]
-            if "observed_value" in res and res["observed_value"] is not None:
-                detail = f"expected {cfg.kwargs.get('column_list', cfg.kwargs.get('value', cfg.kwargs.get('min_value')))}, observed {res['observed_value']}"
+            if res.get("observed_value") is not None:  # a table-level expectation
+                expected = {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id", "column")}
+                detail = f"expected {expected}, observed {res['observed_value']}"
             else:
+                values = (res.get("partial_unexpected_list") or [])[:5]
                 detail = f"{res.get('unexpected_count')} unexpected values, e.g. {values}"
             report["problems"].append(Problem(str(table.path), cfg.type, cfg.kwargs.get("column"), rows, detail).__dict__)
         report["success"] &= bool(result.success)

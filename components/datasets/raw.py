@@ -65,16 +65,19 @@ def raw_tables(kind: str, root: str | Path, name: str, *, time_column: str | Non
         tables.append(RawTable(path, "labels", labels, ["label"], label_column="label", rows=len(tables[1].frame)))
         return tables
     if kind == "telemanom":
-        tables = []
+        frames = {}
         for role in ("train", "test"):
             path = root / role / f"{name}.npy"
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: file not found")
             arr = np.load(path, allow_pickle=False)
-            arr = arr[:, None] if arr.ndim == 1 else arr
-            frame = pd.DataFrame(arr, columns=["value"] + [f"cmd{i}" for i in range(1, arr.shape[1])])
-            tables.append(RawTable(path, role, frame, list(frame.columns) if role == "train" else tables[0].columns,
-                                   metrics=list(tables[0].frame.columns) if tables else list(frame.columns)))
+            frames[role] = (path, pd.DataFrame(arr[:, None] if arr.ndim == 1 else arr))
+        # column 0 is the telemetry value, the rest commands; test must match train's width
+        cols = ["value"] + [f"cmd{i}" for i in range(1, frames["train"][1].shape[1])]
+        tables = []
+        for role, (path, frame) in frames.items():
+            frame.columns = (["value"] + [f"cmd{i}" for i in range(1, frame.shape[1])])
+            tables.append(RawTable(path, role, frame, cols, metrics=cols))
         return tables
     if kind == "nab":
         path = root / "data" / f"{name.removesuffix('.csv')}.csv"
