@@ -28,7 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 
-OURS = ["zscore", "pca", "iforest", "conv_bigru_ae", "lstm_ae", "lstm_vae", "lstm_forecaster"]
+OURS = ["zscore", "pca", "iforest", "conv_bigru_ae", "lstm_ae", "lstm_vae", "lstm_forecaster",
+        # the autoencoders again, scoring each step once (stride = window) instead of averaging 20 windows
+        "conv_bigru_ae:score_stride=20", "lstm_ae:score_stride=20", "lstm_vae:score_stride=20"]
 REFERENCE = {"pyod_iforest": "iforest", "pyod_pca": "pca"}
 
 
@@ -88,8 +90,12 @@ def run_one(kind: str, root: str, name: str, detector: str, device: str) -> dict
     else:
         from components.detectors import get_detector
 
-        params = {"device": device} if detector not in ("zscore", "pca", "iforest") else {}
-        det = get_detector(detector, **params)
+        name, _, extra = detector.partition(":")
+        params = {"device": device} if name not in ("zscore", "pca", "iforest") else {}
+        for kv in filter(None, extra.split(",")):  # name:key=value,... overrides defaults
+            k, v = kv.split("=")
+            params[k] = json.loads(v)
+        det = get_detector(name, **params)
         t0 = time.perf_counter()
         det.fit(train_x)
         row["fit_s"] = time.perf_counter() - t0
@@ -126,7 +132,7 @@ def main() -> int:
           + (f" ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else ""))
     names = args.only or OURS + list(REFERENCE)
     rows = []
-    head = (f"{'detector':<16}{'dev':>5}{'fit s':>9}{'s/epoch':>9}{'epochs':>7}{'steps/s':>12}{'x ref':>7}"
+    head = (f"{'detector':<31}{'dev':>5}{'fit s':>9}{'s/epoch':>9}{'epochs':>7}{'steps/s':>12}{'x ref':>7}"
             f"{'peak MB':>9}{'base MB':>9}{'AUC-PR':>8}{'prev':>7}")
     for kind, root, name in series:
         print(f"\n== {kind}/{name}")
@@ -137,7 +143,7 @@ def main() -> int:
             out = subprocess.run([sys.executable, __file__, "--device", args.device, "--one", kind, root, name, det],
                                  capture_output=True, text=True)
             if out.returncode != 0:
-                print(f"{det:<16} FAILED: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+                print(f"{det:<31} FAILED: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
                 continue
             row = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row)
@@ -145,13 +151,13 @@ def main() -> int:
                 ref_speed[REFERENCE[det]] = row["steps_per_s"]
         for row in [r for r in rows if r["series"].endswith(name)]:
             ratio = ""
-            ref = ref_speed.get(row["detector"])
-            if ref and row["detector"] not in REFERENCE:
+            ref = ref_speed.get(row["detector"].split(":")[0])
+            if ref and row["detector"].split(":")[0] in REFERENCE.values():
                 ratio = f"{row['steps_per_s'] / ref:.2f}"
             dev = row.get("device", "cpu")[:4]
             spe = f"{row['s_per_epoch']:.2f}" if "s_per_epoch" in row else "-"
             ep = str(row.get("epochs", "-"))
-            print(f"{row['detector']:<16}{dev:>5}{row['fit_s']:>9.2f}{spe:>9}{ep:>7}{row['steps_per_s']:>12.3g}{ratio:>7}"
+            print(f"{row['detector']:<31}{dev:>5}{row['fit_s']:>9.2f}{spe:>9}{ep:>7}{row['steps_per_s']:>12.3g}{ratio:>7}"
                   f"{row['peak_rss_mb']:>9.0f}{row['base_rss_mb']:>9.0f}{row['auc_pr']:>8.3f}{row['prevalence']:>7.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

@@ -98,6 +98,16 @@ def _ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    _quiet_prefect()
+    from .deployments import DEPLOYMENT, serve
+
+    cfg = load_config(args.params)
+    print(f"serving deployment pipeline/{DEPLOYMENT} on cron {cfg.schedule.cron!r} (Ctrl-C stops)")
+    serve(cfg, args.params)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vigil", description="Anomaly detection for system telemetry.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--prefect-port", type=int, default=4200)
     ui.add_argument("--mlflow-port", type=int, default=5000)
     ui.set_defaults(func=_ui)
+    srv = sub.add_parser("serve", help="serve the pipeline as a scheduled Prefect deployment (schedule.cron)")
+    srv.add_argument("--params", default="params.yaml")
+    srv.set_defaults(func=_serve)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

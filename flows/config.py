@@ -74,6 +74,10 @@ class RegistryConfig(_Strict):
     selection_metric: Literal[SELECTION_METRICS] = "vus_pr"  # on the validation split
 
 
+class ScheduleConfig(_Strict):
+    cron: str = "0 3 * * *"               # `vigil serve`: when the scheduled pipeline runs (UTC)
+
+
 class Config(_Strict):
     dataset: DatasetConfig = DatasetConfig()
     preprocessing: PreprocessingConfig = PreprocessingConfig()
@@ -81,6 +85,7 @@ class Config(_Strict):
     threshold: ThresholdConfig = ThresholdConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     registry: RegistryConfig = RegistryConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
     @field_validator("detectors")
     @classmethod

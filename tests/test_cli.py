@@ -33,3 +33,12 @@ def test_generate_writes_the_seeded_layout(tmp_path):
     assert np.array_equal(back.labels, ref.labels)
     np.testing.assert_allclose(back.test.to_numpy(), ref.test.to_numpy(), atol=1e-6)  # 6 decimals in CSV
     assert isinstance(back.test.index, pd.DatetimeIndex)
+
+
+def test_scheduled_deployment_carries_the_cron_from_params():
+    from flows.config import parse_config
+    from flows.deployments import build_deployment
+
+    dep = build_deployment(parse_config({"schedule": {"cron": "*/30 * * * *"}}), "params.yaml")
+    assert dep.name == "vigil-scheduled" and dep.parameters == {"params": "params.yaml"}
+    assert [s.schedule.cron for s in dep.schedules] == ["*/30 * * * *"]
