@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +17,12 @@ from flows.core import DetectorResult, threshold_and_evaluate
 from .data import Processed
 
 
+def _progress(logger, message: str) -> None:
+    # Prefect's own logs stay at WARNING on the console; progress goes to stderr regardless.
+    logger.info(message)
+    print(message, file=sys.stderr, flush=True)
+
+
 @task(name="train detector", retries=1, retry_delay_seconds=2, task_run_name="train {name}")
 def train_detector(name: str, params: dict, processed_dir: Path, models_dir: Path, verbose: bool = False) -> dict:
     """Fit on the train split and save to ``models_dir/<name>.pkl``; retried once on failure."""
@@ -25,7 +32,7 @@ def train_detector(name: str, params: dict, processed_dir: Path, models_dir: Pat
     has_verbose = "verbose" in det.get_params()
     if verbose and has_verbose:
         det.verbose = True  # per-epoch progress bar while it trains
-    logger.info("[%s] fitting on %d steps x %d metrics", name, *data["train"].shape)
+    _progress(logger, f"[{name}] fitting on {data['train'].shape[0]} steps x {data['train'].shape[1]} metrics")
     t0 = time.perf_counter()
     det.fit(data["train"])
     seconds = time.perf_counter() - t0
@@ -40,7 +47,7 @@ def train_detector(name: str, params: dict, processed_dir: Path, models_dir: Pat
         info.update(epochs=h.epochs_run, best_epoch=h.best_epoch, seconds_per_epoch=h.seconds_per_epoch,
                     device=str(det.device_))
     (models_dir / f"{name}.json").write_text(json.dumps(info, indent=1) + "\n")
-    logger.info("[%s] fitted in %.1f s", name, seconds)
+    _progress(logger, f"[{name}] fitted in {seconds:.1f} s")
     return info
 
 

@@ -144,3 +144,15 @@ def test_too_short_input_is_named(fitted):
 def test_asking_for_cuda_without_one_is_named():
     with pytest.raises(ValueError, match="device 'cuda' asked for, but CUDA is not available"):
         get_detector("lstm_ae", device="cuda").fit(_series(300))
+
+
+def test_fits_in_parallel_threads_match_a_lone_fit(fitted):
+    # Prefect fans detectors out over threads; torch's RNG is global, so this must not leak
+    from concurrent.futures import ThreadPoolExecutor
+
+    train, dets = fitted
+    with ThreadPoolExecutor(4) as pool:
+        futures = {n: pool.submit(lambda n=n: get_detector(n, **SMALL).fit(train)) for n in DEEP}
+    x = _series(100, seed=2)
+    for n, f in futures.items():
+        assert np.array_equal(f.result().score(x), dets[n].score(x)), n

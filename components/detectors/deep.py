@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,11 @@ from torch import nn
 
 from .base import Detector, NotFittedError, normalise_rows
 from .training import EpochCallback, TrainResult, resolve_device, score_windows, train_windows
+
+
+# torch's RNG is process-global: seeded sections hold this lock, so detectors fitted in
+# parallel threads (Prefect's task runner) stay reproducible.
+_SEEDED = threading.RLock()
 
 
 class TorchDetector(Detector):
@@ -68,7 +74,7 @@ class TorchDetector(Detector):
         x = self._check(train, fitting=True, min_length=self._span + 1)
         self.device_ = resolve_device(self.device)
         devices = [self.device_] if self.device_.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # seed locally; leave the caller's RNG alone
+        with _SEEDED, torch.random.fork_rng(devices=devices):  # seed locally; leave the caller's RNG alone
             torch.manual_seed(self.seed)
             self.model_ = self._build(x.shape[1]).to(self.device_)
             self.history_: TrainResult = train_windows(
@@ -85,7 +91,7 @@ class TorchDetector(Detector):
             raise NotFittedError(f"{self.name}: call fit before score")
         self.model_.eval()
         k = self.window if self.span_extra == 0 else 1  # steps each window scores
-        with torch.random.fork_rng(devices=[self.device_] if self.device_.type == "cuda" else []):
+        with _SEEDED, torch.random.fork_rng(devices=[self.device_] if self.device_.type == "cuda" else []):
             torch.manual_seed(self.seed)  # the VAE samples while scoring: same input, same scores
             s, c = score_windows(lambda b: self._errors(self.model_, b), torch.from_numpy(x).to(self.device_),
                                  self._span, k, self.score_batch_size, self.amp, min(self.score_stride, k))
@@ -109,7 +115,7 @@ class TorchDetector(Detector):
         self.device_ = resolve_device(self.device)
         # map_location: weights saved from a CUDA run load on a CPU-only machine
         weights = torch.load(io.BytesIO(state["weights"]), map_location=self.device_, weights_only=True)
-        with torch.random.fork_rng(devices=[]):
+        with _SEEDED, torch.random.fork_rng(devices=[]):
             self.model_ = self._build(self.n_features_)
         self.model_.load_state_dict(weights)
         self.model_.to(self.device_).eval()
