@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
-from components.datasets import Dataset, make_synthetic, write_csv_layout
+from components.datasets import DataError, Dataset, make_synthetic, write_csv_layout
+from components.detectors import DETECTORS
 from components.preprocessing import Scaler, split_validation
 from flows.config import Config
 from flows.core import load_dataset
@@ -44,6 +45,23 @@ def ensure_synthetic(cfg: Config, force: bool = False, root: Path | None = None)
     return True
 
 
+def test_source(cfg: Config) -> Path:
+    """The raw file that holds the test rows, for error messages."""
+    d = cfg.dataset
+    return {
+        "synthetic": d.root / "test.csv", "smd": d.root / "test" / f"{d.name}.txt",
+        "telemanom": d.root / "test" / f"{d.name}.npy", "nab": d.root / "data" / f"{d.name}.csv",
+        "csv": d.root / (d.csv.test_file or d.name),
+    }[d.kind]
+
+
+def longest_window(cfg: Config) -> tuple[str, int]:
+    """The detector with the longest window (1 for point-wise detectors) and that window."""
+    windows = {n: {**DETECTORS[n]().get_params(), **p}.get("window", 1) for n, p in cfg.detectors.items()}
+    name = max(windows, key=windows.get)
+    return name, windows[name]
+
+
 def _causes(d: Dataset) -> list[dict]:
     return [{"start": a.start, "end": a.end, "metrics": list(a.metrics)} for a in d.causes]
 
@@ -56,6 +74,10 @@ def prepare_data(cfg: Config, raw_md5: str, out_dir: Path) -> Path:
     data = load_dataset(cfg)
     p = cfg.preprocessing
     val, test = split_validation(data, p.validation_fraction)
+    detector, window = longest_window(cfg)
+    for part, rows in (("validation head", len(val.test)), ("test tail", len(test.test))):
+        if rows < window:
+            raise DataError(f"{test_source(cfg)}: the {part} has {rows} rows, shorter than {detector}'s window of {window}")
     scaler = Scaler(p.scaler, p.clip).fit(data.train.to_numpy())
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

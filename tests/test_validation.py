@@ -65,3 +65,16 @@ def test_configured_value_range(tmp_path, value_range, ok):
         lines = p.read_text().splitlines()
         p.write_text("\n".join([lines[0]] + [",".join([r.split(",")[0], "0.7", "0.2", *r.split(",")[3:]]) for r in lines[1:]]) + "\n")
     assert validate_tables(raw_tables("synthetic", tmp_path, "synthetic"), 50, *value_range)["success"] is ok
+
+
+def test_a_test_set_shorter_than_a_window_names_the_file(tmp_path):
+    from components.datasets import DataError
+    from flows.config import parse_config
+    from tasks.data import prepare_data
+
+    cfg = parse_config({"dataset": {"kind": "synthetic", "root": str(tmp_path / "raw")},
+                        "detectors": {"zscore": {}, "lstm_ae": {"window": 50}}})
+    write_csv_layout(make_synthetic(n_train=300, n_test=100, n_anomalies=2), tmp_path / "raw")
+    with pytest.raises(DataError, match=r"raw/test.csv: the validation head has 30 rows, shorter than lstm_ae's window of 50"):
+        prepare_data.fn(cfg, "md5", tmp_path / "processed")
+    assert not (tmp_path / "processed").exists()
