@@ -103,10 +103,11 @@ def test_a_cuda_saved_model_loads_on_cpu(fitted, tmp_path):
     det.save(tmp_path / "m.pkl")
     payload = pickle.loads((tmp_path / "m.pkl").read_bytes())
     payload["state"]["weights"] = _as_if_saved_on_cuda(payload["state"]["weights"])
+    payload["params"]["device"] = "cuda"  # as trained on a GPU worker
     (tmp_path / "cuda.pkl").write_bytes(pickle.dumps(payload))
     with pytest.raises(RuntimeError, match="CUDA"):  # what a plain torch.load would do here
         torch.load(io.BytesIO(payload["state"]["weights"]), weights_only=True)
-    back = load_detector(tmp_path / "cuda.pkl")  # device="auto" resolves to cpu; map_location does the rest
+    back = load_detector(tmp_path / "cuda.pkl")  # no CUDA here: loads on the CPU via map_location
     assert next(back.model_.parameters()).device.type == "cpu"
     x = _series(100, seed=3)
     assert np.array_equal(back.score(x), det.score(x))

@@ -112,7 +112,10 @@ class TorchDetector(Detector):
     def _set_state(self, state: dict[str, Any]) -> None:
         self.n_features_ = state["n_features_"]
         self.history_ = state["history_"]
-        self.device_ = resolve_device(self.device)
+        try:
+            self.device_ = resolve_device(self.device)
+        except ValueError:  # trained with device="cuda", loaded where there is none: serve on the CPU
+            self.device_ = torch.device("cpu")
         # map_location: weights saved from a CUDA run load on a CPU-only machine
         weights = torch.load(io.BytesIO(state["weights"]), map_location=self.device_, weights_only=True)
         with _SEEDED, torch.random.fork_rng(devices=[]):
