@@ -94,8 +94,16 @@ class TorchDetector(Detector):
         with _SEEDED, torch.random.fork_rng(devices=[self.device_] if self.device_.type == "cuda" else []):
             torch.manual_seed(self.seed)  # the VAE samples while scoring: same input, same scores
             s, c = score_windows(lambda b: self._errors(self.model_, b), torch.from_numpy(x).to(self.device_),
-                                 self._span, k, self.score_batch_size, self.amp, min(self.score_stride, k))
+                                 self._span, k, self._score_windows_per_batch(), self.amp,
+                                 min(self.score_stride, k))
         return s, normalise_rows(c)
+
+    def _score_windows_per_batch(self) -> int:
+        # score_batch_size counts model rows, so the VAE's n_samples draws per window do not
+        # multiply the memory a scoring batch takes.
+        return max(1, self.score_batch_size // self._rows_per_window)
+
+    _rows_per_window = 1  # model rows one scored window costs (the VAE decodes n_samples per window)
 
     def score(self, x: np.ndarray) -> np.ndarray:
         return self.score_and_contributions(x)[0]
@@ -212,12 +220,18 @@ class _LSTMVAE(nn.Module):
         self.decoder = nn.LSTM(latent, hidden, layers, batch_first=True, dropout=drop)
         self.out_mu, self.out_logvar = nn.Linear(hidden, f), nn.Linear(hidden, f)
 
-    def forward(self, x):
+    def encode(self, x):
         _, (h, _) = self.encoder(x)
-        mu, logvar = self.to_mu(h[-1]), self.to_logvar(h[-1]).clamp(-10, 10)
+        return self.to_mu(h[-1]), self.to_logvar(h[-1]).clamp(-10, 10)
+
+    def decode(self, z, length):
+        d, _ = self.decoder(z.unsqueeze(1).expand(-1, length, -1))
+        return self.out_mu(d), self.out_logvar(d).clamp(-10, 10)
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        d, _ = self.decoder(z.unsqueeze(1).expand(-1, x.shape[1], -1))
-        return self.out_mu(d), self.out_logvar(d).clamp(-10, 10), mu, logvar
+        return (*self.decode(z, x.shape[1]), mu, logvar)
 
 
 def _gaussian_nll(x, mu, logvar):
@@ -242,6 +256,10 @@ class LSTMVAE(TorchDetector):
         self.n_samples = n_samples
         self.kl_weight = kl_weight
 
+    @property
+    def _rows_per_window(self) -> int:
+        return max(1, self.n_samples)
+
     def _build(self, f):
         return _LSTMVAE(f, self.hidden, self.latent, self.num_layers, self.dropout)
 
@@ -253,14 +271,17 @@ class LSTMVAE(TorchDetector):
         return (nll + self.kl_weight * kl) / (x.shape[1] * x.shape[2])
 
     def _errors(self, model, batch):
+        # Encode once, then decode all latent draws in one batched call: the encoder does not
+        # depend on the draw, and one large decoder call is far faster than n_samples small ones.
         x = batch.float()
-        nll = torch.zeros_like(x)
-        std_err = torch.zeros_like(x)
-        for _ in range(self.n_samples):
-            mu_x, logvar_x, _, _ = (t.float() for t in model(batch))
-            nll += _gaussian_nll(x, mu_x, logvar_x)
-            std_err += (x - mu_x) ** 2 / logvar_x.exp()
-        return nll / self.n_samples, std_err / self.n_samples
+        b, length, f = x.shape
+        mu, logvar = model.encode(batch)
+        eps = torch.randn((self.n_samples, *mu.shape), device=mu.device, dtype=mu.dtype)
+        z = (mu + eps * torch.exp(0.5 * logvar)).reshape(self.n_samples * b, -1)
+        mu_x, logvar_x = (t.float().reshape(self.n_samples, b, length, f) for t in model.decode(z, length))
+        nll = _gaussian_nll(x, mu_x, logvar_x).mean(dim=0)
+        std_err = ((x - mu_x) ** 2 / logvar_x.exp()).mean(dim=0)
+        return nll, std_err
 
 
 class _Forecaster(nn.Module):
