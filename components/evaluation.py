@@ -42,7 +42,9 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
     ``point_*`` point-wise; ``pa_*`` point-adjusted (inflated, for comparison with papers);
     ``event_*`` composite (point precision, event recall); ``affiliation_*``; ``auc_roc``,
     ``auc_pr`` (average precision), ``vus_pr`` threshold-free; ``hitrate_100``/``hitrate_150``
-    where causes and contributions are given. NaN marks a metric undefined on this data.
+    where causes and contributions over two or more metrics are given (with one metric every
+    detector scores 1 by construction, so the figure would say nothing). NaN marks a metric
+    undefined on this data.
     """
     labels = np.asarray(labels)
     preds = (np.asarray(scores) >= threshold).astype(np.int8)
@@ -58,7 +60,8 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
     out["auc_roc"] = _safe(M.auc_roc, labels, scores)
     out["auc_pr"] = _safe(M.auc_pr, labels, scores)
     out["vus_pr"] = _safe(M.vus_pr, labels, scores, vus_window)
-    if contributions is not None and any(a.metrics for a in causes):
+    if contributions is not None and np.ndim(contributions) == 2 and np.shape(contributions)[1] > 1 \
+            and any(a.metrics for a in causes):
         out["hitrate_100"] = hit_rate(contributions, causes, 1.0)
         out["hitrate_150"] = hit_rate(contributions, causes, 1.5)
     return out

@@ -63,8 +63,10 @@ def format_table(title: str, results: list[DetectorResult], selection: str) -> s
     head = f"{'detector':<16}{'fit s':>8}{'val ' + selection:>14}" + "".join(f"{t:>10}" for _, t in COLUMNS)
     lines = [title, head, "-" * len(head)]
     for r in results:
-        cells = "".join(f"{r.test.get(k, float('nan')):>10.3f}" for k, _ in COLUMNS)
+        cells = "".join(f"{r.test[k]:>10.3f}" if k in r.test else f"{'-':>10}" for k, _ in COLUMNS)
         lines.append(f"{r.name:<16}{r.fit_seconds:>8.2f}{r.validation.get(selection, float('nan')):>14.3f}{cells}")
     lines.append("Test-split scores; thresholds and the selection metric come from the validation split.")
     lines.append("* PA = point-adjusted: a hit anywhere in a true segment counts the whole segment; it inflates F1.")
+    if any("hitrate_100" not in r.test for r in results):
+        lines.append("HR@100 '-': no metric-level causes, or a single metric (where it is 1 by construction).")
     return "\n".join(lines)
