@@ -132,9 +132,16 @@ class TorchDetector(Detector):
         self.model_.to(self.device_).eval()
 
 
-def _mse_per_step(recon: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    e = (recon.float() - target.float()) ** 2
-    return e, e
+class _ReconstructionAE(TorchDetector):
+    """Autoencoders trained on MSE; a step's error is its squared reconstruction error, which
+    is both its score part and its contribution part."""
+
+    def _loss(self, model, batch):
+        return nn.functional.mse_loss(model(batch).float(), batch.float())
+
+    def _errors(self, model, batch):
+        e = (model(batch).float() - batch.float()) ** 2
+        return e, e
 
 
 class _ConvBiGRUAE(nn.Module):
@@ -157,7 +164,7 @@ class _ConvBiGRUAE(nn.Module):
         return self.out(h)
 
 
-class ConvBiGRUAE(TorchDetector):
+class ConvBiGRUAE(_ReconstructionAE):
     """Conv1d x2 (2 x metrics channels, kernel 3, ReLU, BatchNorm) -> bidirectional GRU
     encoder -> GRU decoder -> linear back to the metrics; MSE reconstruction."""
 
@@ -168,12 +175,6 @@ class ConvBiGRUAE(TorchDetector):
 
     def _build(self, f):
         return _ConvBiGRUAE(f, self.hidden, self.num_layers, self.dropout)
-
-    def _loss(self, model, batch):
-        return nn.functional.mse_loss(model(batch).float(), batch.float())
-
-    def _errors(self, model, batch):
-        return _mse_per_step(model(batch), batch)
 
 
 class _LSTMAE(nn.Module):
@@ -196,19 +197,13 @@ class _LSTMAE(nn.Module):
         return self.decode(self.encode(x), x.shape[1])
 
 
-class LSTMAE(TorchDetector):
+class LSTMAE(_ReconstructionAE):
     """LSTM encoder to one code per window, LSTM decoder back to the window; MSE reconstruction."""
 
     name = "lstm_ae"
 
     def _build(self, f):
         return _LSTMAE(f, self.hidden, self.num_layers, self.dropout)
-
-    def _loss(self, model, batch):
-        return nn.functional.mse_loss(model(batch).float(), batch.float())
-
-    def _errors(self, model, batch):
-        return _mse_per_step(model(batch), batch)
 
 
 class _LSTMVAE(nn.Module):
