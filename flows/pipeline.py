@@ -45,6 +45,8 @@ def prepare_flow(params: str = "params.yaml", new_data_version: bool = False, re
     validate_raw(cfg, reports / "validation.json")
     prepare_data(cfg, version.raw_md5, processed)
     under_dvc = "DVC_STAGE" in os.environ  # `dvc repro` writes dvc.lock itself
+    # dvc.lock describes the stages of params.yaml; data read under another params file is not
+    # what the prepare stage tracks, so it runs as "new" without being written there.
     if version.status == "new" and not under_dvc and Path(params).name == "params.yaml":
         record_data_version(root, "prepare")
     return version.__dict__
@@ -60,8 +62,7 @@ def train_flow(params: str = "params.yaml", repo_root: str = ".", verbose: bool 
     return {f.result()["name"]: f.result() for f in futures}
 
 
-def current_version(root: Path, cfg: Config, processed: Path) -> DataVersion:
-    meta = Processed(processed).meta
+def current_version(root: Path, cfg: Config, processed: Path, meta: dict) -> DataVersion:
     commit, dirty = git_state(root)
     raw = (root / cfg.dataset.root).resolve()
     recorded = recorded_hashes(root).get(raw)
@@ -79,13 +80,14 @@ def evaluate_flow(params: str = "params.yaml", repo_root: str = ".") -> dict:
     processed, models, reports = _paths(root)
     results = [evaluate_detector(name, processed, models, cfg) for name in cfg.detectors]
     train_info = {n: json.loads((models / f"{n}.json").read_text()) for n in cfg.detectors}
-    version = current_version(root, cfg, processed)
+    meta = Processed(processed).meta
+    version = current_version(root, cfg, processed, meta)
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "metrics.json").write_text(json.dumps(
         {r.name: {"test": r.test, "validation": r.validation} for r in results}, indent=1, sort_keys=True) + "\n")
     decision = register(cfg, root, processed, models, results, version, reports / "validation.json", train_info)
     table = format_table(
-        f"dataset {Processed(processed).meta['dataset']} (data md5 {version.raw_md5}, {version.status})",
+        f"dataset {meta['dataset']} (data md5 {version.raw_md5}, {version.status})",
         results, cfg.registry.selection_metric)
     logger.info("\n%s", table)
     return {"table": table, "decision": decision, "version": version.__dict__}

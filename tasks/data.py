@@ -113,7 +113,8 @@ def prepare_data(cfg: Config, raw_md5: str, out_dir: Path) -> Path:
 
 
 class Processed:
-    """The prepared data, read back."""
+    """The prepared data, read back. The arrays load on first use: several readers need only
+    the metadata."""
 
     def __init__(self, folder: Path):
         folder = Path(folder)
@@ -121,8 +122,7 @@ class Processed:
             raise FileNotFoundError(f"{folder}: no processed data; run the prepare step first")
         self.folder = folder
         self.meta = json.loads((folder / "meta.json").read_text())
-        with np.load(folder / "arrays.npz") as z:
-            self.arrays = {k: z[k] for k in z.files}
+        self._arrays: dict[str, np.ndarray] | None = None
 
     def causes(self, split: str):
         from components.datasets import Anomaly
@@ -130,4 +130,7 @@ class Processed:
         return [Anomaly(c["start"], c["end"], tuple(c["metrics"])) for c in self.meta["causes"][split]]
 
     def __getitem__(self, key: str) -> np.ndarray:
-        return self.arrays[key]
+        if self._arrays is None:
+            with np.load(self.folder / "arrays.npz") as z:
+                self._arrays = {k: z[k] for k in z.files}
+        return self._arrays[key]
