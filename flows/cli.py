@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from . import pipeline as P
 
-    load_config(args.params)  # fail fast, with the named problem, before Prefect starts
+    cfg = load_config(args.params)  # fail fast, with the named problem, before Prefect starts
     verbose = sys.stderr.isatty()
     try:
         if args.step == "prepare":
@@ -62,7 +62,6 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(f"registered {d['model']} version {d['version']} ({d['detector']}, {d['metric']} {d['score']:.4f}); "
               f"champion stays version {d['champion']} ({d['champion_before_score']:.4f} on this data)")
-    cfg = load_config(args.params)
     print(f"open the MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.registry.tracking_uri}   (or `vigil ui`)")
     return 0
 
