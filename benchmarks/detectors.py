@@ -69,11 +69,10 @@ def _throughput(fn, x, min_seconds: float = 1.0) -> float:
 
 def run_one(kind: str, root: str, name: str, detector: str, device: str) -> dict:
     import numpy as np
-    import torch
+    import torch  # noqa: F401  (before the baseline RSS, so every row's base includes torch)
 
     from components.metrics import auc_pr
 
-    torch.set_num_threads(torch.get_num_threads())
     data, test, train_x, test_x = _load(kind, root, name)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row = {"series": data.name, "detector": detector, "train_steps": len(train_x), "test_steps": len(test_x),
