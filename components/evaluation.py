@@ -1,9 +1,21 @@
 """Threshold choice on validation, and the whole metric suite on test, in one place so that
-every caller reports the same, honestly labelled, figures."""
+every caller reports the same, honestly labelled, figures.
+
+Two paths to a threshold, and the result records which one was taken:
+
+- labelled: ``best_f1`` on the validation split's labels, or ``pot`` on its scores;
+- label-free, where the validation split holds no labelled anomaly (operators' data often
+  has no labels at all): POT on the detector's ``calibration_scores_``, its scores on a tail
+  of train that the fitted model did not learn from (data assumed normal).
+
+A metric that needs labels is never invented: where a split holds no labelled anomaly it is
+NaN, and the result says why.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -11,20 +23,51 @@ import numpy as np
 from . import metrics as M
 from .attribution import hit_rate
 from .datasets.base import Anomaly
+from .detectors import Detector
 from .thresholds import best_f1_threshold, pot_threshold
 
 THRESHOLD_METHODS = ("best_f1", "pot")
+POT_MIN_PEAKS = 10  # pot_threshold's floor on excesses for a GPD fit
+NO_LABELS = "no labelled anomaly in the {split} split"
+LABEL_METRICS = ("point", "pa", "event", "affiliation")  # prefixes of the figures that need labels
+THRESHOLD_FREE = ("auc_roc", "auc_pr", "vus_pr")
 
 
-def choose_threshold(val_scores: np.ndarray, val_labels: np.ndarray, method: str = "best_f1",
-                     pot_q: float = 1e-3, pot_level: float = 0.98) -> float:
-    """A threshold from the validation split only. ``best_f1`` uses its labels; ``pot`` only
-    its scores (unsupervised)."""
-    if method == "best_f1":
-        return best_f1_threshold(val_scores, val_labels)[0]
+@dataclass(frozen=True)
+class Threshold:
+    value: float
+    rule: str        # how it was chosen, in words, with the split it saw
+    label_free: bool
+
+
+def choose_threshold(val_scores: np.ndarray, val_labels: np.ndarray, calibration_scores: np.ndarray, *,
+                     method: str = "best_f1", pot_q: float = 1e-3, pot_level: float = 0.98) -> Threshold:
+    """A threshold that never sees the test split. ``best_f1`` uses the validation labels
+    where there are any, else falls back to POT on the calibration scores (label-free);
+    ``pot`` uses the validation scores only."""
     if method == "pot":
-        return pot_threshold(val_scores, q=pot_q, level=pot_level)
-    raise ValueError(f"unknown threshold method {method!r}; choose one of {THRESHOLD_METHODS}")
+        return Threshold(pot_threshold(val_scores, q=pot_q, level=pot_level), "pot on validation scores", True)
+    if method != "best_f1":
+        raise ValueError(f"unknown threshold method {method!r}; choose one of {THRESHOLD_METHODS}")
+    if np.asarray(val_labels).any():
+        return Threshold(best_f1_threshold(val_scores, val_labels)[0], "best_f1 on validation labels", False)
+    return label_free_threshold(calibration_scores, pot_q=pot_q, pot_level=pot_level)
+
+
+def label_free_threshold(calibration_scores: np.ndarray, *, pot_q: float, pot_level: float) -> Threshold:
+    """POT on scores of data assumed normal. A short tail lowers the POT level just enough to
+    leave `POT_MIN_PEAKS` excesses (200 calibration scores: level 0.95); the rule says so."""
+    n = len(calibration_scores)
+    if n < 2 * POT_MIN_PEAKS:
+        raise ValueError(
+            f"label-free threshold: {n} calibration scores (the held-out tail of train) are too few for POT; "
+            f"it needs {2 * POT_MIN_PEAKS}. Lengthen train, raise the detector's val_fraction/"
+            f"calibration_fraction, or use threshold.method: pot (on validation scores)"
+        )
+    level = min(pot_level, 1 - POT_MIN_PEAKS / n)
+    value = pot_threshold(calibration_scores, q=pot_q, level=level)
+    rule = f"label-free: pot (q={pot_q:g}, level={level:.3g}) on {n} held-out train-tail scores"
+    return Threshold(value, rule + f" ({NO_LABELS.format(split='validation')})", True)
 
 
 def _safe(fn, *args) -> float:
@@ -34,9 +77,9 @@ def _safe(fn, *args) -> float:
         return math.nan
 
 
-def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
-             contributions: np.ndarray | None = None, causes: Sequence[Anomaly] = (),
-             vus_window: int = 20) -> dict[str, float]:
+def metric_suite(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
+                 contributions: np.ndarray | None = None, causes: Sequence[Anomaly] = (),
+                 vus_window: int = 20) -> dict[str, float]:
     """Every score Vigil reports, keyed by what it is:
 
     ``point_*`` point-wise; ``pa_*`` point-adjusted (inflated, for comparison with papers);
@@ -44,11 +87,17 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
     ``auc_pr`` (average precision), ``vus_pr`` threshold-free; ``hitrate_100``/``hitrate_150``
     where causes and contributions over two or more metrics are given (with one metric every
     detector scores 1 by construction, so the figure would say nothing). NaN marks a metric
-    undefined on this data.
+    undefined on this data: all but ``threshold`` and ``flagged_share`` where ``labels`` hold
+    no anomaly.
     """
     labels = np.asarray(labels)
     preds = (np.asarray(scores) >= threshold).astype(np.int8)
-    out: dict[str, float] = {"threshold": float(threshold)}
+    out: dict[str, float] = {"threshold": float(threshold), "flagged_share": float(preds.mean())}
+    if not labels.any():
+        for prefix in LABEL_METRICS:
+            out.update({f"{prefix}_{m}": math.nan for m in ("precision", "recall", "f1")})
+        out.update({k: math.nan for k in THRESHOLD_FREE})
+        return out
     for prefix, fn, p in (("point", M.point_prf, preds), ("pa", M.point_prf, None), ("event", M.event_f1, preds)):
         p = M.point_adjust(labels, preds) if p is None else p
         out.update(dict(zip((f"{prefix}_precision", f"{prefix}_recall", f"{prefix}_f1"), fn(labels, p))))
@@ -65,3 +114,36 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
         out["hitrate_100"] = hit_rate(contributions, causes, 1.0)
         out["hitrate_150"] = hit_rate(contributions, causes, 1.5)
     return out
+
+
+@dataclass
+class DetectorResult:
+    """One fitted detector, thresholded on validation and measured on both splits."""
+
+    name: str
+    fit_seconds: float
+    threshold: Threshold
+    validation: dict[str, float]
+    test: dict[str, float]
+    val_scores: np.ndarray
+    test_scores: np.ndarray
+    undefined: dict[str, str] = field(default_factory=dict)  # split -> why its label metrics are NaN
+
+
+def threshold_and_measure(name: str, detector: Detector, fit_seconds: float, *, val_x: np.ndarray,
+                          val_labels: np.ndarray, test_x: np.ndarray, test_labels: np.ndarray,
+                          test_causes: Sequence[Anomaly], method: str, pot_q: float, pot_level: float,
+                          vus_window: int) -> DetectorResult:
+    """Threshold from the validation split (or the label-free rule) only; the whole metric
+    suite on both splits."""
+    val_scores = detector.score(val_x)
+    threshold = choose_threshold(val_scores, val_labels, detector.calibration_scores_, method=method,
+                                 pot_q=pot_q, pot_level=pot_level)
+    val_metrics = metric_suite(val_labels, val_scores, threshold.value, vus_window=vus_window)
+    test_scores, test_contrib = detector.score_and_contributions(test_x)
+    test_metrics = metric_suite(test_labels, test_scores, threshold.value, contributions=test_contrib,
+                                causes=test_causes, vus_window=vus_window)
+    undefined = {split: NO_LABELS.format(split=split)
+                 for split, labels in (("validation", val_labels), ("test", test_labels)) if not np.any(labels)}
+    return DetectorResult(name, fit_seconds, threshold, val_metrics, test_metrics, val_scores, test_scores,
+                          undefined)

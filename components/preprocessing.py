@@ -1,11 +1,10 @@
-"""Scaling fitted on train only, sliding windows as views, and the time-ordered validation cut."""
+"""Scaling fitted on train only, and the time-ordered validation cut."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .datasets.base import Anomaly, Dataset
 
@@ -76,21 +75,6 @@ def _as_2d(x) -> np.ndarray:
     if x.ndim != 2:
         raise ValueError(f"expected a [time, metrics] array, got shape {x.shape}")
     return x
-
-
-def sliding_windows(x: np.ndarray, length: int, stride: int = 1) -> np.ndarray:
-    """Windows of ``length`` steps over ``x`` [T, F] as a read-only view [N, length, F].
-
-    No data is copied: ``N = (T - length) // stride + 1`` windows share x's memory.
-    """
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"expected a [time, metrics] array, got shape {x.shape}")
-    if length < 1 or stride < 1:
-        raise ValueError(f"window length and stride must be >= 1, got {length} and {stride}")
-    if x.shape[0] < length:
-        raise ValueError(f"series of {x.shape[0]} steps is shorter than the window length {length}")
-    return sliding_window_view(x, length, axis=0)[::stride].transpose(0, 2, 1)
 
 
 def split_validation(dataset: Dataset, fraction: float) -> tuple[Dataset, Dataset]:

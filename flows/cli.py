@@ -1,4 +1,4 @@
-"""The `vigil` command line: `vigil run`, `vigil generate`, `vigil ui`."""
+"""The `vigil` command line: `vigil run`, `vigil generate`, `vigil ui`, `vigil serve`."""
 
 from __future__ import annotations
 
@@ -10,70 +10,42 @@ import time
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .entry import quiet_prefect, run_entry
 
 STEPS = ("all", "prepare", "train", "evaluate")
 
 
-def _quiet_prefect() -> None:
-    # Prefect without a server: a temporary local API per process, no UI needed.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    import logging
-
-    for name in ("mlflow", "great_expectations", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def _run(args: argparse.Namespace) -> int:
-    _quiet_prefect()
-    from components.datasets import DataError
-    from tasks.validation import ValidationFailed
-    from tasks.versioning import DataVersionError
-
-    from . import pipeline as P
-
     cfg = load_config(args.params)  # fail fast, with the named problem, before Prefect starts
     verbose = sys.stderr.isatty()
-    try:
+
+    def body() -> str:
         if args.step == "prepare":
-            v = P.prepare_flow(args.params, args.new_data_version)
-            print(f"prepared: raw {v['raw_path']} md5 {v['raw_md5']} ({v['status']})")
-            return 0
+            from .prepare import prepare_flow, summary
+
+            return summary(prepare_flow(args.params, args.new_data_version))
         if args.step == "train":
-            info = P.train_flow(args.params, verbose=verbose)
-            for name, i in info.items():
-                print(f"trained {name} in {i['fit_seconds']:.1f} s")
-            return 0
-        out = P.evaluate_flow(args.params) if args.step == "evaluate" else P.pipeline(
-            args.params, args.new_data_version, verbose=verbose)
-    except (DataVersionError, ValidationFailed, DataError) as exc:
-        print(f"vigil: {exc}", file=sys.stderr)
-        return 3
-    d = out["decision"]
-    print(out["table"])
-    print()
-    if d["promoted"]:
-        before = "" if d["champion_before"] is None else (
-            f" (beat version {d['champion_before']}: {d['champion_before_score']:.4f})")
-        print(f"registered {d['model']} version {d['version']} ({d['detector']}, {d['metric']} {d['score']:.4f}) "
-              f"and made it @champion{before}")
-    else:
-        print(f"registered {d['model']} version {d['version']} ({d['detector']}, {d['metric']} {d['score']:.4f}); "
-              f"champion stays version {d['champion']} ({d['champion_before_score']:.4f} on this data)")
-    print(f"open the MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.registry.tracking_uri}   (or `vigil ui`)")
-    return 0
+            from .train import summary, train_flow
+
+            return summary(train_flow(args.params, verbose=verbose))
+        from .evaluate import evaluate_flow, summary
+
+        if args.step == "evaluate":
+            out = evaluate_flow(args.params)
+        else:
+            from .pipeline import pipeline
+
+            out = pipeline(args.params, args.new_data_version, verbose=verbose)
+        ui = f"open the MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.registry.tracking_uri}   (or `vigil ui`)"
+        return summary(out) + "\n" + ui
+
+    return run_entry(body)
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from tasks.data import ensure_synthetic
+    from .generate import generate_synthetic
 
-    cfg = load_config(args.params)
-    out = Path(args.out) if args.out else cfg.dataset.root if cfg.dataset.kind == "synthetic" else Path("data/raw/synthetic")
-    ensure_synthetic.fn(cfg, force=True, root=out)
-    print(f"synthetic data written to {out}")
-    return 0
+    return run_entry(lambda: generate_synthetic(args.params, args.out))
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -98,7 +70,7 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    _quiet_prefect()
+    quiet_prefect()
     from .deployments import DEPLOYMENT, serve
 
     cfg = load_config(args.params)

@@ -8,6 +8,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from components.datasets import DATASET_KINDS, DatasetSource
+from components.detectors import DETECTORS, ParamError, get_detector
+from components.metrics import SELECTION_METRICS
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -37,7 +41,7 @@ class DatasetConfig(_Strict):
     which is generated into ``root``).
     """
 
-    kind: Literal["synthetic", "smd", "telemanom", "nab", "csv"] = "synthetic"
+    kind: Literal[tuple(DATASET_KINDS)] = "synthetic"
     root: Path = Path("data/raw/synthetic")
     name: str = "synthetic"
     synthetic: SyntheticConfig = SyntheticConfig()
@@ -45,6 +49,13 @@ class DatasetConfig(_Strict):
     min_rows: int = Field(50, ge=1)       # validation: fewer rows in train or test is an error
     min_value: float | None = None        # validation: value range of every metric, if known
     max_value: float | None = None
+
+    def source(self) -> DatasetSource:
+        """What the dataset components need: kind, root, name, and the options of the section
+        named after the kind (``csv``, ``synthetic``), where there is one."""
+        section = getattr(self, self.kind, None) if self.kind in type(self).model_fields else None
+        options = section.model_dump() if isinstance(section, BaseModel) else {}
+        return DatasetSource(self.kind, Path(self.root), self.name, options)
 
 
 class PreprocessingConfig(_Strict):
@@ -61,9 +72,6 @@ class ThresholdConfig(_Strict):
 
 class EvaluationConfig(_Strict):
     vus_window: int = Field(20, ge=0)
-
-
-SELECTION_METRICS = ("point_f1", "event_f1", "affiliation_f1", "auc_pr", "vus_pr", "auc_roc")
 
 
 class RegistryConfig(_Strict):
@@ -90,14 +98,27 @@ class Config(_Strict):
     @field_validator("detectors")
     @classmethod
     def _known_detectors(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from components.detectors import DETECTORS
-
         unknown = sorted(set(v) - set(DETECTORS))
         if unknown:
             raise ValueError(f"unknown detector(s) {unknown}; registered: {sorted(DETECTORS)}")
         if not v:
             raise ValueError("name at least one detector")
         return {k: dict(p or {}) for k, p in v.items()}
+
+
+def _detector_problems(detectors: dict[str, dict[str, Any]]) -> list[str]:
+    """Each detector's parameters against its signature and its own checks, before any data is
+    read; one line per problem, with the key path."""
+    problems = []
+    for name, params in detectors.items():
+        allowed = DETECTORS[name]._param_names()
+        for key in sorted(set(params) - set(allowed)):
+            problems.append(f"  detectors.{name}.{key}: unknown parameter of {name}; known: {allowed}")
+        try:
+            get_detector(name, **{k: v for k, v in params.items() if k in allowed}).validate_params()
+        except ParamError as exc:
+            problems.append(f"  detectors.{name}.{exc.param}: {exc.rule}")
+    return problems
 
 
 class ConfigError(ValueError):
@@ -114,13 +135,17 @@ def load_config(path: str | Path = "params.yaml") -> Config:
 
 def parse_config(raw: dict, source: str = "params") -> Config:
     try:
-        return Config.model_validate(raw)
+        cfg = Config.model_validate(raw)
     except ValidationError as exc:
         lines = [f"{source}: {len(exc.errors())} problem(s)"]
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             lines.append(f"  {where}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
+    problems = _detector_problems(cfg.detectors)
+    if problems:
+        raise ConfigError("\n".join([f"{source}: {len(problems)} problem(s)", *problems]))
+    return cfg
 
 
 def params_hash(cfg: Config) -> str:

@@ -1,4 +1,4 @@
-"""Raw synthetic generation and the prepare step (scale on train, time-ordered split, write).
+"""Raw data generation (kinds made from settings) and the prepare step (scale on train, time-ordered split, write).
 
 Processed data format (``data/processed/``, DVC-tracked):
 - ``arrays.npz``: ``train``, ``validation``, ``test`` scaled float32 [T, F];
@@ -7,7 +7,7 @@ Processed data format (``data/processed/``, DVC-tracked):
 - ``meta.json``: dataset name and kind, feature names, the scaler (kind, clip, offset, scale),
   the validation fraction, causes per split (0-based, end exclusive, metric indices) and the
   raw data's DVC md5.
-Windows are not stored: detectors take sliding-window views of these arrays.
+Windows are not stored: the torch detectors take windows as views of these arrays on the device.
 """
 
 from __future__ import annotations
@@ -20,44 +20,23 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
-from components.datasets import DataError, Dataset, make_synthetic, write_csv_layout
+from components.datasets import DataError, Dataset, DatasetSource, get_kind, load_dataset, test_file
 from components.detectors import DETECTORS
 from components.preprocessing import Scaler, split_validation
-from flows.config import Config
-from flows.core import load_dataset
 
 
-@task(name="generate synthetic data")
-def ensure_synthetic(cfg: Config, force: bool = False, root: Path | None = None) -> bool:
-    """Write the seeded synthetic dataset to ``root`` (default ``dataset.root``) if it is absent
-    or was made with other generator settings (it is derived data: the settings reproduce it).
-    True if written."""
-    root = Path(root or cfg.dataset.root)
-    settings = cfg.dataset.synthetic.model_dump()
-    stamp = root / "causes.json"
-    if not force and stamp.is_file():
-        try:
-            if json.loads(stamp.read_text()).get("generator") == settings:
-                return False
-        except json.JSONDecodeError:
-            pass  # a damaged stamp: regenerate
-    write_csv_layout(make_synthetic(**settings), root, meta={"generator": settings})
-    return True
+@task(name="generate raw data")
+def ensure_generated(source: DatasetSource, force: bool = False) -> bool:
+    """For kinds made from settings (synthetic): write the raw files if absent or made with
+    other settings (derived data: the settings reproduce it). True if written; kinds read
+    from a user's files are never written."""
+    generate = get_kind(source.kind).generate
+    return bool(generate and generate(source, force))
 
 
-def test_source(cfg: Config) -> Path:
-    """The raw file that holds the test rows, for error messages."""
-    d = cfg.dataset
-    return {
-        "synthetic": d.root / "test.csv", "smd": d.root / "test" / f"{d.name}.txt",
-        "telemanom": d.root / "test" / f"{d.name}.npy", "nab": d.root / "data" / f"{d.name}.csv",
-        "csv": d.root / (d.csv.test_file or d.name),
-    }[d.kind]
-
-
-def longest_window(cfg: Config) -> tuple[str, int]:
+def longest_window(detectors: dict[str, dict]) -> tuple[str, int]:
     """The detector with the longest window (1 for point-wise detectors) and that window."""
-    windows = {n: {**DETECTORS[n]().get_params(), **p}.get("window", 1) for n, p in cfg.detectors.items()}
+    windows = {n: {**DETECTORS[n]().get_params(), **p}.get("window", 1) for n, p in detectors.items()}
     name = max(windows, key=windows.get)
     return name, windows[name]
 
@@ -67,35 +46,35 @@ def _causes(d: Dataset) -> list[dict]:
 
 
 @task(name="prepare")
-def prepare_data(cfg: Config, raw_md5: str, out_dir: Path) -> Path:
+def prepare_data(source: DatasetSource, *, scaler: str, clip: float | None, validation_fraction: float,
+                 detectors: dict[str, dict], raw_md5: str, out_dir: Path) -> Path:
     """Strict load, scaler fitted on train only, validation head / test tail in time order.
     Written to a temporary folder first and swapped in whole, so a failure leaves the old
     processed data untouched."""
-    data = load_dataset(cfg)
-    p = cfg.preprocessing
-    val, test = split_validation(data, p.validation_fraction)
-    detector, window = longest_window(cfg)
+    data = load_dataset(source)
+    val, test = split_validation(data, validation_fraction)
+    detector, window = longest_window(detectors)
     for part, rows in (("validation head", len(val.test)), ("test tail", len(test.test))):
         if rows < window:
-            raise DataError(f"{test_source(cfg)}: the {part} has {rows} rows, shorter than {detector}'s window of {window}")
-    scaler = Scaler(p.scaler, p.clip).fit(data.train.to_numpy())
+            raise DataError(f"{test_file(source)}: the {part} has {rows} rows, shorter than {detector}'s window of {window}")
+    fitted = Scaler(scaler, clip).fit(data.train.to_numpy())
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".processed-", dir=out_dir.parent))
     try:
         np.savez(
             tmp / "arrays.npz",
-            train=scaler.transform(data.train.to_numpy()),
-            validation=scaler.transform(val.test.to_numpy()),
-            test=scaler.transform(test.test.to_numpy()),
+            train=fitted.transform(data.train.to_numpy()),
+            validation=fitted.transform(val.test.to_numpy()),
+            test=fitted.transform(test.test.to_numpy()),
             validation_labels=val.labels,
             test_labels=test.labels,
             raw_validation=val.test.to_numpy(dtype=np.float64),
             raw_test=test.test.to_numpy(dtype=np.float64),
         )
         meta = {
-            "dataset": data.name, "kind": cfg.dataset.kind, "features": data.features,
-            "scaler": scaler.to_dict(), "validation_fraction": p.validation_fraction,
+            "dataset": data.name, "kind": source.kind, "features": data.features,
+            "scaler": fitted.to_dict(), "validation_fraction": validation_fraction,
             "causes": {"validation": _causes(val), "test": _causes(test)}, "raw_md5": raw_md5,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")

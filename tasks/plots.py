@@ -20,10 +20,11 @@ def write_plots(folder: Path, result, labels: np.ndarray) -> list[Path]:
     t = np.arange(len(scores))
     fig, ax = plt.subplots(figsize=(12, 3.5))
     ax.plot(t, scores, lw=0.7, label="score")
-    ax.axhline(result.threshold, color="red", ls="--", lw=1, label="threshold (validation)")
+    ax.axhline(result.threshold.value, color="red", ls="--", lw=1, label="threshold")
     for s, e in ranges_from_labels(labels):
         ax.axvspan(s, e, color="orange", alpha=0.25, lw=0)
-    ax.set(title=f"{result.name}: test scores; labelled anomalies shaded", xlabel="test step", ylabel="score")
+    ax.set(title=f"{result.name}: test scores; labelled anomalies shaded\nthreshold: {result.threshold.rule}",
+           xlabel="test step", ylabel="score")
     ax.set_yscale("symlog")
     ax.legend(loc="upper right")
     fig.tight_layout()
@@ -33,7 +34,7 @@ def write_plots(folder: Path, result, labels: np.ndarray) -> list[Path]:
 
     go_fig = go.Figure()
     go_fig.add_trace(go.Scatter(x=t, y=scores, mode="lines", name="score", line={"width": 1}))
-    go_fig.add_hline(y=result.threshold, line_dash="dash", line_color="red", annotation_text="threshold")
+    go_fig.add_hline(y=result.threshold.value, line_dash="dash", line_color="red", annotation_text="threshold")
     for s, e in ranges_from_labels(labels):
         go_fig.add_vrect(x0=s, x1=e, fillcolor="orange", opacity=0.25, line_width=0)
     go_fig.update_layout(title=f"{result.name}: test scores", xaxis_title="test step", yaxis_title="score")

@@ -1,5 +1,11 @@
 """MLflow: a parent run per pipeline run, a child run per detector, the best model registered
-and given the alias ``champion`` only when it beats the current champion on the same data."""
+and given the alias ``champion`` only when it beats the current champion on the same data.
+
+The steps, each a function below: log a detector run, pick the best (components.selection),
+register it, find and score the current champion, promote if better. Any error on the way
+stops the run with the champion untouched; only "this model has no champion alias yet" is
+read as no champion.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ import re
 import shutil
 import tempfile
 import warnings
+from dataclasses import asdict, dataclass
+from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +24,8 @@ import pandas as pd
 from prefect import task
 from prefect.logging import get_run_logger
 
-from components.evaluation import evaluate
-from flows.config import Config
-from flows.core import DetectorResult
+from components.evaluation import DetectorResult
+from components.selection import Selection, pick_best, score_outside_candidate
 
 from .data import Processed
 from .plots import write_plots
@@ -27,6 +34,47 @@ from .versioning import DataVersion
 REPO = Path(__file__).resolve().parents[1]
 MODEL_CODE = REPO / "tasks" / "mlflow_model.py"
 CHAMPION = "champion"
+# What the pyfunc model imports when MLflow rebuilds it elsewhere (mlflow_model.py, components/).
+SERVING_PACKAGES = ("torch", "scikit-learn", "numpy", "pandas", "scipy", "mlflow")
+
+
+@dataclass(frozen=True)
+class RegistryDecision:
+    model: str
+    version: int
+    detector: str
+    criterion: str                  # "val_<metric>" or "val_consensus"
+    criterion_rule: str             # the rule in words, with why (label-free or not)
+    score: float
+    champion_before: int | None
+    champion_before_score: float | None
+    promoted: bool
+    parent_run: str
+
+    @property
+    def champion(self) -> int:
+        return self.version if self.promoted else int(self.champion_before)
+
+
+def setup_mlflow(tracking_uri: str, experiment: str, artifact_root: Path):
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        root = Path(artifact_root).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        mlflow.create_experiment(experiment, artifact_location=root.as_uri())
+    mlflow.set_experiment(experiment)
+    return mlflow
+
+
+def model_name(dataset: str, override: str | None = None) -> str:
+    return override or "vigil-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset).strip("-")
+
+
+def pip_requirements() -> list[str]:
+    # The installed versions, without a local tag (torch's "+cpu"), which an index does not serve.
+    return [f"{p}=={installed_version(p).split('+')[0]}" for p in SERVING_PACKAGES]
 
 
 def write_bundle(folder: Path, detector_path: Path, scaler: dict, features: list[str], threshold: float,
@@ -39,112 +87,112 @@ def write_bundle(folder: Path, detector_path: Path, scaler: dict, features: list
     return folder
 
 
-def model_name(cfg: Config, dataset: str) -> str:
-    return cfg.registry.model_name or "vigil-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset).strip("-")
-
-
-def setup_mlflow(cfg: Config, repo_root: Path):
-    import mlflow
-
-    mlflow.set_tracking_uri(cfg.registry.tracking_uri)
-    exp = mlflow.get_experiment_by_name(cfg.registry.experiment)
-    if exp is None:
-        root = (Path(repo_root) / cfg.registry.artifact_root).resolve()
-        root.mkdir(parents=True, exist_ok=True)
-        mlflow.create_experiment(cfg.registry.experiment, artifact_location=root.as_uri())
-    mlflow.set_experiment(cfg.registry.experiment)
-    return mlflow
-
-
 def _finite(metrics: dict[str, float], prefix: str) -> dict[str, float]:
     return {f"{prefix}{k}": float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
 
 
-def selection_score(metric: str, labels: np.ndarray, scores: np.ndarray, flags: np.ndarray, vus_window: int) -> float:
-    """The selection metric from scores and flags, as `evaluate` computes it."""
-    threshold_free = {"auc_pr", "vus_pr", "auc_roc"}
-    th = np.inf if metric in threshold_free else float(np.min(scores[flags == 1])) if flags.any() else np.inf
-    return evaluate(labels, scores, th, vus_window=vus_window)[metric]
+def log_detector_run(mlflow, result: DetectorResult, *, tags: dict, info: dict, data: Processed,
+                     detector_file: Path, selection_figure: float, selection: Selection) -> str:
+    """One child run: parameters, metrics of both splits, plots, the threshold rule, and the
+    pyfunc model bundling scaler, detector and threshold. Returns the model's URI."""
+    with mlflow.start_run(run_name=result.name, nested=True, tags={**tags, "vigil.detector": result.name}):
+        mlflow.log_params({f"detector.{k}": v for k, v in info.get("params", {}).items()})
+        mlflow.log_params({"detector": result.name, "threshold": result.threshold.value})
+        mlflow.set_tags({"vigil.threshold_rule": result.threshold.rule,
+                         **{f"vigil.undefined.{split}": why for split, why in result.undefined.items()}})
+        metrics = {**_finite(result.validation, "val_"), **_finite(result.test, "test_"),
+                   "fit_seconds": result.fit_seconds}
+        if math.isfinite(selection_figure):
+            metrics[selection.key] = selection_figure  # the consensus figure, where label-free
+        mlflow.log_metrics(metrics)
+        if "seconds_per_epoch" in info:
+            mlflow.log_metrics({"seconds_per_epoch": info["seconds_per_epoch"], "epochs": info["epochs"]})
+        with tempfile.TemporaryDirectory() as tmp:
+            for path in write_plots(Path(tmp), result, data["test_labels"]):
+                mlflow.log_artifact(str(path), "plots")
+            bundle = write_bundle(Path(tmp) / "bundle", detector_file, data.meta["scaler"], data.meta["features"],
+                                  result.threshold.value, result.name)
+            example = pd.DataFrame(data["raw_validation"][:64], columns=data.meta["features"])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # the int8 flag column's schema hint
+                logged = mlflow.pyfunc.log_model(
+                    name="model", python_model=str(MODEL_CODE), artifacts={"bundle": str(bundle)},
+                    code_paths=[str(REPO / "components")], pip_requirements=pip_requirements(),
+                    input_example=example,
+                )
+    return logged.model_uri
+
+
+def find_champion(client, name: str):
+    """The model version holding the champion alias, or None where the model has none yet.
+    Read from the registered model's aliases, so that every error (a store that cannot be
+    reached or read) propagates instead of passing for "no champion"."""
+    aliases = client.get_registered_model(name).aliases
+    if CHAMPION not in aliases:
+        return None
+    return client.get_model_version(name, aliases[CHAMPION])
+
+
+def score_champion(mlflow, name: str, selection: Selection, data: Processed,
+                   member_scores: list[np.ndarray]) -> float:
+    """The current champion, scored now through its own pyfunc on this data version's
+    validation split, by the rule the candidates were scored by."""
+    frame = pd.DataFrame(data["raw_validation"], columns=data.meta["features"])
+    out = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}").predict(frame)
+    return score_outside_candidate(selection, out["score"].to_numpy(), out["flag"].to_numpy(),
+                                   data["validation_labels"], member_scores)
+
+
+def promote_if_better(client, name: str, version: int, score: float, champion_score: float | None) -> bool:
+    """Move the alias when there is no champion or the new version beats it (a tie keeps it)."""
+    better = champion_score is None or (math.isfinite(score) and not score <= champion_score)
+    if better:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    return better
 
 
 @task(name="register in MLflow")
-def register(cfg: Config, repo_root: Path, processed_dir: Path, models_dir: Path, results: list[DetectorResult],
-             version: DataVersion, validation_report: Path | None, train_info: dict[str, dict]) -> dict:
-    """Log everything, register the best detector by the validation selection metric, and move
-    ``champion`` only if the new version beats the current champion on this data version's
-    validation split. Earlier versions are never deleted or changed."""
+def register(*, tracking_uri: str, experiment: str, artifact_root: Path, model_name_override: str | None,
+             processed_dir: Path, models_dir: Path, results: list[DetectorResult], figures: dict[str, float],
+             selection: Selection, version: DataVersion, run_params: dict,
+             validation_report: Path | None) -> RegistryDecision:
+    """Log everything, register the best detector by ``selection`` (its ``figures``), and move
+    ``champion`` only if the new version beats the current champion scored the same way on
+    this data version's validation split. Earlier versions are never deleted or changed."""
     logger = get_run_logger()
-    mlflow = setup_mlflow(cfg, repo_root)
-    from mlflow import MlflowClient
-
+    mlflow = setup_mlflow(tracking_uri, experiment, artifact_root)
+    client = mlflow.MlflowClient()
     data = Processed(processed_dir)
     dataset = data.meta["dataset"]
-    name = model_name(cfg, dataset)
-    metric = cfg.registry.selection_metric
-    tags = {**version.tags(), "vigil.dataset": dataset}
-    child_runs: dict[str, str] = {}
+    name = model_name(dataset, model_name_override)
+    tags = {**version.tags(), "vigil.dataset": dataset, "vigil.selection": selection.reason}
     with mlflow.start_run(run_name=f"pipeline {dataset}", tags=tags) as parent:
-        mlflow.log_params({"dataset": dataset, "detectors": ",".join(r.name for r in results),
-                           "threshold_method": cfg.threshold.method, "selection_metric": metric,
-                           **{f"preprocessing.{k}": v for k, v in cfg.preprocessing.model_dump().items()}})
+        mlflow.log_params({"dataset": dataset, "detectors": ",".join(r.name for r in results), **run_params})
         if validation_report is not None and Path(validation_report).is_file():
             mlflow.log_artifact(str(validation_report), "validation")
+        uris = {}
         for r in results:
-            with mlflow.start_run(run_name=r.name, nested=True, tags={**tags, "vigil.detector": r.name}) as child:
-                info = train_info.get(r.name, {})
-                mlflow.log_params({f"detector.{k}": v for k, v in info.get("params", {}).items()})
-                mlflow.log_params({"detector": r.name, "threshold": r.threshold})
-                mlflow.log_metrics({**_finite(r.validation, "val_"), **_finite(r.test, "test_"),
-                                    "fit_seconds": r.fit_seconds})
-                if "seconds_per_epoch" in info:
-                    mlflow.log_metrics({"seconds_per_epoch": info["seconds_per_epoch"], "epochs": info["epochs"]})
-                with tempfile.TemporaryDirectory() as tmp:
-                    for path in write_plots(Path(tmp), r, data["test_labels"]):
-                        mlflow.log_artifact(str(path), "plots")
-                    bundle = write_bundle(Path(tmp) / "bundle", Path(models_dir) / f"{r.name}.pkl",
-                                          data.meta["scaler"], data.meta["features"], r.threshold, r.name)
-                    if validation_report is not None and Path(validation_report).is_file():
-                        mlflow.log_artifact(str(validation_report), "validation")
-                    example = pd.DataFrame(data["raw_validation"][:64], columns=data.meta["features"])
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", UserWarning)  # the int8 flag column's schema hint
-                        logged = mlflow.pyfunc.log_model(
-                            name="model", python_model=str(MODEL_CODE), artifacts={"bundle": str(bundle)},
-                            code_paths=[str(REPO / "components")],
-                            pip_requirements=["torch==2.13.0", "scikit-learn==1.9.1", "numpy==2.4.6",
-                                              "pandas==3.1.1", "scipy==1.17.1", "mlflow==3.17.2"],
-                            input_example=example,
-                        )
-                child_runs[r.name] = logged.model_uri
-        best = max(results, key=lambda r: r.validation.get(metric, -math.inf)
-                   if math.isfinite(r.validation.get(metric, math.nan)) else -math.inf)
-        new_score = best.validation[metric]
-        mv = mlflow.register_model(child_runs[best.name], name, tags={
-            **tags, "vigil.detector": best.name, f"vigil.val_{metric}": str(new_score)})
-        client = MlflowClient()
-        val_df = pd.DataFrame(data["raw_validation"], columns=data.meta["features"])
-        try:
-            current = client.get_model_version_by_alias(name, CHAMPION)
-        except Exception:  # no champion yet (MLflow raises a RestException)
-            current = None
-        champ_score = None
+            info = json.loads((Path(models_dir) / f"{r.name}.json").read_text())
+            uris[r.name] = log_detector_run(mlflow, r, tags=tags, info=info, data=data,
+                                            detector_file=Path(models_dir) / f"{r.name}.pkl",
+                                            selection_figure=figures[r.name], selection=selection)
+        best = pick_best(figures)
+        score = figures[best]
+        mv = mlflow.register_model(uris[best], name, tags={**tags, "vigil.detector": best, f"vigil.{selection.key}": str(score)})
+        current = find_champion(client, name)
+        champion_score = None
         if current is not None:
-            # the current champion, scored now on this data version's validation split
-            out = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}").predict(val_df)
-            champ_score = selection_score(metric, data["validation_labels"], out["score"].to_numpy(),
-                                          out["flag"].to_numpy(), cfg.evaluation.vus_window)
-        promoted = current is None or new_score > champ_score
-        if promoted:
-            client.set_registered_model_alias(name, CHAMPION, mv.version)
-        decision = {
-            "model": name, "version": int(mv.version), "detector": best.name, "metric": f"val_{metric}",
-            "score": new_score, "champion_before": None if current is None else int(current.version),
-            "champion_before_score": champ_score, "promoted": promoted,
-            "champion": int(mv.version) if promoted else int(current.version), "parent_run": parent.info.run_id,
-        }
-        mlflow.log_dict(decision, "registry_decision.json")
+            champion_score = score_champion(mlflow, name, selection, data, [r.val_scores for r in results])
+        promoted = promote_if_better(client, name, mv.version, score, champion_score)
+        decision = RegistryDecision(
+            model=name, version=int(mv.version), detector=best, criterion=selection.key,
+            criterion_rule=selection.reason, score=score,
+            champion_before=None if current is None else int(current.version),
+            champion_before_score=champion_score, promoted=promoted, parent_run=parent.info.run_id,
+        )
+        mlflow.log_dict(asdict(decision), "registry_decision.json")
         mlflow.set_tags({"vigil.registered_version": mv.version, "vigil.promoted": str(promoted)})
         client.set_model_version_tag(name, mv.version, "vigil.promoted", str(promoted))
-        logger.info("registered %s version %s (%s, val %s %.4f); champion: version %s",
-                    name, mv.version, best.name, metric, new_score, decision["champion"])
+        logger.info("registered %s version %s (%s, %s %.4f); champion: version %s",
+                    name, mv.version, best, selection.key, score, decision.champion)
     return decision

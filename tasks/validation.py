@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from components.datasets.raw import RawTable, raw_tables
+from components.datasets import DataError, DatasetSource, RawTable, raw_tables
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(DataError):
     def __init__(self, message: str, report: dict):
         super().__init__(message)
         self.report = report
@@ -100,17 +100,16 @@ def validate_tables(tables: list[RawTable], min_rows: int, min_value=None, max_v
 
 
 @task(name="validate raw data")
-def validate_raw(cfg, report_path: Path) -> dict:
-    """Validate every raw file of the configured dataset; stop the run on any failure.
+def validate_raw(source: DatasetSource, report_path: Path, *, min_rows: int, min_value: float | None = None,
+                 max_value: float | None = None) -> dict:
+    """Validate every raw file of ``source``; stop the run on any failure.
 
     The report is written to ``report_path`` (JSON) either way; nothing else is written."""
-    d = cfg.dataset
     try:
-        tables = raw_tables(d.kind, d.root, d.name, time_column=d.csv.time_column, label_column=d.csv.label_column,
-                            test_file=d.csv.test_file)
-    except (FileNotFoundError, ValueError) as exc:
+        tables = raw_tables(source)
+    except (DataError, ValueError) as exc:
         raise ValidationFailed(f"validation could not read the raw data: {exc}", {"success": False}) from None
-    report = validate_tables(tables, d.min_rows, d.min_value, d.max_value)
+    report = validate_tables(tables, min_rows, min_value, max_value)
     report_path = Path(report_path)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=1, default=str) + "\n")

@@ -9,9 +9,11 @@ from pathlib import Path
 import yaml
 from prefect import task
 
+from components.datasets import DataError
 
-class DataVersionError(RuntimeError):
-    pass
+
+class DataVersionError(DataError):
+    """The raw data's DVC hash is not the one dvc.lock records (a refused data version)."""
 
 
 @dataclass
@@ -93,6 +95,17 @@ def check_data_version(repo_root: Path, raw_path: Path, params_hash: str, allow_
             f"was versioned. Restore it (`dvc checkout`), or accept it with `vigil run --new-data-version`."
         )
     return DataVersion(str(raw_path), current, recorded, status, commit, dirty, params_hash)
+
+
+def prepared_version(repo_root: Path, raw_path: Path, params_hash: str, processed_dir: Path,
+                     raw_md5: str) -> DataVersion:
+    """The lineage of data prepared earlier (its raw md5 as prepare recorded it), as the
+    evaluate step tags its runs with."""
+    repo_root = Path(repo_root).resolve()
+    commit, dirty = git_state(repo_root)
+    recorded = recorded_hashes(repo_root).get((repo_root / raw_path).resolve())
+    return DataVersion(str(raw_path), raw_md5, recorded, "recorded" if recorded == raw_md5 else "new", commit,
+                       dirty, params_hash, dvc_hash(repo_root, processed_dir))
 
 
 @task(name="record data version")

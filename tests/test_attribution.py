@@ -23,13 +23,13 @@ def test_hit_rate_by_hand():
 
 
 def test_evaluate_reports_hitrate_only_where_it_can_tell_detectors_apart():
-    from components.evaluation import evaluate
+    from components.evaluation import metric_suite
 
     labels = np.array([0, 0, 1, 1, 0, 0], dtype=np.int8)
     scores = np.array([0.1, 0.2, 0.9, 0.8, 0.1, 0.3])
     causes = [Anomaly(2, 4, (0,))]
-    two = evaluate(labels, scores, 0.5, contributions=np.tile([0.7, 0.3], (6, 1)), causes=causes, vus_window=1)
+    two = metric_suite(labels, scores, 0.5, contributions=np.tile([0.7, 0.3], (6, 1)), causes=causes, vus_window=1)
     assert two["hitrate_100"] == 1.0
     # one metric: every detector would score HitRate 1, so it is left out rather than reported
-    one = evaluate(labels, scores, 0.5, contributions=np.ones((6, 1)), causes=causes, vus_window=1)
+    one = metric_suite(labels, scores, 0.5, contributions=np.ones((6, 1)), causes=causes, vus_window=1)
     assert "hitrate_100" not in one and "hitrate_150" not in one

@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from components.datasets import load_csv_layout, make_synthetic
+from components.datasets import load_synthetic_layout, make_synthetic
 from conftest import REPO
 
 
@@ -27,7 +27,7 @@ def test_generate_writes_the_seeded_layout(tmp_path):
     params.write_text("dataset: {kind: synthetic, synthetic: {seed: 5, n_train: 300, n_test: 400, n_anomalies: 4}}\n")
     out = _vigil("generate", "--params", str(params), "--out", str(tmp_path / "raw"))
     assert out.returncode == 0, out.stderr
-    back = load_csv_layout(tmp_path / "raw")
+    back = load_synthetic_layout(tmp_path / "raw")
     ref = make_synthetic(seed=5, n_train=300, n_test=400, n_anomalies=4)
     assert back.name == ref.name and back.features == ref.features and back.causes == ref.causes
     assert np.array_equal(back.labels, ref.labels)

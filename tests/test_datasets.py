@@ -93,10 +93,12 @@ def test_smd_bad_labels_and_nan(tmp_path):
         load_smd(tmp_path, "machine-1-1")
 
 
-def test_real_smd_machine_1_1(smd_root):
-    assert "machine-1-1" in list_smd_machines(smd_root)
-    d = load_smd(smd_root, "machine-1-1")
-    assert d.train.shape[1] == 38 and d.test.shape[1] == 38
+def test_real_smd_machine(smd_root):
+    machines = list_smd_machines(smd_root)
+    assert machines, f"no machine in {smd_root}"
+    d = load_smd(smd_root, machines[0])  # shared/data holds machine-1-2 ... machine-1-8
+    assert d.train.shape[1] == 38
+    assert d.test.shape[1] == 38
     assert 0 < d.labels.mean() < 0.5
     assert d.causes and all(c.metrics for c in d.causes)
     covered = d.cause_mask().any(axis=1)

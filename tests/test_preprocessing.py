@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from components.datasets import make_synthetic
-from components.preprocessing import Scaler, sliding_windows, split_validation
+from components.preprocessing import Scaler, split_validation
 
 
 def test_scaler_fits_on_train_only_and_clips():
@@ -24,18 +24,6 @@ def test_scaler_rejects_unknown_kind_and_shape():
     s = Scaler().fit(np.zeros((4, 3)))
     with pytest.raises(ValueError, match="fitted on 3 metrics, got 2"):
         s.transform(np.zeros((4, 2)))
-
-
-def test_sliding_windows_are_read_only_views():
-    x = np.arange(30, dtype=np.float32).reshape(10, 3)
-    w = sliding_windows(x, 4)
-    assert w.shape == (7, 4, 3)
-    assert np.shares_memory(w, x) and not w.flags.writeable
-    assert np.array_equal(w[2], x[2:6])
-    w2 = sliding_windows(x, 4, stride=3)
-    assert w2.shape == (3, 4, 3) and np.array_equal(w2[1], x[3:7])
-    with pytest.raises(ValueError, match="series of 3 steps is shorter than the window length 4"):
-        sliding_windows(x[:3], 4)
 
 
 def test_split_validation_cuts_in_time_order():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -76,6 +76,57 @@ class Dataset:
         return mask
 
 
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where one dataset lives: its kind (a key of `DATASET_KINDS`), the raw folder, the name
+    inside it (SMD machine, telemanom channel, NAB series, CSV file) and the kind's own options
+    (the CSV kind's column names, the synthetic kind's generator settings)."""
+
+    kind: str
+    root: Path
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+
+@dataclass
+class RawTable:
+    """One raw input file read leniently, as a table, for validation before the strict loader
+    runs; the expected column list, time and label columns, and exact row count (if any)."""
+
+    path: Path
+    role: str                   # "train", "test", "labels" or "series"
+    frame: pd.DataFrame
+    columns: list[str]          # the columns expected, in order
+    time_column: str | None = None
+    label_column: str | None = None
+    rows: int | None = None     # exact row count expected (labels: that of test)
+    time_mostly: float = 1.0    # share of rows whose time must increase (NAB has clock steps back)
+    metrics: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """Everything Vigil needs to know about one layout of raw data. One module per kind
+    defines its ``KIND``; `kinds.DATASET_KINDS` lists them.
+
+    ``load``: the strict loader (bad input raises `DataError` naming file, column, rows).
+    ``raw_tables``: the raw files read leniently for validation. ``test_file``: the file that
+    holds the test rows, for messages. ``list_series``: the names a root holds.
+    ``generate``: for kinds made from settings (synthetic), write the raw files if absent or
+    made with other settings; True if written.
+    """
+
+    name: str
+    load: Callable[[DatasetSource], Dataset]
+    raw_tables: Callable[[DatasetSource], list[RawTable]]
+    test_file: Callable[[DatasetSource], Path]
+    list_series: Callable[[Path], list[str]]
+    generate: Callable[[DatasetSource, bool], bool] | None = None
+
+
 def check_labels(labels: np.ndarray, source: str | Path) -> None:
     """Labels must be 1-D and hold only 0 and 1."""
     if labels.ndim != 1:
@@ -99,6 +150,18 @@ def check_finite(values: np.ndarray, source: str | Path, columns: Sequence[str] 
     raise DataError(
         f"{source}: {bad.sum()} {kinds} values in column(s) {names[:10]}; first rows {sorted(set(rows.tolist()))[:5]}"
     )
+
+
+def read_csv_table(path: Path, **kw) -> pd.DataFrame:
+    """A raw CSV read leniently for validation; a missing file is named."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        return pd.read_csv(path, **kw)
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: ragged or malformed CSV: {exc}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file") from None
 
 
 def labels_from_ranges(n: int, ranges: Sequence[tuple[int, int]]) -> np.ndarray:

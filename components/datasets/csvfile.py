@@ -7,7 +7,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .base import Anomaly, DataError, Dataset, check_finite, check_labels, ranges_from_labels
+from .base import (
+    Anomaly,
+    DataError,
+    Dataset,
+    DatasetKind,
+    DatasetSource,
+    RawTable,
+    check_finite,
+    check_labels,
+    ranges_from_labels,
+    read_csv_table,
+)
 
 
 def read_telemetry_csv(
@@ -17,14 +28,7 @@ def read_telemetry_csv(
     ``require_increasing`` is False) time that does not increase raise `DataError` naming the
     file, column and rows. Rows keep the file's order."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: ragged or malformed CSV: {exc}") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: empty file") from None
+    frame = read_csv_table(path)
     if frame.empty:
         raise DataError(f"{path}: no data rows")
     if time_column is not None:
@@ -98,44 +102,49 @@ def load_csv(
     return Dataset(name=name or f"csv/{path.stem}", train=train, test=test, labels=labels, causes=causes)
 
 
-# --- Vigil's CSV layout: how generated (synthetic) data is stored as a raw, DVC-tracked input ---
-# <folder>/train.csv: timestamp + metrics; <folder>/test.csv: timestamp + metrics + label;
-# <folder>/causes.json: [{"start": s, "end": e, "metrics": [names]}] over test rows, end exclusive.
-
-LAYOUT_FILES = ("train.csv", "test.csv", "causes.json")
+# --- the "csv" kind: ``name`` is a file under ``root``; options are the `load_csv` keywords ---
+# (``test_file``: a second file under root for test; without it one file is cut in time order)
 
 
-def write_csv_layout(dataset: Dataset, folder: str | Path, meta: dict | None = None) -> None:
-    import json
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fmt = "%.6f"
-    dataset.train.to_csv(folder / "train.csv", float_format=fmt, index_label="timestamp")
-    test = dataset.test.assign(label=dataset.labels)
-    test.to_csv(folder / "test.csv", float_format=fmt, index_label="timestamp")
-    causes = [{"start": a.start, "end": a.end, "metrics": [dataset.features[m] for m in a.metrics]}
-              for a in dataset.causes]
-    doc = {"name": dataset.name, **(meta or {}), "causes": causes}
-    (folder / "causes.json").write_text(json.dumps(doc, indent=1) + "\n")
+def _csv_paths(source: DatasetSource) -> tuple[Path, Path | None]:
+    test_file = source.option("test_file")
+    return source.root / source.name, (source.root / test_file if test_file else None)
 
 
-def load_csv_layout(folder: str | Path) -> Dataset:
-    import json
+def _load(source: DatasetSource) -> Dataset:
+    train, test = _csv_paths(source)
+    return load_csv(train, test, time_column=source.option("time_column", "timestamp"),
+                    label_column=source.option("label_column", "label"),
+                    train_fraction=source.option("train_fraction", 0.5), name=f"csv/{source.name}")
 
-    folder = Path(folder)
-    data = load_csv(folder / "train.csv", folder / "test.csv", time_column="timestamp", label_column="label")
-    causes_path = folder / "causes.json"
-    if not causes_path.is_file():
-        return data
-    meta = json.loads(causes_path.read_text())
-    index = {f: i for i, f in enumerate(data.features)}
-    causes = []
-    for k, c in enumerate(meta["causes"]):
-        unknown = [m for m in c["metrics"] if m not in index]
-        if unknown:
-            raise DataError(f"{causes_path}: cause {k} names unknown metrics {unknown}")
-        causes.append(Anomaly(int(c["start"]), int(c["end"]), tuple(index[m] for m in c["metrics"])))
-    from dataclasses import replace
 
-    return replace(data, name=meta.get("name", data.name), causes=causes)
+def csv_tables(train_path: Path, test_path: Path | None, time_column: str | None,
+               label_column: str | None, label_required: bool = False) -> list[RawTable]:
+    """Train (and test, if a separate file) as raw tables: time column first, then the metrics
+    (the train file's columns), then the label column in test where there is one."""
+    train = read_csv_table(train_path)
+    metrics = [c for c in train.columns if c not in (time_column, label_column)]
+    head = [time_column] if time_column else []
+    tables = [RawTable(train_path, "train", train, head + metrics, time_column, None, metrics=metrics)]
+    if test_path is not None:
+        test = read_csv_table(test_path)
+        has_label = label_column is not None and (label_required or label_column in test.columns)
+        tail = [label_column] if has_label else []
+        tables.append(RawTable(test_path, "test", test, head + metrics + tail, time_column,
+                               label_column if has_label else None, metrics=metrics))
+    return tables
+
+
+def _raw_tables(source: DatasetSource) -> list[RawTable]:
+    train, test = _csv_paths(source)
+    return csv_tables(train, test, source.option("time_column", "timestamp"), source.option("label_column", "label"))
+
+
+def list_csv_files(root: str | Path) -> list[str]:
+    return sorted(p.name for p in Path(root).glob("*.csv"))
+
+
+KIND = DatasetKind(
+    name="csv", load=_load, raw_tables=_raw_tables,
+    test_file=lambda source: _csv_paths(source)[1] or _csv_paths(source)[0], list_series=list_csv_files,
+)

@@ -9,10 +9,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .base import Anomaly, DataError, Dataset, labels_from_ranges, ranges_from_labels
+from .base import (
+    Anomaly,
+    DataError,
+    Dataset,
+    DatasetKind,
+    DatasetSource,
+    RawTable,
+    labels_from_ranges,
+    ranges_from_labels,
+    read_csv_table,
+)
 from .csvfile import read_telemetry_csv
 
 PROBATIONARY = 0.15  # NAB's scorer ignores detections in the first 15% of each file
+
+
+def series_file(root: Path, name: str) -> Path:
+    return Path(root) / "data" / f"{name.removesuffix('.csv')}.csv"
 
 
 def list_nab_series(root: str | Path) -> list[str]:
@@ -28,7 +42,7 @@ def load_nab(root: str | Path, name: str, probationary: float = PROBATIONARY) ->
     window (window bounds inclusive)."""
     root = Path(root)
     name = name.removesuffix(".csv")
-    path = root / "data" / f"{name}.csv"
+    path = series_file(root, name)
     # NAB's files are scored in row order, and a few (machine_temperature_system_failure)
     # have clock steps backwards; keep them as published.
     frame = read_telemetry_csv(path, "timestamp", require_increasing=False)
@@ -61,3 +75,17 @@ def load_nab(root: str | Path, name: str, probationary: float = PROBATIONARY) ->
         causes=[Anomaly(s, e, (0,)) for s, e in ranges],
         features=["value"],
     )
+
+
+def _raw_tables(source: DatasetSource) -> list[RawTable]:
+    path = series_file(source.root, source.name)
+    frame = read_csv_table(path)
+    # NAB publishes machine_temperature_system_failure with one clock step back; tolerate 0.1%.
+    return [RawTable(path, "series", frame, ["timestamp", "value"], "timestamp", metrics=["value"],
+                     time_mostly=0.999)]
+
+
+KIND = DatasetKind(
+    name="nab", load=lambda source: load_nab(source.root, source.name), raw_tables=_raw_tables,
+    test_file=lambda source: series_file(source.root, source.name), list_series=list_nab_series,
+)

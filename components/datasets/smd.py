@@ -15,7 +15,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .base import Anomaly, DataError, Dataset, check_finite, check_labels
+from .base import (
+    Anomaly,
+    DataError,
+    Dataset,
+    DatasetKind,
+    DatasetSource,
+    RawTable,
+    check_finite,
+    check_labels,
+    read_csv_table,
+)
 
 _INTERP = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*:\s*(\d+(?:\s*,\s*\d+)*)\s*$")
 
@@ -30,6 +40,11 @@ def list_smd_machines(root: str | Path) -> list[str]:
             raise DataError(f"{folder}: missing; the SMD layout needs train/, test/ and test_label/")
         sets.append({p.stem for p in folder.glob("machine-*.txt")})
     return sorted(set.intersection(*sets), key=_machine_key)
+
+
+def metric_names(n: int) -> list[str]:
+    """SMD's files have no header: metrics are named by their 1-based column, m01 ... m38."""
+    return [f"m{i + 1:02d}" for i in range(n)]
 
 
 def _machine_key(name: str) -> tuple:
@@ -98,7 +113,7 @@ def load_smd(root: str | Path, machine: str) -> Dataset:
         raise DataError(f"{label_path}: {len(labels)} labels for {len(test)} test rows")
     interp = root / "interpretation_label" / f"{machine}.txt"
     causes = _read_interpretation(interp, len(test), test.shape[1]) if interp.is_file() else []
-    columns = [f"m{i + 1:02d}" for i in range(train.shape[1])]
+    columns = metric_names(train.shape[1])
     return Dataset(
         name=f"smd/{machine}",
         train=pd.DataFrame(train, columns=columns),
@@ -107,3 +122,25 @@ def load_smd(root: str | Path, machine: str) -> Dataset:
         causes=causes,
         features=columns,
     )
+
+
+def _raw_tables(source: DatasetSource) -> list[RawTable]:
+    """train/, test/ and test_label/ files of one machine; test must have train's width."""
+    tables = []
+    for role in ("train", "test"):
+        path = source.root / role / f"{source.name}.txt"
+        frame = read_csv_table(path, header=None)
+        frame.columns = metric_names(frame.shape[1])
+        tables.append(RawTable(path, role, frame, list(tables[0].columns) if tables else list(frame.columns),
+                               metrics=list(frame.columns)))
+    path = source.root / "test_label" / f"{source.name}.txt"
+    labels = read_csv_table(path, header=None)
+    labels.columns = ["label"] + [f"extra{i}" for i in range(1, labels.shape[1])]
+    tables.append(RawTable(path, "labels", labels, ["label"], label_column="label", rows=len(tables[1].frame)))
+    return tables
+
+
+KIND = DatasetKind(
+    name="smd", load=lambda source: load_smd(source.root, source.name), raw_tables=_raw_tables,
+    test_file=lambda source: source.root / "test" / f"{source.name}.txt", list_series=list_smd_machines,
+)

@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .base import Anomaly, DataError, Dataset, check_finite, labels_from_ranges
+from .base import Anomaly, DataError, Dataset, DatasetKind, DatasetSource, RawTable, check_finite, labels_from_ranges
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def _load_npy(path: Path, check_values: bool = True) -> np.ndarray:
+    """A numeric 2-D array; ``check_values`` refuses NaN/inf (validation reads without it and
+    reports them itself)."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
@@ -29,13 +31,22 @@ def _load_npy(path: Path) -> np.ndarray:
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
         raise DataError(f"{path}: expected a 2-D numeric array, got {arr.dtype} {arr.shape}")
     arr = arr.astype(np.float64, copy=False)
-    check_finite(arr, path)
+    if check_values:
+        check_finite(arr, path)
     return arr
 
 
+def column_names(n: int) -> list[str]:
+    """Column 0 is the channel's telemetry value, the others one-hot commands."""
+    return ["value"] + [f"cmd{i}" for i in range(1, n)]
+
+
 def list_telemanom_channels(root: str | Path) -> list[str]:
-    table = pd.read_csv(Path(root) / "labeled_anomalies.csv")
-    return sorted(table["chan_id"].astype(str))
+    """The channels of ``labeled_anomalies.csv`` whose train and test arrays are present."""
+    root = Path(root)
+    table = pd.read_csv(root / "labeled_anomalies.csv")
+    return sorted(c for c in table["chan_id"].astype(str)
+                  if (root / "train" / f"{c}.npy").is_file() and (root / "test" / f"{c}.npy").is_file())
 
 
 def load_telemanom(root: str | Path, channel: str) -> Dataset:
@@ -66,7 +77,7 @@ def load_telemanom(root: str | Path, channel: str) -> Dataset:
     for s, e in ranges:
         if not 0 <= s < e <= len(test):
             raise DataError(f"{table_path}: channel {channel}: [{s}, {e - 1}] is outside the {len(test)} test rows")
-    columns = ["value"] + [f"cmd{i}" for i in range(1, train.shape[1])]
+    columns = column_names(train.shape[1])
     return Dataset(
         name=f"telemanom/{channel}",
         train=pd.DataFrame(train, columns=columns),
@@ -75,3 +86,21 @@ def load_telemanom(root: str | Path, channel: str) -> Dataset:
         causes=[Anomaly(s, e, (0,)) for s, e in sorted(ranges)],
         features=columns,
     )
+
+
+def _raw_tables(source: DatasetSource) -> list[RawTable]:
+    """train/ and test/ arrays as tables; test must have train's width."""
+    tables = []
+    for role in ("train", "test"):
+        path = source.root / role / f"{source.name}.npy"
+        arr = _load_npy(path, check_values=False)
+        frame = pd.DataFrame(arr, columns=column_names(arr.shape[1]))
+        expected = list(tables[0].columns) if tables else list(frame.columns)
+        tables.append(RawTable(path, role, frame, expected, metrics=list(frame.columns)))
+    return tables
+
+
+KIND = DatasetKind(
+    name="telemanom", load=lambda source: load_telemanom(source.root, source.name), raw_tables=_raw_tables,
+    test_file=lambda source: source.root / "test" / f"{source.name}.npy", list_series=list_telemanom_channels,
+)

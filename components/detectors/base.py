@@ -1,9 +1,15 @@
 """The interface every detector keeps, scikit-learn style.
 
-Hyper-parameters are the keyword arguments of ``__init__`` and come back from `get_params`.
-``fit(train[T, F])`` learns normal behaviour; ``score(x[T, F])`` gives one score per time
-step, aligned with x, higher meaning more anomalous; ``contributions(x)`` gives each metric's
-share of that score (rows sum to 1). ``save``/``load`` round-trip a fitted detector.
+Hyper-parameters are the explicit keyword arguments of ``__init__``, stored unchanged (no
+checks there: `fit` checks them, through `validate_params`) and returned by `get_params`;
+`set_params` changes them. Fitted state ends in ``_``. ``fit(train[T, F])`` learns normal
+behaviour; ``score(x[T, F])`` gives one score per time step, aligned with x, higher meaning
+more anomalous; ``contributions(x)`` gives each metric's share of that score (rows sum to 1).
+
+Every fitted detector also holds ``calibration_scores_``: its scores on a tail of train that
+the fitted model did not learn from (the torch detectors' early-stopping tail; the point-wise
+ones score a tail with a copy fitted on the head). They are what a threshold is calibrated
+on when no labelled anomaly is available. ``save``/``load`` round-trip a fitted detector.
 """
 
 from __future__ import annotations
@@ -23,6 +29,15 @@ class NotFittedError(RuntimeError):
     pass
 
 
+class ParamError(ValueError):
+    """A hyper-parameter refused by `Detector.validate_params`: which one, and the rule."""
+
+    def __init__(self, detector: str, param: str, rule: str):
+        super().__init__(f"{detector}: {param} {rule}")
+        self.param = param
+        self.rule = rule
+
+
 class Detector(ABC):
     name: ClassVar[str]
     n_features_: int | None = None
@@ -36,13 +51,26 @@ class Detector(ABC):
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._param_names()}
 
+    def set_params(self, **params: Any) -> "Detector":
+        unknown = sorted(set(params) - set(self._param_names()))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown parameter(s) {unknown}; known: {self._param_names()}")
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
+
+    def validate_params(self) -> None:
+        """Raise ValueError naming the first hyper-parameter of a wrong type or out of range.
+        Called by `fit`; cheap, so configuration can call it before any data is read."""
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
     # --- the contract ----------------------------------------------------------------
     @abstractmethod
-    def fit(self, train: np.ndarray) -> "Detector": ...
+    def fit(self, train: np.ndarray, *, verbose: bool = False) -> "Detector":
+        """Learn from ``train``; ``verbose`` shows progress where fitting takes a while."""
 
     @abstractmethod
     def score(self, x: np.ndarray) -> np.ndarray: ...
@@ -102,6 +130,20 @@ class Detector(ABC):
         det = klass(**payload["params"])
         det._set_state(payload["state"])
         return det
+
+
+def require(ok: bool, detector: str, param: str, must: str, value: Any) -> None:
+    """The one way a detector refuses a hyper-parameter: name, rule and the value given."""
+    if not ok:
+        raise ParamError(detector, param, f"must be {must}, got {value!r}")
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
 def normalise_rows(c: np.ndarray) -> np.ndarray:

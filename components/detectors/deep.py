@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Detector, NotFittedError, normalise_rows
-from .training import EpochCallback, TrainResult, resolve_device, score_windows, train_windows
+from .base import Detector, NotFittedError, is_int, is_number, normalise_rows, require
+from .torch_loop import EpochCallback, TrainResult, holdout_start, resolve_device, score_windows, train_windows
 
 
 # torch's RNG is process-global: seeded sections hold this lock, so detectors fitted in
@@ -35,9 +35,7 @@ class TorchDetector(Detector):
     def __init__(self, window: int = 20, hidden: int = 64, num_layers: int = 1, dropout: float = 0.0,
                  lr: float = 1e-3, batch_size: int = 64, epochs: int = 50, patience: int = 5,
                  val_fraction: float = 0.1, seed: int = 0, device: str = "auto", amp: bool = True,
-                 score_batch_size: int = 2048, score_stride: int = 1, verbose: bool = False):
-        if window < 2:
-            raise ValueError(f"{self.name}: window must be at least 2, got {window}")
+                 score_batch_size: int = 2048, score_stride: int = 1):
         self.window = window
         self.hidden = hidden
         self.num_layers = num_layers
@@ -52,7 +50,25 @@ class TorchDetector(Detector):
         self.amp = amp
         self.score_batch_size = score_batch_size
         self.score_stride = score_stride
-        self.verbose = verbose
+
+    def validate_params(self) -> None:
+        def at_least(param: str, low: int) -> None:
+            v = getattr(self, param)
+            require(is_int(v) and v >= low, self.name, param, f"an integer >= {low}", v)
+
+        at_least("window", 2)
+        for param in ("hidden", "num_layers", "batch_size", "epochs", "patience", "score_batch_size",
+                      "score_stride"):
+            at_least(param, 1)
+        require(is_int(self.seed), self.name, "seed", "an integer", self.seed)
+        require(is_number(self.dropout) and 0 <= self.dropout < 1, self.name, "dropout", "a number in [0, 1)",
+                self.dropout)
+        require(is_number(self.lr) and self.lr > 0, self.name, "lr", "a positive number", self.lr)
+        require(is_number(self.val_fraction) and 0 <= self.val_fraction < 1, self.name, "val_fraction",
+                "a number in [0, 1)", self.val_fraction)
+        require(isinstance(self.amp, bool), self.name, "amp", "true or false", self.amp)
+        require(isinstance(self.device, str) and (self.device in ("auto", "cpu") or self.device.startswith("cuda")),
+                self.name, "device", "'auto', 'cpu' or 'cuda[:N]'", self.device)
 
     # --- to implement ------------------------------------------------------------------
     def _build(self, n_features: int) -> nn.Module:
@@ -70,7 +86,9 @@ class TorchDetector(Detector):
         return self.window + self.span_extra
 
     # --- the contract ----------------------------------------------------------------
-    def fit(self, train: np.ndarray, epoch_callback: EpochCallback | None = None) -> "TorchDetector":
+    def fit(self, train: np.ndarray, *, verbose: bool = False,
+            epoch_callback: EpochCallback | None = None) -> "TorchDetector":
+        self.validate_params()
         x = self._check(train, fitting=True, min_length=self._span + 1)
         self.device_ = resolve_device(self.device)
         devices = [self.device_] if self.device_.type == "cuda" else []
@@ -80,9 +98,12 @@ class TorchDetector(Detector):
             self.history_: TrainResult = train_windows(
                 self.model_, self._loss, torch.from_numpy(x).to(self.device_), self._span,
                 lr=self.lr, batch_size=self.batch_size, epochs=self.epochs, patience=self.patience,
-                val_fraction=self.val_fraction, seed=self.seed, amp=self.amp, verbose=self.verbose,
+                val_fraction=self.val_fraction, seed=self.seed, amp=self.amp, verbose=verbose,
                 callback=epoch_callback, desc=self.name,
             )
+        # the tail held out for early stopping, scored: the model did not learn from it
+        cut = holdout_start(len(x), self._span, self.val_fraction)
+        self.calibration_scores_ = self.score(x[cut:]) if len(x) - cut >= self.window else np.empty(0)
         return self
 
     def score_and_contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -115,11 +136,13 @@ class TorchDetector(Detector):
     def _state(self) -> dict[str, Any]:
         buf = io.BytesIO()
         torch.save(self.model_.state_dict(), buf)
-        return {"n_features_": self.n_features_, "weights": buf.getvalue(), "history_": self.history_}
+        return {"n_features_": self.n_features_, "weights": buf.getvalue(), "history_": self.history_,
+                "calibration_scores_": self.calibration_scores_}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.n_features_ = state["n_features_"]
         self.history_ = state["history_"]
+        self.calibration_scores_ = state["calibration_scores_"]
         try:
             self.device_ = resolve_device(self.device)
         except ValueError:  # trained with device="cuda", loaded where there is none: serve on the CPU
@@ -170,8 +193,14 @@ class ConvBiGRUAE(_ReconstructionAE):
 
     name = "conv_bigru_ae"
 
-    def __init__(self, window: int = 20, hidden: int = 64, num_layers: int = 2, dropout: float = 0.2, **kw):
-        super().__init__(window=window, hidden=hidden, num_layers=num_layers, dropout=dropout, **kw)
+    def __init__(self, window: int = 20, hidden: int = 64, num_layers: int = 2, dropout: float = 0.2,
+                 lr: float = 1e-3, batch_size: int = 64, epochs: int = 50, patience: int = 5,
+                 val_fraction: float = 0.1, seed: int = 0, device: str = "auto", amp: bool = True,
+                 score_batch_size: int = 2048, score_stride: int = 1):
+        super().__init__(window=window, hidden=hidden, num_layers=num_layers, dropout=dropout, lr=lr,
+                         batch_size=batch_size, epochs=epochs, patience=patience, val_fraction=val_fraction,
+                         seed=seed, device=device, amp=amp, score_batch_size=score_batch_size,
+                         score_stride=score_stride)
 
     def _build(self, f):
         return _ConvBiGRUAE(f, self.hidden, self.num_layers, self.dropout)
@@ -244,12 +273,26 @@ class LSTMVAE(TorchDetector):
 
     name = "lstm_vae"
 
-    def __init__(self, window: int = 20, hidden: int = 64, latent: int = 16, n_samples: int = 10,
-                 kl_weight: float = 1.0, **kw):
-        super().__init__(window=window, hidden=hidden, **kw)
+    def __init__(self, window: int = 20, hidden: int = 64, num_layers: int = 1, dropout: float = 0.0,
+                 lr: float = 1e-3, batch_size: int = 64, epochs: int = 50, patience: int = 5,
+                 val_fraction: float = 0.1, seed: int = 0, device: str = "auto", amp: bool = True,
+                 score_batch_size: int = 2048, score_stride: int = 1, latent: int = 16, n_samples: int = 10,
+                 kl_weight: float = 1.0):
+        super().__init__(window=window, hidden=hidden, num_layers=num_layers, dropout=dropout, lr=lr,
+                         batch_size=batch_size, epochs=epochs, patience=patience, val_fraction=val_fraction,
+                         seed=seed, device=device, amp=amp, score_batch_size=score_batch_size,
+                         score_stride=score_stride)
         self.latent = latent
         self.n_samples = n_samples
         self.kl_weight = kl_weight
+
+    def validate_params(self) -> None:
+        super().validate_params()
+        for param in ("latent", "n_samples"):
+            v = getattr(self, param)
+            require(is_int(v) and v >= 1, self.name, param, "an integer >= 1", v)
+        require(is_number(self.kl_weight) and self.kl_weight >= 0, self.name, "kl_weight", "a number >= 0",
+                self.kl_weight)
 
     @property
     def _rows_per_window(self) -> int:
@@ -296,8 +339,14 @@ class LSTMForecaster(TorchDetector):
     name = "lstm_forecaster"
     span_extra = 1
 
-    def __init__(self, window: int = 20, hidden: int = 64, num_layers: int = 2, dropout: float = 0.2, **kw):
-        super().__init__(window=window, hidden=hidden, num_layers=num_layers, dropout=dropout, **kw)
+    def __init__(self, window: int = 20, hidden: int = 64, num_layers: int = 2, dropout: float = 0.2,
+                 lr: float = 1e-3, batch_size: int = 64, epochs: int = 50, patience: int = 5,
+                 val_fraction: float = 0.1, seed: int = 0, device: str = "auto", amp: bool = True,
+                 score_batch_size: int = 2048, score_stride: int = 1):
+        super().__init__(window=window, hidden=hidden, num_layers=num_layers, dropout=dropout, lr=lr,
+                         batch_size=batch_size, epochs=epochs, patience=patience, val_fraction=val_fraction,
+                         seed=seed, device=device, amp=amp, score_batch_size=score_batch_size,
+                         score_stride=score_stride)
 
     def _build(self, f):
         return _Forecaster(f, self.hidden, self.num_layers, self.dropout)

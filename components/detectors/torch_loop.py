@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 EpochCallback = Callable[[int, float], None]
-"""Called after each epoch with (epoch, validation loss); may raise to stop training
-(the tuner raises optuna's TrialPruned from here)."""
+"""Called after each epoch with (epoch, validation loss); may raise to stop training early
+(a tuner can prune a trial from here)."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -37,6 +37,12 @@ class TrainResult:
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     seconds_per_epoch: float = math.nan
+
+
+def holdout_start(n_steps: int, span: int, val_fraction: float) -> int:
+    """First step of the tail of train held out for early stopping (at least one window long);
+    ``n_steps`` when nothing is held out."""
+    return n_steps - max(int(n_steps * val_fraction), span) if val_fraction > 0 else n_steps
 
 
 def _windows(x: torch.Tensor, span: int) -> torch.Tensor:
@@ -69,7 +75,7 @@ def train_windows(
     n = x.shape[0] - span + 1
     if n < 2:
         raise ValueError(f"train series of {x.shape[0]} steps is too short for windows of {span} steps")
-    cut = x.shape[0] - max(int(x.shape[0] * val_fraction), span) if val_fraction > 0 else x.shape[0]
+    cut = holdout_start(x.shape[0], span, val_fraction)
     n_train = cut - span + 1
     if n_train < 1:
         raise ValueError(f"train series of {x.shape[0]} steps leaves no window after holding out {val_fraction:.0%}")

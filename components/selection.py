@@ -1,0 +1,93 @@
+"""Which detector to keep: by a labelled metric on the validation split where it holds
+labelled anomalies, otherwise by a label-free criterion. The same rule scores the current
+champion, so a promotion compares like with like.
+
+Label-free criterion, ``consensus``: the Spearman correlation of a detector's validation
+scores with the consensus of this run's detectors (the mean of their score ranks). It is the
+"model centrality" family of internal criteria for unsupervised model selection (Ma et al.,
+"The Need for Unsupervised Outlier Model Selection", 2023): with no labels, the detector that
+agrees most with the others is the least likely to be an outlier itself. It says nothing
+about absolute skill, and a run with one detector makes it trivially 1; both are stated
+wherever it is used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.stats import rankdata, spearmanr
+
+from .evaluation import NO_LABELS, THRESHOLD_FREE, metric_suite
+from .metrics import SELECTION_METRICS
+CONSENSUS = "consensus"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How candidates are compared: ``metric`` (a key of `metric_suite` on validation, or
+    ``consensus``), whether labels are used, and why."""
+
+    metric: str
+    labelled: bool
+    reason: str
+    vus_window: int = 20
+
+    @property
+    def key(self) -> str:
+        return f"val_{self.metric}"
+
+
+def selection_rule(metric: str, val_labels: np.ndarray, vus_window: int) -> Selection:
+    if metric not in SELECTION_METRICS:
+        raise ValueError(f"unknown selection metric {metric!r}; choose one of {SELECTION_METRICS}")
+    if np.asarray(val_labels).any():
+        return Selection(metric, True, f"{metric} on the validation split", vus_window)
+    reason = (f"label-free: agreement (Spearman) with the consensus of this run's detectors on the validation "
+              f"split, because there is {NO_LABELS.format(split='validation')}; {metric} is undefined there")
+    return Selection(CONSENSUS, False, reason, vus_window)
+
+
+def consensus(member_scores: Sequence[np.ndarray]) -> np.ndarray:
+    """The mean of the members' score ranks (scales differ between detectors; ranks do not)."""
+    return np.mean([rankdata(s) / len(s) for s in member_scores], axis=0)
+
+
+def agreement(scores: np.ndarray, member_scores: Sequence[np.ndarray]) -> float:
+    """Spearman correlation of ``scores`` with the consensus of ``member_scores``; NaN for a
+    constant score."""
+    if np.ptp(scores) == 0:
+        return math.nan
+    return float(spearmanr(scores, consensus(member_scores)).statistic)
+
+
+def candidate_scores(selection: Selection, val_scores: dict[str, np.ndarray],
+                     val_metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each candidate's selection figure: its validation metric, or its consensus agreement."""
+    if selection.labelled:
+        return {name: val_metrics[name].get(selection.metric, math.nan) for name in val_scores}
+    members = list(val_scores.values())
+    return {name: agreement(s, members) for name, s in val_scores.items()}
+
+
+def pick_best(figures: dict[str, float]) -> str:
+    """The candidate with the highest finite figure (the first of ties, in run order)."""
+    finite = {n: v for n, v in figures.items() if v is not None and math.isfinite(v)}
+    if not finite:
+        raise ValueError(f"no candidate has a finite selection figure: {figures}")
+    return max(finite, key=finite.get)
+
+
+def score_outside_candidate(selection: Selection, scores: np.ndarray, flags: np.ndarray, val_labels: np.ndarray,
+                            member_scores: Sequence[np.ndarray]) -> float:
+    """The selection figure of a model that is not one of this run's candidates (the current
+    champion), from its validation scores and flags, as the candidates got theirs."""
+    if not selection.labelled:
+        return agreement(scores, member_scores)
+    if selection.metric in THRESHOLD_FREE:
+        threshold = np.inf
+    else:  # the champion's own threshold: the lowest score it flags
+        threshold = float(np.min(scores[flags == 1])) if flags.any() else np.inf
+    return metric_suite(val_labels, scores, threshold, vus_window=selection.vus_window)[selection.metric]

@@ -1,0 +1,41 @@
+"""What every command does before Prefect starts, and how it reports a user's error: shared by
+the `vigil` command line and the DVC stage commands (``python -m flows.<stage>``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Callable
+
+EXIT_CONFIG = 2   # params.yaml refused
+EXIT_DATA = 3     # data version refused, validation failed, or the data itself is bad
+
+
+def quiet_prefect() -> None:
+    # Prefect without a server: a temporary local API per process, no UI needed.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in ("mlflow", "great_expectations", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run_entry(body: Callable[[], str]) -> int:
+    """Run ``body``, print what it returns, and turn the errors a user causes into one message
+    and an exit code instead of a traceback."""
+    from components.datasets import DataError  # validation and data-version refusals are DataErrors too
+
+    from .config import ConfigError
+
+    quiet_prefect()
+    try:
+        print(body())
+    except ConfigError as exc:
+        print(f"vigil: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except DataError as exc:
+        print(f"vigil: {exc}", file=sys.stderr)
+        return EXIT_DATA
+    return 0

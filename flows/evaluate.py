@@ -1,0 +1,92 @@
+"""The `evaluate` flow (DVC stage ``evaluate``): threshold on validation (or by the label-free
+rule), measure on test, choose the best model, log to MLflow, register and maybe promote.
+Run alone: ``python -m flows.evaluate [--params FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from prefect import flow
+from prefect.logging import get_run_logger
+
+from components.evaluation import DetectorResult
+from components.selection import candidate_scores, selection_rule
+from tasks.data import Processed
+from tasks.measure import measure_detector
+from tasks.registry import RegistryDecision, register
+from tasks.versioning import prepared_version
+
+from .config import load_config, params_hash
+from .entry import run_entry
+from .results_table import format_results_table
+from .workspace import Workspace
+
+
+def _json_figures(metrics: dict[str, float]) -> dict[str, float | None]:
+    return {k: (v if v is not None and math.isfinite(v) else None) for k, v in metrics.items()}
+
+
+def metrics_report(results: list[DetectorResult], figures: dict[str, float], selection_key: str) -> dict:
+    """reports/metrics.json: per detector, both splits (undefined figures as null), the
+    selection figure, the threshold rule and why any figure is undefined."""
+    return {r.name: {"test": _json_figures(r.test), "validation": _json_figures(r.validation),
+                     "selection": _json_figures({selection_key: figures[r.name]}),
+                     "threshold_rule": r.threshold.rule, "undefined": r.undefined} for r in results}
+
+
+@flow(name="evaluate")
+def evaluate_flow(params: str = "params.yaml", repo_root: str = ".") -> dict:
+    logger = get_run_logger()
+    ws = Workspace.at(repo_root)
+    cfg = load_config(ws.root / params)
+    th, window = cfg.threshold, cfg.evaluation.vus_window
+    results = [measure_detector(name, ws.processed, ws.models, method=th.method, pot_q=th.pot_q,
+                                pot_level=th.pot_level, vus_window=window) for name in cfg.detectors]
+    data = Processed(ws.processed)
+    selection = selection_rule(cfg.registry.selection_metric, data["validation_labels"], window)
+    figures = candidate_scores(selection, {r.name: r.val_scores for r in results},
+                               {r.name: r.validation for r in results})
+    version = prepared_version(ws.root, cfg.dataset.root, params_hash(cfg), ws.processed, data.meta["raw_md5"])
+    ws.reports.mkdir(parents=True, exist_ok=True)
+    report = metrics_report(results, figures, selection.key)
+    (ws.reports / "metrics.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    reg = cfg.registry
+    decision = register(
+        tracking_uri=reg.tracking_uri, experiment=reg.experiment, artifact_root=ws.root / reg.artifact_root,
+        model_name_override=reg.model_name, processed_dir=ws.processed, models_dir=ws.models, results=results,
+        figures=figures, selection=selection, version=version,
+        run_params={"threshold_method": th.method, "selection_metric": reg.selection_metric,
+                    **{f"preprocessing.{k}": v for k, v in cfg.preprocessing.model_dump().items()}},
+        validation_report=ws.reports / "validation.json",
+    )
+    title = f"dataset {data.meta['dataset']} (data md5 {version.raw_md5}, {version.status})"
+    table = format_results_table(title, results, selection, figures)
+    logger.info("\n%s", table)
+    return {"table": table, "decision": decision, "version": version.__dict__}
+
+
+def summary(out: dict) -> str:
+    d: RegistryDecision = out["decision"]
+    if d.promoted:
+        before = "" if d.champion_before is None else (
+            f" (beat version {d.champion_before}: {d.champion_before_score:.4f})")
+        verdict = (f"registered {d.model} version {d.version} ({d.detector}, {d.criterion} {d.score:.4f}) "
+                   f"and made it @champion{before}")
+    else:
+        verdict = (f"registered {d.model} version {d.version} ({d.detector}, {d.criterion} {d.score:.4f}); "
+                   f"champion stays version {d.champion} ({d.champion_before_score:.4f} on this data)")
+    return "\n".join([out["table"], "", verdict])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.evaluate", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    return run_entry(lambda: summary(evaluate_flow(args.params)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

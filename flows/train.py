@@ -1,0 +1,38 @@
+"""The `train` flow (DVC stage ``train``): fit every detector named in params, one task each
+(retried once on failure). Run alone: ``python -m flows.train [--params FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from prefect import flow
+
+from tasks.fit import fit_detector
+
+from .config import load_config
+from .entry import run_entry
+from .workspace import Workspace
+
+
+@flow(name="train")
+def train_flow(params: str = "params.yaml", repo_root: str = ".", verbose: bool = False) -> dict:
+    ws = Workspace.at(repo_root)
+    cfg = load_config(ws.root / params)
+    futures = [fit_detector.submit(name, p, ws.processed, ws.models, verbose) for name, p in cfg.detectors.items()]
+    return {f.result()["name"]: f.result() for f in futures}
+
+
+def summary(info: dict) -> str:
+    return "\n".join(f"trained {name} in {i['fit_seconds']:.1f} s" for name, i in info.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.train", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    return run_entry(lambda: summary(train_flow(args.params, verbose=sys.stderr.isatty())))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
