@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-all bench clean
+.PHONY: install run lint test test-all bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,10 +18,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/vigil run
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(PY) -m pytest -q
 
-test-all: $(STAMP)
+test-all: lint
 	$(PY) -m pytest -q -m ""
 
 bench: $(STAMP)

@@ -6,7 +6,7 @@ process that ran it, and AUC-PR on the test tail beside the label prevalence (a 
 scorer's AUC-PR). PyOD's IForest and PCA on identical input are the reference; the
 `x ref` column is our throughput over PyOD's for the same method.
 
-Reference series: SMD machine-1-1 where ../shared/data/SMD exists, otherwise MSL channel C-1
+Reference series: the first SMD machine where ../shared/data/SMD exists, otherwise MSL channel C-1
 and NAB's machine_temperature_system_failure and ec2_cpu_utilization_825cc2.
 
     .venv/bin/python benchmarks/detectors.py [--device auto|cpu|cuda] [--only NAME ...] [--json OUT]
@@ -28,29 +28,45 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 
-OURS = ["zscore", "pca", "iforest", "conv_bigru_ae", "lstm_ae", "lstm_vae", "lstm_forecaster",
-        # the autoencoders again, scoring each step once (stride = window) instead of averaging 20 windows
-        "conv_bigru_ae:score_stride=20", "lstm_ae:score_stride=20", "lstm_vae:score_stride=20"]
+OURS = [
+    "zscore",
+    "pca",
+    "iforest",
+    "conv_bigru_ae",
+    "lstm_ae",
+    "lstm_vae",
+    "lstm_forecaster",
+    # the autoencoders again, scoring each step once (stride = window) instead of averaging 20 windows
+    "conv_bigru_ae:score_stride=20",
+    "lstm_ae:score_stride=20",
+    "lstm_vae:score_stride=20",
+]
 REFERENCE = {"pyod_iforest": "iforest", "pyod_pca": "pca"}
 
 
 def reference_series() -> list[tuple[str, str, str]]:
     if (SHARED / "SMD").is_dir():
-        return [("smd", str(SHARED / "SMD"), "machine-1-1")]
+        from components.datasets import list_series
+
+        machines = list_series("smd", SHARED / "SMD")  # here machine-1-2 ... machine-1-8
+        if machines:
+            return [("smd", str(SHARED / "SMD"), machines[0])]
     series = []
     if (SHARED / "MSL").is_dir():
         series.append(("telemanom", str(SHARED / "MSL"), "C-1"))
     if (SHARED / "NAB").is_dir():
-        series += [("nab", str(SHARED / "NAB"), "realKnownCause/machine_temperature_system_failure"),
-                   ("nab", str(SHARED / "NAB"), "realAWSCloudwatch/ec2_cpu_utilization_825cc2")]
+        series += [
+            ("nab", str(SHARED / "NAB"), "realKnownCause/machine_temperature_system_failure"),
+            ("nab", str(SHARED / "NAB"), "realAWSCloudwatch/ec2_cpu_utilization_825cc2"),
+        ]
     return series
 
 
 def _load(kind: str, root: str, name: str):
-    from components.datasets import load_nab, load_smd, load_telemanom
+    from components.datasets import DatasetSource, load_dataset
     from components.preprocessing import Scaler, split_validation
 
-    data = {"smd": load_smd, "telemanom": load_telemanom, "nab": load_nab}[kind](root, name)
+    data = load_dataset(DatasetSource(kind, Path(root), name))
     _, test = split_validation(data, 0.3)
     scaler = Scaler("minmax", 5.0).fit(data.train.to_numpy())
     return data, test, scaler.transform(data.train.to_numpy()), scaler.transform(test.test.to_numpy())
@@ -75,8 +91,14 @@ def run_one(kind: str, root: str, name: str, detector: str, device: str) -> dict
 
     data, test, train_x, test_x = _load(kind, root, name)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    row = {"series": data.name, "detector": detector, "train_steps": len(train_x), "test_steps": len(test_x),
-           "metrics": train_x.shape[1], "prevalence": float(test.labels.mean())}
+    row = {
+        "series": data.name,
+        "detector": detector,
+        "train_steps": len(train_x),
+        "test_steps": len(test_x),
+        "metrics": train_x.shape[1],
+        "prevalence": float(test.labels.mean()),
+    }
     if detector in REFERENCE:
         from pyod.models.iforest import IForest
         from pyod.models.pca import PCA
@@ -127,22 +149,31 @@ def main() -> int:
         return 1
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cuda available: {torch.cuda.is_available()}"
-          + (f" ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else ""))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, cuda available: {torch.cuda.is_available()}"
+        + (f" ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "")
+    )
     names = args.only or OURS + list(REFERENCE)
     rows = []
-    head = (f"{'detector':<31}{'dev':>5}{'fit s':>9}{'s/epoch':>9}{'epochs':>7}{'steps/s':>12}{'x ref':>7}"
-            f"{'peak MB':>9}{'base MB':>9}{'AUC-PR':>8}{'prev':>7}")
+    head = (
+        f"{'detector':<31}{'dev':>5}{'fit s':>9}{'s/epoch':>9}{'epochs':>7}{'steps/s':>12}{'x ref':>7}"
+        f"{'peak MB':>9}{'base MB':>9}{'AUC-PR':>8}{'prev':>7}"
+    )
     for kind, root, name in series:
         print(f"\n== {kind}/{name}")
         print(head)
         print("-" * len(head))
         ref_speed = {}
         for det in names:
-            out = subprocess.run([sys.executable, __file__, "--device", args.device, "--one", kind, root, name, det],
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--device", args.device, "--one", kind, root, name, det],
+                capture_output=True,
+                text=True,
+            )
             if out.returncode != 0:
-                print(f"{det:<31} FAILED: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+                print(
+                    f"{det:<31} FAILED: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}"
+                )
                 continue
             row = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row)
@@ -156,8 +187,10 @@ def main() -> int:
             dev = row.get("device", "cpu")[:4]
             spe = f"{row['s_per_epoch']:.2f}" if "s_per_epoch" in row else "-"
             ep = str(row.get("epochs", "-"))
-            print(f"{row['detector']:<31}{dev:>5}{row['fit_s']:>9.2f}{spe:>9}{ep:>7}{row['steps_per_s']:>12.3g}{ratio:>7}"
-                  f"{row['peak_rss_mb']:>9.0f}{row['base_rss_mb']:>9.0f}{row['auc_pr']:>8.3f}{row['prevalence']:>7.3f}")
+            print(
+                f"{row['detector']:<31}{dev:>5}{row['fit_s']:>9.2f}{spe:>9}{ep:>7}{row['steps_per_s']:>12.3g}{ratio:>7}"
+                f"{row['peak_rss_mb']:>9.0f}{row['base_rss_mb']:>9.0f}{row['auc_pr']:>8.3f}{row['prevalence']:>7.3f}"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -4,7 +4,7 @@ metrics that really caused each anomaly?"""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -15,8 +15,8 @@ NaN, and the result says why.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from . import metrics as M
 from .attribution import hit_rate
 from .datasets.base import Anomaly
 from .detectors import Detector
-from .thresholds import best_f1_threshold, pot_threshold
+from .thresholds import best_f1_threshold, pot_threshold, pot_threshold_from
 
 THRESHOLD_METHODS = ("best_f1", "pot")
 POT_MIN_PEAKS = 10  # pot_threshold's floor on excesses for a GPD fit
@@ -36,17 +36,30 @@ THRESHOLD_FREE = ("auc_roc", "auc_pr", "vus_pr")
 @dataclass(frozen=True)
 class Threshold:
     value: float
-    rule: str        # how it was chosen, in words, with the split it saw
+    rule: str  # how it was chosen, in words, with the split it saw
     label_free: bool
+    detail: str = ""  # the rule's figures, and why a label-free rule was used
 
 
-def choose_threshold(val_scores: np.ndarray, val_labels: np.ndarray, calibration_scores: np.ndarray, *,
-                     method: str = "best_f1", pot_q: float = 1e-3, pot_level: float = 0.98) -> Threshold:
+def choose_threshold(
+    val_scores: np.ndarray,
+    val_labels: np.ndarray,
+    calibration_scores: np.ndarray,
+    *,
+    method: str = "best_f1",
+    pot_q: float = 1e-3,
+    pot_level: float = 0.98,
+) -> Threshold:
     """A threshold that never sees the test split. ``best_f1`` uses the validation labels
     where there are any, else falls back to POT on the calibration scores (label-free);
     ``pot`` uses the validation scores only."""
     if method == "pot":
-        return Threshold(pot_threshold(val_scores, q=pot_q, level=pot_level), "pot on validation scores", True)
+        return Threshold(
+            pot_threshold(val_scores, q=pot_q, level=pot_level),
+            "pot on validation scores",
+            True,
+            f"q={pot_q:g}, level={pot_level:g}",
+        )
     if method != "best_f1":
         raise ValueError(f"unknown threshold method {method!r}; choose one of {THRESHOLD_METHODS}")
     if np.asarray(val_labels).any():
@@ -55,19 +68,37 @@ def choose_threshold(val_scores: np.ndarray, val_labels: np.ndarray, calibration
 
 
 def label_free_threshold(calibration_scores: np.ndarray, *, pot_q: float, pot_level: float) -> Threshold:
-    """POT on scores of data assumed normal. A short tail lowers the POT level just enough to
-    leave `POT_MIN_PEAKS` excesses (200 calibration scores: level 0.95); the rule says so."""
-    n = len(calibration_scores)
+    """POT on scores of data assumed normal. POT starts at the ``pot_level`` quantile, lowered
+    where needed until `POT_MIN_PEAKS` scores exceed it (a short tail, or tied scores: MSL's
+    one-hot command columns give many); with too few distinct scores for that, the threshold
+    sits just above the largest one. The rule says which."""
+    x = np.sort(np.asarray(calibration_scores, dtype=np.float64))
+    n = len(x)
     if n < 2 * POT_MIN_PEAKS:
         raise ValueError(
             f"label-free threshold: {n} calibration scores (the held-out tail of train) are too few for POT; "
             f"it needs {2 * POT_MIN_PEAKS}. Lengthen train, raise the detector's val_fraction/"
             f"calibration_fraction, or use threshold.method: pot (on validation scores)"
         )
-    level = min(pot_level, 1 - POT_MIN_PEAKS / n)
-    value = pot_threshold(calibration_scores, q=pot_q, level=level)
-    rule = f"label-free: pot (q={pot_q:g}, level={level:.3g}) on {n} held-out train-tail scores"
-    return Threshold(value, rule + f" ({NO_LABELS.format(split='validation')})", True)
+    why = NO_LABELS.format(split="validation")
+    start = float(np.quantile(x, pot_level))
+    # the highest start that leaves enough excesses: below the POT_MIN_PEAKS-th largest score
+    below = x[x < x[-POT_MIN_PEAKS]]
+    if below.size == 0:
+        return Threshold(
+            float(np.nextafter(x[-1], np.inf)),
+            "label-free: above the largest held-out train-tail score",
+            True,
+            f"{n} scores, too few distinct ones for POT; {why}",
+        )
+    start = min(start, float(below[-1]))
+    level = float(np.mean(x <= start))
+    return Threshold(
+        pot_threshold_from(x, start, pot_q),
+        "label-free: pot on held-out train-tail scores",
+        True,
+        f"q={pot_q:g}, from the {level:.3g} quantile of {n} scores; {why}",
+    )
 
 
 def _safe(fn, *args) -> float:
@@ -77,9 +108,15 @@ def _safe(fn, *args) -> float:
         return math.nan
 
 
-def metric_suite(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
-                 contributions: np.ndarray | None = None, causes: Sequence[Anomaly] = (),
-                 vus_window: int = 20) -> dict[str, float]:
+def metric_suite(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    *,
+    contributions: np.ndarray | None = None,
+    causes: Sequence[Anomaly] = (),
+    vus_window: int = 20,
+) -> dict[str, float]:
     """Every score Vigil reports, keyed by what it is:
 
     ``point_*`` point-wise; ``pa_*`` point-adjusted (inflated, for comparison with papers);
@@ -109,8 +146,12 @@ def metric_suite(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
     out["auc_roc"] = _safe(M.auc_roc, labels, scores)
     out["auc_pr"] = _safe(M.auc_pr, labels, scores)
     out["vus_pr"] = _safe(M.vus_pr, labels, scores, vus_window)
-    if contributions is not None and np.ndim(contributions) == 2 and np.shape(contributions)[1] > 1 \
-            and any(a.metrics for a in causes):
+    if (
+        contributions is not None
+        and np.ndim(contributions) == 2
+        and np.shape(contributions)[1] > 1
+        and any(a.metrics for a in causes)
+    ):
         out["hitrate_100"] = hit_rate(contributions, causes, 1.0)
         out["hitrate_150"] = hit_rate(contributions, causes, 1.5)
     return out
@@ -130,20 +171,35 @@ class DetectorResult:
     undefined: dict[str, str] = field(default_factory=dict)  # split -> why its label metrics are NaN
 
 
-def threshold_and_measure(name: str, detector: Detector, fit_seconds: float, *, val_x: np.ndarray,
-                          val_labels: np.ndarray, test_x: np.ndarray, test_labels: np.ndarray,
-                          test_causes: Sequence[Anomaly], method: str, pot_q: float, pot_level: float,
-                          vus_window: int) -> DetectorResult:
+def threshold_and_measure(
+    name: str,
+    detector: Detector,
+    fit_seconds: float,
+    *,
+    val_x: np.ndarray,
+    val_labels: np.ndarray,
+    test_x: np.ndarray,
+    test_labels: np.ndarray,
+    test_causes: Sequence[Anomaly],
+    method: str,
+    pot_q: float,
+    pot_level: float,
+    vus_window: int,
+) -> DetectorResult:
     """Threshold from the validation split (or the label-free rule) only; the whole metric
     suite on both splits."""
     val_scores = detector.score(val_x)
-    threshold = choose_threshold(val_scores, val_labels, detector.calibration_scores_, method=method,
-                                 pot_q=pot_q, pot_level=pot_level)
+    threshold = choose_threshold(
+        val_scores, val_labels, detector.calibration_scores_, method=method, pot_q=pot_q, pot_level=pot_level
+    )
     val_metrics = metric_suite(val_labels, val_scores, threshold.value, vus_window=vus_window)
     test_scores, test_contrib = detector.score_and_contributions(test_x)
-    test_metrics = metric_suite(test_labels, test_scores, threshold.value, contributions=test_contrib,
-                                causes=test_causes, vus_window=vus_window)
-    undefined = {split: NO_LABELS.format(split=split)
-                 for split, labels in (("validation", val_labels), ("test", test_labels)) if not np.any(labels)}
-    return DetectorResult(name, fit_seconds, threshold, val_metrics, test_metrics, val_scores, test_scores,
-                          undefined)
+    test_metrics = metric_suite(
+        test_labels, test_scores, threshold.value, contributions=test_contrib, causes=test_causes, vus_window=vus_window
+    )
+    undefined = {
+        split: NO_LABELS.format(split=split)
+        for split, labels in (("validation", val_labels), ("test", test_labels))
+        if not np.any(labels)
+    }
+    return DetectorResult(name, fit_seconds, threshold, val_metrics, test_metrics, val_scores, test_scores, undefined)

@@ -18,9 +18,9 @@ import numpy as np
 
 from .datasets.base import ranges_from_labels
 
-
 # The figures that can choose a model (`components.selection`), all computed on validation.
 SELECTION_METRICS = ("point_f1", "event_f1", "affiliation_f1", "auc_pr", "vus_pr", "auc_roc")
+
 
 def _binary(a, name: str) -> np.ndarray:
     a = np.asarray(a)

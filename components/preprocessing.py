@@ -32,7 +32,7 @@ class Scaler:
         if self.clip is not None and self.clip <= 0:
             raise ValueError(f"clip must be positive or None, got {self.clip}")
 
-    def fit(self, train: np.ndarray) -> "Scaler":
+    def fit(self, train: np.ndarray) -> Scaler:
         x = _as_2d(train)
         if self.kind == "minmax":
             self.offset_, scale = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
@@ -62,7 +62,7 @@ class Scaler:
         return {"kind": self.kind, "clip": self.clip, "offset": self.offset_.tolist(), "scale": self.scale_.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Scaler":
+    def from_dict(cls, d: dict) -> Scaler:
         s = cls(d["kind"], d["clip"])
         s.offset_, s.scale_ = np.asarray(d["offset"], dtype=np.float64), np.asarray(d["scale"], dtype=np.float64)
         return s
@@ -92,7 +92,12 @@ def split_validation(dataset: Dataset, fraction: float) -> tuple[Dataset, Datase
             for a in dataset.causes
             if a.start < hi and a.end > lo
         ]
-        return replace(dataset, name=f"{dataset.name}:{suffix}", test=dataset.test.iloc[lo:hi],
-                       labels=dataset.labels[lo:hi], causes=causes)
+        return replace(
+            dataset,
+            name=f"{dataset.name}:{suffix}",
+            test=dataset.test.iloc[lo:hi],
+            labels=dataset.labels[lo:hi],
+            causes=causes,
+        )
 
     return part(0, cut, "validation"), part(cut, len(dataset.test), "test")

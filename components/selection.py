@@ -14,14 +14,15 @@ wherever it is used.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy.stats import rankdata, spearmanr
 
 from .evaluation import NO_LABELS, THRESHOLD_FREE, metric_suite
 from .metrics import SELECTION_METRICS
+
 CONSENSUS = "consensus"
 
 
@@ -45,8 +46,10 @@ def selection_rule(metric: str, val_labels: np.ndarray, vus_window: int) -> Sele
         raise ValueError(f"unknown selection metric {metric!r}; choose one of {SELECTION_METRICS}")
     if np.asarray(val_labels).any():
         return Selection(metric, True, f"{metric} on the validation split", vus_window)
-    reason = (f"label-free: agreement (Spearman) with the consensus of this run's detectors on the validation "
-              f"split, because there is {NO_LABELS.format(split='validation')}; {metric} is undefined there")
+    reason = (
+        f"label-free: agreement (Spearman) with the consensus of this run's detectors on the validation "
+        f"split, because there is {NO_LABELS.format(split='validation')}; {metric} is undefined there"
+    )
     return Selection(CONSENSUS, False, reason, vus_window)
 
 
@@ -63,8 +66,9 @@ def agreement(scores: np.ndarray, member_scores: Sequence[np.ndarray]) -> float:
     return float(spearmanr(scores, consensus(member_scores)).statistic)
 
 
-def candidate_scores(selection: Selection, val_scores: dict[str, np.ndarray],
-                     val_metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+def candidate_scores(
+    selection: Selection, val_scores: dict[str, np.ndarray], val_metrics: dict[str, dict[str, float]]
+) -> dict[str, float]:
     """Each candidate's selection figure: its validation metric, or its consensus agreement."""
     if selection.labelled:
         return {name: val_metrics[name].get(selection.metric, math.nan) for name in val_scores}
@@ -80,8 +84,13 @@ def pick_best(figures: dict[str, float]) -> str:
     return max(finite, key=finite.get)
 
 
-def score_outside_candidate(selection: Selection, scores: np.ndarray, flags: np.ndarray, val_labels: np.ndarray,
-                            member_scores: Sequence[np.ndarray]) -> float:
+def score_outside_candidate(
+    selection: Selection,
+    scores: np.ndarray,
+    flags: np.ndarray,
+    val_labels: np.ndarray,
+    member_scores: Sequence[np.ndarray],
+) -> float:
     """The selection figure of a model that is not one of this run's candidates (the current
     champion), from its validation scores and flags, as the candidates got theirs."""
     if not selection.labelled:

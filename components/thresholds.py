@@ -44,17 +44,22 @@ def pot_threshold(calibration_scores: np.ndarray, q: float = 1e-3, level: float 
     Fits a generalised Pareto distribution to the excesses over the ``level`` quantile of the
     calibration scores and returns the score exceeded with probability ``q``.
     """
-    from scipy.stats import genpareto
-
     x = np.asarray(calibration_scores, dtype=np.float64)
     if not 0 < q < 1 or not 0 < level < 1:
         raise ValueError(f"q and level must be in (0, 1), got {q} and {level}")
-    t = float(np.quantile(x, level))
+    return pot_threshold_from(x, float(np.quantile(x, level)), q)
+
+
+def pot_threshold_from(calibration_scores: np.ndarray, t: float, q: float = 1e-3) -> float:
+    """POT with an explicit initial threshold ``t``: the GPD is fitted to the excesses over it."""
+    from scipy.stats import genpareto
+
+    x = np.asarray(calibration_scores, dtype=np.float64)
     peaks = x[x > t] - t
     if peaks.size < 10:
-        raise ValueError(f"only {peaks.size} scores exceed the {level} quantile; POT needs at least 10")
+        raise ValueError(f"only {peaks.size} scores exceed {t:.6g}; POT needs at least 10")
     gamma, _, sigma = genpareto.fit(peaks, floc=0.0)
     r = q * x.size / peaks.size
     if abs(gamma) < 1e-8:
-        return t - sigma * np.log(r)
+        return float(t - sigma * np.log(r))
     return float(t + sigma / gamma * (r ** (-gamma) - 1.0))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -36,7 +35,9 @@ def _run(args: argparse.Namespace) -> int:
             from .pipeline import pipeline
 
             out = pipeline(args.params, args.new_data_version, verbose=verbose)
-        ui = f"open the MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.registry.tracking_uri}   (or `vigil ui`)"
+        ui = (
+            f"open the MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.registry.tracking_uri}   (or `vigil ui`)"
+        )
         return summary(out) + "\n" + ui
 
     return run_entry(body)
@@ -53,11 +54,26 @@ def _ui(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)
     bin_dir = Path(sys.executable).parent
     procs = [
-        subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(args.prefect_port)]),
-        subprocess.Popen([str(bin_dir / "mlflow"), "ui", "--host", "127.0.0.1", "--port", str(args.mlflow_port),
-                          "--backend-store-uri", cfg.registry.tracking_uri]),
+        subprocess.Popen(
+            [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(args.prefect_port)]
+        ),
+        subprocess.Popen(
+            [
+                str(bin_dir / "mlflow"),
+                "ui",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(args.mlflow_port),
+                "--backend-store-uri",
+                cfg.registry.tracking_uri,
+            ]
+        ),
     ]
-    print(f"Prefect UI: http://127.0.0.1:{args.prefect_port}   MLflow UI: http://127.0.0.1:{args.mlflow_port}   (Ctrl-C stops both)")
+    print(
+        f"Prefect UI: http://127.0.0.1:{args.prefect_port}   "
+        f"MLflow UI: http://127.0.0.1:{args.mlflow_port}   (Ctrl-C stops both)"
+    )
     try:
         while all(p.poll() is None for p in procs):
             time.sleep(1)
@@ -85,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="data version check, validation, prepare, train, evaluate, register")
     run.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     run.add_argument("--step", choices=STEPS, default="all", help="one step only (as the dvc stages do)")
-    run.add_argument("--new-data-version", action="store_true",
-                     help="accept raw data that dvc.lock does not record, as a new data version")
+    run.add_argument(
+        "--new-data-version",
+        action="store_true",
+        help="accept raw data that dvc.lock does not record, as a new data version",
+    )
     run.set_defaults(func=_run)
     gen = sub.add_parser("generate", help="write the synthetic dataset named in params")
     gen.add_argument("--params", default="params.yaml")

@@ -27,7 +27,7 @@ class SyntheticConfig(_Strict):
 
 
 class CSVConfig(_Strict):
-    test_file: str | None = None          # with it, `name` is train and this is test
+    test_file: str | None = None  # with it, `name` is train and this is test
     time_column: str | None = "timestamp"
     label_column: str | None = "label"
     train_fraction: float = Field(0.5, gt=0, lt=1)
@@ -46,8 +46,8 @@ class DatasetConfig(_Strict):
     name: str = "synthetic"
     synthetic: SyntheticConfig = SyntheticConfig()
     csv: CSVConfig = CSVConfig()
-    min_rows: int = Field(50, ge=1)       # validation: fewer rows in train or test is an error
-    min_value: float | None = None        # validation: value range of every metric, if known
+    min_rows: int = Field(50, ge=1)  # validation: fewer rows in train or test is an error
+    min_value: float | None = None  # validation: value range of every metric, if known
     max_value: float | None = None
 
     def source(self) -> DatasetSource:
@@ -78,12 +78,12 @@ class RegistryConfig(_Strict):
     tracking_uri: str = "sqlite:///mlflow/mlflow.db"
     artifact_root: Path = Path("mlflow/artifacts")
     experiment: str = "vigil"
-    model_name: str | None = None          # default: vigil-<dataset name>
+    model_name: str | None = None  # default: vigil-<dataset name>
     selection_metric: Literal[SELECTION_METRICS] = "vus_pr"  # on the validation split
 
 
 class ScheduleConfig(_Strict):
-    cron: str = "0 3 * * *"               # `vigil serve`: when the scheduled pipeline runs (UTC)
+    cron: str = "0 3 * * *"  # `vigil serve`: when the scheduled pipeline runs (UTC)
 
 
 class Config(_Strict):

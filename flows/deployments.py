@@ -17,7 +17,9 @@ DEPLOYMENT = "vigil-scheduled"
 def build_deployment(cfg: Config, params: str = "params.yaml"):
     """The deployment object (a real Prefect RunnerDeployment; nothing is started)."""
     return pipeline.to_deployment(
-        name=DEPLOYMENT, cron=cfg.schedule.cron, parameters={"params": params},
+        name=DEPLOYMENT,
+        cron=cfg.schedule.cron,
+        parameters={"params": params},
         description="Vigil pipeline on a schedule: data version, validation, training, evaluation, registry.",
         tags=["vigil"],
     )

@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
-EXIT_CONFIG = 2   # params.yaml refused
-EXIT_DATA = 3     # data version refused, validation failed, or the data itself is bad
+EXIT_CONFIG = 2  # params.yaml refused
+EXIT_DATA = 3  # data version refused, validation failed, or the data itself is bad
 
 
 def quiet_prefect() -> None:

@@ -32,9 +32,17 @@ def _json_figures(metrics: dict[str, float]) -> dict[str, float | None]:
 def metrics_report(results: list[DetectorResult], figures: dict[str, float], selection_key: str) -> dict:
     """reports/metrics.json: per detector, both splits (undefined figures as null), the
     selection figure, the threshold rule and why any figure is undefined."""
-    return {r.name: {"test": _json_figures(r.test), "validation": _json_figures(r.validation),
-                     "selection": _json_figures({selection_key: figures[r.name]}),
-                     "threshold_rule": r.threshold.rule, "undefined": r.undefined} for r in results}
+    return {
+        r.name: {
+            "test": _json_figures(r.test),
+            "validation": _json_figures(r.validation),
+            "selection": _json_figures({selection_key: figures[r.name]}),
+            "threshold_rule": r.threshold.rule,
+            "threshold_detail": r.threshold.detail,
+            "undefined": r.undefined,
+        }
+        for r in results
+    }
 
 
 @flow(name="evaluate")
@@ -43,23 +51,38 @@ def evaluate_flow(params: str = "params.yaml", repo_root: str = ".") -> dict:
     ws = Workspace.at(repo_root)
     cfg = load_config(ws.root / params)
     th, window = cfg.threshold, cfg.evaluation.vus_window
-    results = [measure_detector(name, ws.processed, ws.models, method=th.method, pot_q=th.pot_q,
-                                pot_level=th.pot_level, vus_window=window) for name in cfg.detectors]
+    results = [
+        measure_detector(
+            name, ws.processed, ws.models, method=th.method, pot_q=th.pot_q, pot_level=th.pot_level, vus_window=window
+        )
+        for name in cfg.detectors
+    ]
     data = Processed(ws.processed)
     selection = selection_rule(cfg.registry.selection_metric, data["validation_labels"], window)
-    figures = candidate_scores(selection, {r.name: r.val_scores for r in results},
-                               {r.name: r.validation for r in results})
+    figures = candidate_scores(
+        selection, {r.name: r.val_scores for r in results}, {r.name: r.validation for r in results}
+    )
     version = prepared_version(ws.root, cfg.dataset.root, params_hash(cfg), ws.processed, data.meta["raw_md5"])
     ws.reports.mkdir(parents=True, exist_ok=True)
     report = metrics_report(results, figures, selection.key)
     (ws.reports / "metrics.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     reg = cfg.registry
     decision = register(
-        tracking_uri=reg.tracking_uri, experiment=reg.experiment, artifact_root=ws.root / reg.artifact_root,
-        model_name_override=reg.model_name, processed_dir=ws.processed, models_dir=ws.models, results=results,
-        figures=figures, selection=selection, version=version,
-        run_params={"threshold_method": th.method, "selection_metric": reg.selection_metric,
-                    **{f"preprocessing.{k}": v for k, v in cfg.preprocessing.model_dump().items()}},
+        tracking_uri=reg.tracking_uri,
+        experiment=reg.experiment,
+        artifact_root=ws.root / reg.artifact_root,
+        model_name_override=reg.model_name,
+        processed_dir=ws.processed,
+        models_dir=ws.models,
+        results=results,
+        figures=figures,
+        selection=selection,
+        version=version,
+        run_params={
+            "threshold_method": th.method,
+            "selection_metric": reg.selection_metric,
+            **{f"preprocessing.{k}": v for k, v in cfg.preprocessing.model_dump().items()},
+        },
         validation_report=ws.reports / "validation.json",
     )
     title = f"dataset {data.meta['dataset']} (data md5 {version.raw_md5}, {version.status})"
@@ -71,13 +94,18 @@ def evaluate_flow(params: str = "params.yaml", repo_root: str = ".") -> dict:
 def summary(out: dict) -> str:
     d: RegistryDecision = out["decision"]
     if d.promoted:
-        before = "" if d.champion_before is None else (
-            f" (beat version {d.champion_before}: {d.champion_before_score:.4f})")
-        verdict = (f"registered {d.model} version {d.version} ({d.detector}, {d.criterion} {d.score:.4f}) "
-                   f"and made it @champion{before}")
+        before = (
+            "" if d.champion_before is None else (f" (beat version {d.champion_before}: {d.champion_before_score:.4f})")
+        )
+        verdict = (
+            f"registered {d.model} version {d.version} ({d.detector}, {d.criterion} {d.score:.4f}) "
+            f"and made it @champion{before}"
+        )
     else:
-        verdict = (f"registered {d.model} version {d.version} ({d.detector}, {d.criterion} {d.score:.4f}); "
-                   f"champion stays version {d.champion} ({d.champion_before_score:.4f} on this data)")
+        verdict = (
+            f"registered {d.model} version {d.version} ({d.detector}, {d.criterion} {d.score:.4f}); "
+            f"champion stays version {d.champion} ({d.champion_before_score:.4f} on this data)"
+        )
     return "\n".join([out["table"], "", verdict])
 
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from components.datasets import DatasetSource
+from components.datasets import DatasetSource, get_kind
 from components.datasets.synthetic_layout import generate
 
 from .config import load_config
@@ -17,7 +17,8 @@ from .entry import run_entry
 def generate_synthetic(params: str, out: str | None) -> str:
     cfg = load_config(params)
     d = cfg.dataset
-    folder = Path(out) if out else d.root if d.kind == "synthetic" else Path("data/raw/synthetic")
+    # a kind made from settings generates into its own root; otherwise the default synthetic folder
+    folder = Path(out) if out else d.root if get_kind(d.kind).generate else Path("data/raw/synthetic")
     generate(DatasetSource("synthetic", folder, "synthetic", d.synthetic.model_dump()), force=True)
     return f"synthetic data written to {folder}"
 

@@ -15,8 +15,9 @@ from .train import train_flow
 
 
 @flow(name="pipeline")
-def pipeline(params: str = "params.yaml", new_data_version: bool = False, repo_root: str = ".",
-             verbose: bool = False) -> dict:
+def pipeline(
+    params: str = "params.yaml", new_data_version: bool = False, repo_root: str = ".", verbose: bool = False
+) -> dict:
     version = prepare_flow(params, new_data_version, repo_root)
     train_flow(params, repo_root, verbose)
     out = evaluate_flow(params, repo_root)

@@ -32,10 +32,18 @@ def prepare_flow(params: str = "params.yaml", new_data_version: bool = False, re
     if ensure_generated(source):
         allow_new = True  # regenerated from params: a new version by construction
     version = check_data_version(ws.root, d.root, params_hash(cfg), allow_new)
-    validate_raw(source, ws.reports / "validation.json", min_rows=d.min_rows, min_value=d.min_value,
-                 max_value=d.max_value)
-    prepare_data(source, scaler=p.scaler, clip=p.clip, validation_fraction=p.validation_fraction,
-                 detectors=cfg.detectors, raw_md5=version.raw_md5, out_dir=ws.processed)
+    validate_raw(
+        source, ws.reports / "validation.json", min_rows=d.min_rows, min_value=d.min_value, max_value=d.max_value
+    )
+    prepare_data(
+        source,
+        scaler=p.scaler,
+        clip=p.clip,
+        validation_fraction=p.validation_fraction,
+        detectors=cfg.detectors,
+        raw_md5=version.raw_md5,
+        out_dir=ws.processed,
+    )
     under_dvc = "DVC_STAGE" in os.environ  # `dvc repro` writes dvc.lock itself
     # dvc.lock describes the stages of params.yaml; data read under another params file is not
     # what the prepare stage tracks, so it runs as "new" without being written there.

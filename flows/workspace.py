@@ -11,7 +11,7 @@ class Workspace:
     root: Path
 
     @classmethod
-    def at(cls, repo_root: str | Path) -> "Workspace":
+    def at(cls, repo_root: str | Path) -> Workspace:
         return cls(Path(repo_root).resolve())
 
     @property

@@ -46,8 +46,16 @@ def _causes(d: Dataset) -> list[dict]:
 
 
 @task(name="prepare")
-def prepare_data(source: DatasetSource, *, scaler: str, clip: float | None, validation_fraction: float,
-                 detectors: dict[str, dict], raw_md5: str, out_dir: Path) -> Path:
+def prepare_data(
+    source: DatasetSource,
+    *,
+    scaler: str,
+    clip: float | None,
+    validation_fraction: float,
+    detectors: dict[str, dict],
+    raw_md5: str,
+    out_dir: Path,
+) -> Path:
     """Strict load, scaler fitted on train only, validation head / test tail in time order.
     Written to a temporary folder first and swapped in whole, so a failure leaves the old
     processed data untouched."""
@@ -56,7 +64,9 @@ def prepare_data(source: DatasetSource, *, scaler: str, clip: float | None, vali
     detector, window = longest_window(detectors)
     for part, rows in (("validation head", len(val.test)), ("test tail", len(test.test))):
         if rows < window:
-            raise DataError(f"{test_file(source)}: the {part} has {rows} rows, shorter than {detector}'s window of {window}")
+            raise DataError(
+                f"{test_file(source)}: the {part} has {rows} rows, shorter than {detector}'s window of {window}"
+            )
     fitted = Scaler(scaler, clip).fit(data.train.to_numpy())
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -73,9 +83,13 @@ def prepare_data(source: DatasetSource, *, scaler: str, clip: float | None, vali
             raw_test=test.test.to_numpy(dtype=np.float64),
         )
         meta = {
-            "dataset": data.name, "kind": source.kind, "features": data.features,
-            "scaler": fitted.to_dict(), "validation_fraction": validation_fraction,
-            "causes": {"validation": _causes(val), "test": _causes(test)}, "raw_md5": raw_md5,
+            "dataset": data.name,
+            "kind": source.kind,
+            "features": data.features,
+            "scaler": fitted.to_dict(),
+            "validation_fraction": validation_fraction,
+            "causes": {"validation": _causes(val), "test": _causes(test)},
+            "raw_md5": raw_md5,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         if out_dir.exists():

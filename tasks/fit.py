@@ -35,12 +35,17 @@ def fit_detector(name: str, params: dict, processed_dir: Path, models_dir: Path,
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     det.save(models_dir / f"{name}.pkl")
-    info = {"name": name, "params": det.get_params(), "fit_seconds": seconds,
-            "calibration_steps": len(det.calibration_scores_)}
+    info = {
+        "name": name,
+        "params": det.get_params(),
+        "fit_seconds": seconds,
+        "calibration_steps": len(det.calibration_scores_),
+    }
     if hasattr(det, "history_"):
         h = det.history_
-        info.update(epochs=h.epochs_run, best_epoch=h.best_epoch, seconds_per_epoch=h.seconds_per_epoch,
-                    device=str(det.device_))
+        info.update(
+            epochs=h.epochs_run, best_epoch=h.best_epoch, seconds_per_epoch=h.seconds_per_epoch, device=str(det.device_)
+        )
     (models_dir / f"{name}.json").write_text(json.dumps(info, indent=1) + "\n")
     _progress(logger, f"[{name}] fitted in {seconds:.1f} s")
     return info

@@ -15,13 +15,23 @@ from .data import Processed
 
 
 @task(name="threshold and measure", task_run_name="measure {name}")
-def measure_detector(name: str, processed_dir: Path, models_dir: Path, *, method: str, pot_q: float,
-                     pot_level: float, vus_window: int) -> DetectorResult:
+def measure_detector(
+    name: str, processed_dir: Path, models_dir: Path, *, method: str, pot_q: float, pot_level: float, vus_window: int
+) -> DetectorResult:
     data = Processed(processed_dir)
     det = load_detector(Path(models_dir) / f"{name}.pkl")
     info = json.loads((Path(models_dir) / f"{name}.json").read_text())
     return threshold_and_measure(
-        name, det, info["fit_seconds"], val_x=data["validation"], val_labels=data["validation_labels"],
-        test_x=data["test"], test_labels=data["test_labels"], test_causes=data.causes("test"), method=method,
-        pot_q=pot_q, pot_level=pot_level, vus_window=vus_window,
+        name,
+        det,
+        info["fit_seconds"],
+        val_x=data["validation"],
+        val_labels=data["validation_labels"],
+        test_x=data["test"],
+        test_labels=data["test_labels"],
+        test_causes=data.causes("test"),
+        method=method,
+        pot_q=pot_q,
+        pot_level=pot_level,
+        vus_window=vus_window,
     )

@@ -37,11 +37,14 @@ class VigilAnomalyModel(mlflow.pyfunc.PythonModel):
         scores, contrib = self.detector.score_and_contributions(x)
         top = np.argsort(-contrib, axis=1)[:, :TOP_K]
         names = np.asarray(self.features)[top]
-        return pd.DataFrame({
-            "score": scores,
-            "flag": (scores >= self.threshold).astype(np.int8),
-            "top_metrics": [",".join(row) for row in names],
-        }, index=model_input.index)
+        return pd.DataFrame(
+            {
+                "score": scores,
+                "flag": (scores >= self.threshold).astype(np.int8),
+                "top_metrics": [",".join(row) for row in names],
+            },
+            index=model_input.index,
+        )
 
 
 # Models from code: MLflow loads this file to rebuild the model (no pickled Python object).

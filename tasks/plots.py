@@ -23,8 +23,11 @@ def write_plots(folder: Path, result, labels: np.ndarray) -> list[Path]:
     ax.axhline(result.threshold.value, color="red", ls="--", lw=1, label="threshold")
     for s, e in ranges_from_labels(labels):
         ax.axvspan(s, e, color="orange", alpha=0.25, lw=0)
-    ax.set(title=f"{result.name}: test scores; labelled anomalies shaded\nthreshold: {result.threshold.rule}",
-           xlabel="test step", ylabel="score")
+    ax.set(
+        title=f"{result.name}: test scores; labelled anomalies shaded\nthreshold: {result.threshold.rule}",
+        xlabel="test step",
+        ylabel="score",
+    )
     ax.set_yscale("symlog")
     ax.legend(loc="upper right")
     fig.tight_layout()

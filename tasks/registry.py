@@ -10,6 +10,7 @@ read as no champion.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import shutil
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from prefect import task
+from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
 from components.evaluation import DetectorResult
@@ -43,8 +45,8 @@ class RegistryDecision:
     model: str
     version: int
     detector: str
-    criterion: str                  # "val_<metric>" or "val_consensus"
-    criterion_rule: str             # the rule in words, with why (label-free or not)
+    criterion: str  # "val_<metric>" or "val_consensus"
+    criterion_rule: str  # the rule in words, with why (label-free or not)
     score: float
     champion_before: int | None
     champion_before_score: float | None
@@ -54,6 +56,13 @@ class RegistryDecision:
     @property
     def champion(self) -> int:
         return self.version if self.promoted else int(self.champion_before)
+
+
+def _logger():
+    try:
+        return get_run_logger()
+    except MissingContextError:  # called as a plain function, outside a flow run
+        return logging.getLogger(__name__)
 
 
 def setup_mlflow(tracking_uri: str, experiment: str, artifact_root: Path):
@@ -77,8 +86,9 @@ def pip_requirements() -> list[str]:
     return [f"{p}=={installed_version(p).split('+')[0]}" for p in SERVING_PACKAGES]
 
 
-def write_bundle(folder: Path, detector_path: Path, scaler: dict, features: list[str], threshold: float,
-                 detector: str) -> Path:
+def write_bundle(
+    folder: Path, detector_path: Path, scaler: dict, features: list[str], threshold: float, detector: str
+) -> Path:
     """What the pyfunc model loads: the fitted detector, its scaler and threshold, the features."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(detector_path, folder / "detector.pkl")
@@ -91,17 +101,34 @@ def _finite(metrics: dict[str, float], prefix: str) -> dict[str, float]:
     return {f"{prefix}{k}": float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
 
 
-def log_detector_run(mlflow, result: DetectorResult, *, tags: dict, info: dict, data: Processed,
-                     detector_file: Path, selection_figure: float, selection: Selection) -> str:
+def log_detector_run(
+    mlflow,
+    result: DetectorResult,
+    *,
+    tags: dict,
+    info: dict,
+    data: Processed,
+    detector_file: Path,
+    selection_figure: float,
+    selection: Selection,
+) -> str:
     """One child run: parameters, metrics of both splits, plots, the threshold rule, and the
     pyfunc model bundling scaler, detector and threshold. Returns the model's URI."""
     with mlflow.start_run(run_name=result.name, nested=True, tags={**tags, "vigil.detector": result.name}):
         mlflow.log_params({f"detector.{k}": v for k, v in info.get("params", {}).items()})
         mlflow.log_params({"detector": result.name, "threshold": result.threshold.value})
-        mlflow.set_tags({"vigil.threshold_rule": result.threshold.rule,
-                         **{f"vigil.undefined.{split}": why for split, why in result.undefined.items()}})
-        metrics = {**_finite(result.validation, "val_"), **_finite(result.test, "test_"),
-                   "fit_seconds": result.fit_seconds}
+        mlflow.set_tags(
+            {
+                "vigil.threshold_rule": result.threshold.rule,
+                "vigil.threshold_detail": result.threshold.detail,
+                **{f"vigil.undefined.{split}": why for split, why in result.undefined.items()},
+            }
+        )
+        metrics = {
+            **_finite(result.validation, "val_"),
+            **_finite(result.test, "test_"),
+            "fit_seconds": result.fit_seconds,
+        }
         if math.isfinite(selection_figure):
             metrics[selection.key] = selection_figure  # the consensus figure, where label-free
         mlflow.log_metrics(metrics)
@@ -110,37 +137,47 @@ def log_detector_run(mlflow, result: DetectorResult, *, tags: dict, info: dict, 
         with tempfile.TemporaryDirectory() as tmp:
             for path in write_plots(Path(tmp), result, data["test_labels"]):
                 mlflow.log_artifact(str(path), "plots")
-            bundle = write_bundle(Path(tmp) / "bundle", detector_file, data.meta["scaler"], data.meta["features"],
-                                  result.threshold.value, result.name)
+            bundle = write_bundle(
+                Path(tmp) / "bundle",
+                detector_file,
+                data.meta["scaler"],
+                data.meta["features"],
+                result.threshold.value,
+                result.name,
+            )
             example = pd.DataFrame(data["raw_validation"][:64], columns=data.meta["features"])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # the int8 flag column's schema hint
                 logged = mlflow.pyfunc.log_model(
-                    name="model", python_model=str(MODEL_CODE), artifacts={"bundle": str(bundle)},
-                    code_paths=[str(REPO / "components")], pip_requirements=pip_requirements(),
+                    name="model",
+                    python_model=str(MODEL_CODE),
+                    artifacts={"bundle": str(bundle)},
+                    code_paths=[str(REPO / "components")],
+                    pip_requirements=pip_requirements(),
                     input_example=example,
                 )
     return logged.model_uri
 
 
 def find_champion(client, name: str):
-    """The model version holding the champion alias, or None where the model has none yet.
-    Read from the registered model's aliases, so that every error (a store that cannot be
-    reached or read) propagates instead of passing for "no champion"."""
-    aliases = client.get_registered_model(name).aliases
-    if CHAMPION not in aliases:
+    """The model version holding the champion alias, or None where no version holds it yet.
+    Read from the registered model's aliases rather than by catching the alias look-up's
+    error (MLflow reports a missing alias with the same code as a bad request), so that every
+    error (a store that cannot be reached or read) propagates."""
+    models = [m for m in client.search_registered_models(f"name='{name}'") if m.name == name]
+    if not models or CHAMPION not in models[0].aliases:
         return None
-    return client.get_model_version(name, aliases[CHAMPION])
+    return client.get_model_version(name, models[0].aliases[CHAMPION])
 
 
-def score_champion(mlflow, name: str, selection: Selection, data: Processed,
-                   member_scores: list[np.ndarray]) -> float:
+def score_champion(mlflow, name: str, selection: Selection, data: Processed, member_scores: list[np.ndarray]) -> float:
     """The current champion, scored now through its own pyfunc on this data version's
     validation split, by the rule the candidates were scored by."""
     frame = pd.DataFrame(data["raw_validation"], columns=data.meta["features"])
     out = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}").predict(frame)
-    return score_outside_candidate(selection, out["score"].to_numpy(), out["flag"].to_numpy(),
-                                   data["validation_labels"], member_scores)
+    return score_outside_candidate(
+        selection, out["score"].to_numpy(), out["flag"].to_numpy(), data["validation_labels"], member_scores
+    )
 
 
 def promote_if_better(client, name: str, version: int, score: float, champion_score: float | None) -> bool:
@@ -152,14 +189,25 @@ def promote_if_better(client, name: str, version: int, score: float, champion_sc
 
 
 @task(name="register in MLflow")
-def register(*, tracking_uri: str, experiment: str, artifact_root: Path, model_name_override: str | None,
-             processed_dir: Path, models_dir: Path, results: list[DetectorResult], figures: dict[str, float],
-             selection: Selection, version: DataVersion, run_params: dict,
-             validation_report: Path | None) -> RegistryDecision:
+def register(
+    *,
+    tracking_uri: str,
+    experiment: str,
+    artifact_root: Path,
+    model_name_override: str | None,
+    processed_dir: Path,
+    models_dir: Path,
+    results: list[DetectorResult],
+    figures: dict[str, float],
+    selection: Selection,
+    version: DataVersion,
+    run_params: dict,
+    validation_report: Path | None,
+) -> RegistryDecision:
     """Log everything, register the best detector by ``selection`` (its ``figures``), and move
     ``champion`` only if the new version beats the current champion scored the same way on
     this data version's validation split. Earlier versions are never deleted or changed."""
-    logger = get_run_logger()
+    logger = _logger()
     mlflow = setup_mlflow(tracking_uri, experiment, artifact_root)
     client = mlflow.MlflowClient()
     data = Processed(processed_dir)
@@ -173,26 +221,48 @@ def register(*, tracking_uri: str, experiment: str, artifact_root: Path, model_n
         uris = {}
         for r in results:
             info = json.loads((Path(models_dir) / f"{r.name}.json").read_text())
-            uris[r.name] = log_detector_run(mlflow, r, tags=tags, info=info, data=data,
-                                            detector_file=Path(models_dir) / f"{r.name}.pkl",
-                                            selection_figure=figures[r.name], selection=selection)
+            uris[r.name] = log_detector_run(
+                mlflow,
+                r,
+                tags=tags,
+                info=info,
+                data=data,
+                detector_file=Path(models_dir) / f"{r.name}.pkl",
+                selection_figure=figures[r.name],
+                selection=selection,
+            )
         best = pick_best(figures)
         score = figures[best]
-        mv = mlflow.register_model(uris[best], name, tags={**tags, "vigil.detector": best, f"vigil.{selection.key}": str(score)})
+        mv = mlflow.register_model(
+            uris[best], name, tags={**tags, "vigil.detector": best, f"vigil.{selection.key}": str(score)}
+        )
         current = find_champion(client, name)
         champion_score = None
         if current is not None:
             champion_score = score_champion(mlflow, name, selection, data, [r.val_scores for r in results])
         promoted = promote_if_better(client, name, mv.version, score, champion_score)
         decision = RegistryDecision(
-            model=name, version=int(mv.version), detector=best, criterion=selection.key,
-            criterion_rule=selection.reason, score=score,
+            model=name,
+            version=int(mv.version),
+            detector=best,
+            criterion=selection.key,
+            criterion_rule=selection.reason,
+            score=score,
             champion_before=None if current is None else int(current.version),
-            champion_before_score=champion_score, promoted=promoted, parent_run=parent.info.run_id,
+            champion_before_score=champion_score,
+            promoted=promoted,
+            parent_run=parent.info.run_id,
         )
         mlflow.log_dict(asdict(decision), "registry_decision.json")
         mlflow.set_tags({"vigil.registered_version": mv.version, "vigil.promoted": str(promoted)})
         client.set_model_version_tag(name, mv.version, "vigil.promoted", str(promoted))
-        logger.info("registered %s version %s (%s, %s %.4f); champion: version %s",
-                    name, mv.version, best, selection.key, score, decision.champion)
+        logger.info(
+            "registered %s version %s (%s, %s %.4f); champion: version %s",
+            name,
+            mv.version,
+            best,
+            selection.key,
+            score,
+            decision.champion,
+        )
     return decision

@@ -43,8 +43,9 @@ def build_suite(table: RawTable, min_rows: int, min_value: float | None, max_val
         suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi))
     if table.time_column and table.time_column in present:
         suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=table.time_column))
-        suite.add_expectation(gxe.ExpectColumnValuesToBeIncreasing(column=table.time_column, strictly=True,
-                                                                   mostly=table.time_mostly))
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToBeIncreasing(column=table.time_column, strictly=True, mostly=table.time_mostly)
+        )
     if table.label_column and table.label_column in present:
         suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=table.label_column))
         suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=table.label_column, value_set=[0, 1]))
@@ -94,14 +95,22 @@ def validate_tables(tables: list[RawTable], min_rows: int, min_value=None, max_v
             else:
                 values = (res.get("partial_unexpected_list") or [])[:5]
                 detail = f"{res.get('unexpected_count')} unexpected values, e.g. {values}"
-            report["problems"].append(Problem(str(table.path), cfg.type, cfg.kwargs.get("column"), rows, detail).__dict__)
+            report["problems"].append(
+                Problem(str(table.path), cfg.type, cfg.kwargs.get("column"), rows, detail).__dict__
+            )
         report["success"] &= bool(result.success)
     return report
 
 
 @task(name="validate raw data")
-def validate_raw(source: DatasetSource, report_path: Path, *, min_rows: int, min_value: float | None = None,
-                 max_value: float | None = None) -> dict:
+def validate_raw(
+    source: DatasetSource,
+    report_path: Path,
+    *,
+    min_rows: int,
+    min_value: float | None = None,
+    max_value: float | None = None,
+) -> dict:
     """Validate every raw file of ``source``; stop the run on any failure.
 
     The report is written to ``report_path`` (JSON) either way; nothing else is written."""
@@ -115,5 +124,7 @@ def validate_raw(source: DatasetSource, report_path: Path, *, min_rows: int, min
     report_path.write_text(json.dumps(report, indent=1, default=str) + "\n")
     if not report["success"]:
         lines = [str(Problem(**p)) for p in report["problems"]]
-        raise ValidationFailed("raw data failed validation:\n  " + "\n  ".join(lines) + f"\n(report: {report_path})", report)
+        raise ValidationFailed(
+            "raw data failed validation:\n  " + "\n  ".join(lines) + f"\n(report: {report_path})", report
+        )
     return report

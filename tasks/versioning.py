@@ -20,8 +20,8 @@ class DataVersionError(DataError):
 class DataVersion:
     raw_path: str
     raw_md5: str
-    recorded_md5: str | None     # what dvc.lock holds for raw_path, if anything
-    status: str                  # "recorded" (matches dvc.lock) or "new" (accepted as a new version)
+    recorded_md5: str | None  # what dvc.lock holds for raw_path, if anything
+    status: str  # "recorded" (matches dvc.lock) or "new" (accepted as a new version)
     git_commit: str
     git_dirty: bool
     params_hash: str
@@ -97,15 +97,24 @@ def check_data_version(repo_root: Path, raw_path: Path, params_hash: str, allow_
     return DataVersion(str(raw_path), current, recorded, status, commit, dirty, params_hash)
 
 
-def prepared_version(repo_root: Path, raw_path: Path, params_hash: str, processed_dir: Path,
-                     raw_md5: str) -> DataVersion:
+def prepared_version(
+    repo_root: Path, raw_path: Path, params_hash: str, processed_dir: Path, raw_md5: str
+) -> DataVersion:
     """The lineage of data prepared earlier (its raw md5 as prepare recorded it), as the
     evaluate step tags its runs with."""
     repo_root = Path(repo_root).resolve()
     commit, dirty = git_state(repo_root)
     recorded = recorded_hashes(repo_root).get((repo_root / raw_path).resolve())
-    return DataVersion(str(raw_path), raw_md5, recorded, "recorded" if recorded == raw_md5 else "new", commit,
-                       dirty, params_hash, dvc_hash(repo_root, processed_dir))
+    return DataVersion(
+        str(raw_path),
+        raw_md5,
+        recorded,
+        "recorded" if recorded == raw_md5 else "new",
+        commit,
+        dirty,
+        params_hash,
+        dvc_hash(repo_root, processed_dir),
+    )
 
 
 @task(name="record data version")

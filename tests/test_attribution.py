@@ -8,11 +8,13 @@ from components.datasets import Anomaly
 
 
 def test_hit_rate_by_hand():
-    c = np.array([
-        [0.5, 0.3, 0.1, 0.1],  # step 0: causes {0, 2}; top-2 = {0, 1} -> 1/2; top-3 = {0, 1, 2} -> 1
-        [0.1, 0.2, 0.3, 0.4],  # step 1: causes {0, 2}; top-2 = {3, 2} -> 1/2; top-3 = {3, 2, 1} -> 1/2
-        [0.7, 0.1, 0.1, 0.1],  # step 2: cause {0}; top-1 = {0} -> 1
-    ])
+    c = np.array(
+        [
+            [0.5, 0.3, 0.1, 0.1],  # step 0: causes {0, 2}; top-2 = {0, 1} -> 1/2; top-3 = {0, 1, 2} -> 1
+            [0.1, 0.2, 0.3, 0.4],  # step 1: causes {0, 2}; top-2 = {3, 2} -> 1/2; top-3 = {3, 2, 1} -> 1/2
+            [0.7, 0.1, 0.1, 0.1],  # step 2: cause {0}; top-1 = {0} -> 1
+        ]
+    )
     causes = [Anomaly(0, 2, (0, 2)), Anomaly(2, 3, (0,))]
     assert hit_rate(c, causes, 1.0) == pytest.approx((0.5 + 0.5 + 1.0) / 3)
     # @150%: floor(1.5 * 2) = 3 metrics for the first, floor(1.5) = 1 for the second

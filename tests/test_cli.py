@@ -3,9 +3,9 @@ import sys
 
 import numpy as np
 import pandas as pd
+from conftest import REPO
 
 from components.datasets import load_synthetic_layout, make_synthetic
-from conftest import REPO
 
 
 def _vigil(*args, cwd=REPO):

@@ -3,15 +3,25 @@ import pandas as pd
 import pytest
 
 from components.datasets import (
-    Anomaly, DataError, list_smd_machines, load_csv, load_nab, load_smd, load_telemanom, make_synthetic,
+    Anomaly,
+    DataError,
+    list_smd_machines,
+    load_csv,
+    load_nab,
+    load_smd,
+    load_telemanom,
+    make_synthetic,
 )
 from components.datasets.synthetic import anomaly_kinds
 
-
 # --- synthetic -----------------------------------------------------------------------------
 
+
 def test_synthetic_is_seeded_and_labelled():
-    a, b = make_synthetic(seed=3, n_train=800, n_test=1000, n_anomalies=10), make_synthetic(seed=3, n_train=800, n_test=1000, n_anomalies=10)
+    a, b = (
+        make_synthetic(seed=3, n_train=800, n_test=1000, n_anomalies=10),
+        make_synthetic(seed=3, n_train=800, n_test=1000, n_anomalies=10),
+    )
     pd.testing.assert_frame_equal(a.test, b.test)
     assert not make_synthetic(seed=4, n_train=800, n_test=1000, n_anomalies=10).test.equals(a.test)
     assert a.train.shape == (800, 12) and a.test.shape == (1000, 12)
@@ -20,7 +30,7 @@ def test_synthetic_is_seeded_and_labelled():
     # labels are exactly the union of the anomalies, and each names its metrics
     mask = np.zeros(1000, bool)
     for c in a.causes:
-        mask[c.start:c.end] = True
+        mask[c.start : c.end] = True
         assert c.metrics
     assert np.array_equal(mask, a.labels.astype(bool))
     kinds = anomaly_kinds(10)
@@ -37,6 +47,7 @@ def test_synthetic_metrics_within_a_group_are_correlated():
 
 
 # --- SMD official layout -------------------------------------------------------------------
+
 
 def _write_smd(root, machine="machine-1-1", n=50, f=4, interp="10-14:1,3\n30-31:2\n"):
     for sub in ("train", "test", "test_label", "interpretation_label"):
@@ -108,6 +119,7 @@ def test_real_smd_machine(smd_root):
 
 # --- telemanom (MSL) -----------------------------------------------------------------------
 
+
 def test_real_msl_channel_c1(msl_root):
     d = load_telemanom(msl_root, "C-1")
     assert d.train.shape == (2158, 55) and d.test.shape == (2264, 55)
@@ -123,6 +135,7 @@ def test_telemanom_unknown_channel(msl_root):
 
 # --- NAB -----------------------------------------------------------------------------------
 
+
 def test_real_nab_series(nab_root):
     d = load_nab(nab_root, "realKnownCause/machine_temperature_system_failure")
     assert d.n_features == 1 and len(d.train) + len(d.test) == 22695
@@ -136,6 +149,7 @@ def test_real_nab_series(nab_root):
 
 
 # --- CSV -----------------------------------------------------------------------------------
+
 
 def _csv(tmp_path, text, name="t.csv"):
     p = tmp_path / name
@@ -151,15 +165,33 @@ def test_csv_loads_with_labels(tmp_path):
     assert d.causes == [Anomaly(1, 3, ())]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("timestamp,cpu\n2026-01-01,1\n2026-01-02,2,3\n", r"t.csv: ragged or malformed CSV"),
-    ("timestamp,cpu\n2026-01-01,1\n2026-01-02,nan\n2026-01-03,1\n", r"t.csv: NaN or infinite values in column\(s\) \['cpu'\]; file lines \[3\]"),
-    ("timestamp,cpu\n2026-01-01,1\n2026-01-02,inf\n2026-01-03,1\n", r"t.csv: NaN or infinite values in column\(s\) \['cpu'\]"),
-    ("timestamp,cpu\n2026-01-01,1\n2026-01-02,high\n2026-01-03,1\n", r"t.csv: column 'cpu' is not numeric; file lines \[3\]"),
-    ("timestamp,cpu\n2026-01-02,1\n2026-01-01,2\n2026-01-03,1\n", r"t.csv: column 'timestamp' is not strictly increasing at file lines \[3\]"),
-    ("time,cpu\n2026-01-01,1\n", r"t.csv: time column 'timestamp' is missing"),
-    ("timestamp,cpu,label\n2026-01-01,1,0\n2026-01-02,1,0\n2026-01-03,1,2\n2026-01-04,1,0\n", r"t.csv column 'label'.*0 or 1"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("timestamp,cpu\n2026-01-01,1\n2026-01-02,2,3\n", r"t.csv: ragged or malformed CSV"),
+        (
+            "timestamp,cpu\n2026-01-01,1\n2026-01-02,nan\n2026-01-03,1\n",
+            r"t.csv: NaN or infinite values in column\(s\) \['cpu'\]; file lines \[3\]",
+        ),
+        (
+            "timestamp,cpu\n2026-01-01,1\n2026-01-02,inf\n2026-01-03,1\n",
+            r"t.csv: NaN or infinite values in column\(s\) \['cpu'\]",
+        ),
+        (
+            "timestamp,cpu\n2026-01-01,1\n2026-01-02,high\n2026-01-03,1\n",
+            r"t.csv: column 'cpu' is not numeric; file lines \[3\]",
+        ),
+        (
+            "timestamp,cpu\n2026-01-02,1\n2026-01-01,2\n2026-01-03,1\n",
+            r"t.csv: column 'timestamp' is not strictly increasing at file lines \[3\]",
+        ),
+        ("time,cpu\n2026-01-01,1\n", r"t.csv: time column 'timestamp' is missing"),
+        (
+            "timestamp,cpu,label\n2026-01-01,1,0\n2026-01-02,1,0\n2026-01-03,1,2\n2026-01-04,1,0\n",
+            r"t.csv column 'label'.*0 or 1",
+        ),
+    ],
+)
 def test_csv_bad_input_names_file_column_rows(tmp_path, text, message):
     with pytest.raises(DataError, match=message):
         load_csv(_csv(tmp_path, text))

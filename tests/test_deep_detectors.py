@@ -152,8 +152,20 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
     def loss(m, batch):
         return ((m(torch.zeros(1, 1)) - batch.mean()) ** 2).squeeze()
 
-    h = train_windows(model, loss, x, 5, lr=0.5, batch_size=16, epochs=30, patience=2, val_fraction=0.2, seed=0,
-                      amp=False, verbose=False)
+    h = train_windows(
+        model,
+        loss,
+        x,
+        5,
+        lr=0.5,
+        batch_size=16,
+        epochs=30,
+        patience=2,
+        val_fraction=0.2,
+        seed=0,
+        amp=False,
+        verbose=False,
+    )
     assert h.best_epoch == 0
     assert h.epochs_run == 3  # epoch 0, then 2 epochs without improvement
     assert h.val_loss[1] > h.val_loss[0]

@@ -14,18 +14,39 @@ from components.detectors import DETECTORS, get_detector, load_detector
 NON_DEFAULT = {
     "zscore": {"aggregate": "mean", "min_scale": 0.01, "calibration_fraction": 0.2},
     "pca": {"n_components": 3, "calibration_fraction": 0.2},
-    "iforest": {"n_estimators": 20, "max_samples": 64, "contamination": 0.05, "random_state": 7, "n_jobs": 2,
-                "calibration_fraction": 0.2},
+    "iforest": {
+        "n_estimators": 20,
+        "max_samples": 64,
+        "contamination": 0.05,
+        "random_state": 7,
+        "n_jobs": 2,
+        "calibration_fraction": 0.2,
+    },
 }
-TORCH_COMMON = {"window": 6, "hidden": 12, "num_layers": 3, "dropout": 0.1, "lr": 0.004, "batch_size": 16,
-                "epochs": 2, "patience": 7, "val_fraction": 0.2, "seed": 5, "device": "cpu", "amp": False,
-                "score_batch_size": 37, "score_stride": 2}
-NON_DEFAULT.update({
-    "conv_bigru_ae": {**TORCH_COMMON, "num_layers": 1, "dropout": 0.0},
-    "lstm_ae": TORCH_COMMON,
-    "lstm_vae": {**TORCH_COMMON, "latent": 5, "n_samples": 3, "kl_weight": 0.5},
-    "lstm_forecaster": {**TORCH_COMMON, "num_layers": 1, "dropout": 0.0},
-})
+TORCH_COMMON = {
+    "window": 6,
+    "hidden": 12,
+    "num_layers": 3,
+    "dropout": 0.1,
+    "lr": 0.004,
+    "batch_size": 16,
+    "epochs": 2,
+    "patience": 7,
+    "val_fraction": 0.2,
+    "seed": 5,
+    "device": "cpu",
+    "amp": False,
+    "score_batch_size": 37,
+    "score_stride": 2,
+}
+NON_DEFAULT.update(
+    {
+        "conv_bigru_ae": {**TORCH_COMMON, "num_layers": 1, "dropout": 0.0},
+        "lstm_ae": TORCH_COMMON,
+        "lstm_vae": {**TORCH_COMMON, "latent": 5, "n_samples": 3, "kl_weight": 0.5},
+        "lstm_forecaster": {**TORCH_COMMON, "num_layers": 1, "dropout": 0.0},
+    }
+)
 
 
 def _series(n, f=3, seed=0):

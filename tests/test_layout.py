@@ -6,8 +6,13 @@ from conftest import REPO
 
 def test_import_mlflow_reaches_the_installed_package():
     # Run from the repo root, where a stray mlflow/__init__.py would shadow the package.
-    out = subprocess.run([sys.executable, "-c", "import mlflow; print(mlflow.__file__); print(mlflow.__version__)"],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", "import mlflow; print(mlflow.__file__); print(mlflow.__version__)"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert "site-packages" in out[0]
     assert out[1].startswith("3.")
     assert not (REPO / "mlflow" / "__init__.py").exists()
@@ -89,14 +94,18 @@ def import_closure(module: str) -> set[Path]:
 
 
 def test_tasks_never_import_flows():
-    offenders = {str(p.relative_to(REPO)): sorted(m for m in _imports(p) if m.startswith("flows"))
-                 for p in (REPO / "tasks").glob("*.py")}
+    offenders = {
+        str(p.relative_to(REPO)): sorted(m for m in _imports(p) if m.startswith("flows"))
+        for p in (REPO / "tasks").glob("*.py")
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
 def test_components_import_neither_tasks_nor_flows():
-    offenders = {str(p.relative_to(REPO)): sorted(m for m in _imports(p) if not m.startswith("components"))
-                 for p in (REPO / "components").rglob("*.py")}
+    offenders = {
+        str(p.relative_to(REPO)): sorted(m for m in _imports(p) if not m.startswith("components"))
+        for p in (REPO / "components").rglob("*.py")
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
@@ -130,8 +139,7 @@ def test_every_dvc_stage_lists_the_code_it_runs_as_deps():
     for name, stage in stages.items():
         deps = [REPO / d for d in stage.get("deps", []) if "${" not in d]
         files = import_closure(_stage_module(stage["cmd"]))
-        uncovered = sorted(str(f.relative_to(REPO)) for f in files
-                           if not any(f == d or d in f.parents for d in deps))
+        uncovered = sorted(str(f.relative_to(REPO)) for f in files if not any(f == d or d in f.parents for d in deps))
         if uncovered:
             missing[name] = uncovered
     assert missing == {}, "add these to the stages' deps in dvc.yaml"

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from components.metrics import (
-    affiliation_prf, auc_pr, auc_roc, buffered_labels, event_f1, point_adjust, point_prf, range_auc_pr, vus_pr,
+    affiliation_prf,
+    auc_pr,
+    auc_roc,
+    buffered_labels,
+    event_f1,
+    point_adjust,
+    point_prf,
+    range_auc_pr,
+    vus_pr,
 )
 
 # ten steps, two true segments: [2, 5) and [7, 9)
@@ -28,7 +36,7 @@ def test_point_adjust_inflates_f1():
     rng = np.random.default_rng(0)
     y = np.zeros(10_000, int)
     for s in range(0, 10_000, 1000):
-        y[s + 500: s + 700] = 1
+        y[s + 500 : s + 700] = 1
     rnd = (rng.random(10_000) < 0.1).astype(int)
     assert point_prf(y, rnd)[2] < 0.2 < 0.5 < point_prf(y, point_adjust(y, rnd))[2]
 

@@ -13,14 +13,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
 DVC = str(Path(sys.executable).parent / "dvc")
 SMALL = {
-    "dataset": {"kind": "synthetic", "root": "data/raw/synthetic",
-                "synthetic": {"seed": 0, "n_train": 800, "n_test": 1200, "n_anomalies": 8}},
+    "dataset": {
+        "kind": "synthetic",
+        "root": "data/raw/synthetic",
+        "synthetic": {"seed": 0, "n_train": 800, "n_test": 1200, "n_anomalies": 8},
+    },
     "detectors": {"zscore": {}, "pca": {"n_components": 0.9}},
     "registry": {"tracking_uri": "sqlite:///mlflow/mlflow.db", "artifact_root": "mlflow/artifacts"},
 }
@@ -140,11 +142,14 @@ def test_a_worse_model_does_not_move_the_champion(first_run):
     assert client.get_model_version_by_alias(name, "champion").version == before
 
 
-@pytest.mark.parametrize("corruption, message", [
-    ("nan_column", r"test.csv: expect_column_values_to_not_be_null, column 'cpu_user'"),
-    ("missing_column", r"test.csv: expect_table_columns_to_match_ordered_list"),
-    ("label_2", r"test.csv: expect_column_values_to_be_in_set, column 'label', rows \[7\]"),
-])
+@pytest.mark.parametrize(
+    "corruption, message",
+    [
+        ("nan_column", r"test.csv: expect_column_values_to_not_be_null, column 'cpu_user'"),
+        ("missing_column", r"test.csv: expect_table_columns_to_match_ordered_list"),
+        ("label_2", r"test.csv: expect_column_values_to_be_in_set, column 'label', rows \[7\]"),
+    ],
+)
 def test_bad_raw_data_stops_at_validation_and_changes_nothing(first_run, corruption, message):
     import re
 

@@ -34,5 +34,5 @@ def test_split_validation_cuts_in_time_order():
     assert np.array_equal(np.r_[val.labels, test.labels], d.labels)
     for part in (val, test):  # causes re-indexed onto each part and still on labelled steps
         for a in part.causes:
-            assert part.labels[a.start:a.end].all()
+            assert part.labels[a.start : a.end].all()
     assert sum(a.end - a.start for a in val.causes + test.causes) == d.labels.sum()

@@ -1,9 +1,9 @@
 """The Great Expectations suites on real and broken raw files (real GX, no mocks)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-
-from pathlib import Path
 
 from components.datasets import DatasetSource, make_synthetic, raw_tables, write_synthetic_layout
 from tasks.validation import validate_tables
@@ -68,7 +68,10 @@ def test_configured_value_range(tmp_path, value_range, ok):
     for name in ("train.csv", "test.csv"):
         p = tmp_path / name
         lines = p.read_text().splitlines()
-        p.write_text("\n".join([lines[0]] + [",".join([r.split(",")[0], "0.7", "0.2", *r.split(",")[3:]]) for r in lines[1:]]) + "\n")
+        p.write_text(
+            "\n".join([lines[0]] + [",".join([r.split(",")[0], "0.7", "0.2", *r.split(",")[3:]]) for r in lines[1:]])
+            + "\n"
+        )
     assert validate_tables(_tables("synthetic", tmp_path, "synthetic"), 50, *value_range)["success"] is ok
 
 
@@ -77,11 +80,24 @@ def test_a_test_set_shorter_than_a_window_names_the_file(tmp_path):
     from flows.config import parse_config
     from tasks.data import prepare_data
 
-    cfg = parse_config({"dataset": {"kind": "synthetic", "root": str(tmp_path / "raw")},
-                        "detectors": {"zscore": {}, "lstm_ae": {"window": 50}}})
+    cfg = parse_config(
+        {
+            "dataset": {"kind": "synthetic", "root": str(tmp_path / "raw")},
+            "detectors": {"zscore": {}, "lstm_ae": {"window": 50}},
+        }
+    )
     write_synthetic_layout(make_synthetic(n_train=300, n_test=100, n_anomalies=2), tmp_path / "raw")
     p = cfg.preprocessing
-    with pytest.raises(DataError, match=r"raw/test.csv: the validation head has 30 rows, shorter than lstm_ae's window of 50"):
-        prepare_data.fn(cfg.dataset.source(), scaler=p.scaler, clip=p.clip, validation_fraction=p.validation_fraction,
-                        detectors=cfg.detectors, raw_md5="md5", out_dir=tmp_path / "processed")
+    with pytest.raises(
+        DataError, match=r"raw/test.csv: the validation head has 30 rows, shorter than lstm_ae's window of 50"
+    ):
+        prepare_data.fn(
+            cfg.dataset.source(),
+            scaler=p.scaler,
+            clip=p.clip,
+            validation_fraction=p.validation_fraction,
+            detectors=cfg.detectors,
+            raw_md5="md5",
+            out_dir=tmp_path / "processed",
+        )
     assert not (tmp_path / "processed").exists()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,7 +63,9 @@ class Dataset:
                 raise DataError(f"{self.name}: anomaly [{a.start}, {a.end}) runs past the test end {len(self.test)}")
             bad = [m for m in a.metrics if not 0 <= m < self.n_features]
             if bad:
-                raise DataError(f"{self.name}: anomaly [{a.start}, {a.end}) names metrics {bad} outside 0..{self.n_features - 1}")
+                raise DataError(
+                    f"{self.name}: anomaly [{a.start}, {a.end}) names metrics {bad} outside 0..{self.n_features - 1}"
+                )
 
     @property
     def n_features(self) -> int:
@@ -97,13 +100,13 @@ class RawTable:
     runs; the expected column list, time and label columns, and exact row count (if any)."""
 
     path: Path
-    role: str                   # "train", "test", "labels" or "series"
+    role: str  # "train", "test", "labels" or "series"
     frame: pd.DataFrame
-    columns: list[str]          # the columns expected, in order
+    columns: list[str]  # the columns expected, in order
     time_column: str | None = None
     label_column: str | None = None
-    rows: int | None = None     # exact row count expected (labels: that of test)
-    time_mostly: float = 1.0    # share of rows whose time must increase (NAB has clock steps back)
+    rows: int | None = None  # exact row count expected (labels: that of test)
+    time_mostly: float = 1.0  # share of rows whose time must increase (NAB has clock steps back)
     metrics: list[str] = field(default_factory=list)
 
 

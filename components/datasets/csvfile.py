@@ -37,7 +37,9 @@ def read_telemetry_csv(
         times = pd.to_datetime(frame[time_column], errors="coerce")
         bad = np.flatnonzero(times.isna().to_numpy())
         if bad.size:
-            raise DataError(f"{path}: column {time_column!r}: rows {(bad[:5] + 2).tolist()} are not timestamps (file line numbers)")
+            raise DataError(
+                f"{path}: column {time_column!r}: rows {(bad[:5] + 2).tolist()} are not timestamps (file line numbers)"
+            )
         back = np.flatnonzero(np.diff(times.to_numpy().astype("datetime64[ns]").astype(np.int64)) <= 0)
         if back.size and require_increasing:
             raise DataError(
@@ -113,13 +115,23 @@ def _csv_paths(source: DatasetSource) -> tuple[Path, Path | None]:
 
 def _load(source: DatasetSource) -> Dataset:
     train, test = _csv_paths(source)
-    return load_csv(train, test, time_column=source.option("time_column", "timestamp"),
-                    label_column=source.option("label_column", "label"),
-                    train_fraction=source.option("train_fraction", 0.5), name=f"csv/{source.name}")
+    return load_csv(
+        train,
+        test,
+        time_column=source.option("time_column", "timestamp"),
+        label_column=source.option("label_column", "label"),
+        train_fraction=source.option("train_fraction", 0.5),
+        name=f"csv/{source.name}",
+    )
 
 
-def csv_tables(train_path: Path, test_path: Path | None, time_column: str | None,
-               label_column: str | None, label_required: bool = False) -> list[RawTable]:
+def csv_tables(
+    train_path: Path,
+    test_path: Path | None,
+    time_column: str | None,
+    label_column: str | None,
+    label_required: bool = False,
+) -> list[RawTable]:
     """Train (and test, if a separate file) as raw tables: time column first, then the metrics
     (the train file's columns), then the label column in test where there is one."""
     train = read_csv_table(train_path)
@@ -130,8 +142,17 @@ def csv_tables(train_path: Path, test_path: Path | None, time_column: str | None
         test = read_csv_table(test_path)
         has_label = label_column is not None and (label_required or label_column in test.columns)
         tail = [label_column] if has_label else []
-        tables.append(RawTable(test_path, "test", test, head + metrics + tail, time_column,
-                               label_column if has_label else None, metrics=metrics))
+        tables.append(
+            RawTable(
+                test_path,
+                "test",
+                test,
+                head + metrics + tail,
+                time_column,
+                label_column if has_label else None,
+                metrics=metrics,
+            )
+        )
     return tables
 
 
@@ -145,6 +166,9 @@ def list_csv_files(root: str | Path) -> list[str]:
 
 
 KIND = DatasetKind(
-    name="csv", load=_load, raw_tables=_raw_tables,
-    test_file=lambda source: _csv_paths(source)[1] or _csv_paths(source)[0], list_series=list_csv_files,
+    name="csv",
+    load=_load,
+    raw_tables=_raw_tables,
+    test_file=lambda source: _csv_paths(source)[1] or _csv_paths(source)[0],
+    list_series=list_csv_files,
 )

@@ -81,11 +81,13 @@ def _raw_tables(source: DatasetSource) -> list[RawTable]:
     path = series_file(source.root, source.name)
     frame = read_csv_table(path)
     # NAB publishes machine_temperature_system_failure with one clock step back; tolerate 0.1%.
-    return [RawTable(path, "series", frame, ["timestamp", "value"], "timestamp", metrics=["value"],
-                     time_mostly=0.999)]
+    return [RawTable(path, "series", frame, ["timestamp", "value"], "timestamp", metrics=["value"], time_mostly=0.999)]
 
 
 KIND = DatasetKind(
-    name="nab", load=lambda source: load_nab(source.root, source.name), raw_tables=_raw_tables,
-    test_file=lambda source: series_file(source.root, source.name), list_series=list_nab_series,
+    name="nab",
+    load=lambda source: load_nab(source.root, source.name),
+    raw_tables=_raw_tables,
+    test_file=lambda source: series_file(source.root, source.name),
+    list_series=list_nab_series,
 )

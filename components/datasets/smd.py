@@ -131,8 +131,15 @@ def _raw_tables(source: DatasetSource) -> list[RawTable]:
         path = source.root / role / f"{source.name}.txt"
         frame = read_csv_table(path, header=None)
         frame.columns = metric_names(frame.shape[1])
-        tables.append(RawTable(path, role, frame, list(tables[0].columns) if tables else list(frame.columns),
-                               metrics=list(frame.columns)))
+        tables.append(
+            RawTable(
+                path,
+                role,
+                frame,
+                list(tables[0].columns) if tables else list(frame.columns),
+                metrics=list(frame.columns),
+            )
+        )
     path = source.root / "test_label" / f"{source.name}.txt"
     labels = read_csv_table(path, header=None)
     labels.columns = ["label"] + [f"extra{i}" for i in range(1, labels.shape[1])]
@@ -141,6 +148,9 @@ def _raw_tables(source: DatasetSource) -> list[RawTable]:
 
 
 KIND = DatasetKind(
-    name="smd", load=lambda source: load_smd(source.root, source.name), raw_tables=_raw_tables,
-    test_file=lambda source: source.root / "test" / f"{source.name}.txt", list_series=list_smd_machines,
+    name="smd",
+    load=lambda source: load_smd(source.root, source.name),
+    raw_tables=_raw_tables,
+    test_file=lambda source: source.root / "test" / f"{source.name}.txt",
+    list_series=list_smd_machines,
 )

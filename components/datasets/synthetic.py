@@ -83,9 +83,13 @@ def make_synthetic(
     slot = n_test // max(n_anomalies, 1)
     for k in range(n_anomalies):
         kind = KINDS[k % len(KINDS)]
-        length = {"spike": int(rng.integers(1, 4)), "level_shift": int(rng.integers(15, 45)),
-                  "drift": int(rng.integers(30, 70)), "variance_burst": int(rng.integers(15, 45)),
-                  "correlated_fault": int(rng.integers(20, 60))}[kind]
+        length = {
+            "spike": int(rng.integers(1, 4)),
+            "level_shift": int(rng.integers(15, 45)),
+            "drift": int(rng.integers(30, 70)),
+            "variance_burst": int(rng.integers(15, 45)),
+            "correlated_fault": int(rng.integers(20, 60)),
+        }[kind]
         length = min(length, slot // 2)
         start = k * slot + int(rng.integers(slot // 4, slot - length))
         end = start + length

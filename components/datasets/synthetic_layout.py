@@ -28,8 +28,9 @@ def write_synthetic_layout(dataset: Dataset, folder: str | Path, meta: dict | No
     fmt = "%.6f"
     dataset.train.to_csv(train_file, float_format=fmt, index_label="timestamp")
     dataset.test.assign(label=dataset.labels).to_csv(test_file, float_format=fmt, index_label="timestamp")
-    causes = [{"start": a.start, "end": a.end, "metrics": [dataset.features[m] for m in a.metrics]}
-              for a in dataset.causes]
+    causes = [
+        {"start": a.start, "end": a.end, "metrics": [dataset.features[m] for m in a.metrics]} for a in dataset.causes
+    ]
     doc = {"name": dataset.name, **(meta or {}), "causes": causes}
     causes_file.write_text(json.dumps(doc, indent=1) + "\n")
 
@@ -74,8 +75,9 @@ def _list_series(root: str | Path) -> list[str]:
 KIND = DatasetKind(
     name="synthetic",
     load=lambda source: load_synthetic_layout(source.root),
-    raw_tables=lambda source: csv_tables(source.root / LAYOUT_FILES[0], source.root / LAYOUT_FILES[1],
-                                         "timestamp", "label", label_required=True),
+    raw_tables=lambda source: csv_tables(
+        source.root / LAYOUT_FILES[0], source.root / LAYOUT_FILES[1], "timestamp", "label", label_required=True
+    ),
     test_file=lambda source: source.root / LAYOUT_FILES[1],
     list_series=_list_series,
     generate=generate,

@@ -45,8 +45,11 @@ def list_telemanom_channels(root: str | Path) -> list[str]:
     """The channels of ``labeled_anomalies.csv`` whose train and test arrays are present."""
     root = Path(root)
     table = pd.read_csv(root / "labeled_anomalies.csv")
-    return sorted(c for c in table["chan_id"].astype(str)
-                  if (root / "train" / f"{c}.npy").is_file() and (root / "test" / f"{c}.npy").is_file())
+    return sorted(
+        c
+        for c in table["chan_id"].astype(str)
+        if (root / "train" / f"{c}.npy").is_file() and (root / "test" / f"{c}.npy").is_file()
+    )
 
 
 def load_telemanom(root: str | Path, channel: str) -> Dataset:
@@ -73,7 +76,9 @@ def load_telemanom(root: str | Path, channel: str) -> Dataset:
             pairs = json.loads(text)
             ranges += [(int(s), int(e) + 1) for s, e in pairs]
         except (ValueError, TypeError):
-            raise DataError(f"{table_path}: row {idx + 2} anomaly_sequences is not a list of [start, end]: {text!r}") from None
+            raise DataError(
+                f"{table_path}: row {idx + 2} anomaly_sequences is not a list of [start, end]: {text!r}"
+            ) from None
     for s, e in ranges:
         if not 0 <= s < e <= len(test):
             raise DataError(f"{table_path}: channel {channel}: [{s}, {e - 1}] is outside the {len(test)} test rows")
@@ -101,6 +106,9 @@ def _raw_tables(source: DatasetSource) -> list[RawTable]:
 
 
 KIND = DatasetKind(
-    name="telemanom", load=lambda source: load_telemanom(source.root, source.name), raw_tables=_raw_tables,
-    test_file=lambda source: source.root / "test" / f"{source.name}.npy", list_series=list_telemanom_channels,
+    name="telemanom",
+    load=lambda source: load_telemanom(source.root, source.name),
+    raw_tables=_raw_tables,
+    test_file=lambda source: source.root / "test" / f"{source.name}.npy",
+    list_series=list_telemanom_channels,
 )

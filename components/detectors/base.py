@@ -51,7 +51,7 @@ class Detector(ABC):
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._param_names()}
 
-    def set_params(self, **params: Any) -> "Detector":
+    def set_params(self, **params: Any) -> Detector:
         unknown = sorted(set(params) - set(self._param_names()))
         if unknown:
             raise ValueError(f"{self.name}: unknown parameter(s) {unknown}; known: {self._param_names()}")
@@ -59,6 +59,7 @@ class Detector(ABC):
             setattr(self, k, v)
         return self
 
+    @abstractmethod
     def validate_params(self) -> None:
         """Raise ValueError naming the first hyper-parameter of a wrong type or out of range.
         Called by `fit`; cheap, so configuration can call it before any data is read."""
@@ -69,7 +70,7 @@ class Detector(ABC):
 
     # --- the contract ----------------------------------------------------------------
     @abstractmethod
-    def fit(self, train: np.ndarray, *, verbose: bool = False) -> "Detector":
+    def fit(self, train: np.ndarray, *, verbose: bool = False) -> Detector:
         """Learn from ``train``; ``verbose`` shows progress where fitting takes a while."""
 
     @abstractmethod
@@ -90,7 +91,9 @@ class Detector(ABC):
         if x.ndim != 2:
             raise ValueError(f"{self.name}: expected a [time, metrics] array, got shape {x.shape}")
         if x.shape[0] < min_length:
-            raise ValueError(f"{self.name}: series of {x.shape[0]} steps is shorter than the window length {min_length}")
+            raise ValueError(
+                f"{self.name}: series of {x.shape[0]} steps is shorter than the window length {min_length}"
+            )
         if not np.isfinite(x).all():
             rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
             raise ValueError(f"{self.name}: input holds NaN or infinite values at rows {rows[:5].tolist()}")
@@ -116,7 +119,7 @@ class Detector(ABC):
             pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Detector":
+    def load(cls, path: str | Path) -> Detector:
         """Load a detector saved by `save` (pickle: load only files you trust)."""
         from . import DETECTORS
 

@@ -56,8 +56,13 @@ class ZScore(PointDetector):
     def validate_params(self) -> None:
         super().validate_params()
         require(self.aggregate in ("max", "mean"), self.name, "aggregate", "'max' or 'mean'", self.aggregate)
-        require(is_number(self.min_scale) and self.min_scale > 0, self.name, "min_scale", "a positive number",
-                self.min_scale)
+        require(
+            is_number(self.min_scale) and self.min_scale > 0,
+            self.name,
+            "min_scale",
+            "a positive number",
+            self.min_scale,
+        )
 
     def _fit(self, x):
         self.median_ = np.median(x, axis=0)
@@ -94,8 +99,13 @@ class PCADetector(PointDetector):
     def validate_params(self) -> None:
         super().validate_params()
         n = self.n_components
-        require((is_int(n) and n >= 1) or (is_number(n) and 0 < n < 1), self.name, "n_components",
-                "an integer >= 1 or a share of variance in (0, 1)", n)
+        require(
+            (is_int(n) and n >= 1) or (is_number(n) and 0 < n < 1),
+            self.name,
+            "n_components",
+            "an integer >= 1 or a share of variance in (0, 1)",
+            n,
+        )
 
     def _fit(self, x):
         n = self.n_components
@@ -130,9 +140,15 @@ class IForest(PointDetector):
 
     name = "iforest"
 
-    def __init__(self, n_estimators: int = 100, max_samples: int | str = "auto",
-                 contamination: float | str = "auto", random_state: int = 0, n_jobs: int = 1,
-                 calibration_fraction: float = 0.1):
+    def __init__(
+        self,
+        n_estimators: int = 100,
+        max_samples: int | str = "auto",
+        contamination: float | str = "auto",
+        random_state: int = 0,
+        n_jobs: int = 1,
+        calibration_fraction: float = 0.1,
+    ):
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.contamination = contamination
@@ -142,21 +158,39 @@ class IForest(PointDetector):
 
     def validate_params(self) -> None:
         super().validate_params()
-        require(is_int(self.n_estimators) and self.n_estimators >= 1, self.name, "n_estimators",
-                "an integer >= 1", self.n_estimators)
+        require(
+            is_int(self.n_estimators) and self.n_estimators >= 1,
+            self.name,
+            "n_estimators",
+            "an integer >= 1",
+            self.n_estimators,
+        )
         m = self.max_samples
-        require(m == "auto" or (is_int(m) and m >= 2) or (is_number(m) and 0 < m <= 1), self.name, "max_samples",
-                "'auto', an integer >= 2 or a share in (0, 1]", m)
+        require(
+            m == "auto" or (is_int(m) and m >= 2) or (is_number(m) and 0 < m <= 1),
+            self.name,
+            "max_samples",
+            "'auto', an integer >= 2 or a share in (0, 1]",
+            m,
+        )
         c = self.contamination
-        require(c == "auto" or (is_number(c) and 0 < c <= 0.5), self.name, "contamination",
-                "'auto' or a number in (0, 0.5]", c)
+        require(
+            c == "auto" or (is_number(c) and 0 < c <= 0.5),
+            self.name,
+            "contamination",
+            "'auto' or a number in (0, 0.5]",
+            c,
+        )
         require(is_int(self.random_state), self.name, "random_state", "an integer", self.random_state)
         require(is_int(self.n_jobs) and self.n_jobs != 0, self.name, "n_jobs", "a non-zero integer", self.n_jobs)
 
     def _fit(self, x):
         self.model_ = IsolationForest(
-            n_estimators=self.n_estimators, max_samples=self.max_samples, contamination=self.contamination,
-            random_state=self.random_state, n_jobs=self.n_jobs,
+            n_estimators=self.n_estimators,
+            max_samples=self.max_samples,
+            contamination=self.contamination,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
         ).fit(x)
 
     def score(self, x):

@@ -21,7 +21,6 @@ from torch import nn
 from .base import Detector, NotFittedError, is_int, is_number, normalise_rows, require
 from .torch_loop import EpochCallback, TrainResult, holdout_start, resolve_device, score_windows, train_windows
 
-
 # torch's RNG is process-global: seeded sections hold this lock, so detectors fitted in
 # parallel threads (Prefect's task runner) stay reproducible.
 _SEEDED = threading.RLock()
@@ -32,10 +31,23 @@ class TorchDetector(Detector):
 
     span_extra = 0  # steps a window holds beyond ``window`` (1 for the forecaster's target)
 
-    def __init__(self, window: int = 20, hidden: int = 64, num_layers: int = 1, dropout: float = 0.0,
-                 lr: float = 1e-3, batch_size: int = 64, epochs: int = 50, patience: int = 5,
-                 val_fraction: float = 0.1, seed: int = 0, device: str = "auto", amp: bool = True,
-                 score_batch_size: int = 2048, score_stride: int = 1):
+    def __init__(
+        self,
+        window: int = 20,
+        hidden: int = 64,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        lr: float = 1e-3,
+        batch_size: int = 64,
+        epochs: int = 50,
+        patience: int = 5,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        device: str = "auto",
+        amp: bool = True,
+        score_batch_size: int = 2048,
+        score_stride: int = 1,
+    ):
         self.window = window
         self.hidden = hidden
         self.num_layers = num_layers
@@ -57,18 +69,28 @@ class TorchDetector(Detector):
             require(is_int(v) and v >= low, self.name, param, f"an integer >= {low}", v)
 
         at_least("window", 2)
-        for param in ("hidden", "num_layers", "batch_size", "epochs", "patience", "score_batch_size",
-                      "score_stride"):
+        for param in ("hidden", "num_layers", "batch_size", "epochs", "patience", "score_batch_size", "score_stride"):
             at_least(param, 1)
         require(is_int(self.seed), self.name, "seed", "an integer", self.seed)
-        require(is_number(self.dropout) and 0 <= self.dropout < 1, self.name, "dropout", "a number in [0, 1)",
-                self.dropout)
+        require(
+            is_number(self.dropout) and 0 <= self.dropout < 1, self.name, "dropout", "a number in [0, 1)", self.dropout
+        )
         require(is_number(self.lr) and self.lr > 0, self.name, "lr", "a positive number", self.lr)
-        require(is_number(self.val_fraction) and 0 <= self.val_fraction < 1, self.name, "val_fraction",
-                "a number in [0, 1)", self.val_fraction)
+        require(
+            is_number(self.val_fraction) and 0 <= self.val_fraction < 1,
+            self.name,
+            "val_fraction",
+            "a number in [0, 1)",
+            self.val_fraction,
+        )
         require(isinstance(self.amp, bool), self.name, "amp", "true or false", self.amp)
-        require(isinstance(self.device, str) and (self.device in ("auto", "cpu") or self.device.startswith("cuda")),
-                self.name, "device", "'auto', 'cpu' or 'cuda[:N]'", self.device)
+        require(
+            isinstance(self.device, str) and (self.device in ("auto", "cpu") or self.device.startswith("cuda")),
+            self.name,
+            "device",
+            "'auto', 'cpu' or 'cuda[:N]'",
+            self.device,
+        )
 
     # --- to implement ------------------------------------------------------------------
     def _build(self, n_features: int) -> nn.Module:
@@ -86,8 +108,9 @@ class TorchDetector(Detector):
         return self.window + self.span_extra
 
     # --- the contract ----------------------------------------------------------------
-    def fit(self, train: np.ndarray, *, verbose: bool = False,
-            epoch_callback: EpochCallback | None = None) -> "TorchDetector":
+    def fit(
+        self, train: np.ndarray, *, verbose: bool = False, epoch_callback: EpochCallback | None = None
+    ) -> TorchDetector:
         self.validate_params()
         x = self._check(train, fitting=True, min_length=self._span + 1)
         self.device_ = resolve_device(self.device)
@@ -96,10 +119,20 @@ class TorchDetector(Detector):
             torch.manual_seed(self.seed)
             self.model_ = self._build(x.shape[1]).to(self.device_)
             self.history_: TrainResult = train_windows(
-                self.model_, self._loss, torch.from_numpy(x).to(self.device_), self._span,
-                lr=self.lr, batch_size=self.batch_size, epochs=self.epochs, patience=self.patience,
-                val_fraction=self.val_fraction, seed=self.seed, amp=self.amp, verbose=verbose,
-                callback=epoch_callback, desc=self.name,
+                self.model_,
+                self._loss,
+                torch.from_numpy(x).to(self.device_),
+                self._span,
+                lr=self.lr,
+                batch_size=self.batch_size,
+                epochs=self.epochs,
+                patience=self.patience,
+                val_fraction=self.val_fraction,
+                seed=self.seed,
+                amp=self.amp,
+                verbose=verbose,
+                callback=epoch_callback,
+                desc=self.name,
             )
         # the tail held out for early stopping, scored: the model did not learn from it
         cut = holdout_start(len(x), self._span, self.val_fraction)
@@ -114,9 +147,15 @@ class TorchDetector(Detector):
         k = self.window if self.span_extra == 0 else 1  # steps each window scores
         with _SEEDED, torch.random.fork_rng(devices=[self.device_] if self.device_.type == "cuda" else []):
             torch.manual_seed(self.seed)  # the VAE samples while scoring: same input, same scores
-            s, c = score_windows(lambda b: self._errors(self.model_, b), torch.from_numpy(x).to(self.device_),
-                                 self._span, k, self._score_windows_per_batch(), self.amp,
-                                 min(self.score_stride, k))
+            s, c = score_windows(
+                lambda b: self._errors(self.model_, b),
+                torch.from_numpy(x).to(self.device_),
+                self._span,
+                k,
+                self._score_windows_per_batch(),
+                self.amp,
+                min(self.score_stride, k),
+            )
         return s, normalise_rows(c)
 
     def _score_windows_per_batch(self) -> int:
@@ -136,8 +175,12 @@ class TorchDetector(Detector):
     def _state(self) -> dict[str, Any]:
         buf = io.BytesIO()
         torch.save(self.model_.state_dict(), buf)
-        return {"n_features_": self.n_features_, "weights": buf.getvalue(), "history_": self.history_,
-                "calibration_scores_": self.calibration_scores_}
+        return {
+            "n_features_": self.n_features_,
+            "weights": buf.getvalue(),
+            "history_": self.history_,
+            "calibration_scores_": self.calibration_scores_,
+        }
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.n_features_ = state["n_features_"]
@@ -172,11 +215,16 @@ class _ConvBiGRUAE(nn.Module):
         super().__init__()
         c = 2 * f
         self.conv = nn.Sequential(
-            nn.Conv1d(f, c, 3, padding=1), nn.ReLU(), nn.BatchNorm1d(c),
-            nn.Conv1d(c, c, 3, padding=1), nn.ReLU(), nn.BatchNorm1d(c),
+            nn.Conv1d(f, c, 3, padding=1),
+            nn.ReLU(),
+            nn.BatchNorm1d(c),
+            nn.Conv1d(c, c, 3, padding=1),
+            nn.ReLU(),
+            nn.BatchNorm1d(c),
         )
-        self.encoder = nn.GRU(c, hidden, layers, batch_first=True, bidirectional=True,
-                              dropout=dropout if layers > 1 else 0.0)
+        self.encoder = nn.GRU(
+            c, hidden, layers, batch_first=True, bidirectional=True, dropout=dropout if layers > 1 else 0.0
+        )
         self.decoder = nn.GRU(2 * hidden, hidden, batch_first=True)
         self.out = nn.Linear(hidden, f)
 
@@ -193,14 +241,39 @@ class ConvBiGRUAE(_ReconstructionAE):
 
     name = "conv_bigru_ae"
 
-    def __init__(self, window: int = 20, hidden: int = 64, num_layers: int = 2, dropout: float = 0.2,
-                 lr: float = 1e-3, batch_size: int = 64, epochs: int = 50, patience: int = 5,
-                 val_fraction: float = 0.1, seed: int = 0, device: str = "auto", amp: bool = True,
-                 score_batch_size: int = 2048, score_stride: int = 1):
-        super().__init__(window=window, hidden=hidden, num_layers=num_layers, dropout=dropout, lr=lr,
-                         batch_size=batch_size, epochs=epochs, patience=patience, val_fraction=val_fraction,
-                         seed=seed, device=device, amp=amp, score_batch_size=score_batch_size,
-                         score_stride=score_stride)
+    def __init__(
+        self,
+        window: int = 20,
+        hidden: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        lr: float = 1e-3,
+        batch_size: int = 64,
+        epochs: int = 50,
+        patience: int = 5,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        device: str = "auto",
+        amp: bool = True,
+        score_batch_size: int = 2048,
+        score_stride: int = 1,
+    ):
+        super().__init__(
+            window=window,
+            hidden=hidden,
+            num_layers=num_layers,
+            dropout=dropout,
+            lr=lr,
+            batch_size=batch_size,
+            epochs=epochs,
+            patience=patience,
+            val_fraction=val_fraction,
+            seed=seed,
+            device=device,
+            amp=amp,
+            score_batch_size=score_batch_size,
+            score_stride=score_stride,
+        )
 
     def _build(self, f):
         return _ConvBiGRUAE(f, self.hidden, self.num_layers, self.dropout)
@@ -273,15 +346,42 @@ class LSTMVAE(TorchDetector):
 
     name = "lstm_vae"
 
-    def __init__(self, window: int = 20, hidden: int = 64, num_layers: int = 1, dropout: float = 0.0,
-                 lr: float = 1e-3, batch_size: int = 64, epochs: int = 50, patience: int = 5,
-                 val_fraction: float = 0.1, seed: int = 0, device: str = "auto", amp: bool = True,
-                 score_batch_size: int = 2048, score_stride: int = 1, latent: int = 16, n_samples: int = 10,
-                 kl_weight: float = 1.0):
-        super().__init__(window=window, hidden=hidden, num_layers=num_layers, dropout=dropout, lr=lr,
-                         batch_size=batch_size, epochs=epochs, patience=patience, val_fraction=val_fraction,
-                         seed=seed, device=device, amp=amp, score_batch_size=score_batch_size,
-                         score_stride=score_stride)
+    def __init__(
+        self,
+        window: int = 20,
+        hidden: int = 64,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        lr: float = 1e-3,
+        batch_size: int = 64,
+        epochs: int = 50,
+        patience: int = 5,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        device: str = "auto",
+        amp: bool = True,
+        score_batch_size: int = 2048,
+        score_stride: int = 1,
+        latent: int = 16,
+        n_samples: int = 10,
+        kl_weight: float = 1.0,
+    ):
+        super().__init__(
+            window=window,
+            hidden=hidden,
+            num_layers=num_layers,
+            dropout=dropout,
+            lr=lr,
+            batch_size=batch_size,
+            epochs=epochs,
+            patience=patience,
+            val_fraction=val_fraction,
+            seed=seed,
+            device=device,
+            amp=amp,
+            score_batch_size=score_batch_size,
+            score_stride=score_stride,
+        )
         self.latent = latent
         self.n_samples = n_samples
         self.kl_weight = kl_weight
@@ -291,8 +391,9 @@ class LSTMVAE(TorchDetector):
         for param in ("latent", "n_samples"):
             v = getattr(self, param)
             require(is_int(v) and v >= 1, self.name, param, "an integer >= 1", v)
-        require(is_number(self.kl_weight) and self.kl_weight >= 0, self.name, "kl_weight", "a number >= 0",
-                self.kl_weight)
+        require(
+            is_number(self.kl_weight) and self.kl_weight >= 0, self.name, "kl_weight", "a number >= 0", self.kl_weight
+        )
 
     @property
     def _rows_per_window(self) -> int:
@@ -339,14 +440,39 @@ class LSTMForecaster(TorchDetector):
     name = "lstm_forecaster"
     span_extra = 1
 
-    def __init__(self, window: int = 20, hidden: int = 64, num_layers: int = 2, dropout: float = 0.2,
-                 lr: float = 1e-3, batch_size: int = 64, epochs: int = 50, patience: int = 5,
-                 val_fraction: float = 0.1, seed: int = 0, device: str = "auto", amp: bool = True,
-                 score_batch_size: int = 2048, score_stride: int = 1):
-        super().__init__(window=window, hidden=hidden, num_layers=num_layers, dropout=dropout, lr=lr,
-                         batch_size=batch_size, epochs=epochs, patience=patience, val_fraction=val_fraction,
-                         seed=seed, device=device, amp=amp, score_batch_size=score_batch_size,
-                         score_stride=score_stride)
+    def __init__(
+        self,
+        window: int = 20,
+        hidden: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        lr: float = 1e-3,
+        batch_size: int = 64,
+        epochs: int = 50,
+        patience: int = 5,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        device: str = "auto",
+        amp: bool = True,
+        score_batch_size: int = 2048,
+        score_stride: int = 1,
+    ):
+        super().__init__(
+            window=window,
+            hidden=hidden,
+            num_layers=num_layers,
+            dropout=dropout,
+            lr=lr,
+            batch_size=batch_size,
+            epochs=epochs,
+            patience=patience,
+            val_fraction=val_fraction,
+            seed=seed,
+            device=device,
+            amp=amp,
+            score_batch_size=score_batch_size,
+            score_stride=score_stride,
+        )
 
     def _build(self, f):
         return _Forecaster(f, self.hidden, self.num_layers, self.dropout)

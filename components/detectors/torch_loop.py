@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -108,7 +108,11 @@ def train_windows(
             count += len(batch)
         sched.step()
         result.train_loss.append(total / count)
-        val = _eval_loss(model, loss_fn, wins, val_starts, batch_size * 4, use_amp) if len(val_starts) else result.train_loss[-1]
+        val = (
+            _eval_loss(model, loss_fn, wins, val_starts, batch_size * 4, use_amp)
+            if len(val_starts)
+            else result.train_loss[-1]
+        )
         result.val_loss.append(val)
         result.epochs_run = epoch + 1
         if bar is not None:

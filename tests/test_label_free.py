@@ -1,0 +1,151 @@
+"""The label-free path: a validation split with no labelled anomaly (most MSL channels; an
+operator's unlabelled data) is a normal case. Thresholds come from POT on held-out train-tail
+scores, the model from consensus agreement, and no figure that needs labels is invented."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_pipeline import _mlflow, make_workspace, vigil_run
+
+from components.evaluation import POT_MIN_PEAKS, choose_threshold, label_free_threshold, metric_suite
+from components.selection import agreement, candidate_scores, pick_best, score_outside_candidate, selection_rule
+from components.thresholds import pot_threshold_from
+
+
+def test_no_validation_label_means_pot_on_the_calibration_scores():
+    rng = np.random.default_rng(0)
+    calibration = rng.exponential(size=1000)  # the 0.98 quantile leaves 20 peaks: POT starts there
+    th = choose_threshold(rng.exponential(size=300), np.zeros(300), calibration, method="best_f1")
+    assert th.label_free
+    assert th.rule == "label-free: pot on held-out train-tail scores"
+    assert "no labelled anomaly in the validation split" in th.detail
+    start = float(np.quantile(calibration, 0.98))
+    assert th.value == pytest.approx(pot_threshold_from(calibration, start, 1e-3))
+    labelled = choose_threshold(calibration[:300], (calibration[:300] > 3).astype(int), calibration)
+    assert labelled.rule == "best_f1 on validation labels"
+    assert not labelled.label_free
+
+
+def test_tied_calibration_scores_still_leave_enough_peaks():
+    # MSL-like: most held-out scores equal (one-hot command columns), a few distinct high ones
+    x = np.r_[np.zeros(200), np.linspace(1, 2, 15)]
+    th = label_free_threshold(x, pot_q=1e-3, pot_level=0.98)
+    assert th.rule == "label-free: pot on held-out train-tail scores"
+    assert th.value > 1.0
+    constant = label_free_threshold(np.ones(100), pot_q=1e-3, pot_level=0.98)
+    assert constant.rule == "label-free: above the largest held-out train-tail score"
+    assert constant.value > 1.0
+    assert not np.any(np.ones(100) >= constant.value)  # nothing normal is flagged
+
+
+def test_too_short_a_calibration_tail_names_the_way_out():
+    with pytest.raises(ValueError, match=r"10 calibration scores .* too few for POT; it needs 20"):
+        label_free_threshold(np.arange(10.0), pot_q=1e-3, pot_level=0.98)
+    assert POT_MIN_PEAKS == 10
+
+
+def test_no_label_no_labelled_figure():
+    out = metric_suite(np.zeros(50), np.linspace(0, 1, 50), 0.5)
+    assert out["threshold"] == 0.5
+    assert out["flagged_share"] == 0.5
+    undefined = [k for k, v in out.items() if isinstance(v, float) and math.isnan(v)]
+    assert {"point_f1", "pa_f1", "event_f1", "affiliation_f1", "auc_pr", "vus_pr", "auc_roc"} <= set(undefined)
+
+
+def test_consensus_prefers_the_detector_that_agrees_with_the_others():
+    rng = np.random.default_rng(1)
+    signal = rng.normal(size=500)
+    scores = {
+        "a": signal + 0.1 * rng.normal(size=500),
+        "b": signal + 0.2 * rng.normal(size=500),
+        "noise": rng.normal(size=500),
+    }
+    selection = selection_rule("vus_pr", np.zeros(500), 5)
+    assert not selection.labelled
+    assert selection.key == "val_consensus"
+    figures = candidate_scores(selection, scores, {n: {} for n in scores})
+    assert pick_best(figures) == "a"
+    assert figures["noise"] < 0.5 < figures["b"]
+    # an outside model (the champion) is scored against this run's consensus, the same way
+    members = list(scores.values())
+    assert score_outside_candidate(selection, signal, np.zeros(500), np.zeros(500), members) == pytest.approx(
+        agreement(signal, members)
+    )
+    assert math.isnan(agreement(np.ones(500), members))
+
+
+def test_a_labelled_validation_split_keeps_the_configured_metric():
+    selection = selection_rule("vus_pr", np.r_[np.zeros(90), np.ones(10)], 5)
+    assert selection.labelled
+    assert selection.key == "val_vus_pr"
+
+
+# --- end to end: the real `vigil run` --------------------------------------------------------
+
+TORCH_SMALL = {"window": 10, "hidden": 16, "epochs": 2, "device": "cpu"}
+
+
+def _label_free_run(ws, out, expect_test_figures: bool):
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (
+        "Threshold: label-free: pot on held-out train-tail scores, as there is no labelled anomaly in the "
+        "validation split" in out.stdout
+    )
+    assert "Model choice: label-free: agreement (Spearman) with the consensus" in out.stdout
+    assert "made it @champion" in out.stdout
+    assert "val_consensus" in out.stdout
+    report = json.loads((ws / "reports" / "metrics.json").read_text())
+    for name, r in report.items():
+        assert r["threshold_rule"].startswith("label-free"), name
+        assert r["undefined"]["validation"] == "no labelled anomaly in the validation split"
+        assert r["validation"]["vus_pr"] is None  # undefined, not invented
+        assert (r["test"]["vus_pr"] is not None) == expect_test_figures
+    mlflow, client = _mlflow(ws)
+    model = next(m for m in client.search_registered_models())
+    champion = client.get_model_version_by_alias(model.name, "champion")
+    assert champion.tags["vigil.selection"].startswith("label-free")
+    run = client.get_run(champion.run_id)
+    assert run.data.tags["vigil.threshold_rule"].startswith("label-free")
+    assert "val_consensus" in run.data.metrics
+
+
+@pytest.mark.usefixtures("msl_root")
+def test_msl_m1_registers_a_champion_through_the_label_free_path(tmp_path, msl_root):
+    params = {
+        "dataset": {"kind": "telemanom", "root": str(msl_root), "name": "M-1"},
+        "detectors": {"zscore": {}, "pca": {}, "lstm_ae": TORCH_SMALL},
+    }
+    ws = make_workspace(tmp_path, params)
+    out = vigil_run(ws, "--new-data-version", check=False)
+    _label_free_run(ws, out, expect_test_figures=True)  # M-1's test tail is labelled; its validation head is not
+
+
+def test_an_unlabelled_csv_registers_a_champion_through_the_label_free_path(tmp_path):
+    rng = np.random.default_rng(4)
+    n = 1600
+    t = np.arange(n)
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2026-03-01", periods=n, freq="min").astype(str),
+            "cpu": 40 + 10 * np.sin(2 * np.pi * t / 120) + rng.normal(0, 1, n),
+            "mem": 60 + 5 * np.sin(2 * np.pi * t / 120 + 1) + rng.normal(0, 0.5, n),
+            "net": 100 + 20 * np.sin(2 * np.pi * t / 60) + rng.normal(0, 2, n),
+        }
+    )
+    frame.loc[1300:1310, "cpu"] += 40  # an incident nobody labelled
+    raw = tmp_path / "ops"
+    raw.mkdir()
+    frame.to_csv(raw / "node17.csv", index=False)
+    params = {
+        "dataset": {"kind": "csv", "root": str(raw), "name": "node17.csv"},
+        "detectors": {"zscore": {}, "pca": {}, "lstm_ae": TORCH_SMALL},
+    }
+    ws = make_workspace(tmp_path, params)
+    out = vigil_run(ws, "--new-data-version", check=False)
+    _label_free_run(ws, out, expect_test_figures=False)
+    assert "'-' in the label columns: undefined, no labelled anomaly in the test split." in out.stdout
