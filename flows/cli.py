@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .config import ConfigError, load_config
-from .entry import quiet_prefect, run_entry
+from .entry import run_entry
 
 STEPS = ("all", "prepare", "train", "evaluate")
 
@@ -86,7 +86,6 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    quiet_prefect()
     from .deployments import DEPLOYMENT, serve
 
     cfg = load_config(args.params)

@@ -13,7 +13,8 @@ EXIT_DATA = 3  # data version refused, validation failed, or the data itself is 
 
 
 def quiet_prefect() -> None:
-    # Prefect without a server: a temporary local API per process, no UI needed.
+    """Prefect without a server (a temporary local API per process) and quiet consoles; set
+    before Prefect is imported, so `flows/__init__.py` calls it."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -29,7 +30,6 @@ def run_entry(body: Callable[[], str]) -> int:
 
     from .config import ConfigError
 
-    quiet_prefect()
     try:
         print(body())
     except ConfigError as exc:
