@@ -34,4 +34,5 @@ def test_evaluate_reports_hitrate_only_where_it_can_tell_detectors_apart():
     assert two["hitrate_100"] == 1.0
     # one metric: every detector would score HitRate 1, so it is left out rather than reported
     one = metric_suite(labels, scores, 0.5, contributions=np.ones((6, 1)), causes=causes, vus_window=1)
-    assert "hitrate_100" not in one and "hitrate_150" not in one
+    assert "hitrate_100" not in one
+    assert "hitrate_150" not in one

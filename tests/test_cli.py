@@ -29,7 +29,9 @@ def test_generate_writes_the_seeded_layout(tmp_path):
     assert out.returncode == 0, out.stderr
     back = load_synthetic_layout(tmp_path / "raw")
     ref = make_synthetic(seed=5, n_train=300, n_test=400, n_anomalies=4)
-    assert back.name == ref.name and back.features == ref.features and back.causes == ref.causes
+    assert back.name == ref.name
+    assert back.features == ref.features
+    assert back.causes == ref.causes
     assert np.array_equal(back.labels, ref.labels)
     np.testing.assert_allclose(back.test.to_numpy(), ref.test.to_numpy(), atol=1e-6)  # 6 decimals in CSV
     assert isinstance(back.test.index, pd.DatetimeIndex)
@@ -40,5 +42,6 @@ def test_scheduled_deployment_carries_the_cron_from_params():
     from flows.deployments import build_deployment
 
     dep = build_deployment(parse_config({"schedule": {"cron": "*/30 * * * *"}}), "params.yaml")
-    assert dep.name == "vigil-scheduled" and dep.parameters == {"params": "params.yaml"}
+    assert dep.name == "vigil-scheduled"
+    assert dep.parameters == {"params": "params.yaml"}
     assert [s.schedule.cron for s in dep.schedules] == ["*/30 * * * *"]

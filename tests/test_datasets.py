@@ -24,8 +24,10 @@ def test_synthetic_is_seeded_and_labelled():
     )
     pd.testing.assert_frame_equal(a.test, b.test)
     assert not make_synthetic(seed=4, n_train=800, n_test=1000, n_anomalies=10).test.equals(a.test)
-    assert a.train.shape == (800, 12) and a.test.shape == (1000, 12)
-    assert a.labels.dtype == np.int8 and set(np.unique(a.labels)) == {0, 1}
+    assert a.train.shape == (800, 12)
+    assert a.test.shape == (1000, 12)
+    assert a.labels.dtype == np.int8
+    assert set(np.unique(a.labels)) == {0, 1}
     assert len(a.causes) == 10
     # labels are exactly the union of the anomalies, and each names its metrics
     mask = np.zeros(1000, bool)
@@ -35,7 +37,8 @@ def test_synthetic_is_seeded_and_labelled():
     assert np.array_equal(mask, a.labels.astype(bool))
     kinds = anomaly_kinds(10)
     faults = [c for c, k in zip(a.causes, kinds) if k == "correlated_fault"]
-    assert faults and all(len(c.metrics) >= 2 for c in faults)
+    assert faults
+    assert all(len(c.metrics) >= 2 for c in faults)
     assert set(kinds) == {"spike", "level_shift", "drift", "variance_burst", "correlated_fault"}
 
 
@@ -68,7 +71,8 @@ def test_smd_layout_is_read_with_causes(tmp_path):
     _write_smd(tmp_path, "machine-1-2")
     assert list_smd_machines(tmp_path) == ["machine-1-1", "machine-1-2", "machine-1-10"]
     d = load_smd(tmp_path, "machine-1-1")
-    assert d.train.shape == (50, 4) and d.test.shape == (50, 4)
+    assert d.train.shape == (50, 4)
+    assert d.test.shape == (50, 4)
     # 1-based metrics become 0-based; inclusive end becomes exclusive
     assert d.causes == [Anomaly(10, 15, (0, 2)), Anomaly(30, 32, (1,))]
     assert d.labels.sum() == 7
@@ -111,7 +115,8 @@ def test_real_smd_machine(smd_root):
     assert d.train.shape[1] == 38
     assert d.test.shape[1] == 38
     assert 0 < d.labels.mean() < 0.5
-    assert d.causes and all(c.metrics for c in d.causes)
+    assert d.causes
+    assert all(c.metrics for c in d.causes)
     covered = d.cause_mask().any(axis=1)
     # interpretation ranges sit on labelled steps
     assert d.labels[covered].mean() > 0.95
@@ -122,7 +127,8 @@ def test_real_smd_machine(smd_root):
 
 def test_real_msl_channel_c1(msl_root):
     d = load_telemanom(msl_root, "C-1")
-    assert d.train.shape == (2158, 55) and d.test.shape == (2264, 55)
+    assert d.train.shape == (2158, 55)
+    assert d.test.shape == (2264, 55)
     # labeled_anomalies.csv: [[550, 750], [2100, 2210]], inclusive
     assert d.causes == [Anomaly(550, 751, (0,)), Anomaly(2100, 2211, (0,))]
     assert d.labels.sum() == 201 + 111
@@ -138,14 +144,18 @@ def test_telemanom_unknown_channel(msl_root):
 
 def test_real_nab_series(nab_root):
     d = load_nab(nab_root, "realKnownCause/machine_temperature_system_failure")
-    assert d.n_features == 1 and len(d.train) + len(d.test) == 22695
-    assert d.labels[: len(d.test)].sum() > 0 and len(d.causes) == 4
+    assert d.n_features == 1
+    assert len(d.train) + len(d.test) == 22695
+    assert d.labels[: len(d.test)].sum() > 0
+    assert len(d.causes) == 4
     assert len(d.train) <= int(0.15 * 22695)
     d = load_nab(nab_root, "realAWSCloudwatch/ec2_cpu_utilization_825cc2")
-    assert len(d.train) == int(0.15 * 4032) and len(d.causes) == 1
+    assert len(d.train) == int(0.15 * 4032)
+    assert len(d.causes) == 1
     # the window 2014-04-15 07:24 .. 2014-04-16 11:54 (inclusive), sampled every 5 minutes
     w = d.test.index[d.labels == 1]
-    assert w.min() >= pd.Timestamp("2014-04-15 07:24") and w.max() <= pd.Timestamp("2014-04-16 11:54")
+    assert w.min() >= pd.Timestamp("2014-04-15 07:24")
+    assert w.max() <= pd.Timestamp("2014-04-16 11:54")
 
 
 # --- CSV -----------------------------------------------------------------------------------
@@ -160,7 +170,9 @@ def _csv(tmp_path, text, name="t.csv"):
 def test_csv_loads_with_labels(tmp_path):
     rows = "\n".join(f"2026-01-01 00:{i:02d}:00,{i},{2 * i},{int(i in (7, 8))}" for i in range(12))
     d = load_csv(_csv(tmp_path, "timestamp,cpu,mem,label\n" + rows), train_fraction=0.5)
-    assert d.features == ["cpu", "mem"] and len(d.train) == 6 and len(d.test) == 6
+    assert d.features == ["cpu", "mem"]
+    assert len(d.train) == 6
+    assert len(d.test) == 6
     assert d.labels.tolist() == [0, 1, 1, 0, 0, 0]
     assert d.causes == [Anomaly(1, 3, ())]
 

@@ -44,7 +44,8 @@ def test_point_adjust_inflates_f1():
 def test_event_f1_composite_by_hand():
     p = np.array([0, 0, 0, 1, 0, 1, 0, 0, 0, 0])  # hits segment 1 only, one false alarm
     prec, rec, f1 = event_f1(Y, p)
-    assert (prec, rec) == (0.5, 0.5) and f1 == pytest.approx(0.5)
+    assert (prec, rec) == (0.5, 0.5)
+    assert f1 == pytest.approx(0.5)
 
 
 def test_affiliation_by_hand():
@@ -57,11 +58,14 @@ def test_affiliation_by_hand():
     p = np.zeros(10, int)
     p[0] = 1
     prec, rec, f1 = affiliation_prf(y, p)
-    assert prec == pytest.approx(0.1) and rec == pytest.approx(0.2125)
+    assert prec == pytest.approx(0.1)
+    assert rec == pytest.approx(0.2125)
     assert f1 == pytest.approx(2 * 0.1 * 0.2125 / 0.3125)
     # no prediction: recall 0, precision undefined
     prec, rec, f1 = affiliation_prf(y, np.zeros(10, int))
-    assert math.isnan(prec) and rec == 0.0 and math.isnan(f1)
+    assert math.isnan(prec)
+    assert rec == 0.0
+    assert math.isnan(f1)
 
 
 def test_affiliation_rewards_closeness_and_splits_zones():
@@ -91,7 +95,8 @@ def test_auc_scores():
 def test_vus_buffer_and_lag_tolerance():
     soft = buffered_labels(Y, 4)  # ramps of 2 steps: sqrt(1 - 1/4), sqrt(1 - 2/4)
     assert soft[2:5].tolist() == [1, 1, 1]
-    assert soft[1] == pytest.approx(np.sqrt(0.75)) and soft[0] == pytest.approx(np.sqrt(0.5))
+    assert soft[1] == pytest.approx(np.sqrt(0.75))
+    assert soft[0] == pytest.approx(np.sqrt(0.5))
     assert soft[5] == pytest.approx(min(1.0, np.sqrt(0.75) + np.sqrt(0.5)))  # between the two ranges
     # a perfect scorer gets 1 without a buffer
     assert range_auc_pr(Y, Y.astype(float), 0) == pytest.approx(1.0)

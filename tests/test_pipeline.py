@@ -95,7 +95,8 @@ def _mlflow(ws: Path):
 
 def test_run_registers_a_loadable_champion_with_the_data_version(first_run):
     ws, out = first_run
-    assert "made it @champion" in out.stdout and "mlflow ui" in out.stdout
+    assert "made it @champion" in out.stdout
+    assert "mlflow ui" in out.stdout
     mlflow, client = _mlflow(ws)
     name = "vigil-synthetic-seed0"
     champion = client.get_model_version_by_alias(name, "champion")
@@ -108,8 +109,10 @@ def test_run_registers_a_loadable_champion_with_the_data_version(first_run):
     with np.load(processed / "arrays.npz") as z:
         frame = pd.DataFrame(z["raw_test"], columns=meta["features"])
     pred = model.predict(frame)
-    assert list(pred.columns) == ["score", "flag", "top_metrics"] and len(pred) == len(frame)
-    assert set(pred["flag"].unique()) <= {0, 1} and pred["top_metrics"].str.count(",").eq(2).all()
+    assert list(pred.columns) == ["score", "flag", "top_metrics"]
+    assert len(pred) == len(frame)
+    assert set(pred["flag"].unique()) <= {0, 1}
+    assert pred["top_metrics"].str.count(",").eq(2).all()
     # the run behind the champion carries commit, data and params hashes equal to what DVC and git record
     run = client.get_run(champion.run_id)
     tags = run.data.tags
@@ -120,9 +123,11 @@ def test_run_registers_a_loadable_champion_with_the_data_version(first_run):
     from flows.config import load_config, params_hash
 
     assert tags["vigil.params_hash"] == params_hash(load_config(ws / "params.yaml"))
-    assert "val_vus_pr" in run.data.metrics and "test_point_f1" in run.data.metrics
+    assert "val_vus_pr" in run.data.metrics
+    assert "test_point_f1" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert any(p.endswith(".png") for p in artifacts) and any(p.endswith(".html") for p in artifacts)
+    assert any(p.endswith(".png") for p in artifacts)
+    assert any(p.endswith(".html") for p in artifacts)
 
 
 def test_a_worse_model_does_not_move_the_champion(first_run):
@@ -170,12 +175,14 @@ def test_bad_raw_data_stops_at_validation_and_changes_nothing(first_run, corrupt
     frame.to_csv(raw, index=False)
     try:
         refused = vigil_run(ws, check=False)  # without the flag: the data version check refuses
-        assert refused.returncode == 3 and "dvc.lock records" in refused.stderr
+        assert refused.returncode == 3
+        assert "dvc.lock records" in refused.stderr
         out = vigil_run(ws, "--new-data-version", check=False)
     finally:
         raw.write_bytes(original)
     assert out.returncode == 3, out.stdout[-2000:]
-    assert "raw data failed validation" in out.stderr and re.search(message, out.stderr), out.stderr
+    assert "raw data failed validation" in out.stderr, out.stderr
+    assert re.search(message, out.stderr), out.stderr
     for p, digest in before.items():
         assert tree_digest(ws / p) == digest, f"{p} changed"
     assert (ws / "dvc.lock").read_bytes() == lock_before

@@ -11,7 +11,8 @@ def test_scaler_fits_on_train_only_and_clips():
     s = Scaler("minmax", clip=2.0).fit(train)
     z = s.transform(test)
     assert z[0, 0] == pytest.approx(0.5)
-    assert z[1, 0] == pytest.approx(3.0) and z[2, 0] == pytest.approx(-2.0)  # clipped to [-2, 1 + 2]
+    assert z[1, 0] == pytest.approx(3.0)
+    assert z[2, 0] == pytest.approx(-2.0)  # clipped to [-2, 1 + 2]
     assert z[1, 1] == pytest.approx(1.0)  # constant in train: scale 1, the deviation stays visible
     st = Scaler("standard", clip=None).fit(train)
     assert np.allclose(st.transform(train)[:, 0], [-1, 1])
@@ -29,7 +30,8 @@ def test_scaler_rejects_unknown_kind_and_shape():
 def test_split_validation_cuts_in_time_order():
     d = make_synthetic(n_train=500, n_test=1000, n_anomalies=10)
     val, test = split_validation(d, 0.3)
-    assert len(val.test) == 300 and len(test.test) == 700
+    assert len(val.test) == 300
+    assert len(test.test) == 700
     assert val.test.index[-1] < test.test.index[0]
     assert np.array_equal(np.r_[val.labels, test.labels], d.labels)
     for part in (val, test):  # causes re-indexed onto each part and still on labelled steps
