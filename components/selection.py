@@ -7,8 +7,8 @@ scores with the consensus of this run's detectors (the mean of their score ranks
 "model centrality" family of internal criteria for unsupervised model selection (Ma et al.,
 "The Need for Unsupervised Outlier Model Selection", 2023): with no labels, the detector that
 agrees most with the others is the least likely to be an outlier itself. It says nothing
-about absolute skill, and a run with one detector makes it trivially 1; both are stated
-wherever it is used.
+about absolute skill, and a run with one detector makes it trivially 1; the rule's reason,
+printed under the table and tagged on the runs, says so.
 """
 
 from __future__ import annotations
@@ -41,14 +41,16 @@ class Selection:
         return f"val_{self.metric}"
 
 
-def selection_rule(metric: str, val_labels: np.ndarray, vus_window: int) -> Selection:
+def selection_rule(metric: str, val_labels: np.ndarray, vus_window: int, n_candidates: int = 2) -> Selection:
     if metric not in SELECTION_METRICS:
         raise ValueError(f"unknown selection metric {metric!r}; choose one of {SELECTION_METRICS}")
     if np.asarray(val_labels).any():
         return Selection(metric, True, f"{metric} on the validation split", vus_window)
     reason = (
         f"label-free: agreement (Spearman) with the consensus of this run's detectors on the validation "
-        f"split, because there is {NO_LABELS.format(split='validation')}; {metric} is undefined there"
+        f"split, because there is {NO_LABELS.format(split='validation')}; {metric} is undefined there. "
+        f"Agreement is no measure of skill"
+        + (" (with one detector it is 1 by construction)" if n_candidates == 1 else "")
     )
     return Selection(CONSENSUS, False, reason, vus_window)
 

@@ -58,7 +58,7 @@ def evaluate_flow(params: str = "params.yaml", repo_root: str = ".") -> dict:
         for name in cfg.detectors
     ]
     data = Processed(ws.processed)
-    selection = selection_rule(cfg.registry.selection_metric, data["validation_labels"], window)
+    selection = selection_rule(cfg.registry.selection_metric, data["validation_labels"], window, len(results))
     figures = candidate_scores(
         selection, {r.name: r.val_scores for r in results}, {r.name: r.validation for r in results}
     )

@@ -68,6 +68,7 @@ def test_consensus_prefers_the_detector_that_agrees_with_the_others():
     selection = selection_rule("vus_pr", np.zeros(500), 5)
     assert not selection.labelled
     assert selection.key == "val_consensus"
+    assert "1 by construction" in selection_rule("vus_pr", np.zeros(500), 5, n_candidates=1).reason
     figures = candidate_scores(selection, scores, {n: {} for n in scores})
     assert pick_best(figures) == "a"
     assert figures["noise"] < 0.5 < figures["b"]
