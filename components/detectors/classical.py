@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import sparse
-from sklearn.decomposition import PCA
-from sklearn.ensemble import IsolationForest
 
 from .base import Detector, is_int, is_number, normalise_rows, require
 
@@ -108,6 +105,8 @@ class PCADetector(PointDetector):
         )
 
     def _fit(self, x):
+        from sklearn.decomposition import PCA  # here, not at import: checking parameters needs no sklearn
+
         n = self.n_components
         if isinstance(n, int):
             n = min(n, x.shape[1])
@@ -185,6 +184,8 @@ class IForest(PointDetector):
         require(is_int(self.n_jobs) and self.n_jobs != 0, self.name, "n_jobs", "a non-zero integer", self.n_jobs)
 
     def _fit(self, x):
+        from sklearn.ensemble import IsolationForest
+
         self.model_ = IsolationForest(
             n_estimators=self.n_estimators,
             max_samples=self.max_samples,
@@ -198,6 +199,8 @@ class IForest(PointDetector):
         return -self.model_.score_samples(x).astype(np.float64)
 
     def contributions(self, x):
+        from scipy import sparse
+
         x = self._check(x)
         total = np.zeros((x.shape[0], x.shape[1]))
         for tree, feats in zip(self.model_.estimators_, self.model_.estimators_features_):

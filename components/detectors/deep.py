@@ -10,16 +10,18 @@ edge-padded past). Every step gets a score, aligned with the input; nothing is s
 from __future__ import annotations
 
 import io
-import math
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from .base import Detector, NotFittedError, is_int, is_number, normalise_rows, require
-from .torch_loop import EpochCallback, TrainResult, holdout_start, resolve_device, score_windows, train_windows
+
+if TYPE_CHECKING:  # torch is imported where a model is built, fitted, scored or loaded, not here,
+    import torch  # so that the registry and parameter checks load fast
+    from torch import nn
+
+    from .torch_loop import EpochCallback, TrainResult
 
 # torch's RNG is process-global: seeded sections hold this lock, so detectors fitted in
 # parallel threads (Prefect's task runner) stay reproducible.
@@ -111,6 +113,10 @@ class TorchDetector(Detector):
     def fit(
         self, train: np.ndarray, *, verbose: bool = False, epoch_callback: EpochCallback | None = None
     ) -> TorchDetector:
+        import torch
+
+        from .torch_loop import holdout_start, resolve_device, train_windows
+
         self.validate_params()
         x = self._check(train, fitting=True, min_length=self._span + 1)
         self.device_ = resolve_device(self.device)
@@ -140,6 +146,10 @@ class TorchDetector(Detector):
         return self
 
     def score_and_contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        from .torch_loop import score_windows
+
         x = self._check(x, min_length=self.window)
         if not hasattr(self, "model_"):
             raise NotFittedError(f"{self.name}: call fit before score")
@@ -173,6 +183,8 @@ class TorchDetector(Detector):
 
     # --- persistence: weights as a torch blob, mapped to this machine's device on load ---
     def _state(self) -> dict[str, Any]:
+        import torch
+
         buf = io.BytesIO()
         torch.save(self.model_.state_dict(), buf)
         return {
@@ -183,6 +195,10 @@ class TorchDetector(Detector):
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
+        import torch
+
+        from .torch_loop import resolve_device
+
         self.n_features_ = state["n_features_"]
         self.history_ = state["history_"]
         self.calibration_scores_ = state["calibration_scores_"]
@@ -203,36 +219,13 @@ class _ReconstructionAE(TorchDetector):
     is both its score part and its contribution part."""
 
     def _loss(self, model, batch):
+        from torch import nn
+
         return nn.functional.mse_loss(model(batch).float(), batch.float())
 
     def _errors(self, model, batch):
         e = (model(batch).float() - batch.float()) ** 2
         return e, e
-
-
-class _ConvBiGRUAE(nn.Module):
-    def __init__(self, f: int, hidden: int, layers: int, dropout: float):
-        super().__init__()
-        c = 2 * f
-        self.conv = nn.Sequential(
-            nn.Conv1d(f, c, 3, padding=1),
-            nn.ReLU(),
-            nn.BatchNorm1d(c),
-            nn.Conv1d(c, c, 3, padding=1),
-            nn.ReLU(),
-            nn.BatchNorm1d(c),
-        )
-        self.encoder = nn.GRU(
-            c, hidden, layers, batch_first=True, bidirectional=True, dropout=dropout if layers > 1 else 0.0
-        )
-        self.decoder = nn.GRU(2 * hidden, hidden, batch_first=True)
-        self.out = nn.Linear(hidden, f)
-
-    def forward(self, x):  # [B, L, F]
-        h = self.conv(x.transpose(1, 2)).transpose(1, 2)
-        h, _ = self.encoder(h)
-        h, _ = self.decoder(h)
-        return self.out(h)
 
 
 class ConvBiGRUAE(_ReconstructionAE):
@@ -276,27 +269,9 @@ class ConvBiGRUAE(_ReconstructionAE):
         )
 
     def _build(self, f):
-        return _ConvBiGRUAE(f, self.hidden, self.num_layers, self.dropout)
+        from .nets import ConvBiGRUNet
 
-
-class _LSTMAE(nn.Module):
-    def __init__(self, f: int, hidden: int, layers: int, dropout: float):
-        super().__init__()
-        drop = dropout if layers > 1 else 0.0
-        self.encoder = nn.LSTM(f, hidden, layers, batch_first=True, dropout=drop)
-        self.decoder = nn.LSTM(hidden, hidden, layers, batch_first=True, dropout=drop)
-        self.out = nn.Linear(hidden, f)
-
-    def encode(self, x):
-        _, (h, _) = self.encoder(x)
-        return h[-1]  # [B, hidden]: the whole window in one code
-
-    def decode(self, z, length):
-        h, _ = self.decoder(z.unsqueeze(1).expand(-1, length, -1))
-        return self.out(h)
-
-    def forward(self, x):
-        return self.decode(self.encode(x), x.shape[1])
+        return ConvBiGRUNet(f, self.hidden, self.num_layers, self.dropout)
 
 
 class LSTMAE(_ReconstructionAE):
@@ -305,35 +280,9 @@ class LSTMAE(_ReconstructionAE):
     name = "lstm_ae"
 
     def _build(self, f):
-        return _LSTMAE(f, self.hidden, self.num_layers, self.dropout)
+        from .nets import LSTMAENet
 
-
-class _LSTMVAE(nn.Module):
-    def __init__(self, f: int, hidden: int, latent: int, layers: int, dropout: float):
-        super().__init__()
-        drop = dropout if layers > 1 else 0.0
-        self.encoder = nn.LSTM(f, hidden, layers, batch_first=True, dropout=drop)
-        self.to_mu, self.to_logvar = nn.Linear(hidden, latent), nn.Linear(hidden, latent)
-        self.decoder = nn.LSTM(latent, hidden, layers, batch_first=True, dropout=drop)
-        self.out_mu, self.out_logvar = nn.Linear(hidden, f), nn.Linear(hidden, f)
-
-    def encode(self, x):
-        _, (h, _) = self.encoder(x)
-        return self.to_mu(h[-1]), self.to_logvar(h[-1]).clamp(-10, 10)
-
-    def decode(self, z, length):
-        d, _ = self.decoder(z.unsqueeze(1).expand(-1, length, -1))
-        return self.out_mu(d), self.out_logvar(d).clamp(-10, 10)
-
-    def forward(self, x):
-        mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return (*self.decode(z, x.shape[1]), mu, logvar)
-
-
-def _gaussian_nll(x, mu, logvar):
-    """Per-element negative log-likelihood of x under N(mu, exp(logvar))."""
-    return 0.5 * (math.log(2 * math.pi) + logvar + (x - mu) ** 2 / logvar.exp())
+        return LSTMAENet(f, self.hidden, self.num_layers, self.dropout)
 
 
 class LSTMVAE(TorchDetector):
@@ -400,16 +349,24 @@ class LSTMVAE(TorchDetector):
         return max(1, self.n_samples)
 
     def _build(self, f):
-        return _LSTMVAE(f, self.hidden, self.latent, self.num_layers, self.dropout)
+        from .nets import LSTMVAENet
+
+        return LSTMVAENet(f, self.hidden, self.latent, self.num_layers, self.dropout)
 
     def _loss(self, model, batch):
+        from .nets import gaussian_nll
+
         x = batch.float()
         mu_x, logvar_x, mu, logvar = (t.float() for t in model(batch))
-        nll = _gaussian_nll(x, mu_x, logvar_x).sum(dim=(1, 2)).mean()
+        nll = gaussian_nll(x, mu_x, logvar_x).sum(dim=(1, 2)).mean()
         kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)).mean()
         return (nll + self.kl_weight * kl) / (x.shape[1] * x.shape[2])
 
     def _errors(self, model, batch):
+        import torch
+
+        from .nets import gaussian_nll
+
         # Encode once, then decode all latent draws in one batched call: the encoder does not
         # depend on the draw, and one large decoder call beats n_samples small ones (~1.3x on CPU).
         x = batch.float()
@@ -418,20 +375,9 @@ class LSTMVAE(TorchDetector):
         eps = torch.randn((self.n_samples, *mu.shape), device=mu.device, dtype=mu.dtype)
         z = (mu + eps * torch.exp(0.5 * logvar)).reshape(self.n_samples * b, -1)
         mu_x, logvar_x = (t.float().reshape(self.n_samples, b, length, f) for t in model.decode(z, length))
-        nll = _gaussian_nll(x, mu_x, logvar_x).mean(dim=0)
+        nll = gaussian_nll(x, mu_x, logvar_x).mean(dim=0)
         std_err = ((x - mu_x) ** 2 / logvar_x.exp()).mean(dim=0)
         return nll, std_err
-
-
-class _Forecaster(nn.Module):
-    def __init__(self, f: int, hidden: int, layers: int, dropout: float):
-        super().__init__()
-        self.lstm = nn.LSTM(f, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
-        self.out = nn.Linear(hidden, f)
-
-    def forward(self, past):  # [B, L, F] -> next step [B, F]
-        h, _ = self.lstm(past)
-        return self.out(h[:, -1])
 
 
 class LSTMForecaster(TorchDetector):
@@ -475,9 +421,13 @@ class LSTMForecaster(TorchDetector):
         )
 
     def _build(self, f):
-        return _Forecaster(f, self.hidden, self.num_layers, self.dropout)
+        from .nets import ForecasterNet
+
+        return ForecasterNet(f, self.hidden, self.num_layers, self.dropout)
 
     def _loss(self, model, batch):
+        from torch import nn
+
         return nn.functional.mse_loss(model(batch[:, :-1]).float(), batch[:, -1].float())
 
     def _errors(self, model, batch):
