@@ -96,8 +96,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vigil", description="Anomaly detection for system telemetry.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="tracebacks and Prefect's console logs on errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="data version check, validation, prepare, train, evaluate, register")
+    run = sub.add_parser(
+        "run", parents=[common], help="data version check, validation, prepare, train, evaluate, register"
+    )
     run.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     run.add_argument("--step", choices=STEPS, default="all", help="one step only (as the dvc stages do)")
     run.add_argument(
@@ -106,16 +110,18 @@ def main(argv: list[str] | None = None) -> int:
         help="accept raw data that dvc.lock does not record, as a new data version",
     )
     run.set_defaults(func=_run)
-    gen = sub.add_parser("generate", help="write the synthetic dataset named in params")
+    gen = sub.add_parser("generate", parents=[common], help="write the synthetic dataset named in params")
     gen.add_argument("--params", default="params.yaml")
     gen.add_argument("--out", help="folder (default: dataset.root for the synthetic kind, else data/raw/synthetic)")
     gen.set_defaults(func=_generate)
-    ui = sub.add_parser("ui", help="start the Prefect and MLflow UIs on 127.0.0.1")
+    ui = sub.add_parser("ui", parents=[common], help="start the Prefect and MLflow UIs on 127.0.0.1")
     ui.add_argument("--params", default="params.yaml")
     ui.add_argument("--prefect-port", type=int, default=4200)
     ui.add_argument("--mlflow-port", type=int, default=5000)
     ui.set_defaults(func=_ui)
-    srv = sub.add_parser("serve", help="serve the pipeline as a scheduled Prefect deployment (schedule.cron)")
+    srv = sub.add_parser(
+        "serve", parents=[common], help="serve the pipeline as a scheduled Prefect deployment (schedule.cron)"
+    )
     srv.add_argument("--params", default="params.yaml")
     srv.set_defaults(func=_serve)
     args = parser.parse_args(argv)

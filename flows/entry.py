@@ -12,9 +12,18 @@ EXIT_CONFIG = 2  # params.yaml refused
 EXIT_DATA = 3  # data version refused, validation failed, or the data itself is bad
 
 
+def debugging() -> bool:
+    """``--debug`` on the command line, or VIGIL_DEBUG=1: show tracebacks and Prefect's console logs."""
+    return "--debug" in sys.argv or os.environ.get("VIGIL_DEBUG", "") not in ("", "0")
+
+
 def quiet_prefect() -> None:
     """Prefect without a server (a temporary local API per process) and quiet consoles; set
-    before Prefect is imported, so `flows/__init__.py` calls it."""
+    before Prefect is imported, so `flows/__init__.py` calls it. Unless debugging, Prefect's
+    console shows nothing below CRITICAL: a failed task's traceback still reaches the Prefect
+    API and UI, and the command prints the error a user can act on in one paragraph."""
+    if not debugging():
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -26,16 +35,18 @@ def quiet_prefect() -> None:
 def run_entry(body: Callable[[], str]) -> int:
     """Run ``body``, print what it returns, and turn the errors a user causes into one message
     and an exit code instead of a traceback."""
+    import traceback
+
     from components.datasets import DataError  # validation and data-version refusals are DataErrors too
+    from components.detectors import FormatError
 
     from .config import ConfigError
 
     try:
         print(body())
-    except ConfigError as exc:
+    except (ConfigError, DataError, FormatError) as exc:
+        if debugging():
+            traceback.print_exc()
         print(f"vigil: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except DataError as exc:
-        print(f"vigil: {exc}", file=sys.stderr)
-        return EXIT_DATA
+        return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_DATA
     return 0

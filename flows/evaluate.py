@@ -112,6 +112,7 @@ def summary(out: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.evaluate", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--debug", action="store_true", help="tracebacks and Prefect's console logs on errors")
     args = parser.parse_args(argv)
     return run_entry(lambda: summary(evaluate_flow(args.params)))
 

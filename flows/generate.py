@@ -26,6 +26,7 @@ def generate_synthetic(params: str, out: str | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.generate", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--debug", action="store_true", help="tracebacks and Prefect's console logs on errors")
     parser.add_argument("--out", help="folder (default: dataset.root for the synthetic kind, else data/raw/synthetic)")
     args = parser.parse_args(argv)
     return run_entry(lambda: generate_synthetic(args.params, args.out))

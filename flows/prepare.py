@@ -59,6 +59,7 @@ def summary(version: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.prepare", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--debug", action="store_true", help="tracebacks and Prefect's console logs on errors")
     parser.add_argument("--new-data-version", action="store_true")
     args = parser.parse_args(argv)
     return run_entry(lambda: summary(prepare_flow(args.params, args.new_data_version)))

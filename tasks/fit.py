@@ -23,7 +23,7 @@ def _progress(logger, message: str) -> None:
 
 @task(name="fit detector", retries=1, retry_delay_seconds=2, task_run_name="fit {name}")
 def fit_detector(name: str, params: dict, processed_dir: Path, models_dir: Path, verbose: bool = False) -> dict:
-    """Fit on the train split and save to ``models_dir/<name>.pkl`` with ``<name>.json`` (its
+    """Fit on the train split and save to ``models_dir/<name>.npz`` with ``<name>.json`` (its
     parameters, fit time, epochs); retried once on failure. ``verbose``: per-epoch progress bars."""
     logger = get_run_logger()
     data = Processed(processed_dir)
@@ -34,7 +34,7 @@ def fit_detector(name: str, params: dict, processed_dir: Path, models_dir: Path,
     seconds = time.perf_counter() - t0
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    det.save(models_dir / f"{name}.pkl")
+    det.save(models_dir / f"{name}.npz")
     info = {
         "name": name,
         "params": det.get_params(),

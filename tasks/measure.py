@@ -19,7 +19,7 @@ def measure_detector(
     name: str, processed_dir: Path, models_dir: Path, *, method: str, pot_q: float, pot_level: float, vus_window: int
 ) -> DetectorResult:
     data = Processed(processed_dir)
-    det = load_detector(Path(models_dir) / f"{name}.pkl")
+    det = load_detector(Path(models_dir) / f"{name}.npz")
     info = json.loads((Path(models_dir) / f"{name}.json").read_text())
     return threshold_and_measure(
         name,

@@ -23,17 +23,32 @@ class VigilAnomalyModel(mlflow.pyfunc.PythonModel):
         from components.preprocessing import Scaler
 
         bundle = Path(context.artifacts["bundle"])
+        if not (bundle / "detector.npz").is_file() and (bundle / "detector.pkl").is_file():
+            raise ValueError(
+                f"{bundle}: a model of Vigil's old pickle format, which is not loaded (a pickle can run "
+                f"code); register a retrained model (`vigil run`)"
+            )
         meta = json.loads((bundle / "meta.json").read_text())
         self.features = meta["features"]
         self.threshold = float(meta["threshold"])
         self.scaler = Scaler.from_dict(meta["scaler"])
-        self.detector = load_detector(bundle / "detector.pkl")
+        self.detector = load_detector(bundle / "detector.npz")
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         missing = [f for f in self.features if f not in model_input.columns]
         if missing:
-            raise ValueError(f"input lacks the metrics {missing}")
-        x = self.scaler.transform(model_input[self.features].to_numpy(dtype=np.float64))
+            raise ValueError(
+                f"input lacks the metrics {missing} (the model reads {len(self.features)}: {self.features})"
+            )
+        raw = model_input[self.features].to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(raw)
+        if bad.any():  # NaN and inf alike: the scaler would clip an inf into a plausible-looking value
+            rows, cols = np.nonzero(bad)
+            raise ValueError(
+                f"input holds {bad.sum()} NaN or infinite values in column(s) "
+                f"{sorted({self.features[c] for c in cols})}, at rows {model_input.index[np.unique(rows)][:5].tolist()}"
+            )
+        x = self.scaler.transform(raw)
         scores, contrib = self.detector.score_and_contributions(x)
         top = np.argsort(-contrib, axis=1)[:, :TOP_K]
         names = np.asarray(self.features)[top]

@@ -91,10 +91,22 @@ def write_bundle(
 ) -> Path:
     """What the pyfunc model loads: the fitted detector, its scaler and threshold, the features."""
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(detector_path, folder / "detector.pkl")
+    shutil.copy(detector_path, folder / "detector.npz")
     meta = {"detector": detector, "threshold": threshold, "scaler": scaler, "features": features}
     (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return folder
+
+
+def model_signature(features: list[str]):
+    """Metric columns as optional doubles: MLflow converts their types, and the model itself
+    names missing columns (MLflow's own message for a missing required column starts with a
+    dump of the whole frame)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema([ColSpec("double", f, required=False) for f in features])
+    outputs = Schema([ColSpec("double", "score"), ColSpec("integer", "flag"), ColSpec("string", "top_metrics")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def _finite(metrics: dict[str, float], prefix: str) -> dict[str, float]:
@@ -155,6 +167,7 @@ def log_detector_run(
                     code_paths=[str(REPO / "components")],
                     pip_requirements=pip_requirements(),
                     input_example=example,
+                    signature=model_signature(data.meta["features"]),
                 )
     return logged.model_uri
 
@@ -227,7 +240,7 @@ def register(
                 tags=tags,
                 info=info,
                 data=data,
-                detector_file=Path(models_dir) / f"{r.name}.pkl",
+                detector_file=Path(models_dir) / f"{r.name}.npz",
                 selection_figure=figures[r.name],
                 selection=selection,
             )

@@ -57,13 +57,21 @@ class Problem:
     file: str
     expectation: str
     column: str | None
-    rows: list
+    rows: list  # 0-based rows of the table
     detail: str
+    where: str = ""  # the same rows as a user finds them: "lines [9]" in a text file, else "rows [7]"
 
     def __str__(self) -> str:
         col = f", column {self.column!r}" if self.column else ""
-        rows = f", rows {self.rows}" if self.rows else ""
-        return f"{self.file}: {self.expectation}{col}{rows}: {self.detail}"
+        where = f", {self.where}" if self.where else ""
+        return f"{self.file}: {self.expectation}{col}{where}: {self.detail}"
+
+
+def _not_numeric_rows(frame: pd.DataFrame, column: str) -> list[int]:
+    """The rows of a column that hold something that is not a number (GX reports only the type)."""
+    values = frame[column]
+    bad = pd.to_numeric(values, errors="coerce").isna() & values.notna()
+    return np.flatnonzero(bad.to_numpy()).tolist()
 
 
 def validate_tables(tables: list[RawTable], min_rows: int, min_value=None, max_value=None) -> dict:
@@ -83,21 +91,34 @@ def validate_tables(tables: list[RawTable], min_rows: int, min_value=None, max_v
         batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})
         result = batch.validate(build_suite(table, min_rows, min_value, max_value), result_format="COMPLETE")
         report["results"].append({"file": str(table.path), "role": table.role, "result": result.to_json_dict()})
+        wrong_type = {
+            r.expectation_config.kwargs.get("column")
+            for r in result.results
+            if not r.success and r.expectation_config.type == "expect_column_values_to_be_in_type_list"
+        }
         for r in result.results:
             if r.success:
                 continue
             cfg = r.expectation_config
             res = r.result or {}
+            if (
+                cfg.kwargs.get("column") in wrong_type
+                and res.get("unexpected_count") is None
+                and cfg.type != "expect_column_values_to_be_in_type_list"
+            ):
+                continue  # a value check GX could not evaluate on a column that is not numeric at all
             rows = (res.get("unexpected_index_list") or [])[:5]
+            column = cfg.kwargs.get("column")
+            if cfg.type == "expect_column_values_to_be_in_type_list" and column in table.frame.columns:
+                rows = _not_numeric_rows(table.frame, column)[:5]
             if res.get("observed_value") is not None:  # a table-level expectation
                 expected = {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id", "column")}
                 detail = f"expected {expected}, observed {res['observed_value']}"
             else:
                 values = (res.get("partial_unexpected_list") or [])[:5]
                 detail = f"{res.get('unexpected_count')} unexpected values, e.g. {values}"
-            report["problems"].append(
-                Problem(str(table.path), cfg.type, cfg.kwargs.get("column"), rows, detail).__dict__
-            )
+            where = table.where(rows) if rows else ""
+            report["problems"].append(Problem(str(table.path), cfg.type, column, rows, detail, where).__dict__)
         report["success"] &= bool(result.success)
     return report
 

@@ -97,14 +97,14 @@ def test_smd_malformed_files_name_file_and_line(tmp_path):
 def test_smd_bad_labels_and_nan(tmp_path):
     _write_smd(tmp_path)
     (tmp_path / "test_label" / "machine-1-1.txt").write_text("0\n2\n" + "0\n" * 48)
-    with pytest.raises(DataError, match=r"test_label/machine-1-1.txt: labels must be 0 or 1.*rows \[1\]"):
+    with pytest.raises(DataError, match=r"test_label/machine-1-1.txt: labels must be 0 or 1.*lines \[2\]"):
         load_smd(tmp_path, "machine-1-1")
     _write_smd(tmp_path)
     p = tmp_path / "train" / "machine-1-1.txt"
     lines = p.read_text().splitlines()
     lines[3] = "nan,1,inf,2"
     p.write_text("\n".join(lines))
-    with pytest.raises(DataError, match=r"train/machine-1-1.txt: 2 NaN or infinite values.*rows \[3\]"):
+    with pytest.raises(DataError, match=r"train/machine-1-1.txt: 2 NaN or infinite values.*lines \[4\]"):
         load_smd(tmp_path, "machine-1-1")
 
 

@@ -101,8 +101,8 @@ def test_save_load_round_trips_every_parameter_and_score(name, tmp_path):
     train, x = _series(300), _series(120, seed=1)
     x[60, 1] += 2.0
     det = get_detector(name, **NON_DEFAULT[name]).fit(train)
-    det.save(tmp_path / "d.pkl")
-    back = load_detector(tmp_path / "d.pkl")
+    det.save(tmp_path / "d.npz")
+    back = load_detector(tmp_path / "d.npz")
     assert type(back) is type(det)
     assert back.get_params() == NON_DEFAULT[name]
     s0, c0 = det.score_and_contributions(x)

@@ -61,8 +61,8 @@ def test_calibration_scores_come_from_a_copy_that_never_saw_the_tail(name, data)
 def test_save_load_round_trip(name, data, tmp_path):
     _, train, test = data
     det = get_detector(name).fit(train)
-    det.save(tmp_path / "d.pkl")
-    back = load_detector(tmp_path / "d.pkl")
+    det.save(tmp_path / "d.npz")
+    back = load_detector(tmp_path / "d.npz")
     assert type(back) is type(det)
     assert np.array_equal(back.score(test), det.score(test))
     assert np.array_equal(back.contributions(test), det.contributions(test))
@@ -89,3 +89,80 @@ def test_contributions_point_at_the_faulty_metric(data):
     x[100, 7] += 3.0  # one metric far off at one step
     for name in ("zscore", "pca"):
         assert get_detector(name).fit(train).contributions(x)[100].argmax() == 7
+
+
+@pytest.mark.parametrize("kw", [{}, {"max_samples": 64, "n_estimators": 30, "random_state": 3}])
+def test_iforest_kept_as_arrays_scores_exactly_as_scikit_learn(data, kw):
+    from scipy import sparse
+    from sklearn.ensemble import IsolationForest
+
+    _, train, test = data
+    ours = get_detector("iforest", **kw).fit(train)
+    params = {k: v for k, v in ours.get_params().items() if k != "calibration_fraction"}
+    ref = IsolationForest(**params).fit(train)
+    np.testing.assert_array_equal(ours.score(test), -ref.score_samples(test))
+    # contributions as computed before, from scikit-learn's decision paths
+    total = np.zeros(test.shape)
+    for tree, feats in zip(ref.estimators_, ref.estimators_features_):
+        t = tree.tree_
+        path = tree.decision_path(test[:, feats]).tocsr()
+        depth = np.asarray(path.sum(axis=1)).ravel()
+        internal = t.feature >= 0
+        node_feat = sparse.csr_matrix(
+            (np.ones(internal.sum()), (np.flatnonzero(internal), feats[t.feature[internal]])),
+            shape=(t.node_count, test.shape[1]),
+        )
+        total += (path @ node_feat).toarray() / depth[:, None]
+    np.testing.assert_allclose(ours.contributions(test), total / total.sum(axis=1, keepdims=True), rtol=1e-12)
+
+
+# --- no pickle: a detector file is data, checked before it is read -------------------------
+
+
+class _RunsCode:
+    """What a crafted pickle does: on load, call any function with any argument."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_a_crafted_pickle_is_refused_unread(tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+    crafted = tmp_path / "zscore.npz"  # where the evaluate step looks for a model
+    crafted.write_bytes(pickle.dumps({"format": 1, "detector": "zscore", "x": _RunsCode(marker)}))
+    with pytest.raises(ValueError, match="a pickle, which Vigil no longer loads .* retrain"):
+        load_detector(crafted)
+    old_name = crafted.rename(tmp_path / "zscore.pkl")  # the old format's file name
+    with pytest.raises(ValueError, match="a pickle, which Vigil no longer loads .* retrain"):
+        load_detector(old_name)
+    assert not marker.exists()  # nothing in the file ran
+
+
+def test_object_arrays_and_foreign_files_are_refused(tmp_path, data):
+    import json
+
+    _, train, _ = data
+    np.savez(tmp_path / "obj.npz", __vigil__=np.frombuffer(b"{}", np.uint8), **{"state.x": np.array([{}], object)})
+    with pytest.raises(ValueError, match="not a readable Vigil detector file"):
+        load_detector(tmp_path / "obj.npz")
+    np.savez(tmp_path / "plain.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="without Vigil's header"):
+        load_detector(tmp_path / "plain.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(ValueError, match="not a Vigil detector file"):
+        load_detector(tmp_path / "text.npz")
+    get_detector("zscore").fit(train).save(tmp_path / "z.npz")
+    with np.load(tmp_path / "z.npz") as z:
+        parts = {k: z[k] for k in z.files}
+    header = json.loads(bytes(parts["__vigil__"]).decode())
+    parts["__vigil__"] = np.frombuffer(json.dumps({**header, "format": 7}).encode(), np.uint8)
+    np.savez(tmp_path / "future.npz", **parts)
+    with pytest.raises(ValueError, match="format 7, this Vigil reads 2: retrain"):
+        load_detector(tmp_path / "future.npz")

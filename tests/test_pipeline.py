@@ -113,6 +113,12 @@ def test_run_registers_a_loadable_champion_with_the_data_version(first_run):
     assert len(pred) == len(frame)
     assert set(pred["flag"].unique()) <= {0, 1}
     assert pred["top_metrics"].str.count(",").eq(2).all()
+    # the served model names what is wrong with its input: missing columns first, NaN and inf alike
+    with pytest.raises(ValueError, match=r"^input lacks the metrics \['mem_used'\]"):
+        model.predict(frame.drop(columns=["mem_used"]))
+    for bad in (np.inf, np.nan):
+        with pytest.raises(ValueError, match=r"NaN or infinite values in column\(s\) \['cpu_user'\], at rows \[7\]"):
+            model.predict(frame.assign(cpu_user=frame["cpu_user"].where(frame.index != 7, bad)))
     # the run behind the champion carries commit, data and params hashes equal to what DVC and git record
     run = client.get_run(champion.run_id)
     tags = run.data.tags
@@ -152,7 +158,7 @@ def test_a_worse_model_does_not_move_the_champion(first_run):
     [
         ("nan_column", r"test.csv: expect_column_values_to_not_be_null, column 'cpu_user'"),
         ("missing_column", r"test.csv: expect_table_columns_to_match_ordered_list"),
-        ("label_2", r"test.csv: expect_column_values_to_be_in_set, column 'label', rows \[7\]"),
+        ("label_2", r"test.csv: expect_column_values_to_be_in_set, column 'label', lines \[9\]"),
     ],
 )
 def test_bad_raw_data_stops_at_validation_and_changes_nothing(first_run, corruption, message):

@@ -134,7 +134,7 @@ def prepared(tmp_path_factory):
     results = []
     for name in ("zscore", "pca"):
         det = get_detector(name).fit(data["train"])
-        det.save(root / "models" / f"{name}.pkl")
+        det.save(root / "models" / f"{name}.npz")
         (root / "models" / f"{name}.json").write_text(json.dumps({"name": name, "params": det.get_params()}))
         results.append(
             threshold_and_measure(

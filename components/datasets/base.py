@@ -108,6 +108,14 @@ class RawTable:
     rows: int | None = None  # exact row count expected (labels: that of test)
     time_mostly: float = 1.0  # share of rows whose time must increase (NAB has clock steps back)
     metrics: list[str] = field(default_factory=list)
+    first_line: int | None = None  # the file line of frame row 0 (CSV with a header: 2); None: not a text file
+
+    def where(self, rows: Sequence[int]) -> str:
+        """Rows of the frame as a user finds them: file lines of a text file, else row numbers."""
+        rows = [int(r) for r in rows]
+        if self.first_line is None:
+            return f"rows {rows}"
+        return f"lines {[r + self.first_line for r in rows]}"
 
 
 @dataclass(frozen=True)
@@ -130,29 +138,37 @@ class DatasetKind:
     generate: Callable[[DatasetSource, bool], bool] | None = None
 
 
-def check_labels(labels: np.ndarray, source: str | Path) -> None:
-    """Labels must be 1-D and hold only 0 and 1."""
+def _where(rows: np.ndarray, lines: np.ndarray | None) -> str:
+    """Rows as a user finds them: file lines where the caller knows them, else 0-based rows."""
+    rows = np.asarray(rows)[:5]
+    return f"lines {np.asarray(lines)[rows].tolist()}" if lines is not None else f"rows {rows.tolist()}"
+
+
+def check_labels(labels: np.ndarray, source: str | Path, lines: np.ndarray | None = None) -> None:
+    """Labels must be 1-D and hold only 0 and 1. ``lines``: each row's line in the file."""
     if labels.ndim != 1:
         raise DataError(f"{source}: labels must be one-dimensional, got shape {labels.shape}")
     bad = np.flatnonzero(~np.isin(labels, (0, 1)))
     if bad.size:
         raise DataError(
-            f"{source}: labels must be 0 or 1; {bad.size} rows are not, first rows "
-            f"{bad[:5].tolist()} with values {np.asarray(labels)[bad[:5]].tolist()}"
+            f"{source}: labels must be 0 or 1; {bad.size} rows are not, first at {_where(bad, lines)} "
+            f"with values {np.asarray(labels)[bad[:5]].tolist()}"
         )
 
 
-def check_finite(values: np.ndarray, source: str | Path, columns: Sequence[str] | None = None) -> None:
-    """Every value must be a finite number; the error names the columns and rows that are not."""
+def check_finite(
+    values: np.ndarray, source: str | Path, columns: Sequence[str] | None = None, lines: np.ndarray | None = None
+) -> None:
+    """Every value must be a finite number; the error names the columns and the rows (their
+    file ``lines`` where given) that are not."""
     bad = ~np.isfinite(values)
     if not bad.any():
         return
     rows, cols = np.nonzero(bad)
     names = sorted({(columns[c] if columns is not None else str(c)) for c in cols})
     kinds = "NaN" if np.isnan(values[bad]).all() else "NaN or infinite"
-    raise DataError(
-        f"{source}: {bad.sum()} {kinds} values in column(s) {names[:10]}; first rows {sorted(set(rows.tolist()))[:5]}"
-    )
+    where = _where(np.unique(rows), lines)
+    raise DataError(f"{source}: {bad.sum()} {kinds} values in column(s) {names[:10]}; first at {where}")
 
 
 def read_csv_table(path: Path, **kw) -> pd.DataFrame:

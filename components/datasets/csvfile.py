@@ -87,11 +87,14 @@ def load_csv(
         if cut == 0 or cut == len(frame):
             raise DataError(f"{path}: {len(frame)} rows are too few to cut at {train_fraction}")
         train, test, test_source = frame.iloc[:cut], frame.iloc[cut:], path
+        first_line = cut + 2  # the header is line 1
     else:
         train, test, test_source = frame, read_telemetry_csv(test_path, time_column), Path(test_path)
+        first_line = 2
+    lines = np.arange(len(test)) + first_line
     if label_column is not None and label_column in test.columns:
         labels = test[label_column].to_numpy()
-        check_labels(labels, f"{test_source} column {label_column!r}")
+        check_labels(labels, f"{test_source} column {label_column!r}", lines)
         labels = labels.astype(np.int8)
         test = test.drop(columns=[label_column])
         train = train.drop(columns=[label_column], errors="ignore")
@@ -99,7 +102,7 @@ def load_csv(
         labels = np.zeros(len(test), dtype=np.int8)
     if list(train.columns) != list(test.columns):
         raise DataError(f"{test_source}: columns {list(test.columns)} differ from train's {list(train.columns)}")
-    check_finite(test.to_numpy(), test_source, list(test.columns))
+    check_finite(test.to_numpy(), test_source, list(test.columns), lines)
     causes = [Anomaly(s, e, ()) for s, e in ranges_from_labels(labels)]
     return Dataset(name=name or f"csv/{path.stem}", train=train, test=test, labels=labels, causes=causes)
 
@@ -137,7 +140,7 @@ def csv_tables(
     train = read_csv_table(train_path)
     metrics = [c for c in train.columns if c not in (time_column, label_column)]
     head = [time_column] if time_column else []
-    tables = [RawTable(train_path, "train", train, head + metrics, time_column, None, metrics=metrics)]
+    tables = [RawTable(train_path, "train", train, head + metrics, time_column, None, metrics=metrics, first_line=2)]
     if test_path is not None:
         test = read_csv_table(test_path)
         has_label = label_column is not None and (label_required or label_column in test.columns)
@@ -151,6 +154,7 @@ def csv_tables(
                 time_column,
                 label_column if has_label else None,
                 metrics=metrics,
+                first_line=2,
             )
         )
     return tables

@@ -81,7 +81,18 @@ def _raw_tables(source: DatasetSource) -> list[RawTable]:
     path = series_file(source.root, source.name)
     frame = read_csv_table(path)
     # NAB publishes machine_temperature_system_failure with one clock step back; tolerate 0.1%.
-    return [RawTable(path, "series", frame, ["timestamp", "value"], "timestamp", metrics=["value"], time_mostly=0.999)]
+    return [
+        RawTable(
+            path,
+            "series",
+            frame,
+            ["timestamp", "value"],
+            "timestamp",
+            metrics=["value"],
+            time_mostly=0.999,
+            first_line=2,
+        )
+    ]
 
 
 KIND = DatasetKind(

@@ -51,10 +51,11 @@ def _machine_key(name: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"[-_]", name))
 
 
-def _read_matrix(path: Path) -> np.ndarray:
+def _read_matrix(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The values of a headerless comma-separated file, and each row's line in the file."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    rows = []
+    rows, lines = [], []
     width = None
     with path.open() as fh:
         for lineno, line in enumerate(fh, 1):
@@ -68,13 +69,14 @@ def _read_matrix(path: Path) -> np.ndarray:
                 raise DataError(f"{path}: line {lineno} has {len(parts)} values, expected {width}")
             try:
                 rows.append([float(p) for p in parts])
+                lines.append(lineno)
             except ValueError:
                 raise DataError(f"{path}: line {lineno} holds a value that is not a number: {line[:80]!r}") from None
     if not rows:
         raise DataError(f"{path}: no data rows")
-    values = np.asarray(rows, dtype=np.float64)
-    check_finite(values, path)
-    return values
+    values, lines = np.asarray(rows, dtype=np.float64), np.asarray(lines)
+    check_finite(values, path, lines=lines)
+    return values, lines
 
 
 def _read_interpretation(path: Path, n_test: int, n_metrics: int) -> list[Anomaly]:
@@ -99,16 +101,16 @@ def _read_interpretation(path: Path, n_test: int, n_metrics: int) -> list[Anomal
 def load_smd(root: str | Path, machine: str) -> Dataset:
     """Read one SMD machine. Causes come from ``interpretation_label/`` where it exists."""
     root = Path(root)
-    train = _read_matrix(root / "train" / f"{machine}.txt")
-    test = _read_matrix(root / "test" / f"{machine}.txt")
+    train, _ = _read_matrix(root / "train" / f"{machine}.txt")
+    test, _ = _read_matrix(root / "test" / f"{machine}.txt")
     if train.shape[1] != test.shape[1]:
         raise DataError(f"{root / 'test' / machine}.txt: {test.shape[1]} metrics, train has {train.shape[1]}")
     label_path = root / "test_label" / f"{machine}.txt"
-    labels = _read_matrix(label_path)
+    labels, lines = _read_matrix(label_path)
     if labels.shape[1] != 1:
         raise DataError(f"{label_path}: expected one label a line, got {labels.shape[1]}")
     labels = labels[:, 0]
-    check_labels(labels, label_path)
+    check_labels(labels, label_path, lines)
     if len(labels) != len(test):
         raise DataError(f"{label_path}: {len(labels)} labels for {len(test)} test rows")
     interp = root / "interpretation_label" / f"{machine}.txt"
@@ -138,12 +140,15 @@ def _raw_tables(source: DatasetSource) -> list[RawTable]:
                 frame,
                 list(tables[0].columns) if tables else list(frame.columns),
                 metrics=list(frame.columns),
+                first_line=1,
             )
         )
     path = source.root / "test_label" / f"{source.name}.txt"
     labels = read_csv_table(path, header=None)
     labels.columns = ["label"] + [f"extra{i}" for i in range(1, labels.shape[1])]
-    tables.append(RawTable(path, "labels", labels, ["label"], label_column="label", rows=len(tables[1].frame)))
+    tables.append(
+        RawTable(path, "labels", labels, ["label"], label_column="label", rows=len(tables[1].frame), first_line=1)
+    )
     return tables
 
 

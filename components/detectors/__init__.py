@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Detector, NotFittedError, ParamError
+from .base import Detector, FormatError, NotFittedError, ParamError
 from .classical import IForest, PCADetector, ZScore
 from .deep import LSTMAE, LSTMVAE, ConvBiGRUAE, LSTMForecaster, TorchDetector
 
@@ -24,4 +24,13 @@ def load_detector(path) -> Detector:
     return Detector.load(path)
 
 
-__all__ = ["DETECTORS", "Detector", "NotFittedError", "ParamError", "TorchDetector", "get_detector", "load_detector"]
+__all__ = [
+    "FormatError",
+    "DETECTORS",
+    "Detector",
+    "NotFittedError",
+    "ParamError",
+    "TorchDetector",
+    "get_detector",
+    "load_detector",
+]

@@ -15,14 +15,20 @@ on when no labelled anomaly is available. ``save``/``load`` round-trip a fitted 
 from __future__ import annotations
 
 import inspect
-import pickle
+import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1 was a pickle; 2 is .npz arrays + a JSON header
+HEADER = "__vigil__"
+ZIP_MAGIC = b"PK\x03\x04"  # .npz files are zip archives
+
+
+class FormatError(ValueError):
+    """A detector file Vigil refuses to load: not its format, or an old one."""
 
 
 class NotFittedError(RuntimeError):
@@ -105,33 +111,70 @@ class Detector(ABC):
             raise ValueError(f"{self.name}: fitted on {self.n_features_} metrics, got {x.shape[1]}")
         return x
 
-    # --- persistence -----------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
-        """What besides the hyper-parameters a fitted detector needs; override for torch."""
-        return {k: v for k, v in self.__dict__.items() if k.endswith("_")}
+    # --- persistence: arrays and JSON, never pickle --------------------------------------
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The fitted state: arrays, and JSON-able values (numbers, strings, lists, dicts).
+        The default takes every attribute ending in ``_``; override where that is not enough."""
+        arrays, values = {}, {}
+        for k, v in self.__dict__.items():
+            if k.endswith("_"):
+                (arrays if isinstance(v, np.ndarray) else values)[k] = v.item() if isinstance(v, np.generic) else v
+        return arrays, values
 
-    def _set_state(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+    def _set_state(self, arrays: dict[str, np.ndarray], values: dict[str, Any]) -> None:
+        self.__dict__.update(arrays)
+        self.__dict__.update(values)
 
     def save(self, path: str | Path) -> None:
-        payload = {"format": FORMAT_VERSION, "detector": self.name, "params": self.get_params(), "state": self._state()}
+        """One ``.npz`` file: a JSON header (format, detector, parameters, small state) and the
+        state's arrays. Loading it runs no code (`load` reads it with ``allow_pickle=False``)."""
+        arrays, values = self._state()
+        header = {"format": FORMAT_VERSION, "detector": self.name, "params": self.get_params(), "state": values}
+        blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         with Path(path).open("wb") as fh:
-            pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            np.savez(fh, **{HEADER: blob}, **{f"state.{k}": v for k, v in arrays.items()})
 
     @classmethod
     def load(cls, path: str | Path) -> Detector:
-        """Load a detector saved by `save` (pickle: load only files you trust)."""
+        """Load a detector written by `save`. The format is checked before anything is read,
+        and nothing in the file is executed: a pickle (Vigil's format before version 2, or a
+        crafted file) is refused unread."""
         from . import DETECTORS
 
-        with Path(path).open("rb") as fh:
-            payload = pickle.load(fh)
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path}: not a Vigil detector file of format {FORMAT_VERSION}")
-        klass = DETECTORS[payload["detector"]]
+        path = Path(path)
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+        if magic[:1] == b"\x80":
+            raise FormatError(
+                f"{path}: a pickle, which Vigil no longer loads (loading a pickle can run code); "
+                f"if Vigil wrote it, it is a model of the old format: retrain (`vigil run --step train`)"
+            )
+        if magic != ZIP_MAGIC:
+            raise FormatError(f"{path}: not a Vigil detector file (expected a .npz written by Detector.save)")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(bytes(z[HEADER]).decode()) if HEADER in z.files else None
+                arrays = {k.removeprefix("state."): z[k] for k in z.files if k.startswith("state.")}
+        except (ValueError, OSError, UnicodeDecodeError) as exc:  # object arrays, a damaged zip, bad JSON
+            raise FormatError(f"{path}: not a readable Vigil detector file ({exc})") from None
+        if not isinstance(header, dict):
+            raise FormatError(f"{path}: a .npz without Vigil's header: not a Vigil detector file")
+        if header.get("format") != FORMAT_VERSION:
+            raise FormatError(
+                f"{path}: detector file format {header.get('format')!r}, this Vigil reads "
+                f"{FORMAT_VERSION}: retrain (`vigil run --step train`)"
+            )
+        name = header.get("detector")
+        if name not in DETECTORS:
+            raise FormatError(f"{path}: unknown detector {name!r}; registered: {sorted(DETECTORS)}")
+        klass = DETECTORS[name]
         if cls is not Detector and not issubclass(klass, cls):
-            raise ValueError(f"{path}: holds a {payload['detector']!r} detector, not {cls.name!r}")
-        det = klass(**payload["params"])
-        det._set_state(payload["state"])
+            raise FormatError(f"{path}: holds a {name!r} detector, not {cls.name!r}")
+        try:
+            det = klass(**header["params"])
+        except TypeError as exc:
+            raise FormatError(f"{path}: parameters {header['params']} do not fit {name} ({exc})") from None
+        det._set_state(arrays, header["state"])
         return det
 
 

@@ -186,31 +186,99 @@ class IForest(PointDetector):
     def _fit(self, x):
         from sklearn.ensemble import IsolationForest
 
-        self.model_ = IsolationForest(
+        model = IsolationForest(
             n_estimators=self.n_estimators,
             max_samples=self.max_samples,
             contamination=self.contamination,
             random_state=self.random_state,
             n_jobs=self.n_jobs,
         ).fit(x)
+        self._keep_trees(model)
+
+    def _keep_trees(self, model) -> None:
+        """Keep the fitted trees as plain arrays (nodes of all trees concatenated; tree t owns
+        nodes ``node_offsets_[t]:node_offsets_[t + 1]``), so that a saved forest is data, not
+        pickled sklearn objects. Scoring below walks them as scikit-learn's does."""
+        trees = [e.tree_ for e in model.estimators_]
+        self.node_offsets_ = np.cumsum([0] + [t.node_count for t in trees])
+        self.left_ = np.concatenate([t.children_left for t in trees])
+        self.right_ = np.concatenate([t.children_right for t in trees])
+        self.split_feature_ = np.concatenate([t.feature for t in trees])
+        self.split_threshold_ = np.concatenate([t.threshold for t in trees])
+        self.node_samples_ = np.concatenate([t.n_node_samples for t in trees])
+        self.node_depth_ = np.concatenate([_node_depths(t.children_left, t.children_right) for t in trees])
+        self.tree_features_ = np.stack(model.estimators_features_)
+        self.subsample_features_ = bool(model._max_features != self.n_features_)
+        self.max_samples_ = int(model._max_samples)
+
+    def _trees(self):
+        """Per tree: its node arrays and the columns of x it splits on."""
+        for t, (a, b) in enumerate(zip(self.node_offsets_[:-1], self.node_offsets_[1:])):
+            cols = self.tree_features_[t] if self.subsample_features_ else np.arange(self.n_features_)
+            yield (
+                self.left_[a:b],
+                self.right_[a:b],
+                self.split_feature_[a:b],
+                self.split_threshold_[a:b],
+                self.node_samples_[a:b],
+                self.node_depth_[a:b],
+                cols,
+            )
 
     def score(self, x):
+        """Isolation Forest's anomaly score 2^(-E[h(x)] / c(max_samples)), summed tree by tree in
+        scikit-learn's order, so that it equals ``-IsolationForest.score_samples`` exactly."""
         x = self._check(x)
-        return -self.model_.score_samples(x).astype(np.float64)
+        depths = np.zeros(x.shape[0])
+        for left, right, feature, threshold, samples, depth, cols in self._trees():
+            leaf, _ = _walk(x[:, cols], left, right, feature, threshold)
+            depths += depth[leaf] + _average_path_length(samples)[leaf] - 1.0
+        denominator = len(self.node_offsets_[:-1]) * _average_path_length(np.array([self.max_samples_]))[0]
+        return 2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0))
 
     def contributions(self, x):
-        from scipy import sparse
-
         x = self._check(x)
         total = np.zeros((x.shape[0], x.shape[1]))
-        for tree, feats in zip(self.model_.estimators_, self.model_.estimators_features_):
-            t = tree.tree_
-            path = tree.decision_path(x[:, feats]).tocsr()  # [steps, nodes]
-            depth = np.asarray(path.sum(axis=1)).ravel()
-            internal = t.feature >= 0
-            node_feat = sparse.csr_matrix(
-                (np.ones(internal.sum()), (np.flatnonzero(internal), feats[t.feature[internal]])),
-                shape=(t.node_count, x.shape[1]),
-            )
-            total += (path @ node_feat).toarray() / depth[:, None]
+        for left, right, feature, threshold, _, _, cols in self._trees():
+            leaf, counts = _walk(x[:, cols], left, right, feature, threshold)
+            # nodes on the path, the leaf included (scikit-learn's decision_path length)
+            path_nodes = counts.sum(axis=1) + 1
+            total[:, cols] += counts / path_nodes[:, None]
         return normalise_rows(total)
+
+
+def _walk(x: np.ndarray, left, right, feature, threshold) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's leaf in one tree (as ``tree.apply``: go left where ``x <= threshold``), and how
+    often each column split the row on its way there."""
+    rows = np.arange(x.shape[0])
+    node = np.zeros(x.shape[0], dtype=np.int64)
+    counts = np.zeros(x.shape, dtype=np.float64)
+    inside = left[node] != -1
+    while inside.any():
+        r, n = rows[inside], node[inside]
+        f = feature[n]
+        counts[r, f] += 1
+        node[r] = np.where(x[r, f] <= threshold[n], left[n], right[n])
+        inside = left[node] != -1
+    return node, counts
+
+
+def _node_depths(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Depth of every node, the root at 1 (scikit-learn's ``compute_node_depths``)."""
+    depth = np.zeros(len(left), dtype=np.float64)
+    depth[0] = 1.0
+    for n in range(len(left)):  # children always come after their parent
+        if left[n] != -1:
+            depth[left[n]] = depth[right[n]] = depth[n] + 1.0
+    return depth
+
+
+def _average_path_length(n_samples: np.ndarray) -> np.ndarray:
+    """c(n): the average path length of an unsuccessful search in a binary tree of n samples
+    (Liu et al., 2008), as scikit-learn computes it."""
+    n = np.asarray(n_samples, dtype=np.float64)
+    out = np.zeros_like(n)
+    out[n == 2] = 1.0
+    big = n > 2
+    out[big] = 2.0 * (np.log(n[big] - 1.0) + np.euler_gamma) - 2.0 * (n[big] - 1.0) / n[big]
+    return out

@@ -9,8 +9,8 @@ edge-padded past). Every step gets a score, aligned with the input; nothing is s
 
 from __future__ import annotations
 
-import io
 import threading
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -181,33 +181,27 @@ class TorchDetector(Detector):
     def contributions(self, x: np.ndarray) -> np.ndarray:
         return self.score_and_contributions(x)[1]
 
-    # --- persistence: weights as a torch blob, mapped to this machine's device on load ---
-    def _state(self) -> dict[str, Any]:
-        import torch
-
-        buf = io.BytesIO()
-        torch.save(self.model_.state_dict(), buf)
-        return {
+    # --- persistence: weights as plain arrays (no pickle), placed on this machine's device ---
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        weights = {f"weights.{k}": v.detach().cpu().numpy() for k, v in self.model_.state_dict().items()}
+        return {**weights, "calibration_scores_": self.calibration_scores_}, {
             "n_features_": self.n_features_,
-            "weights": buf.getvalue(),
-            "history_": self.history_,
-            "calibration_scores_": self.calibration_scores_,
+            "history_": asdict(self.history_),
         }
 
-    def _set_state(self, state: dict[str, Any]) -> None:
+    def _set_state(self, arrays: dict[str, np.ndarray], values: dict[str, Any]) -> None:
         import torch
 
-        from .torch_loop import resolve_device
+        from .torch_loop import TrainResult, resolve_device
 
-        self.n_features_ = state["n_features_"]
-        self.history_ = state["history_"]
-        self.calibration_scores_ = state["calibration_scores_"]
+        self.n_features_ = int(values["n_features_"])
+        self.history_ = TrainResult(**values["history_"])
+        self.calibration_scores_ = arrays["calibration_scores_"]
         try:
             self.device_ = resolve_device(self.device)
         except ValueError:  # trained with device="cuda", loaded where there is none: serve on the CPU
             self.device_ = torch.device("cpu")
-        # map_location: weights saved from a CUDA run load on a CPU-only machine
-        weights = torch.load(io.BytesIO(state["weights"]), map_location=self.device_, weights_only=True)
+        weights = {k.removeprefix("weights."): torch.from_numpy(v) for k, v in arrays.items() if k[:8] == "weights."}
         with _SEEDED, torch.random.fork_rng(devices=[]):
             self.model_ = self._build(self.n_features_)
         self.model_.load_state_dict(weights)
