@@ -22,19 +22,19 @@ def _run(args: argparse.Namespace) -> int:
         if args.step == "prepare":
             from .prepare import prepare_flow, summary
 
-            return summary(prepare_flow(args.params, args.new_data_version))
+            return summary(prepare_flow(args.params, args.new_data_version, wait_for_lock=not args.no_wait))
         if args.step == "train":
             from .train import summary, train_flow
 
-            return summary(train_flow(args.params, verbose=verbose))
+            return summary(train_flow(args.params, verbose=verbose, wait_for_lock=not args.no_wait))
         from .evaluate import evaluate_flow, summary
 
         if args.step == "evaluate":
-            out = evaluate_flow(args.params)
+            out = evaluate_flow(args.params, wait_for_lock=not args.no_wait)
         else:
             from .pipeline import pipeline
 
-            out = pipeline(args.params, args.new_data_version, verbose=verbose)
+            out = pipeline(args.params, args.new_data_version, verbose=verbose, wait_for_lock=not args.no_wait)
         ui = (
             f"open the MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.registry.tracking_uri}   (or `vigil ui`)"
         )
@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         "--new-data-version",
         action="store_true",
         help="accept raw data that dvc.lock does not record, as a new data version",
+    )
+    run.add_argument(
+        "--no-wait", action="store_true", help="refuse, naming it, instead of waiting for a run holding this checkout"
     )
     run.set_defaults(func=_run)
     gen = sub.add_parser("generate", parents=[common], help="write the synthetic dataset named in params")

@@ -22,6 +22,7 @@ from tasks.versioning import prepared_version
 from .config import load_config, params_hash
 from .entry import run_entry
 from .results_table import format_results_table
+from .run_lock import holds_checkout
 from .workspace import Workspace
 
 
@@ -46,7 +47,8 @@ def metrics_report(results: list[DetectorResult], figures: dict[str, float], sel
 
 
 @flow(name="evaluate")
-def evaluate_flow(params: str = "params.yaml", repo_root: str = ".") -> dict:
+@holds_checkout
+def evaluate_flow(params: str = "params.yaml", repo_root: str = ".", wait_for_lock: bool = True) -> dict:
     logger = get_run_logger()
     ws = Workspace.at(repo_root)
     cfg = load_config(ws.root / params)

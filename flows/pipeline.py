@@ -11,13 +11,20 @@ from prefect import flow
 
 from .evaluate import evaluate_flow
 from .prepare import prepare_flow
+from .run_lock import holds_checkout
 from .train import train_flow
 
 
 @flow(name="pipeline")
+@holds_checkout
 def pipeline(
-    params: str = "params.yaml", new_data_version: bool = False, repo_root: str = ".", verbose: bool = False
+    params: str = "params.yaml",
+    new_data_version: bool = False,
+    repo_root: str = ".",
+    verbose: bool = False,
+    wait_for_lock: bool = True,
 ) -> dict:
+    """The whole run, holding the checkout from the first step to the last (flows/run_lock.py)."""
     version = prepare_flow(params, new_data_version, repo_root)
     train_flow(params, repo_root, verbose)
     out = evaluate_flow(params, repo_root)

@@ -19,11 +19,15 @@ from tasks.versioning import check_data_version, record_data_version
 
 from .config import load_config, params_hash
 from .entry import run_entry
+from .run_lock import holds_checkout
 from .workspace import Workspace
 
 
 @flow(name="prepare")
-def prepare_flow(params: str = "params.yaml", new_data_version: bool = False, repo_root: str = ".") -> dict:
+@holds_checkout
+def prepare_flow(
+    params: str = "params.yaml", new_data_version: bool = False, repo_root: str = ".", wait_for_lock: bool = True
+) -> dict:
     ws = Workspace.at(repo_root)
     cfg = load_config(ws.root / params)
     d, p = cfg.dataset, cfg.preprocessing

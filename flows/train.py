@@ -12,11 +12,15 @@ from tasks.fit import fit_detector
 
 from .config import load_config
 from .entry import run_entry
+from .run_lock import holds_checkout
 from .workspace import Workspace
 
 
 @flow(name="train")
-def train_flow(params: str = "params.yaml", repo_root: str = ".", verbose: bool = False) -> dict:
+@holds_checkout
+def train_flow(
+    params: str = "params.yaml", repo_root: str = ".", verbose: bool = False, wait_for_lock: bool = True
+) -> dict:
     ws = Workspace.at(repo_root)
     cfg = load_config(ws.root / params)
     futures = [fit_detector.submit(name, p, ws.processed, ws.models, verbose) for name, p in cfg.detectors.items()]

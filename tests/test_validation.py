@@ -101,3 +101,12 @@ def test_a_test_set_shorter_than_a_window_names_the_file(tmp_path):
             out_dir=tmp_path / "processed",
         )
     assert not (tmp_path / "processed").exists()
+
+
+def test_one_csv_file_with_a_label_column_validates(tmp_path):
+    (tmp_path / "one.csv").write_text(
+        "timestamp,cpu,label\n" + "".join(f"2026-01-01 00:{i:02d}:00,{i % 7},{int(i == 40)}\n" for i in range(60))
+    )
+    tables = _tables("csv", tmp_path, "one.csv")
+    assert tables[0].columns == ["timestamp", "cpu", "label"]
+    assert validate_tables(tables, 50)["success"]

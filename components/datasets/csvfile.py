@@ -136,11 +136,24 @@ def csv_tables(
     label_required: bool = False,
 ) -> list[RawTable]:
     """Train (and test, if a separate file) as raw tables: time column first, then the metrics
-    (the train file's columns), then the label column in test where there is one."""
+    (the train file's columns), then the label column where there is one: in test, or in the
+    one file that holds both parts."""
     train = read_csv_table(train_path)
     metrics = [c for c in train.columns if c not in (time_column, label_column)]
     head = [time_column] if time_column else []
-    tables = [RawTable(train_path, "train", train, head + metrics, time_column, None, metrics=metrics, first_line=2)]
+    one_file_label = test_path is None and label_column is not None and label_column in train.columns
+    tables = [
+        RawTable(
+            train_path,
+            "train",
+            train,
+            head + metrics + ([label_column] if one_file_label else []),
+            time_column,
+            label_column if one_file_label else None,
+            metrics=metrics,
+            first_line=2,
+        )
+    ]
     if test_path is not None:
         test = read_csv_table(test_path)
         has_label = label_column is not None and (label_required or label_column in test.columns)
