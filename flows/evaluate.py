@@ -48,10 +48,16 @@ def metrics_report(results: list[DetectorResult], figures: dict[str, float], sel
 
 @flow(name="evaluate")
 @holds_checkout
-def evaluate_flow(params: str = "params.yaml", repo_root: str = ".", wait_for_lock: bool = True) -> dict:
+def evaluate_flow(
+    params: str = "params.yaml", repo_root: str = ".", wait_for_lock: bool = True, run_id: str | None = None
+) -> dict:
+    """Standalone (no ``run_id``) it reads the published data and models and publishes
+    reports/metrics.json at the end; inside the pipeline it works in the run's folder."""
     logger = get_run_logger()
-    ws = Workspace.at(repo_root)
-    cfg = load_config(ws.root / params)
+    root = Workspace.at(repo_root)
+    cfg = load_config(root.root / params)
+    out = root.run_folder(run_id)
+    ws = out if run_id else root  # where the inputs are
     th, window = cfg.threshold, cfg.evaluation.vus_window
     results = [
         measure_detector(
@@ -65,9 +71,9 @@ def evaluate_flow(params: str = "params.yaml", repo_root: str = ".", wait_for_lo
         selection, {r.name: r.val_scores for r in results}, {r.name: r.validation for r in results}
     )
     version = prepared_version(ws.root, cfg.dataset.root, params_hash(cfg), ws.processed, data.meta["raw_md5"])
-    ws.reports.mkdir(parents=True, exist_ok=True)
+    out.reports.mkdir(parents=True, exist_ok=True)
     report = metrics_report(results, figures, selection.key)
-    (ws.reports / "metrics.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    (out.reports / "metrics.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     reg = cfg.registry
     decision = register(
         tracking_uri=reg.tracking_uri,
@@ -90,6 +96,9 @@ def evaluate_flow(params: str = "params.yaml", repo_root: str = ".", wait_for_lo
     title = f"dataset {data.meta['dataset']} (data md5 {version.raw_md5}, {version.status})"
     table = format_results_table(title, results, selection, figures)
     logger.info("\n%s", table)
+    if run_id is None:
+        out.publish("reports")
+        out.discard()
     return {"table": table, "decision": decision, "version": version.__dict__}
 
 

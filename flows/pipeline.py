@@ -10,9 +10,10 @@ from __future__ import annotations
 from prefect import flow
 
 from .evaluate import evaluate_flow
-from .prepare import prepare_flow
+from .prepare import prepare_flow, record_if_new
 from .run_lock import holds_checkout
 from .train import train_flow
+from .workspace import PARTS, Workspace
 
 
 @flow(name="pipeline")
@@ -24,9 +25,15 @@ def pipeline(
     verbose: bool = False,
     wait_for_lock: bool = True,
 ) -> dict:
-    """The whole run, holding the checkout from the first step to the last (flows/run_lock.py)."""
-    version = prepare_flow(params, new_data_version, repo_root)
-    train_flow(params, repo_root, verbose)
-    out = evaluate_flow(params, repo_root)
+    """The whole run, holding the checkout from the first step to the last (flows/run_lock.py),
+    in its own folder: data/processed, models/, reports/ and dvc.lock change only once every
+    step has succeeded (flows/workspace.py)."""
+    run = Workspace.at(repo_root).run_folder()
+    version = prepare_flow(params, new_data_version, repo_root, run_id=run.run_id)
+    train_flow(params, repo_root, verbose, run_id=run.run_id)
+    out = evaluate_flow(params, repo_root, run_id=run.run_id)
+    run.publish(*PARTS)
+    record_if_new(run, params, version["status"])
+    run.discard()
     out["prepare"] = version
     return out

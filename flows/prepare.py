@@ -17,7 +17,7 @@ from tasks.data import ensure_generated, prepare_data
 from tasks.validation import validate_raw
 from tasks.versioning import check_data_version, record_data_version
 
-from .config import load_config, params_hash
+from .config import ConfigError, load_config, params_hash
 from .entry import run_entry
 from .run_lock import holds_checkout
 from .workspace import Workspace
@@ -26,18 +26,27 @@ from .workspace import Workspace
 @flow(name="prepare")
 @holds_checkout
 def prepare_flow(
-    params: str = "params.yaml", new_data_version: bool = False, repo_root: str = ".", wait_for_lock: bool = True
+    params: str = "params.yaml",
+    new_data_version: bool = False,
+    repo_root: str = ".",
+    wait_for_lock: bool = True,
+    run_id: str | None = None,
 ) -> dict:
+    """Standalone (no ``run_id``) it publishes data/processed and the validation report, and
+    records a new data version in dvc.lock, once it has succeeded; inside the pipeline it
+    writes into the run's folder and the pipeline publishes at the end."""
     ws = Workspace.at(repo_root)
     cfg = load_config(ws.root / params)
     d, p = cfg.dataset, cfg.preprocessing
+    check_root_is_portable(ws.root, d.root)
+    out = ws.run_folder(run_id)
     source = d.source()
     allow_new = new_data_version
     if ensure_generated(source):
         allow_new = True  # regenerated from params: a new version by construction
     version = check_data_version(ws.root, d.root, params_hash(cfg), allow_new)
     validate_raw(
-        source, ws.reports / "validation.json", min_rows=d.min_rows, min_value=d.min_value, max_value=d.max_value
+        source, out.reports / "validation.json", min_rows=d.min_rows, min_value=d.min_value, max_value=d.max_value
     )
     prepare_data(
         source,
@@ -46,14 +55,34 @@ def prepare_flow(
         validation_fraction=p.validation_fraction,
         detectors=cfg.detectors,
         raw_md5=version.raw_md5,
-        out_dir=ws.processed,
+        out_dir=out.processed,
     )
+    if run_id is None:
+        out.publish("processed", "reports")
+        record_if_new(ws, params, version.status)
+        out.discard()
+    return version.__dict__
+
+
+def check_root_is_portable(repo_root: Path, raw_root: Path) -> None:
+    """dvc.lock records dataset.root as written: an absolute path into this checkout would tie
+    the lock to one machine's folders, so it is refused (a path outside is kept as given)."""
+    root = Path(raw_root)
+    if root.is_absolute() and root.resolve().is_relative_to(repo_root):
+        relative = root.resolve().relative_to(repo_root)
+        raise ConfigError(
+            f"dataset.root: {root} is inside this checkout; write it relative ({relative}) so that "
+            f"dvc.lock stays valid in every clone"
+        )
+
+
+def record_if_new(ws: Workspace, params: str, status: str) -> None:
+    """Write a new data version to dvc.lock (after the data it describes is published)."""
     under_dvc = "DVC_STAGE" in os.environ  # `dvc repro` writes dvc.lock itself
     # dvc.lock describes the stages of params.yaml; data read under another params file is not
     # what the prepare stage tracks, so it runs as "new" without being written there.
-    if version.status == "new" and not under_dvc and Path(params).name == "params.yaml":
+    if status == "new" and not under_dvc and Path(params).name == "params.yaml":
         record_data_version(ws.root, "prepare")
-    return version.__dict__
 
 
 def summary(version: dict) -> str:

@@ -19,12 +19,24 @@ from .workspace import Workspace
 @flow(name="train")
 @holds_checkout
 def train_flow(
-    params: str = "params.yaml", repo_root: str = ".", verbose: bool = False, wait_for_lock: bool = True
+    params: str = "params.yaml",
+    repo_root: str = ".",
+    verbose: bool = False,
+    wait_for_lock: bool = True,
+    run_id: str | None = None,
 ) -> dict:
+    """Standalone (no ``run_id``) it reads the published data/processed and publishes models/
+    whole once every detector is fitted; inside the pipeline it works in the run's folder."""
     ws = Workspace.at(repo_root)
     cfg = load_config(ws.root / params)
-    futures = [fit_detector.submit(name, p, ws.processed, ws.models, verbose) for name, p in cfg.detectors.items()]
-    return {f.result()["name"]: f.result() for f in futures}
+    out = ws.run_folder(run_id)
+    inputs = out if run_id else ws
+    futures = [fit_detector.submit(name, p, inputs.processed, out.models, verbose) for name, p in cfg.detectors.items()]
+    info = {f.result()["name"]: f.result() for f in futures}
+    if run_id is None:
+        out.publish("models")
+        out.discard()
+    return info
 
 
 def summary(info: dict) -> str:

@@ -167,7 +167,7 @@ def test_bad_raw_data_stops_at_validation_and_changes_nothing(first_run, corrupt
     ws, _ = first_run
     raw = ws / "data" / "raw" / "synthetic" / "test.csv"
     original = raw.read_bytes()
-    before = {p: tree_digest(ws / p) for p in ("data/processed", "mlflow", "models")}
+    before = {p: tree_digest(ws / p) for p in ("data/processed", "mlflow", "models", "reports")}
     lock_before = (ws / "dvc.lock").read_bytes()
     import pandas as pd
 
@@ -192,3 +192,32 @@ def test_bad_raw_data_stops_at_validation_and_changes_nothing(first_run, corrupt
     for p, digest in before.items():
         assert tree_digest(ws / p) == digest, f"{p} changed"
     assert (ws / "dvc.lock").read_bytes() == lock_before
+
+
+@pytest.mark.parametrize(
+    "step, broken",
+    [
+        ("train", {"detectors": {"zscore": {}, "lstm_ae": {"val_fraction": 0.99, "device": "cpu"}}}),  # no window left
+        ("evaluate", {"threshold": {"method": "pot", "pot_level": 0.9999}}),  # too few peaks for POT
+    ],
+)
+def test_a_failure_in_a_later_step_changes_nothing(first_run, step, broken):
+    ws, _ = first_run
+    before = {p: tree_digest(ws / p) for p in ("data/processed", "mlflow", "models", "reports")}
+    lock_before = (ws / "dvc.lock").read_bytes()
+    runs_before = set((ws / ".vigil" / "runs").glob("*")) if (ws / ".vigil" / "runs").exists() else set()
+    (ws / "params.yaml").write_text(yaml.safe_dump(full({**SMALL, **broken})))
+    try:
+        out = vigil_run(ws, check=False)
+    finally:
+        (ws / "params.yaml").write_text(yaml.safe_dump(full(SMALL)))
+    assert out.returncode != 0, out.stdout[-2000:]
+    if step == "train":
+        assert "leaves no window after holding out 99%" in out.stderr
+    else:
+        assert "POT needs at least 10" in out.stderr
+    for p, digest in before.items():
+        assert tree_digest(ws / p) == digest, f"{p} changed after a failure in {step}"
+    assert (ws / "dvc.lock").read_bytes() == lock_before
+    kept = set((ws / ".vigil" / "runs").glob("*")) - runs_before
+    assert len(kept) == 1  # the failed run's own folder stays, for a look
