@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from .generate import generate_synthetic
 
-    return run_entry(lambda: generate_synthetic(args.params, args.out))
+    return run_entry(lambda: generate_synthetic(args.params, args.out), runs_flows=False)
 
 
 def _ui(args: argparse.Namespace) -> int:

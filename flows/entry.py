@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 EXIT_CONFIG = 2  # params.yaml refused
 EXIT_DATA = 3  # data version refused, validation failed, or the data itself is bad
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as a shell reports SIGINT
 
 
 def debugging() -> bool:
@@ -32,9 +33,35 @@ def quiet_prefect() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def run_entry(body: Callable[[], str]) -> int:
+def _stop_on_signal() -> None:
+    """First Ctrl-C (or SIGTERM): ask every fit to stop at its next batch and unwind the run,
+    which then publishes nothing. A second one: exit at once, skipping all clean-up (torch's
+    threads would otherwise abort the process on their way down)."""
+    import signal
+
+    from components.detectors import request_stop
+
+    signals = []
+
+    def handle(signum, frame):
+        signals.append(signum)
+        if len(signals) > 1:
+            os._exit(EXIT_INTERRUPTED)
+        request_stop()
+        print(
+            "\nvigil: stopping; nothing will be published (Ctrl-C again to quit at once)", file=sys.stderr, flush=True
+        )
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+
+
+def run_entry(body: Callable[[], str], runs_flows: bool = True) -> int:
     """Run ``body``, print what it returns, and turn the errors a user causes into one message
-    and an exit code instead of a traceback."""
+    and an exit code instead of a traceback. ``runs_flows``: against a Prefect API that dies
+    with this process (flows/prefect_api.py)."""
+    import threading
     import traceback
 
     from components.datasets import DataError  # validation and data-version refusals are DataErrors too
@@ -42,8 +69,19 @@ def run_entry(body: Callable[[], str]) -> int:
 
     from .config import ConfigError
 
+    if threading.current_thread() is threading.main_thread():
+        _stop_on_signal()
     try:
-        print(body())
+        if runs_flows:
+            from .prefect_api import prefect_api
+
+            with prefect_api():
+                print(body())
+        else:
+            print(body())
+    except KeyboardInterrupt:
+        print("vigil: interrupted; the published data, models, reports and champion are as they were", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (ConfigError, DataError, FormatError) as exc:
         if debugging():
             traceback.print_exc()

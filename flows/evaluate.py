@@ -105,9 +105,12 @@ def evaluate_flow(
 def summary(out: dict) -> str:
     d: RegistryDecision = out["decision"]
     if d.promoted:
-        before = (
-            "" if d.champion_before is None else (f" (beat version {d.champion_before}: {d.champion_before_score:.4f})")
-        )
+        if d.champion_before is None:
+            before = ""
+        elif d.champion_note:
+            before = f" (the champion before it, {d.champion_note})"
+        else:
+            before = f" (beat version {d.champion_before}: {d.champion_before_score:.4f})"
         verdict = (
             f"registered {d.model} version {d.version} ({d.detector}, {d.criterion} {d.score:.4f}) "
             f"and made it @champion{before}"

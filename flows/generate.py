@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="tracebacks and Prefect's console logs on errors")
     parser.add_argument("--out", help="folder (default: dataset.root for the synthetic kind, else data/raw/synthetic)")
     args = parser.parse_args(argv)
-    return run_entry(lambda: generate_synthetic(args.params, args.out))
+    return run_entry(lambda: generate_synthetic(args.params, args.out), runs_flows=False)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 from prefect import task
 from prefect.logging import get_run_logger
 
-from components.detectors import get_detector
+from components.detectors import TrainingStopped, get_detector, stop_requested
 
 from .data import Processed
 
@@ -32,6 +32,8 @@ def fit_detector(name: str, params: dict, processed_dir: Path, models_dir: Path,
     t0 = time.perf_counter()
     det.fit(data["train"], verbose=verbose)
     seconds = time.perf_counter() - t0
+    if stop_requested():  # a fit that finished after Ctrl-C is not written
+        raise TrainingStopped(f"{name}: stopped on request; not saved")
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     det.save(models_dir / f"{name}.npz")

@@ -23,11 +23,6 @@ class VigilAnomalyModel(mlflow.pyfunc.PythonModel):
         from components.preprocessing import Scaler
 
         bundle = Path(context.artifacts["bundle"])
-        if not (bundle / "detector.npz").is_file() and (bundle / "detector.pkl").is_file():
-            raise ValueError(
-                f"{bundle}: a model of Vigil's old pickle format, which is not loaded (a pickle can run "
-                f"code); register a retrained model (`vigil run`)"
-            )
         meta = json.loads((bundle / "meta.json").read_text())
         self.features = meta["features"]
         self.threshold = float(meta["threshold"])

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import shutil
+import socket
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
@@ -26,6 +28,7 @@ from prefect import task
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
+from components.detectors import FormatError
 from components.evaluation import DetectorResult
 from components.selection import Selection, pick_best, score_outside_candidate
 
@@ -52,6 +55,7 @@ class RegistryDecision:
     champion_before_score: float | None
     promoted: bool
     parent_run: str
+    champion_note: str = ""  # why the champion was not scored, where it was not
 
     @property
     def champion(self) -> int:
@@ -73,8 +77,39 @@ def setup_mlflow(tracking_uri: str, experiment: str, artifact_root: Path):
         root = Path(artifact_root).resolve()
         root.mkdir(parents=True, exist_ok=True)
         mlflow.create_experiment(experiment, artifact_location=root.as_uri())
-    mlflow.set_experiment(experiment)
+    exp = mlflow.set_experiment(experiment)
+    fail_runs_of_dead_processes(mlflow.MlflowClient(), exp.experiment_id)
     return mlflow
+
+
+def process_tags() -> dict[str, str]:
+    """Which process a run belongs to, so that a later run can tell a crashed one from a live one."""
+    return {"vigil.pid": str(os.getpid()), "vigil.host": socket.gethostname()}
+
+
+def fail_runs_of_dead_processes(client, experiment_id: str) -> list[str]:
+    """Runs still RUNNING whose process on this machine is gone (killed, SIGKILL, power) end
+    FAILED, with a tag that says so. Returns their ids."""
+    host = socket.gethostname()
+    stale = []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+        pid = run.data.tags.get("vigil.pid")
+        if run.data.tags.get("vigil.host") != host or not pid or _alive(int(pid)):
+            continue
+        client.set_tag(run.info.run_id, "vigil.ended_by", f"a later run: process {pid} was gone")
+        client.set_terminated(run.info.run_id, "FAILED")
+        stale.append(run.info.run_id)
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def model_name(dataset: str, override: str | None = None) -> str:
@@ -220,14 +255,61 @@ def register(
     """Log everything, register the best detector by ``selection`` (its ``figures``), and move
     ``champion`` only if the new version beats the current champion scored the same way on
     this data version's validation split. Earlier versions are never deleted or changed."""
-    logger = _logger()
     mlflow = setup_mlflow(tracking_uri, experiment, artifact_root)
     client = mlflow.MlflowClient()
     data = Processed(processed_dir)
     dataset = data.meta["dataset"]
     name = model_name(dataset, model_name_override)
-    tags = {**version.tags(), "vigil.dataset": dataset, "vigil.selection": selection.reason}
+    tags = {**version.tags(), "vigil.dataset": dataset, "vigil.selection": selection.reason, **process_tags()}
+    started: list = []  # the parent run, once it exists
+    try:
+        return _log_and_register(
+            mlflow,
+            client,
+            name,
+            dataset,
+            tags,
+            models_dir,
+            data,
+            results,
+            figures,
+            selection,
+            run_params,
+            validation_report,
+            started,
+        )
+    except KeyboardInterrupt:
+        for parent in started:
+            mark_killed(client, parent)
+        raise
+
+
+def mark_killed(client, parent) -> None:
+    """An interrupted parent run and its children end KILLED (MLflow's context manager had
+    ended them FAILED, which says something else)."""
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    for run in [parent, *children]:
+        client.set_terminated(run.info.run_id, "KILLED")
+
+
+def _log_and_register(
+    mlflow,
+    client,
+    name,
+    dataset,
+    tags,
+    models_dir,
+    data,
+    results,
+    figures,
+    selection,
+    run_params,
+    validation_report,
+    started: list,
+) -> RegistryDecision:
+    logger = _logger()
     with mlflow.start_run(run_name=f"pipeline {dataset}", tags=tags) as parent:
+        started.append(parent)
         mlflow.log_params({"dataset": dataset, "detectors": ",".join(r.name for r in results), **run_params})
         if validation_report is not None and Path(validation_report).is_file():
             mlflow.log_artifact(str(validation_report), "validation")
@@ -250,9 +332,12 @@ def register(
             uris[best], name, tags={**tags, "vigil.detector": best, f"vigil.{selection.key}": str(score)}
         )
         current = find_champion(client, name)
-        champion_score = None
+        champion_score, note = None, ""
         if current is not None:
-            champion_score = score_champion(mlflow, name, selection, data, [r.val_scores for r in results])
+            try:
+                champion_score = score_champion(mlflow, name, selection, data, [r.val_scores for r in results])
+            except FormatError as exc:  # only this: Vigil's old pickle format, which it no longer loads
+                note = f"version {current.version} is in a format this Vigil refuses to load ({exc}); replaced"
         promoted = promote_if_better(client, name, mv.version, score, champion_score)
         decision = RegistryDecision(
             model=name,
@@ -265,6 +350,7 @@ def register(
             champion_before_score=champion_score,
             promoted=promoted,
             parent_run=parent.info.run_id,
+            champion_note=note,
         )
         mlflow.log_dict(asdict(decision), "registry_decision.json")
         mlflow.set_tags({"vigil.registered_version": mv.version, "vigil.promoted": str(promoted)})

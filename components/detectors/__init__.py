@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .base import Detector, FormatError, NotFittedError, ParamError
+from .base import (
+    Detector,
+    FormatError,
+    NotFittedError,
+    ParamError,
+    TrainingStopped,
+    request_stop,
+    stop_requested,
+)
 from .classical import IForest, PCADetector, ZScore
 from .deep import LSTMAE, LSTMVAE, ConvBiGRUAE, LSTMForecaster, TorchDetector
 
@@ -25,6 +33,9 @@ def load_detector(path) -> Detector:
 
 
 __all__ = [
+    "TrainingStopped",
+    "request_stop",
+    "stop_requested",
     "FormatError",
     "DETECTORS",
     "Detector",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,6 +34,27 @@ class FormatError(ValueError):
 
 class NotFittedError(RuntimeError):
     pass
+
+
+class TrainingStopped(Exception):
+    """A fit or scoring loop was asked to stop (Ctrl-C): whatever it was building is dropped."""
+
+
+_STOP = threading.Event()  # process-wide: a loop in any thread sees it at its next batch
+
+
+def request_stop() -> None:
+    """Make every running fit and scoring loop stop at its next batch (Ctrl-C sets it)."""
+    _STOP.set()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+def check_stop() -> None:
+    if _STOP.is_set():
+        raise TrainingStopped("stopped on request")
 
 
 class ParamError(ValueError):

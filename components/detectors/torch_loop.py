@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .base import check_stop as _check_stop
+
 EpochCallback = Callable[[int, float], None]
 """Called after each epoch with (epoch, validation loss); may raise to stop training early
 (a tuner can prune a trial from here)."""
@@ -98,6 +100,7 @@ def train_windows(
         order = torch.randperm(n_train, generator=gen).to(x.device)
         total, count = 0.0, 0
         for i in range(0, n_train, batch_size):
+            _check_stop()  # between batches: a Ctrl-C stops training within one batch
             batch = wins[order[i : i + batch_size]]
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 loss = loss_fn(model, batch)
@@ -183,6 +186,7 @@ def score_windows(
     use_amp = amp and x.device.type == "cuda"
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
         for b0 in range(0, len(starts), batch_size):
+            _check_stop()
             idx = starts[b0 : b0 + batch_size]
             batch = wins[idx] if stride > 1 else wins[int(idx[0]) : int(idx[-1]) + 1].contiguous()
             es, ec = window_errors(batch)

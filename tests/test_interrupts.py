@@ -1,0 +1,111 @@
+"""Ctrl-C stops a run within seconds, writes nothing after the signal, leaves no process behind;
+a second Ctrl-C exits at once without an abort."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import psutil
+import pytest
+from test_pipeline import SMALL, VIGIL, full, make_workspace
+
+LONG_TRAINING = {**SMALL, "detectors": {"zscore": {}, "lstm_ae": {"epochs": 500, "patience": 500, "device": "cpu"}}}
+
+
+def _start_and_wait_for_training(ws):
+    env = {**os.environ, "PREFECT_HOME": str(ws.parent / "prefect-home")}
+    proc = subprocess.Popen(
+        [VIGIL, "run", "--new-data-version"], cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
+    deadline = time.monotonic() + 180
+    while not any("[lstm_ae] fitting" in line for line in lines):
+        assert proc.poll() is None, "".join(lines)[-2000:]
+        assert time.monotonic() < deadline, "training never started"
+        time.sleep(0.2)
+    time.sleep(2)  # well inside the epochs
+    return proc, lines
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_during_training_stops_within_seconds_and_leaves_nothing(tmp_path, presses):
+    ws = make_workspace(tmp_path, LONG_TRAINING)
+    proc, lines = _start_and_wait_for_training(ws)
+    family = psutil.Process(proc.pid).children(recursive=True)  # Prefect's temporary server among them
+    t0 = time.monotonic()
+    for _ in range(presses):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+    proc.wait(timeout=60)
+    seconds = time.monotonic() - t0
+    time.sleep(0.5)
+    err = "".join(lines)
+    assert proc.returncode == 130, err[-2000:]
+    assert seconds < 10, f"took {seconds:.1f} s to stop"
+    assert "terminate called" not in err
+    if presses == 1:
+        assert "vigil: interrupted; the published data, models, reports and champion are as they were" in err
+    for published in ("data/processed", "models", "reports/metrics.json"):
+        assert not (ws / published).exists(), f"{published} was written"
+    left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert left == [], [p.cmdline() for p in left]
+
+
+def test_an_interrupted_registration_marks_its_runs_killed(tmp_path):
+    import mlflow
+    from tasks.registry import mark_killed
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/store.db")
+    client = mlflow.MlflowClient()
+    with pytest.raises(KeyboardInterrupt), mlflow.start_run() as parent, mlflow.start_run(nested=True):
+        raise KeyboardInterrupt
+    assert client.get_run(parent.info.run_id).info.status == "FAILED"  # what MLflow records by itself
+    mark_killed(client, parent)
+    runs = client.search_runs([parent.info.experiment_id])
+    assert len(runs) == 2
+    assert {r.info.status for r in runs} == {"KILLED"}
+    mlflow.set_tracking_uri("")
+
+
+def test_the_config_is_unchanged_by_the_interrupt_tests():
+    assert full(LONG_TRAINING)["detectors"]["lstm_ae"]["epochs"] == 500
+
+
+def test_sigkill_leaves_no_orphan_and_no_lock(tmp_path):
+    ws = make_workspace(tmp_path, LONG_TRAINING)
+    proc, lines = _start_and_wait_for_training(ws)
+    family = psutil.Process(proc.pid).children(recursive=True)
+    assert any("uvicorn" in " ".join(p.cmdline()) for p in family)  # the temporary Prefect API
+    proc.kill()
+    proc.wait(timeout=30)
+    gone, alive = psutil.wait_procs(family, timeout=15)
+    assert alive == [], [p.cmdline() for p in alive]
+    from flows.run_lock import checkout_lock
+
+    with checkout_lock(ws, wait=False):  # the kernel dropped the dead run's lock
+        pass
+    for published in ("data/processed", "models", "reports/metrics.json"):
+        assert not (ws / published).exists(), f"{published} was written"
+
+
+def test_a_later_run_fails_the_runs_a_killed_process_left_running(tmp_path):
+    import mlflow
+    from tasks.registry import fail_runs_of_dead_processes, process_tags
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/store.db")
+    client = mlflow.MlflowClient()
+    exp = client.create_experiment("e")
+    orphan = client.create_run(exp, tags={**process_tags(), "vigil.pid": str(dead.pid)})
+    live = client.create_run(exp, tags=process_tags())  # this process: alive
+    assert fail_runs_of_dead_processes(client, exp) == [orphan.info.run_id]
+    assert client.get_run(orphan.info.run_id).info.status == "FAILED"
+    assert client.get_run(orphan.info.run_id).data.tags["vigil.ended_by"].startswith("a later run: process")
+    assert client.get_run(live.info.run_id).info.status == "RUNNING"
+    mlflow.set_tracking_uri("")
