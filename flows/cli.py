@@ -49,40 +49,118 @@ def _generate(args: argparse.Namespace) -> int:
     return run_entry(lambda: generate_synthetic(args.params, args.out), runs_flows=False)
 
 
+EXIT_PORT_TAKEN = 4
+
+
+def _port_holder(port: int) -> str | None:
+    """None if 127.0.0.1:port is free, else who listens there (pid and command, where visible)."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return None
+        except OSError:
+            pass
+    import psutil
+
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+            try:
+                return f"pid {conn.pid} ({' '.join(psutil.Process(conn.pid).cmdline())[:120]})"
+            except psutil.Error:
+                return f"pid {conn.pid}"
+    return "a process this user cannot see"
+
+
 def _ui(args: argparse.Namespace) -> int:
-    """Start the Prefect and MLflow UIs on 127.0.0.1 until interrupted."""
+    """Start the Prefect and MLflow UIs on 127.0.0.1 until Ctrl-C or SIGTERM; each in its own
+    process group, which is killed whole on the way out (MLflow's UI runs worker processes)."""
+    import os
+    import signal
+
+    from .prefect_api import _die_with_parent
+
     cfg = load_config(args.params)
+    for name, port in (("Prefect", args.prefect_port), ("MLflow", args.mlflow_port)):
+        holder = _port_holder(port)
+        if holder:
+            print(
+                f"vigil ui: port {port} on 127.0.0.1 (for the {name} UI) is taken by {holder}; stop it or pass "
+                f"--{name.lower()}-port",
+                file=sys.stderr,
+            )
+            return EXIT_PORT_TAKEN
     bin_dir = Path(sys.executable).parent
-    procs = [
-        subprocess.Popen(
-            [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(args.prefect_port)]
-        ),
-        subprocess.Popen(
-            [
-                str(bin_dir / "mlflow"),
-                "ui",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(args.mlflow_port),
-                "--backend-store-uri",
-                cfg.registry.tracking_uri,
-            ]
-        ),
-    ]
+    commands = {
+        "Prefect": [
+            str(bin_dir / "prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(args.prefect_port),
+        ],
+        "MLflow": [
+            str(bin_dir / "mlflow"),
+            "ui",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(args.mlflow_port),
+            "--backend-store-uri",
+            cfg.registry.tracking_uri,
+        ],
+    }
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # as Ctrl-C
+    procs = {}
+    for name, cmd in commands.items():
+        procs[name] = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
     print(
         f"Prefect UI: http://127.0.0.1:{args.prefect_port}   "
-        f"MLflow UI: http://127.0.0.1:{args.mlflow_port}   (Ctrl-C stops both)"
+        f"MLflow UI: http://127.0.0.1:{args.mlflow_port}   (Ctrl-C stops both)",
+        flush=True,
     )
+    code = 0
     try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(1)
+        while True:
+            ended = [n for n, p in procs.items() if p.poll() is not None]
+            if ended:
+                print(f"vigil ui: the {ended[0]} UI exited with code {procs[ended[0]].returncode}", file=sys.stderr)
+                code = 1
+                break
+            time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
-        for p in procs:
-            p.terminate()
-    return 0
+        for p in procs.values():
+            _kill_group(p)
+    return code
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process group (the UI and its workers), SIGKILL after 10 s."""
+    import os
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            os.killpg(proc.pid, signal.SIGKILL)  # workers the leader left behind
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        return
 
 
 def _serve(args: argparse.Namespace) -> int:

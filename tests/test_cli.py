@@ -65,3 +65,74 @@ def test_bad_detector_parameters_fail_in_seconds_naming_the_key(tmp_path):
     assert "detectors.iforest.n_estimators: must be an integer >= 1, got 2.5" in out.stderr
     assert "Traceback" not in out.stderr
     assert seconds < 2  # checking needs neither torch nor scikit-learn: 0.45 s measured here
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_vigil_ui_refuses_a_taken_port_naming_the_holder(tmp_path):
+    import os
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = _vigil("ui", "--prefect-port", str(port), "--mlflow-port", str(_free_port()))
+    assert out.returncode == 4
+    assert f"port {port} on 127.0.0.1 (for the Prefect UI) is taken by pid {os.getpid()}" in out.stderr
+
+
+def test_vigil_ui_stops_on_sigterm_leaving_no_process(tmp_path):
+    import signal
+    import time
+    import urllib.request
+
+    import psutil
+
+    ports = _free_port(), _free_port()
+    env_home = {"PREFECT_HOME": str(tmp_path / "prefect-home")}
+    import os
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "ui", "--prefect-port", str(ports[0]), "--mlflow-port", str(ports[1])],
+        cwd=REPO,
+        env={**os.environ, **env_home},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    up = set()
+    while up != set(ports):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, f"only {up} answered"
+        for port in set(ports) - up:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                up.add(port)
+            except OSError:
+                pass
+        time.sleep(0.5)
+    family = psutil.Process(proc.pid).children(recursive=True)
+    assert len(family) >= 2
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode == 0
+    gone, alive = psutil.wait_procs(family, timeout=15)
+    assert alive == [], [p.cmdline() for p in alive]
+    for port in ports:
+        with socket_free(port):
+            pass
+
+
+def socket_free(port):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", port))  # raises if anything still holds it
+    return s
