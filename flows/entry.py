@@ -57,6 +57,23 @@ def _stop_on_signal() -> None:
     signal.signal(signal.SIGTERM, handle)
 
 
+def _run_flows(body: Callable[[], str]) -> None:
+    """``body`` against a Prefect API that dies with this process, its flow runs tagged with
+    this process; open runs of dead processes are crashed first, this one's cancelled on Ctrl-C."""
+    import prefect
+
+    from .prefect_api import cancel_own_runs, crash_runs_of_dead_processes, prefect_api, process_tags
+
+    with prefect_api():
+        crash_runs_of_dead_processes()
+        try:
+            with prefect.tags(*process_tags()):
+                print(body())
+        except KeyboardInterrupt:
+            cancel_own_runs("interrupted (Ctrl-C or SIGTERM)")
+            raise
+
+
 def run_entry(body: Callable[[], str], runs_flows: bool = True) -> int:
     """Run ``body``, print what it returns, and turn the errors a user causes into one message
     and an exit code instead of a traceback. ``runs_flows``: against a Prefect API that dies
@@ -73,10 +90,7 @@ def run_entry(body: Callable[[], str], runs_flows: bool = True) -> int:
         _stop_on_signal()
     try:
         if runs_flows:
-            from .prefect_api import prefect_api
-
-            with prefect_api():
-                print(body())
+            _run_flows(body)
         else:
             print(body())
     except KeyboardInterrupt:

@@ -97,3 +97,58 @@ def prefect_api(startup_seconds: float = 60.0):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def process_tags() -> list[str]:
+    """Tags on every flow run of this command: which process runs it, so that an interrupted or
+    killed run can be told from a live one."""
+    return [f"vigil-pid:{os.getpid()}", f"vigil-host:{socket.gethostname()}"]
+
+
+def _open_runs(client, tags: list[str], also_crashed: bool = False):
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    types = [StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED] + ([StateType.CRASHED] if also_crashed else [])
+    open_states = FlowRunFilterStateType(any_=types)
+    return client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=tags), state=FlowRunFilterState(type=open_states))
+    )
+
+
+def cancel_own_runs(message: str) -> int:
+    """Mark this process's open flow runs Cancelled (after Ctrl-C), and those Prefect's engine
+    marked Crashed on the KeyboardInterrupt: a run a user stopped was cancelled, not crashed."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        runs = _open_runs(client, process_tags(), also_crashed=True)
+        for run in runs:
+            client.set_flow_run_state(run.id, Cancelled(message=message), force=True)
+    return len(runs)
+
+
+def crash_runs_of_dead_processes() -> int:
+    """Flow runs still open whose process on this machine is gone (SIGKILL, power) become Crashed."""
+    import psutil
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    host = f"vigil-host:{socket.gethostname()}"
+    crashed = 0
+    with get_client(sync_client=True) as client:
+        for run in _open_runs(client, [host]):
+            pid = next((t.split(":", 1)[1] for t in run.tags if t.startswith("vigil-pid:")), None)
+            if pid is None or psutil.pid_exists(int(pid)):
+                continue
+            client.set_flow_run_state(
+                run.id, Crashed(message=f"process {pid} was gone; found by a later run"), force=True
+            )
+            crashed += 1
+    return crashed

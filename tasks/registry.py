@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 from prefect import task
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
@@ -94,21 +95,13 @@ def fail_runs_of_dead_processes(client, experiment_id: str) -> list[str]:
     stale = []
     for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
         pid = run.data.tags.get("vigil.pid")
-        if run.data.tags.get("vigil.host") != host or not pid or _alive(int(pid)):
+        if run.data.tags.get("vigil.host") != host or not pid or psutil.pid_exists(int(pid)):
             continue
         client.set_tag(run.info.run_id, "vigil.ended_by", f"a later run: process {pid} was gone")
         client.set_terminated(run.info.run_id, "FAILED")
         stale.append(run.info.run_id)
     return stale
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

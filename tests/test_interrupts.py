@@ -13,6 +13,24 @@ import psutil
 import pytest
 from test_pipeline import SMALL, VIGIL, full, make_workspace
 
+
+def _prefect_states(ws, crash_dead_first=False) -> set[str]:
+    """The states of the flow runs in the workspace's Prefect database, read as a later command would."""
+    code = (
+        "from flows.prefect_api import prefect_api, crash_runs_of_dead_processes\n"
+        "from prefect.client.orchestration import get_client\n"
+        "with prefect_api():\n"
+        f"    {'crash_runs_of_dead_processes()' if crash_dead_first else 'pass'}\n"
+        "    with get_client(sync_client=True) as c:\n"
+        "        print(sorted({r.state_type.value for r in c.read_flow_runs()}))\n"
+    )
+    env = {**os.environ, "PREFECT_HOME": str(ws.parent / "prefect-home")}
+    from conftest import REPO
+
+    out = subprocess.run([os.sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    return set(eval(out.stdout.strip().splitlines()[-1]))
+
+
 LONG_TRAINING = {**SMALL, "detectors": {"zscore": {}, "lstm_ae": {"epochs": 500, "patience": 500, "device": "cpu"}}}
 
 
@@ -54,6 +72,10 @@ def test_ctrl_c_during_training_stops_within_seconds_and_leaves_nothing(tmp_path
         assert not (ws / published).exists(), f"{published} was written"
     left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert left == [], [p.cmdline() for p in left]
+    if presses == 1:  # the flow runs say what happened; none is left RUNNING
+        states = _prefect_states(ws)
+        assert "CANCELLED" in states
+        assert "RUNNING" not in states
 
 
 def test_an_interrupted_registration_marks_its_runs_killed(tmp_path):
@@ -91,6 +113,10 @@ def test_sigkill_leaves_no_orphan_and_no_lock(tmp_path):
         pass
     for published in ("data/processed", "models", "reports/metrics.json"):
         assert not (ws / published).exists(), f"{published} was written"
+    assert "RUNNING" in _prefect_states(ws)  # what the killed run left
+    states = _prefect_states(ws, crash_dead_first=True)  # what the next command does first
+    assert "CRASHED" in states
+    assert "RUNNING" not in states
 
 
 def test_a_later_run_fails_the_runs_a_killed_process_left_running(tmp_path):

@@ -80,3 +80,18 @@ def test_no_wait_refuses_naming_the_run_that_holds_the_checkout(tmp_path):
     assert f"another Vigil run holds this checkout (pid {os.getpid()}" in err
     assert "Traceback" not in err
     assert not (ws / "data" / "processed").exists()  # it did nothing
+
+
+def test_an_absolute_root_inside_the_checkout_is_refused_before_dvc_lock_records_it(tmp_path):
+    ws = make_workspace(tmp_path, SMALL)
+    lock_before = (ws / "dvc.lock").read_bytes() if (ws / "dvc.lock").exists() else None
+    absolute = {**SMALL, "dataset": {**SMALL["dataset"], "root": str(ws / "data/raw/synthetic")}}
+    (ws / "params.yaml").write_text(yaml.safe_dump(full(absolute)))
+    out = _start(ws, "--new-data-version")
+    _, err = out.communicate(timeout=300)
+    assert out.returncode == 2
+    assert (
+        f"dataset.root: {ws}/data/raw/synthetic is inside this checkout; write it relative (data/raw/synthetic)" in err
+    )
+    lock_after = (ws / "dvc.lock").read_bytes() if (ws / "dvc.lock").exists() else None
+    assert lock_after == lock_before
