@@ -89,7 +89,10 @@ def prefect_api(startup_seconds: float = 60.0):
                 )
             time.sleep(0.1)
         with temporary_settings(updates={PREFECT_API_URL: url}):
-            yield url
+            try:
+                yield url
+            finally:
+                _drain_to(url)
     finally:
         server.terminate()
         try:
@@ -97,6 +100,19 @@ def prefect_api(startup_seconds: float = 60.0):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def _drain_to(url: str) -> None:
+    """Send the logs and events Prefect still holds before the API they go to stops (else Prefect
+    reports 'Error logging to API' at exit). A failure here must not hide the run's own error."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        try:
+            worker.drain_all(timeout=10)
+        except Exception as exc:  # the run's outcome stands; say what was lost
+            print(f"vigil: could not send Prefect's last {worker.__name__} items to {url}: {exc}", file=sys.stderr)
 
 
 def process_tags() -> list[str]:

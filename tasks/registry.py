@@ -256,21 +256,64 @@ def register(
     tags = {**version.tags(), "vigil.dataset": dataset, "vigil.selection": selection.reason, **process_tags()}
     started: list = []  # the parent run, once it exists
     try:
-        return _log_and_register(
-            mlflow,
-            client,
-            name,
-            dataset,
-            tags,
-            models_dir,
-            data,
-            results,
-            figures,
-            selection,
-            run_params,
-            validation_report,
-            started,
-        )
+        logger = _logger()
+        with mlflow.start_run(run_name=f"pipeline {dataset}", tags=tags) as parent:
+            started.append(parent)
+            mlflow.log_params({"dataset": dataset, "detectors": ",".join(r.name for r in results), **run_params})
+            if validation_report is not None and Path(validation_report).is_file():
+                mlflow.log_artifact(str(validation_report), "validation")
+            uris = {}
+            for r in results:
+                info = json.loads((Path(models_dir) / f"{r.name}.json").read_text())
+                uris[r.name] = log_detector_run(
+                    mlflow,
+                    r,
+                    tags=tags,
+                    info=info,
+                    data=data,
+                    detector_file=Path(models_dir) / f"{r.name}.npz",
+                    selection_figure=figures[r.name],
+                    selection=selection,
+                )
+            best = pick_best(figures)
+            score = figures[best]
+            mv = mlflow.register_model(
+                uris[best], name, tags={**tags, "vigil.detector": best, f"vigil.{selection.key}": str(score)}
+            )
+            current = find_champion(client, name)
+            champion_score, note = None, ""
+            if current is not None:
+                try:
+                    champion_score = score_champion(mlflow, name, selection, data, [r.val_scores for r in results])
+                except FormatError as exc:  # only this: Vigil's old pickle format, which it no longer loads
+                    note = f"version {current.version} is in a format this Vigil refuses to load ({exc}); replaced"
+            promoted = promote_if_better(client, name, mv.version, score, champion_score)
+            decision = RegistryDecision(
+                model=name,
+                version=int(mv.version),
+                detector=best,
+                criterion=selection.key,
+                criterion_rule=selection.reason,
+                score=score,
+                champion_before=None if current is None else int(current.version),
+                champion_before_score=champion_score,
+                promoted=promoted,
+                parent_run=parent.info.run_id,
+                champion_note=note,
+            )
+            mlflow.log_dict(asdict(decision), "registry_decision.json")
+            mlflow.set_tags({"vigil.registered_version": mv.version, "vigil.promoted": str(promoted)})
+            client.set_model_version_tag(name, mv.version, "vigil.promoted", str(promoted))
+            logger.info(
+                "registered %s version %s (%s, %s %.4f); champion: version %s",
+                name,
+                mv.version,
+                best,
+                selection.key,
+                score,
+                decision.champion,
+            )
+        return decision
     except KeyboardInterrupt:
         for parent in started:
             mark_killed(client, parent)
@@ -283,78 +326,3 @@ def mark_killed(client, parent) -> None:
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     for run in [parent, *children]:
         client.set_terminated(run.info.run_id, "KILLED")
-
-
-def _log_and_register(
-    mlflow,
-    client,
-    name,
-    dataset,
-    tags,
-    models_dir,
-    data,
-    results,
-    figures,
-    selection,
-    run_params,
-    validation_report,
-    started: list,
-) -> RegistryDecision:
-    logger = _logger()
-    with mlflow.start_run(run_name=f"pipeline {dataset}", tags=tags) as parent:
-        started.append(parent)
-        mlflow.log_params({"dataset": dataset, "detectors": ",".join(r.name for r in results), **run_params})
-        if validation_report is not None and Path(validation_report).is_file():
-            mlflow.log_artifact(str(validation_report), "validation")
-        uris = {}
-        for r in results:
-            info = json.loads((Path(models_dir) / f"{r.name}.json").read_text())
-            uris[r.name] = log_detector_run(
-                mlflow,
-                r,
-                tags=tags,
-                info=info,
-                data=data,
-                detector_file=Path(models_dir) / f"{r.name}.npz",
-                selection_figure=figures[r.name],
-                selection=selection,
-            )
-        best = pick_best(figures)
-        score = figures[best]
-        mv = mlflow.register_model(
-            uris[best], name, tags={**tags, "vigil.detector": best, f"vigil.{selection.key}": str(score)}
-        )
-        current = find_champion(client, name)
-        champion_score, note = None, ""
-        if current is not None:
-            try:
-                champion_score = score_champion(mlflow, name, selection, data, [r.val_scores for r in results])
-            except FormatError as exc:  # only this: Vigil's old pickle format, which it no longer loads
-                note = f"version {current.version} is in a format this Vigil refuses to load ({exc}); replaced"
-        promoted = promote_if_better(client, name, mv.version, score, champion_score)
-        decision = RegistryDecision(
-            model=name,
-            version=int(mv.version),
-            detector=best,
-            criterion=selection.key,
-            criterion_rule=selection.reason,
-            score=score,
-            champion_before=None if current is None else int(current.version),
-            champion_before_score=champion_score,
-            promoted=promoted,
-            parent_run=parent.info.run_id,
-            champion_note=note,
-        )
-        mlflow.log_dict(asdict(decision), "registry_decision.json")
-        mlflow.set_tags({"vigil.registered_version": mv.version, "vigil.promoted": str(promoted)})
-        client.set_model_version_tag(name, mv.version, "vigil.promoted", str(promoted))
-        logger.info(
-            "registered %s version %s (%s, %s %.4f); champion: version %s",
-            name,
-            mv.version,
-            best,
-            selection.key,
-            score,
-            decision.champion,
-        )
-    return decision

@@ -83,6 +83,7 @@ def test_an_interrupted_registration_marks_its_runs_killed(tmp_path):
     from tasks.registry import mark_killed
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/store.db")
+    mlflow.set_experiment("interrupted")  # not whichever experiment an earlier test left active
     client = mlflow.MlflowClient()
     with pytest.raises(KeyboardInterrupt), mlflow.start_run() as parent, mlflow.start_run(nested=True):
         raise KeyboardInterrupt
