@@ -34,32 +34,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def prefect_api(startup_seconds: float = 60.0):
-    """Run the body against the configured Prefect API, or a temporary one that dies with us."""
-    import httpx
-    import prefect
-    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
-
-    if PREFECT_API_URL.value():
-        yield PREFECT_API_URL.value()
-        return
+def _start_server(env: dict, app_dir, startup_seconds: float, httpx):
+    """Start the API on a free loopback port; return once it answers, or has exited."""
     port = _free_port()
-    env = {
-        **os.environ,
-        **get_current_settings().to_environment_variables(exclude_unset=True),
-        # the temporary server Prefect itself would start: no UI, ephemeral
-        "PREFECT_UI_ENABLED": "0",
-        "PREFECT__SERVER_EPHEMERAL": "1",
-        "PREFECT__SERVER_FINAL": "1",
-    }
     server = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
             "--app-dir",
-            str(prefect.__module_path__.parent),
+            str(app_dir),
             "--factory",
             "prefect.server.api.server:create_app",
             "--host",
@@ -75,19 +59,46 @@ def prefect_api(startup_seconds: float = 60.0):
         preexec_fn=_die_with_parent(os.getpid()),
     )
     url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + startup_seconds
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    else:
+        if server.poll() is None:  # neither up nor down in time
+            server.kill()
+            server.wait()
+    return server, url
+
+
+@contextmanager
+def prefect_api(startup_seconds: float = 60.0):
+    """Run the body against the configured Prefect API, or a temporary one that dies with us."""
+    import httpx
+    import prefect
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield PREFECT_API_URL.value()
+        return
+    env = {
+        **os.environ,
+        **get_current_settings().to_environment_variables(exclude_unset=True),
+        # the temporary server Prefect itself would start: no UI, ephemeral
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+    }
+    for _ in range(3):  # a free port can be taken before the server binds it: try another
+        server, url = _start_server(env, prefect.__module_path__.parent, startup_seconds, httpx)
+        if server.poll() is None:
+            break
+    else:
+        raise RuntimeError(f"the temporary Prefect API did not start (exit code {server.poll()})")
     try:
-        deadline = time.monotonic() + startup_seconds
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the temporary Prefect API on 127.0.0.1:{port} did not start (exit code {server.poll()})"
-                )
-            time.sleep(0.1)
         with temporary_settings(updates={PREFECT_API_URL: url}):
             try:
                 yield url
