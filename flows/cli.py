@@ -57,6 +57,8 @@ def _port_holder(port: int) -> str | None:
     import socket
 
     with socket.socket() as s:
+        # as a server binds: a port in TIME_WAIT after a UI stopped is free to listen on again
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return None

@@ -125,14 +125,8 @@ def test_vigil_ui_stops_on_sigterm_leaving_no_process(tmp_path):
     assert proc.returncode == 0
     gone, alive = psutil.wait_procs(family, timeout=15)
     assert alive == [], [p.cmdline() for p in alive]
-    for port in ports:
-        with socket_free(port):
-            pass
+    listening = {c.laddr.port for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+    assert not listening & set(ports)
+    from flows.cli import _port_holder
 
-
-def socket_free(port):
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", port))  # raises if anything still holds it
-    return s
+    assert [_port_holder(p) for p in ports] == [None, None]  # `vigil ui` could start again at once
