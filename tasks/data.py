@@ -13,8 +13,6 @@ Windows are not stored: the torch detectors take windows as views of these array
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +54,9 @@ def prepare_data(
     raw_md5: str,
     out_dir: Path,
 ) -> Path:
-    """Strict load, scaler fitted on train only, validation head / test tail in time order.
-    Written to a temporary folder first and swapped in whole, so a failure leaves the old
-    processed data untouched."""
+    """Strict load, scaler fitted on train only, validation head / test tail in time order,
+    written into ``out_dir``, a new folder: the run's own, which the flow publishes only once the
+    whole run has succeeded."""
     data = load_dataset(source)
     val, test = split_validation(data, validation_fraction)
     detector, window = longest_window(detectors)
@@ -69,39 +67,27 @@ def prepare_data(
             )
     fitted = Scaler(scaler, clip).fit(data.train.to_numpy())
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".processed-", dir=out_dir.parent))
-    try:
-        np.savez(
-            tmp / "arrays.npz",
-            train=fitted.transform(data.train.to_numpy()),
-            validation=fitted.transform(val.test.to_numpy()),
-            test=fitted.transform(test.test.to_numpy()),
-            validation_labels=val.labels,
-            test_labels=test.labels,
-            raw_validation=val.test.to_numpy(dtype=np.float64),
-            raw_test=test.test.to_numpy(dtype=np.float64),
-        )
-        meta = {
-            "dataset": data.name,
-            "kind": source.kind,
-            "features": data.features,
-            "scaler": fitted.to_dict(),
-            "validation_fraction": validation_fraction,
-            "causes": {"validation": _causes(val), "test": _causes(test)},
-            "raw_md5": raw_md5,
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-        if out_dir.exists():
-            old = out_dir.with_name(out_dir.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=False)  # a run's own folder: publishing it is the flow's (flows/workspace.py)
+    np.savez(
+        out_dir / "arrays.npz",
+        train=fitted.transform(data.train.to_numpy()),
+        validation=fitted.transform(val.test.to_numpy()),
+        test=fitted.transform(test.test.to_numpy()),
+        validation_labels=val.labels,
+        test_labels=test.labels,
+        raw_validation=val.test.to_numpy(dtype=np.float64),
+        raw_test=test.test.to_numpy(dtype=np.float64),
+    )
+    meta = {
+        "dataset": data.name,
+        "kind": source.kind,
+        "features": data.features,
+        "scaler": fitted.to_dict(),
+        "validation_fraction": validation_fraction,
+        "causes": {"validation": _causes(val), "test": _causes(test)},
+        "raw_md5": raw_md5,
+    }
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return out_dir
 
 

@@ -21,7 +21,19 @@ def _progress(logger, message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-@task(name="fit detector", retries=1, retry_delay_seconds=2, task_run_name="fit {name}")
+def _unless_stopping(task, task_run, state) -> bool:
+    """Retry a failed fit, but not one stopped on request (Ctrl-C): that would only wait the
+    retry delay to stop again."""
+    return not stop_requested()
+
+
+@task(
+    name="fit detector",
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=_unless_stopping,
+    task_run_name="fit {name}",
+)
 def fit_detector(name: str, params: dict, processed_dir: Path, models_dir: Path, verbose: bool = False) -> dict:
     """Fit on the train split and save to ``models_dir/<name>.npz`` with ``<name>.json`` (its
     parameters, fit time, epochs); retried once on failure. ``verbose``: per-epoch progress bars."""

@@ -112,10 +112,17 @@ class RawTable:
 
     def where(self, rows: Sequence[int]) -> str:
         """Rows of the frame as a user finds them: file lines of a text file, else row numbers."""
-        rows = [int(r) for r in rows]
-        if self.first_line is None:
-            return f"rows {rows}"
-        return f"lines {[r + self.first_line for r in rows]}"
+        lines = None if self.first_line is None else np.arange(len(self.frame)) + self.first_line
+        return _where(np.asarray(rows, dtype=np.int64), lines)
+
+    @classmethod
+    def train_and_test(cls, files: Sequence[tuple[str, Path, pd.DataFrame]], first_line: int | None) -> list[RawTable]:
+        """Tables of a train and a test file read alike: each must have train's columns."""
+        expected = list(files[0][2].columns)
+        return [
+            cls(path, role, frame, expected, metrics=list(frame.columns), first_line=first_line)
+            for role, path, frame in files
+        ]
 
 
 @dataclass(frozen=True)

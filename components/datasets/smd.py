@@ -128,21 +128,13 @@ def load_smd(root: str | Path, machine: str) -> Dataset:
 
 def _raw_tables(source: DatasetSource) -> list[RawTable]:
     """train/, test/ and test_label/ files of one machine; test must have train's width."""
-    tables = []
+    files = []
     for role in ("train", "test"):
         path = source.root / role / f"{source.name}.txt"
         frame = read_csv_table(path, header=None)
         frame.columns = metric_names(frame.shape[1])
-        tables.append(
-            RawTable(
-                path,
-                role,
-                frame,
-                list(tables[0].columns) if tables else list(frame.columns),
-                metrics=list(frame.columns),
-                first_line=1,
-            )
-        )
+        files.append((role, path, frame))
+    tables = RawTable.train_and_test(files, first_line=1)
     path = source.root / "test_label" / f"{source.name}.txt"
     labels = read_csv_table(path, header=None)
     labels.columns = ["label"] + [f"extra{i}" for i in range(1, labels.shape[1])]

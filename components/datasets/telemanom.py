@@ -95,14 +95,12 @@ def load_telemanom(root: str | Path, channel: str) -> Dataset:
 
 def _raw_tables(source: DatasetSource) -> list[RawTable]:
     """train/ and test/ arrays as tables; test must have train's width."""
-    tables = []
+    files = []
     for role in ("train", "test"):
         path = source.root / role / f"{source.name}.npy"
         arr = _load_npy(path, check_values=False)
-        frame = pd.DataFrame(arr, columns=column_names(arr.shape[1]))
-        expected = list(tables[0].columns) if tables else list(frame.columns)
-        tables.append(RawTable(path, role, frame, expected, metrics=list(frame.columns)))
-    return tables
+        files.append((role, path, pd.DataFrame(arr, columns=column_names(arr.shape[1]))))
+    return RawTable.train_and_test(files, first_line=None)
 
 
 KIND = DatasetKind(

@@ -225,26 +225,28 @@ class IForest(PointDetector):
                 cols,
             )
 
-    def score(self, x):
-        """Isolation Forest's anomaly score 2^(-E[h(x)] / c(max_samples)), summed tree by tree in
-        scikit-learn's order, so that it equals ``-IsolationForest.score_samples`` exactly."""
+    def score_and_contributions(self, x):
+        """One walk of every tree gives both: the leaf's depth for the score, the splits on the way
+        for the contributions."""
         x = self._check(x)
         depths = np.zeros(x.shape[0])
+        total = np.zeros((x.shape[0], x.shape[1]))
         for left, right, feature, threshold, samples, depth, cols in self._trees():
-            leaf, _ = _walk(x[:, cols], left, right, feature, threshold)
+            leaf, counts = _walk(x[:, cols], left, right, feature, threshold)
             depths += depth[leaf] + _average_path_length(samples)[leaf] - 1.0
+            # nodes on the path, the leaf included (scikit-learn's decision_path length)
+            total[:, cols] += counts / (counts.sum(axis=1) + 1)[:, None]
+        # 2^(-E[h(x)] / c(max_samples)), summed tree by tree in scikit-learn's order, so that it
+        # equals ``-IsolationForest.score_samples`` exactly
         denominator = len(self.node_offsets_[:-1]) * _average_path_length(np.array([self.max_samples_]))[0]
-        return 2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0))
+        scores = 2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0))
+        return scores, normalise_rows(total)
+
+    def score(self, x):
+        return self.score_and_contributions(x)[0]
 
     def contributions(self, x):
-        x = self._check(x)
-        total = np.zeros((x.shape[0], x.shape[1]))
-        for left, right, feature, threshold, _, _, cols in self._trees():
-            leaf, counts = _walk(x[:, cols], left, right, feature, threshold)
-            # nodes on the path, the leaf included (scikit-learn's decision_path length)
-            path_nodes = counts.sum(axis=1) + 1
-            total[:, cols] += counts / path_nodes[:, None]
-        return normalise_rows(total)
+        return self.score_and_contributions(x)[1]
 
 
 def _walk(x: np.ndarray, left, right, feature, threshold) -> tuple[np.ndarray, np.ndarray]:
