@@ -1,4 +1,4 @@
-"""The `vigil` command line: `vigil run`, `vigil generate`, `vigil ui`, `vigil serve`."""
+"""The `vigil` command line: `vigil run`, `vigil tune`, `vigil generate`, `vigil ui`, `vigil serve`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from .config import ConfigError, load_config
 from .entry import run_entry
 
-STEPS = ("all", "prepare", "train", "evaluate")
+STEPS = ("all", "prepare", "tune", "train", "evaluate")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -23,6 +23,10 @@ def _run(args: argparse.Namespace) -> int:
             from .prepare import prepare_flow, summary
 
             return summary(prepare_flow(args.params, args.new_data_version, wait_for_lock=not args.no_wait))
+        if args.step == "tune":
+            from .tune import summary, tune_flow
+
+            return summary(tune_flow(args.params, wait_for_lock=not args.no_wait))
         if args.step == "train":
             from .train import summary, train_flow
 
@@ -38,9 +42,24 @@ def _run(args: argparse.Namespace) -> int:
         ui = (
             f"open the MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.registry.tracking_uri}   (or `vigil ui`)"
         )
-        return summary(out) + "\n" + ui
+        tuned = ""
+        if out.get("tune", {}).get("enabled"):
+            from .tune import summary as tune_summary
+
+            tuned = tune_summary(out["tune"]) + "\n\n"
+        return tuned + summary(out) + "\n" + ui
 
     return run_entry(body)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    """`vigil tune`: the `tune` step alone, on the prepared data (as `vigil run --step tune`)."""
+    if not load_config(args.params).tuning.enabled:
+        raise ConfigError(
+            f"{args.params}: tuning.enabled is false; set it to true to tune (train then fits the tuned parameters)"
+        )
+    args.step = "tune"
+    return _run(args)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -193,6 +212,16 @@ def main(argv: list[str] | None = None) -> int:
         "--no-wait", action="store_true", help="refuse, naming it, instead of waiting for a run holding this checkout"
     )
     run.set_defaults(func=_run)
+    tune = sub.add_parser(
+        "tune",
+        parents=[common],
+        help="Optuna tuning of every detector on the prepared data (train and validation only); writes tuned/",
+    )
+    tune.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    tune.add_argument(
+        "--no-wait", action="store_true", help="refuse, naming it, instead of waiting for a run holding this checkout"
+    )
+    tune.set_defaults(func=_tune, new_data_version=False)
     gen = sub.add_parser("generate", parents=[common], help="write the synthetic dataset named in params")
     gen.add_argument("--params", default="params.yaml")
     gen.add_argument("--out", help="folder (default: dataset.root for the synthetic kind, else data/raw/synthetic)")

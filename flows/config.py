@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.datasets import DATASET_KINDS, DatasetSource
 from components.detectors import DETECTORS, ParamError, get_detector
 from components.metrics import SELECTION_METRICS
+from components.tuning import OBJECTIVES
 
 
 class _Strict(BaseModel):
@@ -82,6 +83,88 @@ class RegistryConfig(_Strict):
     selection_metric: Literal[SELECTION_METRICS] = "vus_pr"  # on the validation split
 
 
+class ParamRange(_Strict):
+    """One hyper-parameter's search space, as Optuna draws it: ``choices`` (categorical), or
+    ``low``..``high`` of ``type`` int or float, on a log scale or in steps of ``step``."""
+
+    type: Literal["int", "float", "categorical"] | None = None  # default: categorical with choices, else float
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[str | int | float | bool | None] | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ParamRange:
+        kind = self.kind
+        if kind == "categorical":
+            if not self.choices:
+                raise ValueError("choices: give at least one value")
+            if self.low is not None or self.high is not None or self.step is not None or self.log:
+                raise ValueError("choices cannot be mixed with low/high/step/log")
+            return self
+        if self.choices is not None:
+            raise ValueError(f"choices cannot be mixed with type {kind}")
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {kind} range needs low and high")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low:g}) is above high ({self.high:g})")
+        if self.log and (self.low <= 0 or self.step is not None):
+            raise ValueError("log: needs low > 0 and no step")
+        if self.step is not None and self.step <= 0:
+            raise ValueError("step must be positive")
+        if kind == "int" and any(v is not None and v != int(v) for v in (self.low, self.high, self.step)):
+            raise ValueError("an int range needs whole low, high and step")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return self.type or ("categorical" if self.choices is not None else "float")
+
+    def spec(self) -> dict:
+        """The plain form `tasks/tune.py` takes."""
+        if self.kind == "categorical":
+            return {"type": "categorical", "choices": list(self.choices)}
+        cast = int if self.kind == "int" else float
+        step = None if self.step is None else cast(self.step)
+        return {"type": self.kind, "low": cast(self.low), "high": cast(self.high), "log": self.log, "step": step}
+
+    def edge_values(self) -> list:
+        """The values to check against the detector's own rules: both ends, every choice."""
+        if self.kind == "categorical":
+            return list(self.choices)
+        cast = int if self.kind == "int" else float
+        return [cast(self.low), cast(self.high)]
+
+
+class LabelFreeConfig(_Strict):
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)  # tail of train, assumed normal, that anomalies are planted in
+    n_anomalies: int = Field(10, ge=1)  # planted, of the generator's five kinds in turn (fewer in a short tail)
+    seed: int = 0
+
+
+class TuningConfig(_Strict):
+    """Optuna tuning of every detector (`vigil tune`, the `tune` DVC stage), on train and the
+    validation head only; the test tail is never read."""
+
+    enabled: bool = False  # the pipeline tunes first, and train fits the best trial's parameters
+    objective: Literal[OBJECTIVES] = "vus_pr"  # labelled (validation head) or label_free (planted train tail)
+    n_trials: int | None = Field(20, ge=1)  # finished trials per study (resumed studies count the ones before)
+    timeout: float | None = Field(None, gt=0)  # seconds per detector per run
+    pruner: Literal["median", "hyperband", "none"] = "median"  # torch detectors, on validation loss per epoch
+    seed: int = 0  # sampler seed: the same trials on CPU for one worker
+    storage: str = "sqlite:///.vigil/optuna.db"  # any SQLAlchemy URL; relative SQLite paths from the checkout
+    concurrency: int = Field(2, ge=1)  # detectors tuned at once by one flow run
+    label_free: LabelFreeConfig = LabelFreeConfig()
+    spaces: dict[str, dict[str, ParamRange]] = Field(default_factory=dict)  # detector -> parameter -> range
+
+    @model_validator(mode="after")
+    def _budget(self) -> TuningConfig:
+        if self.n_trials is None and self.timeout is None:
+            raise ValueError("give n_trials, timeout or both: a study needs a budget")
+        return self
+
+
 class ScheduleConfig(_Strict):
     cron: str = "0 3 * * *"  # `vigil serve`: when the scheduled pipeline runs (UTC)
 
@@ -93,6 +176,7 @@ class Config(_Strict):
     threshold: ThresholdConfig = ThresholdConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     registry: RegistryConfig = RegistryConfig()
+    tuning: TuningConfig = TuningConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 
     @field_validator("detectors")
@@ -121,6 +205,29 @@ def _detector_problems(detectors: dict[str, dict[str, Any]]) -> list[str]:
     return problems
 
 
+def _space_problems(spaces: dict[str, dict[str, ParamRange]], detectors: dict[str, dict[str, Any]]) -> list[str]:
+    """Each search space against its detector: known detector, known parameters, and both ends
+    (every choice) accepted by the detector's own checks."""
+    problems = []
+    for name, space in spaces.items():
+        if name not in DETECTORS:
+            problems.append(f"  tuning.spaces.{name}: unknown detector; registered: {sorted(DETECTORS)}")
+            continue
+        allowed = DETECTORS[name]._param_names()
+        fixed = {k: v for k, v in detectors.get(name, {}).items() if k in allowed}
+        for param, rng in space.items():
+            if param not in allowed:
+                problems.append(f"  tuning.spaces.{name}.{param}: unknown parameter of {name}; known: {allowed}")
+                continue
+            for value in rng.edge_values():
+                try:
+                    get_detector(name, **{**fixed, param: value}).validate_params()
+                except ParamError as exc:
+                    problems.append(f"  tuning.spaces.{name}.{param}: {value!r} is not allowed: {exc.rule}")
+                    break
+    return problems
+
+
 class ConfigError(ValueError):
     pass
 
@@ -142,7 +249,7 @@ def parse_config(raw: dict, source: str = "params") -> Config:
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             lines.append(f"  {where}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
-    problems = _detector_problems(cfg.detectors)
+    problems = _detector_problems(cfg.detectors) + _space_problems(cfg.tuning.spaces, cfg.detectors)
     if problems:
         raise ConfigError("\n".join([f"{source}: {len(problems)} problem(s)", *problems]))
     return cfg

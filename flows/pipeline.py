@@ -1,6 +1,7 @@
-"""The `pipeline` flow: `prepare` → `train` → `evaluate`, each a sub-flow.
+"""The `pipeline` flow: `prepare` → `tune` → `train` → `evaluate`, each a sub-flow (`tune` only
+writes "tuning is off" unless ``tuning.enabled`` is set).
 
-Each step reads and writes files (``data/processed``, ``models``, ``reports``), so `dvc repro`
+Each step reads and writes files (``data/processed``, ``tuned``, ``models``, ``reports``), so `dvc repro`
 can run them as separate stages (``python -m flows.<stage>``) and `vigil run` as one flow;
 both do the same work.
 """
@@ -13,6 +14,7 @@ from .evaluate import evaluate_flow
 from .prepare import prepare_flow, record_if_new
 from .run_lock import holds_checkout
 from .train import train_flow
+from .tune import tune_flow
 from .workspace import PARTS, Workspace
 
 
@@ -26,14 +28,16 @@ def pipeline(
     wait_for_lock: bool = True,
 ) -> dict:
     """The whole run, holding the checkout from the first step to the last (flows/run_lock.py),
-    in its own folder: data/processed, models/, reports/ and dvc.lock change only once every
+    in its own folder: data/processed, tuned/, models/, reports/ and dvc.lock change only once every
     step has succeeded (flows/workspace.py)."""
     run = Workspace.at(repo_root).run_folder()
     version = prepare_flow(params, new_data_version, repo_root, run_id=run.run_id)
+    tuned = tune_flow(params, repo_root, run_id=run.run_id)
     train_flow(params, repo_root, verbose, run_id=run.run_id)
     out = evaluate_flow(params, repo_root, run_id=run.run_id)
     run.publish(*PARTS)
     record_if_new(run, params, version["status"])
     run.discard()
     out["prepare"] = version
+    out["tune"] = tuned
     return out

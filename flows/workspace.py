@@ -1,5 +1,5 @@
 """Where a run reads and writes. Published files are the DVC stage outputs at the repository
-root (``data/processed``, ``models``, ``reports``); a run writes into its own folder under
+root (``data/processed``, ``tuned``, ``models``, ``reports``); a run writes into its own folder under
 ``.vigil/runs/<run id>`` and publishes there from only once it has succeeded, so a run that
 fails at any step leaves the published files as they were (its folder stays, for a look).
 """
@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-PARTS = ("processed", "models", "reports")
+PARTS = ("processed", "tuned", "models", "reports")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,10 @@ class Workspace:
         return (self.base or self.root) / "data" / "processed"
 
     @property
+    def tuned(self) -> Path:
+        return (self.base or self.root) / "tuned"
+
+    @property
     def models(self) -> Path:
         return (self.base or self.root) / "models"
 
@@ -47,7 +51,7 @@ class Workspace:
 
     def publish(self, *parts: str) -> None:
         """Move this run's ``parts`` into the published places: folders swapped whole by rename
-        (data/processed, models), report files one by one with `os.replace`, each atomic."""
+        (data/processed, tuned, models), report files one by one with `os.replace`, each atomic."""
         if self.base is None:
             return
         published = Workspace(self.root)

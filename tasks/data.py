@@ -92,8 +92,8 @@ def prepare_data(
 
 
 class Processed:
-    """The prepared data, read back. The arrays load on first use: several readers need only
-    the metadata."""
+    """The prepared data, read back. Each array loads on first use, alone: several readers need
+    only the metadata, and tuning never reads the test tail."""
 
     def __init__(self, folder: Path):
         folder = Path(folder)
@@ -101,7 +101,7 @@ class Processed:
             raise FileNotFoundError(f"{folder}: no processed data; run the prepare step first")
         self.folder = folder
         self.meta = json.loads((folder / "meta.json").read_text())
-        self._arrays: dict[str, np.ndarray] | None = None
+        self._arrays: dict[str, np.ndarray] = {}
 
     def causes(self, split: str):
         from components.datasets import Anomaly
@@ -109,7 +109,7 @@ class Processed:
         return [Anomaly(c["start"], c["end"], tuple(c["metrics"])) for c in self.meta["causes"][split]]
 
     def __getitem__(self, key: str) -> np.ndarray:
-        if self._arrays is None:
-            with np.load(self.folder / "arrays.npz") as z:
-                self._arrays = {k: z[k] for k in z.files}
+        if key not in self._arrays:
+            with np.load(self.folder / "arrays.npz") as z:  # an npz member is read only when asked for
+                self._arrays[key] = z[key]
         return self._arrays[key]

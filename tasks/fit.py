@@ -34,9 +34,12 @@ def _unless_stopping(task, task_run, state) -> bool:
     retry_condition_fn=_unless_stopping,
     task_run_name="fit {name}",
 )
-def fit_detector(name: str, params: dict, processed_dir: Path, models_dir: Path, verbose: bool = False) -> dict:
+def fit_detector(
+    name: str, params: dict, processed_dir: Path, models_dir: Path, verbose: bool = False, tuning: dict | None = None
+) -> dict:
     """Fit on the train split and save to ``models_dir/<name>.npz`` with ``<name>.json`` (its
-    parameters, fit time, epochs); retried once on failure. ``verbose``: per-epoch progress bars."""
+    parameters, fit time, epochs, and ``tuning``: the study the parameters came from, if
+    any); retried once on failure. ``verbose``: per-epoch progress bars."""
     logger = get_run_logger()
     data = Processed(processed_dir)
     det = get_detector(name, **params)
@@ -54,6 +57,7 @@ def fit_detector(name: str, params: dict, processed_dir: Path, models_dir: Path,
         "params": det.get_params(),
         "fit_seconds": seconds,
         "calibration_steps": len(det.calibration_scores_),
+        "tuning": tuning,
     }
     if hasattr(det, "history_"):
         h = det.history_

@@ -162,6 +162,8 @@ def log_detector_run(
                 "vigil.threshold_rule": result.threshold.rule,
                 "vigil.threshold_detail": result.threshold.detail,
                 **{f"vigil.undefined.{split}": why for split, why in result.undefined.items()},
+                # where tuned: the study, and the tuning run whose children are its trials
+                **{f"vigil.tuning.{k}": str(v) for k, v in (info.get("tuning") or {}).items() if v is not None},
             }
         )
         metrics = {

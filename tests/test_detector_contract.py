@@ -17,6 +17,7 @@ NON_DEFAULT = {
     "iforest": {
         "n_estimators": 20,
         "max_samples": 64,
+        "max_features": 0.7,
         "contamination": 0.05,
         "random_state": 7,
         "n_jobs": 2,

@@ -91,7 +91,9 @@ def test_contributions_point_at_the_faulty_metric(data):
         assert get_detector(name).fit(train).contributions(x)[100].argmax() == 7
 
 
-@pytest.mark.parametrize("kw", [{}, {"max_samples": 64, "n_estimators": 30, "random_state": 3}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"max_samples": 64, "n_estimators": 30, "random_state": 3}, {"max_features": 0.5, "n_estimators": 30}]
+)
 def test_iforest_kept_as_arrays_scores_exactly_as_scikit_learn(data, kw):
     from scipy import sparse
     from sklearn.ensemble import IsolationForest

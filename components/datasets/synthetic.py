@@ -79,8 +79,39 @@ def make_synthetic(
     sigma = values[:n_train].std(axis=0)
 
     test = values[n_train:]
+    causes = plant_anomalies(test, sigma, groups, n_anomalies, rng)
+
+    index = pd.date_range("2026-01-01", periods=n, freq="5min", name="timestamp")
+    frame = pd.DataFrame(values, columns=names, index=index)
+    return Dataset(
+        name=f"synthetic/seed{seed}",
+        train=frame.iloc[:n_train],
+        test=frame.iloc[n_train:],
+        labels=labels_from_ranges(n_test, [(a.start, a.end) for a in causes]),
+        causes=causes,
+        features=names,
+    )
+
+
+def plant_anomalies(
+    x: np.ndarray, sigma: np.ndarray, groups: list, n_anomalies: int, rng: np.random.Generator
+) -> list[Anomaly]:
+    """Add ``n_anomalies`` anomalies of the five kinds, in turn, to ``x`` [T, F] in place, one
+    in each of ``n_anomalies`` equal slots; returns where each is and which metrics it moved.
+
+    Sizes are in units of ``sigma``, each metric's spread on normal data. ``groups`` names
+    each metric's group (metrics that move together; a correlated fault moves a whole group);
+    a metric whose group is None is never touched (a constant one, say, where sigma says
+    nothing). The generator plants its test anomalies with this, and the label-free tuning
+    objective plants the same kinds into held-out normal train (`components/tuning.py`).
+    """
+    n_steps, n_metrics = x.shape
+    eligible = [j for j in range(n_metrics) if groups[j] is not None]
+    group_names = list(dict.fromkeys(groups[j] for j in eligible))
+    if not eligible:
+        raise ValueError("no metric varies: there is nothing to plant anomalies in")
     causes: list[Anomaly] = []
-    slot = n_test // max(n_anomalies, 1)
+    slot = n_steps // max(n_anomalies, 1)
     for k in range(n_anomalies):
         kind = KINDS[k % len(KINDS)]
         length = {
@@ -95,37 +126,28 @@ def make_synthetic(
         end = start + length
         if kind == "correlated_fault":
             g = group_names[int(rng.integers(len(group_names)))]
-            metrics = [j for j in range(n_metrics) if groups[j] == g]
-            if len(metrics) < 2:  # a fault that spreads needs company: take the nearest metric too
-                metrics = sorted({metrics[0], (metrics[0] + 1) % n_metrics})
+            metrics = [j for j in eligible if groups[j] == g]
+            if len(metrics) < 2 and len(eligible) > 1:  # a fault that spreads needs company: the next metric too
+                nxt = eligible[(eligible.index(metrics[0]) + 1) % len(eligible)]
+                metrics = sorted({metrics[0], nxt})
         else:
-            metrics = [int(rng.integers(n_metrics))]
+            metrics = [eligible[int(rng.integers(len(eligible)))]]
         sign = rng.choice([-1.0, 1.0])
         for j in metrics:
             s = sigma[j]
             if kind == "spike":
-                test[start:end, j] += sign * rng.uniform(6, 10) * s
+                x[start:end, j] += sign * rng.uniform(6, 10) * s
             elif kind == "level_shift":
-                test[start:end, j] += sign * rng.uniform(3, 5) * s
+                x[start:end, j] += sign * rng.uniform(3, 5) * s
             elif kind == "drift":
                 ramp = np.sin(np.linspace(0, np.pi, length))  # away and back
-                test[start:end, j] += sign * rng.uniform(3, 5) * s * ramp
+                x[start:end, j] += sign * rng.uniform(3, 5) * s * ramp
             elif kind == "variance_burst":
-                test[start:end, j] += rng.normal(0, rng.uniform(3, 5) * s, length)
+                x[start:end, j] += rng.normal(0, rng.uniform(3, 5) * s, length)
             else:
-                test[start:end, j] += rng.uniform(3, 5) * s
+                x[start:end, j] += rng.uniform(3, 5) * s
         causes.append(Anomaly(start, end, tuple(metrics)))
-
-    index = pd.date_range("2026-01-01", periods=n, freq="5min", name="timestamp")
-    frame = pd.DataFrame(values, columns=names, index=index)
-    return Dataset(
-        name=f"synthetic/seed{seed}",
-        train=frame.iloc[:n_train],
-        test=frame.iloc[n_train:],
-        labels=labels_from_ranges(n_test, [(a.start, a.end) for a in causes]),
-        causes=causes,
-        features=names,
-    )
+    return causes
 
 
 def anomaly_kinds(n_anomalies: int) -> list[str]:

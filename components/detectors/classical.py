@@ -143,6 +143,7 @@ class IForest(PointDetector):
         self,
         n_estimators: int = 100,
         max_samples: int | str = "auto",
+        max_features: float | int = 1.0,
         contamination: float | str = "auto",
         random_state: int = 0,
         n_jobs: int = 1,
@@ -150,6 +151,7 @@ class IForest(PointDetector):
     ):
         self.n_estimators = n_estimators
         self.max_samples = max_samples
+        self.max_features = max_features
         self.contamination = contamination
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -172,6 +174,14 @@ class IForest(PointDetector):
             "'auto', an integer >= 2 or a share in (0, 1]",
             m,
         )
+        f = self.max_features
+        require(
+            (is_int(f) and f >= 1) or (is_number(f) and 0 < f <= 1),
+            self.name,
+            "max_features",
+            "an integer >= 1 or a share of the metrics in (0, 1]",
+            f,
+        )
         c = self.contamination
         require(
             c == "auto" or (is_number(c) and 0 < c <= 0.5),
@@ -189,6 +199,8 @@ class IForest(PointDetector):
         model = IsolationForest(
             n_estimators=self.n_estimators,
             max_samples=self.max_samples,
+            # an int above the metrics there are would fail in scikit-learn; it means "all"
+            max_features=min(self.max_features, x.shape[1]) if is_int(self.max_features) else self.max_features,
             contamination=self.contamination,
             random_state=self.random_state,
             n_jobs=self.n_jobs,
