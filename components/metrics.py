@@ -20,6 +20,9 @@ from .datasets.base import ranges_from_labels
 
 # The figures that can choose a model (`components.selection`), all computed on validation.
 SELECTION_METRICS = ("point_f1", "event_f1", "affiliation_f1", "auc_pr", "vus_pr", "auc_roc")
+# What a tuning study maximises (`components.tuning`): three on the validation labels, and
+# VUS-PR on anomalies planted in a held-out tail of train.
+TUNING_OBJECTIVES = ("best_f1", "auc_pr", "vus_pr", "label_free")
 
 
 def _binary(a, name: str) -> np.ndarray:

@@ -25,8 +25,7 @@ from .datasets.base import Anomaly
 from .datasets.synthetic import KINDS, plant_anomalies
 from .thresholds import best_f1_threshold
 
-LABELLED_OBJECTIVES = ("best_f1", "auc_pr", "vus_pr")
-OBJECTIVES = (*LABELLED_OBJECTIVES, "label_free")
+OBJECTIVES = M.TUNING_OBJECTIVES
 MIN_STEPS_PER_ANOMALY = 20  # each planted anomaly gets a slot of at least this many steps
 CORRELATED = 0.7  # |Pearson r| at which two metrics count as one group for a correlated fault
 

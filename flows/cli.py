@@ -53,13 +53,33 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    """`vigil tune`: the `tune` step alone, on the prepared data (as `vigil run --step tune`)."""
+    """`vigil tune`: the `tune` step alone, on the prepared data (as `vigil run --step tune`);
+    with ``--deploy``, register it on a Prefect server's ``gpu`` work pool instead."""
+    if args.deploy:
+        return _deploy_tune(args)
     if not load_config(args.params).tuning.enabled:
         raise ConfigError(
             f"{args.params}: tuning.enabled is false; set it to true to tune (train then fits the tuned parameters)"
         )
     args.step = "tune"
     return _run(args)
+
+
+def _deploy_tune(args: argparse.Namespace) -> int:
+    import os
+
+    from .deployments import TUNE_DEPLOYMENT, deploy_tune
+
+    load_config(args.params)
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ConfigError("vigil tune --deploy: set PREFECT_API_URL to the Prefect server's API (http://HOST:4200/api)")
+    deployment_id = deploy_tune(Path.cwd(), args.params, args.pool)
+    print(
+        f"deployed tune/{TUNE_DEPLOYMENT} ({deployment_id}) on work pool {args.pool!r}, code and data at {Path.cwd()}\n"
+        f"on each GPU host (same path, tuning.storage a shared database): prefect worker start --pool {args.pool}\n"
+        f"then: prefect deployment run tune/{TUNE_DEPLOYMENT}"
+    )
+    return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -221,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     tune.add_argument(
         "--no-wait", action="store_true", help="refuse, naming it, instead of waiting for a run holding this checkout"
     )
+    tune.add_argument(
+        "--deploy", action="store_true", help="register the tune flow on a work pool (PREFECT_API_URL) instead"
+    )
+    tune.add_argument("--pool", default="gpu", help="work pool for --deploy (default: gpu, made if missing)")
     tune.set_defaults(func=_tune, new_data_version=False)
     gen = sub.add_parser("generate", parents=[common], help="write the synthetic dataset named in params")
     gen.add_argument("--params", default="params.yaml")

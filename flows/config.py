@@ -10,8 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from components.datasets import DATASET_KINDS, DatasetSource
 from components.detectors import DETECTORS, ParamError, get_detector
-from components.metrics import SELECTION_METRICS
-from components.tuning import OBJECTIVES
+from components.metrics import SELECTION_METRICS, TUNING_OBJECTIVES
 
 
 class _Strict(BaseModel):
@@ -148,13 +147,13 @@ class TuningConfig(_Strict):
     validation head only; the test tail is never read."""
 
     enabled: bool = False  # the pipeline tunes first, and train fits the best trial's parameters
-    objective: Literal[OBJECTIVES] = "vus_pr"  # labelled (validation head) or label_free (planted train tail)
+    objective: Literal[TUNING_OBJECTIVES] = "vus_pr"  # labelled (validation head) or label_free (planted train tail)
     n_trials: int | None = Field(20, ge=1)  # finished trials per study (resumed studies count the ones before)
     timeout: float | None = Field(None, gt=0)  # seconds per detector per run
     pruner: Literal["median", "hyperband", "none"] = "median"  # torch detectors, on validation loss per epoch
     seed: int = 0  # sampler seed: the same trials on CPU for one worker
     storage: str = "sqlite:///.vigil/optuna.db"  # any SQLAlchemy URL; relative SQLite paths from the checkout
-    concurrency: int = Field(2, ge=1)  # detectors tuned at once by one flow run
+    concurrency: int = Field(1, ge=1)  # detectors tuned at once by one flow run (torch fits take turns in one process)
     label_free: LabelFreeConfig = LabelFreeConfig()
     spaces: dict[str, dict[str, ParamRange]] = Field(default_factory=dict)  # detector -> parameter -> range
 
