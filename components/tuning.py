@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import metrics as M
-from .datasets.base import Anomaly
+from .datasets.base import Anomaly, DataError
 from .datasets.synthetic import KINDS, plant_anomalies
 from .thresholds import best_f1_threshold
 
@@ -75,7 +75,7 @@ def planted_tail(train: np.ndarray, *, holdout_fraction: float, n_anomalies: int
     train = np.asarray(train)
     tail = max(int(len(train) * holdout_fraction), min_steps, MIN_STEPS_PER_ANOMALY * len(KINDS))
     if len(train) - tail < min_steps:
-        raise ValueError(
+        raise DataError(
             f"label-free objective: train has {len(train)} steps, too few to hold out a tail of {tail} and fit on "
             f"the rest (needs {min_steps} more); lower tuning.label_free.holdout_fraction or lengthen train"
         )
