@@ -419,3 +419,44 @@ def test_tune_deployment_runs_on_a_gpu_pool_worker(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_optuna_dashboard_shows_the_studies(tmp_path):
+    """The documented command, `optuna-dashboard <tuning.storage>`, serves the study on loopback."""
+    import socket
+    import urllib.request
+
+    storage = f"sqlite:///{tmp_path}/o.db"
+    out = study("zscore", {}, {"aggregate": {"type": "categorical", "choices": ["max", "mean"]}}, Prepared(), storage)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dashboard = subprocess.Popen(
+        [str(Path(sys.executable).parent / "optuna-dashboard"), storage, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and dashboard.poll() is None, "optuna-dashboard did not start"
+                time.sleep(0.5)
+        names = [s["study_name"] for s in json.loads(body)["study_summaries"]]
+        assert names == [out["study"]]
+    finally:
+        os.killpg(dashboard.pid, signal.SIGTERM)
+        dashboard.wait(timeout=30)
+
+
+def test_vigil_tune_says_when_tuning_is_off(tmp_path):
+    from test_pipeline import VIGIL, sh
+
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(full(SMALL)))
+    out = sh(VIGIL, "tune", "--params", "p.yaml", cwd=tmp_path, check=False)
+    assert out.returncode == 2
+    assert "tuning.enabled is false; set it to true to tune" in out.stderr
