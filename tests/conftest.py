@@ -26,3 +26,49 @@ def msl_root() -> Path:
 @pytest.fixture
 def smd_root() -> Path:
     return _folder("SMD")
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server (Debian's package) on a free loopback port, in a temporary data
+    folder, stopped after the session; its SQLAlchemy URL. Skips where the package is absent
+    (`make test` installs it where the machine allows)."""
+    import glob
+    import os
+    import pwd
+    import shutil
+    import socket
+    import subprocess
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        pytest.skip("PostgreSQL absent: no /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)")
+    bin_dir = Path(bins[-1]).parent
+    as_user: list[str] = []
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="vigil-postgres-"))  # not under pytest's 0700 folder: postgres reads it
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as its own user
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres")
+    data, sockets = folder / "data", folder
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(*cmd):
+        subprocess.run([*as_user, *map(str, cmd)], check=True, capture_output=True, text=True, cwd=folder)
+
+    run(bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "postgres")
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1"
+    run(bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", folder / "log", "-w", "start")
+    try:
+        run(bin_dir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "vigil")
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/vigil"
+    finally:
+        run(bin_dir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)

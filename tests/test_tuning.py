@@ -235,8 +235,11 @@ def _worker(tmp_path: Path, storage: str, detector: str, n_trials: int) -> subpr
     )
 
 
-def test_two_processes_share_one_sqlite_study(tmp_path):
-    storage = f"sqlite:///{tmp_path}/shared.db"
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_processes_share_one_study(tmp_path, backend, request):
+    """Two worker processes on one study: SQLite under the checkout, or a PostgreSQL server as
+    many hosts would share."""
+    storage = f"sqlite:///{tmp_path}/shared.db" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     workers = [_worker(tmp_path, storage, "iforest", 16) for _ in range(2)]
     time.sleep(3)  # both imported and waiting
     (tmp_path / "go").touch()
