@@ -1,3 +1,10 @@
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,17 +35,41 @@ def smd_root() -> Path:
     return _folder("SMD")
 
 
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(cmd: list[str], url: str, *, env: dict | None = None, timeout: float = 120):
+    """Start a real server, ``cmd``, in its own process group; wait until ``url`` answers; yield
+    the process; then stop the whole group (SIGTERM)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, f"{cmd[0]} did not start"
+                time.sleep(0.5)
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """A real PostgreSQL server (Debian's package) on a free loopback port, in a temporary data
     folder, stopped after the session; its SQLAlchemy URL. Skips where the package is absent
     (`make test` installs it where the machine allows)."""
     import glob
-    import os
     import pwd
     import shutil
-    import socket
-    import subprocess
 
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not bins:
@@ -55,10 +86,7 @@ def postgres_url():
             pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(folder, "postgres")
-    data, sockets = folder / "data", folder
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    data, sockets, port = folder / "data", folder, free_port()
 
     def run(*cmd):
         subprocess.run([*as_user, *map(str, cmd)], check=True, capture_output=True, text=True, cwd=folder)

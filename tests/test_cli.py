@@ -3,7 +3,7 @@ import sys
 
 import numpy as np
 import pandas as pd
-from conftest import REPO
+from conftest import REPO, free_port
 
 from components.datasets import load_synthetic_layout, make_synthetic
 
@@ -67,14 +67,6 @@ def test_bad_detector_parameters_fail_in_seconds_naming_the_key(tmp_path):
     assert seconds < 2  # checking needs neither torch nor scikit-learn: 0.45 s measured here
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_vigil_ui_refuses_a_taken_port_naming_the_holder(tmp_path):
     import os
     import socket
@@ -83,7 +75,7 @@ def test_vigil_ui_refuses_a_taken_port_naming_the_holder(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        out = _vigil("ui", "--prefect-port", str(port), "--mlflow-port", str(_free_port()))
+        out = _vigil("ui", "--prefect-port", str(port), "--mlflow-port", str(free_port()))
     assert out.returncode == 4
     assert f"port {port} on 127.0.0.1 (for the Prefect UI) is taken by pid {os.getpid()}" in out.stderr
 
@@ -95,7 +87,7 @@ def test_vigil_ui_stops_on_sigterm_leaving_no_process(tmp_path):
 
     import psutil
 
-    ports = _free_port(), _free_port()
+    ports = free_port(), free_port()
     env_home = {"PREFECT_HOME": str(tmp_path / "prefect-home")}
     import os
 

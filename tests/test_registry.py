@@ -10,7 +10,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import free_port
 
 from components.datasets import DatasetSource, make_synthetic, write_synthetic_layout
 from components.detectors import get_detector
@@ -30,12 +30,6 @@ from tasks.registry import CHAMPION, pip_requirements, register
 from tasks.versioning import DataVersion
 
 LOOKUPS = ("/registered-models/alias", "/registered-models/search")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Proxy(BaseHTTPRequestHandler):
@@ -75,7 +69,7 @@ class _Proxy(BaseHTTPRequestHandler):
 def tracking(tmp_path_factory):
     """A real `mlflow server` on a free loopback port, and the fault-injecting proxy before it."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "mlflow"),

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, free_port, serving
 from test_pipeline import SMALL, _mlflow, full, make_workspace, vigil_run
 
 from components.datasets.synthetic import make_synthetic
@@ -366,8 +366,6 @@ def test_unlabelled_data_gets_a_tuned_registered_model(tmp_path):
 def test_tune_deployment_runs_on_a_gpu_pool_worker(tmp_path):
     """A real Prefect server on loopback: `vigil tune --deploy` registers tune/vigil-tune on the
     work pool gpu, and a process worker started with `prefect worker start --pool gpu` runs it."""
-    import signal
-    import socket
     import urllib.request
 
     from test_pipeline import VIGIL, sh
@@ -378,31 +376,15 @@ def test_tune_deployment_runs_on_a_gpu_pool_worker(tmp_path):
     }
     ws = make_workspace(tmp_path, params)
     vigil_run(ws, "--step", "prepare", "--new-data-version")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     prefect = str(Path(sys.executable).parent / "prefect")
     env = {
         **os.environ,
         "PREFECT_HOME": str(tmp_path / "prefect-server-home"),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
     }
-    server = subprocess.Popen(
-        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "prefect server did not start"
-                time.sleep(1)
+    server = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with serving(server, f"http://127.0.0.1:{port}/api/health", env=env):
         deployed = sh(VIGIL, "tune", "--deploy", cwd=ws, env=env)
         assert "deployed tune/vigil-tune" in deployed.stdout and "work pool 'gpu'" in deployed.stdout
         sh(prefect, "deployment", "run", "tune/vigil-tune", cwd=ws, env=env)
@@ -419,41 +401,27 @@ def test_tune_deployment_runs_on_a_gpu_pool_worker(tmp_path):
         on_pool = [r for r in runs if r["deployment_id"]]
         assert len(on_pool) == 1, runs
         assert on_pool[0]["state_type"] == "COMPLETED" and on_pool[0]["work_pool_name"] == "gpu"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def test_optuna_dashboard_shows_the_studies(tmp_path):
     """The documented command, `optuna-dashboard <tuning.storage>`, serves the study on loopback."""
-    import socket
     import urllib.request
 
     storage = f"sqlite:///{tmp_path}/o.db"
     out = study("zscore", {}, {"aggregate": {"type": "categorical", "choices": ["max", "mean"]}}, Prepared(), storage)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dashboard = subprocess.Popen(
-        [str(Path(sys.executable).parent / "optuna-dashboard"), storage, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2).read()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and dashboard.poll() is None, "optuna-dashboard did not start"
-                time.sleep(0.5)
-        names = [s["study_name"] for s in json.loads(body)["study_summaries"]]
-        assert names == [out["study"]]
-    finally:
-        os.killpg(dashboard.pid, signal.SIGTERM)
-        dashboard.wait(timeout=30)
+    port = free_port()
+    dashboard = [
+        str(Path(sys.executable).parent / "optuna-dashboard"),
+        storage,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with serving(dashboard, f"http://127.0.0.1:{port}/api/studies", timeout=60):
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10).read()
+    names = [s["study_name"] for s in json.loads(body)["study_summaries"]]
+    assert names == [out["study"]]
 
 
 def test_vigil_tune_says_when_tuning_is_off(tmp_path):
