@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 from prefect import task
-from prefect.logging import get_run_logger
 
 from components.detectors import TrainingStopped, get_detector, stop_requested
 
+from . import progress
 from .data import Processed
-
-
-def _progress(logger, message: str) -> None:
-    # Prefect's own logs stay at WARNING on the console; progress goes to stderr regardless.
-    logger.info(message)
-    print(message, file=sys.stderr, flush=True)
 
 
 def _unless_stopping(task, task_run, state) -> bool:
@@ -40,10 +33,9 @@ def fit_detector(
     """Fit on the train split and save to ``models_dir/<name>.npz`` with ``<name>.json`` (its
     parameters, fit time, epochs, and ``tuning``: the study the parameters came from, if
     any); retried once on failure. ``verbose``: per-epoch progress bars."""
-    logger = get_run_logger()
     data = Processed(processed_dir)
     det = get_detector(name, **params)
-    _progress(logger, f"[{name}] fitting on {data['train'].shape[0]} steps x {data['train'].shape[1]} metrics")
+    progress(f"[{name}] fitting on {data['train'].shape[0]} steps x {data['train'].shape[1]} metrics")
     t0 = time.perf_counter()
     det.fit(data["train"], verbose=verbose)
     seconds = time.perf_counter() - t0
@@ -65,5 +57,5 @@ def fit_detector(
             epochs=h.epochs_run, best_epoch=h.best_epoch, seconds_per_epoch=h.seconds_per_epoch, device=str(det.device_)
         )
     (models_dir / f"{name}.json").write_text(json.dumps(info, indent=1) + "\n")
-    _progress(logger, f"[{name}] fitted in {seconds:.1f} s")
+    progress(f"[{name}] fitted in {seconds:.1f} s")
     return info

@@ -10,7 +10,6 @@ read as no champion.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -26,13 +25,12 @@ import numpy as np
 import pandas as pd
 import psutil
 from prefect import task
-from prefect.exceptions import MissingContextError
-from prefect.logging import get_run_logger
 
 from components.detectors import FormatError
 from components.evaluation import DetectorResult
 from components.selection import Selection, pick_best, score_outside_candidate
 
+from . import run_logger
 from .data import Processed
 from .plots import write_plots
 from .versioning import DataVersion
@@ -61,13 +59,6 @@ class RegistryDecision:
     @property
     def champion(self) -> int:
         return self.version if self.promoted else int(self.champion_before)
-
-
-def _logger():
-    try:
-        return get_run_logger()
-    except MissingContextError:  # called as a plain function, outside a flow run
-        return logging.getLogger(__name__)
 
 
 def setup_mlflow(tracking_uri: str, experiment: str, artifact_root: Path):
@@ -258,7 +249,7 @@ def register(
     tags = {**version.tags(), "vigil.dataset": dataset, "vigil.selection": selection.reason, **process_tags()}
     started: list = []  # the parent run, once it exists
     try:
-        logger = _logger()
+        logger = run_logger()
         with mlflow.start_run(run_name=f"pipeline {dataset}", tags=tags) as parent:
             started.append(parent)
             mlflow.log_params({"dataset": dataset, "detectors": ",".join(r.name for r in results), **run_params})

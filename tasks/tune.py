@@ -13,11 +13,9 @@ import contextlib
 import hashlib
 import inspect
 import json
-import logging
 import math
 import os
 import socket
-import sys
 import tempfile
 import time
 import warnings
@@ -32,15 +30,11 @@ from components.detectors import TrainingStopped, get_detector
 from components.detectors.base import check_stop
 from components.tuning import TuningSet, objective_value, tuning_set
 
+from . import progress
+
 DEFAULT_ATTR = "vigil.default"  # the trial that ran the configured parameters
 DIRECTION = "maximize"  # every objective: higher is better
 CAUGHT = (ValueError, ArithmeticError)  # a trial's parameters that cannot work here: the trial fails, the study goes on
-LOG = logging.getLogger("vigil.tune")
-
-
-def _say(message: str) -> None:
-    LOG.info(message)
-    print(message, file=sys.stderr, flush=True)
 
 
 # --- storage and names --------------------------------------------------------------------
@@ -281,7 +275,7 @@ def run_study(
         min_steps=2 * (window + 1),
     )
     if tset.why:
-        _say(f"[{name}] {tset.why}")
+        progress(f"[{name}] {tset.why}")
     setup = {
         "objective": tset.used,
         "label_free": label_free if tset.used == "label_free" else None,
@@ -298,7 +292,7 @@ def run_study(
         study.set_user_attr(key, value)
     stale = fail_trials_of_dead_processes(study)
     if stale:
-        _say(f"[{name}] {stale} trial(s) of a killed run marked failed")
+        progress(f"[{name}] {stale} trial(s) of a killed run marked failed")
     done = (TrialState.COMPLETE, TrialState.PRUNED)
     before = study.get_trials(deepcopy=False)
     # Seeded from the trials already there: a fresh study repeats its trials exactly; a resumed
@@ -324,7 +318,7 @@ def run_study(
             callbacks = [MaxTrialsCallback(n_trials, states=done)] if n_trials else []
             if tracking:
                 callbacks.append(lambda s, t: tracking.log_trial(parent, name, t))
-            _say(
+            progress(
                 f"[{name}] study {sname}: {finished} trial(s) finished before; "
                 f"running {'up to ' + str(todo) if todo else 'until the timeout'}"
                 + (f" within {timeout:g} s" if timeout else "")
@@ -338,7 +332,7 @@ def run_study(
                 gc_after_trial=True,
             )
         else:
-            _say(f"[{name}] study {sname} already has {finished} finished trial(s) of {n_trials}; nothing to run")
+            progress(f"[{name}] study {sname} already has {finished} finished trial(s) of {n_trials}; nothing to run")
         default_value = _default_value(study, name, fixed, tset, vus_window)
         summary = summarise(study, name, fixed, default_value, ran_before, time.perf_counter() - t0)
     except BaseException as exc:
@@ -579,7 +573,7 @@ def tune_detector(
         tracking=tracker,
     )
     t = summary["trials"]
-    _say(
+    progress(
         f"[{name}] {summary['objective_used']} {summary['default_value']:.4f} configured -> "
         f"{summary['best_value']:.4f} best ({summary['chosen']}); {t['this_run']} trial(s) this run, "
         f"{t['this_run_pruned']} pruned; {summary['seconds']:.0f} s"
