@@ -164,6 +164,28 @@ class TuningConfig(_Strict):
         return self
 
 
+class BenchmarkDataset(_Strict):
+    kind: Literal[tuple(DATASET_KINDS)]
+    root: Path  # read in place; an absent folder is skipped, saying so
+    series: list[str] | None = None  # default: every series the root holds
+
+
+class BenchmarkConfig(_Strict):
+    """`vigil benchmark` (DVC stage ``benchmark``): every series of each dataset x every
+    detector of ``detectors`` (their configured parameters, or per-series tuned ones with
+    ``tuned``) and the PyOD ``peers``, on identical splits; the threshold and evaluation
+    sections apply as in the pipeline."""
+
+    datasets: dict[str, BenchmarkDataset] = Field(default_factory=dict)  # a name (dvc.yaml's deps use it) -> where
+    peers: list[str] = Field(default_factory=list)  # keys of tasks/peers.PEERS
+    tuned: bool = False  # tune each detector on each series first (tuning section; validation head only)
+    folder: Path = Path("benchmark")  # processed series, stored cells (resume), their scores
+    experiment: str = "vigil-benchmark"  # MLflow: one run per series x detector
+    plots: int = Field(2, ge=0)  # score plots per dataset in the HTML report: best and worst series of the best
+    # peer names are checked by the benchmark flow: importing tasks/ here would make every
+    # stage that reads params depend on it
+
+
 class ScheduleConfig(_Strict):
     cron: str = "0 3 * * *"  # `vigil serve`: when the scheduled pipeline runs (UTC)
 
@@ -176,6 +198,7 @@ class Config(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     registry: RegistryConfig = RegistryConfig()
     tuning: TuningConfig = TuningConfig()
+    benchmark: BenchmarkConfig = BenchmarkConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 
     @field_validator("detectors")

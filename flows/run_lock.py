@@ -38,15 +38,20 @@ def _holder(path: Path) -> str:
 
 
 @contextmanager
-def checkout_lock(repo_root: str | Path, wait: bool = True):
-    if getattr(_state, "depth", 0):
-        _state.depth += 1
+def checkout_lock(repo_root: str | Path, wait: bool = True, name: str = "run"):
+    """``name``: which lock of the checkout; ``run`` guards what runs share, ``benchmark`` the
+    benchmark's own cells and reports (a long benchmark does not hold up the pipeline)."""
+    depth = getattr(_state, "depth", None)
+    if depth is None:
+        depth = _state.depth = {}
+    if depth.get(name, 0):
+        depth[name] += 1
         try:
             yield
         finally:
-            _state.depth -= 1
+            depth[name] -= 1
         return
-    path = Path(repo_root).resolve() / ".vigil" / "run.lock"
+    path = Path(repo_root).resolve() / ".vigil" / f"{name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -69,11 +74,11 @@ def checkout_lock(repo_root: str | Path, wait: bool = True):
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
-        _state.depth = 1
+        depth[name] = 1
         try:
             yield
         finally:
-            _state.depth = 0
+            depth[name] = 0
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:

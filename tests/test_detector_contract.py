@@ -23,6 +23,19 @@ NON_DEFAULT = {
         "n_jobs": 2,
         "calibration_fraction": 0.2,
     },
+    "knn": {
+        "n_neighbors": 3,
+        "window": 4,
+        "method": "mean",
+        "max_train": 200,
+        "random_state": 3,
+        "calibration_fraction": 0.2,
+    },
+    "ensemble": {
+        "members": ["zscore", "pca", "knn"],
+        "member_params": {"pca": {"n_components": 2}, "knn": {"window": 3}},
+        "normalise": "rank",
+    },
 }
 TORCH_COMMON = {
     "window": 6,
@@ -84,7 +97,13 @@ def test_init_stores_parameters_unchanged_and_fits_nothing(name):
         bad.fit(_series(300))
 
 
-_BAD = {"zscore": {"aggregate": "median"}, "pca": {"n_components": 0}, "iforest": {"n_estimators": 0}}
+_BAD = {
+    "zscore": {"aggregate": "median"},
+    "pca": {"n_components": 0},
+    "iforest": {"n_estimators": 0},
+    "knn": {"n_neighbors": 0},
+    "ensemble": {"members": ["pca", "no_such_detector"]},
+}
 _BAD.update({n: {"window": 1} for n in ("conv_bigru_ae", "lstm_ae", "lstm_vae", "lstm_forecaster")})
 
 

@@ -13,9 +13,12 @@ from .base import (
 )
 from .classical import IForest, PCADetector, ZScore
 from .deep import LSTMAE, LSTMVAE, ConvBiGRUAE, LSTMForecaster, TorchDetector
+from .ensemble import ScoreEnsemble
+from .neighbours import KNNDistance
 
 DETECTORS: dict[str, type[Detector]] = {
-    cls.name: cls for cls in (ZScore, PCADetector, IForest, ConvBiGRUAE, LSTMAE, LSTMVAE, LSTMForecaster)
+    cls.name: cls
+    for cls in (ZScore, PCADetector, IForest, KNNDistance, ConvBiGRUAE, LSTMAE, LSTMVAE, LSTMForecaster, ScoreEnsemble)
 }
 
 

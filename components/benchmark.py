@@ -1,0 +1,225 @@
+"""The benchmark's protocol, pure: one series prepared as OmniAnomaly did (fit on train;
+thresholds on the validation head of test; every figure on the test tail), one detector
+measured on it, and the averages over series.
+
+Figures of a cell (one series x one detector), all on the test tail unless named otherwise:
+
+- at the validation threshold (`components.evaluation.choose_threshold`: best F1 on the
+  validation labels, or the label-free rule where the head holds none, and the row says so):
+  ``point_f1``, ``pa_f1`` (point-adjusted, inflated), ``event_f1``, ``affiliation_f1``;
+- threshold-free: ``auc_pr``, ``vus_pr``, ``auc_roc``;
+- ``oracle_point_f1``, ``oracle_pa_f1``: the best F1 over every threshold on the test tail
+  itself, for comparison with papers that report it, never a figure to choose by;
+- ``hitrate_100``, ``hitrate_150`` where the series names each anomaly's metrics (SMD);
+- ``fit_seconds``, ``score_steps_per_second`` (test tail), ``peak_memory_mb`` (resident
+  memory the fit and scoring added, sampled).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .datasets.base import Anomaly, Dataset, ranges_from_labels
+from .evaluation import choose_threshold, metric_suite
+from .preprocessing import Scaler, split_validation
+from .thresholds import best_f1_threshold
+
+# What the report averages per dataset and detector, in its column order; `higher` is better
+# for all but the cost columns.
+HEADLINE = ("vus_pr", "auc_pr", "point_f1", "event_f1", "affiliation_f1", "pa_f1", "oracle_point_f1", "oracle_pa_f1")
+COSTS = ("fit_seconds", "score_steps_per_second", "peak_memory_mb")
+FIGURES = (*HEADLINE, "auc_roc", "hitrate_100", "hitrate_150", *COSTS)
+
+
+@dataclass
+class PreparedSeries:
+    """One series cut and scaled for the protocol: train (scaler fitted here only), the
+    validation head of test, the test tail with its labels and labelled causes."""
+
+    dataset: str
+    series: str
+    train: np.ndarray
+    validation: np.ndarray
+    validation_labels: np.ndarray
+    test: np.ndarray
+    test_labels: np.ndarray
+    test_causes: list[Anomaly] = field(default_factory=list)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "train": self.train,
+            "validation": self.validation,
+            "validation_labels": self.validation_labels,
+            "test": self.test,
+            "test_labels": self.test_labels,
+        }
+
+
+def prepare_series(
+    dataset_kind: str, data: Dataset, *, validation_fraction: float, scaler: str, clip: float | None
+) -> PreparedSeries:
+    val, test = split_validation(data, validation_fraction)
+    s = Scaler(scaler, clip).fit(data.train.to_numpy())
+    return PreparedSeries(
+        dataset_kind,
+        data.name,
+        s.transform(data.train.to_numpy()),
+        s.transform(val.test.to_numpy()),
+        np.asarray(val.labels, dtype=np.int8),
+        s.transform(test.test.to_numpy()),
+        np.asarray(test.labels, dtype=np.int8),
+        list(test.causes),
+    )
+
+
+def best_point_adjusted_f1(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The highest point-adjusted F1 over every threshold, in one sort.
+
+    After adjustment a true segment is all hits once its highest score reaches the threshold
+    and all misses before, so at threshold t: TP = total length of segments whose maximum is
+    >= t, FP = normal steps scoring >= t. Every distinct score is a candidate."""
+    y = np.asarray(labels).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    segments = ranges_from_labels(y)
+    if not segments:
+        return math.nan
+    seg_max = np.array([s[a:b].max() for a, b in segments])
+    seg_len = np.array([b - a for a, b in segments], dtype=np.float64)
+    order = np.argsort(seg_max)
+    seg_max, seg_len = seg_max[order], seg_len[order]
+    len_from = np.r_[np.cumsum(seg_len[::-1])[::-1], 0.0]  # total length of segments i.. (sorted)
+    normal = np.sort(s[~y])
+    candidates = np.unique(s)
+    tp = len_from[np.searchsorted(seg_max, candidates, side="left")]
+    fp = len(normal) - np.searchsorted(normal, candidates, side="left")
+    f1 = 2 * tp / (2 * tp + fp + (y.sum() - tp))
+    return float(f1.max())
+
+
+def cell_figures(
+    val_scores: np.ndarray,
+    val_labels: np.ndarray,
+    calibration_scores: np.ndarray,
+    test_scores: np.ndarray,
+    test_labels: np.ndarray,
+    *,
+    contributions: np.ndarray | None,
+    causes: Sequence[Anomaly],
+    method: str,
+    pot_q: float,
+    pot_level: float,
+    vus_window: int,
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Every quality figure of a cell from its scores alone (so a stored cell can be checked
+    by recomputing them), and the threshold's rule and detail."""
+    th = choose_threshold(val_scores, val_labels, calibration_scores, method=method, pot_q=pot_q, pot_level=pot_level)
+    figures = metric_suite(
+        test_labels, test_scores, th.value, contributions=contributions, causes=causes, vus_window=vus_window
+    )
+    if np.asarray(test_labels).any():
+        figures["oracle_point_f1"] = best_f1_threshold(test_scores, test_labels)[1]
+        figures["oracle_pa_f1"] = best_point_adjusted_f1(test_labels, test_scores)
+    else:
+        figures["oracle_point_f1"] = figures["oracle_pa_f1"] = math.nan
+    return figures, {"threshold_rule": th.rule, "threshold_detail": th.detail}
+
+
+class PeakMemory:
+    """Resident memory a block of code adds at its peak, sampled every ``interval`` seconds
+    (Linux: /proc/self/statm; elsewhere the process's lifetime peak, an upper bound)."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.peak_mb = math.nan
+
+    @staticmethod
+    def _rss_mb() -> float:
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except OSError:
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def __enter__(self) -> PeakMemory:
+        self._start = self._rss_mb()
+        self._top = self._start
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(self.interval):
+            self._top = max(self._top, self._rss_mb())
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+        self._top = max(self._top, self._rss_mb())
+        self.peak_mb = self._top - self._start
+
+
+@dataclass
+class CellRun:
+    """What running one detector on one series gives: its scores and its costs."""
+
+    val_scores: np.ndarray
+    test_scores: np.ndarray
+    calibration_scores: np.ndarray
+    test_contributions: np.ndarray | None  # None where the detector gives none (PyOD peers)
+    fit_seconds: float
+    score_steps_per_second: float
+    peak_memory_mb: float
+
+
+def run_cell(detector, series: PreparedSeries) -> CellRun:
+    """Fit on train, score the validation head and the test tail, timing each and sampling
+    memory. ``detector``: anything with fit, score, score_and_contributions and
+    calibration_scores_ (Vigil's detectors; the PyOD peers' adapter)."""
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        detector.fit(series.train)
+        fit_seconds = time.perf_counter() - t0
+        val_scores = detector.score(series.validation)
+        t0 = time.perf_counter()
+        test_scores, contributions = detector.score_and_contributions(series.test)
+        score_seconds = time.perf_counter() - t0
+    return CellRun(
+        np.asarray(val_scores, dtype=np.float64),
+        np.asarray(test_scores, dtype=np.float64),
+        np.asarray(detector.calibration_scores_, dtype=np.float64),
+        contributions,
+        fit_seconds,
+        len(series.test) / max(score_seconds, 1e-9),
+        mem.peak_mb,
+    )
+
+
+def summarise(rows: Sequence[dict], figures: Sequence[str] = FIGURES) -> list[dict]:
+    """Mean and median of each figure over the series of each (dataset, detector), ignoring
+    undefined (NaN) ones; ``n`` counts the series that ran, ``failed`` the ones that did not."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["detector"]), []).append(r)
+    out = []
+    for (dataset, detector), rs in groups.items():
+        ok = [r for r in rs if r["status"] == "ok"]
+        entry: dict = {"dataset": dataset, "detector": detector, "n": len(ok), "failed": len(rs) - len(ok)}
+        for f in figures:
+            vals = np.array([r["figures"].get(f, math.nan) for r in ok], dtype=np.float64)
+            vals = vals[np.isfinite(vals)]
+            entry[f] = {
+                "mean": float(vals.mean()) if vals.size else math.nan,
+                "median": float(np.median(vals)) if vals.size else math.nan,
+                "n": int(vals.size),
+            }
+        out.append(entry)
+    return out

@@ -1,0 +1,243 @@
+"""The `benchmark` flow (DVC stage ``benchmark``, Prefect deployment ``vigil-benchmark``):
+every series of every dataset in ``benchmark.datasets`` x every detector of ``detectors`` and
+every PyOD peer, on identical splits, with the protocol of `components.benchmark`; results to
+``reports/benchmark.{json,md,html}`` and MLflow. A cell whose inputs, detector code and
+parameters are unchanged is reused, so an interrupted run resumes where it stopped.
+
+Run alone: ``python -m flows.benchmark [--params FILE] [--only KIND:SERIES ...] [--tuned]``;
+``--readme`` rewrites README's Benchmark section from reports/benchmark.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from prefect import flow
+
+from components.benchmark import prepare_series
+from components.datasets import DatasetSource, list_series, load_dataset
+from tasks import progress
+from tasks.benchmark import (
+    cell_path,
+    code_version,
+    compute_cell,
+    load_cell,
+    log_to_mlflow,
+    protocol_version,
+    series_folder,
+    stable_hash,
+    write_series,
+)
+from tasks.benchmark_report import update_readme, write_reports
+from tasks.peers import PEERS
+from tasks.versioning import dvc_hash, git_state
+
+from .config import Config, ConfigError, load_config
+from .entry import run_entry
+from .run_lock import checkout_lock
+
+
+def _plan(cfg: Config, root: Path, only: list[str] | None) -> tuple[list[tuple[str, Path, str, str]], list[str]]:
+    """(kind, root, series, raw DVC hash) for every series to run, and why any dataset was skipped."""
+    plan, skipped = [], []
+    for d in cfg.benchmark.datasets.values():
+        folder = (root / d.root).resolve()
+        if not folder.is_dir():
+            skipped.append(f"{d.kind} at {d.root}: folder absent, skipped")
+            continue
+        names = d.series or list_series(d.kind, folder)
+        names = [s for s in names if not only or f"{d.kind}:{s}" in only]
+        if not names:
+            continue
+        raw_md5 = dvc_hash(root, folder)
+        plan += [(d.kind, folder, s, raw_md5) for s in names]
+    return plan, skipped
+
+
+class _TuningData:
+    """What `tasks.tune.run_study` reads of prepared data: arrays by name and their metadata."""
+
+    def __init__(self, prepared, meta: dict):
+        self._arrays, self.meta = prepared.arrays(), meta
+
+    def __getitem__(self, key):
+        return self._arrays[key]
+
+
+def _tuned_params(cfg: Config, root: Path, name: str, prepared, processed_md5: str) -> dict:
+    from tasks.tune import run_study, storage_url
+
+    t = cfg.tuning
+    space = {k: r.spec() for k, r in t.spaces.get(name, {}).items()}
+    fixed = dict(cfg.detectors[name])
+    if not space:
+        return fixed
+    meta = {
+        "dataset": f"benchmark.{prepared.dataset}.{prepared.series}",
+        "raw_md5": processed_md5.removesuffix(".dir"),
+        "scaler": cfg.preprocessing.scaler,
+        "validation_fraction": cfg.preprocessing.validation_fraction,
+    }
+    summary = run_study(
+        name,
+        fixed,
+        space,
+        _TuningData(prepared, meta),
+        objective=t.objective,
+        n_trials=t.n_trials,
+        timeout=t.timeout,
+        pruner=t.pruner,
+        seed=t.seed,
+        storage=storage_url(t.storage, root),
+        label_free=t.label_free.model_dump(),
+        vus_window=cfg.evaluation.vus_window,
+    )
+    return summary["params"]
+
+
+def _eta(started: float, computed: int, remaining: int) -> str:
+    if not computed:
+        return "ETA unknown"
+    left = (time.perf_counter() - started) / computed * remaining
+    return f"ETA {left / 60:.0f} min" if left >= 60 else f"ETA {left:.0f} s"
+
+
+@flow(name="benchmark")
+def benchmark_flow(
+    params: str = "params.yaml",
+    repo_root: str = ".",
+    only: list[str] | None = None,
+    tuned: bool | None = None,
+    wait_for_lock: bool = True,
+) -> dict:
+    """``only``: ``kind:series`` names to run (default: all); ``tuned`` overrides
+    ``benchmark.tuned``."""
+    root = Path(repo_root).resolve()
+    cfg = load_config(root / params)
+    bc = cfg.benchmark
+    tuned = bc.tuned if tuned is None else tuned
+    unknown = sorted(set(bc.peers) - set(PEERS))
+    if unknown:
+        raise ConfigError(f"{params}: benchmark.peers: unknown peer(s) {unknown}; known: {sorted(PEERS)}")
+    folder = root / bc.folder
+    # One benchmark at a time per checkout (its cells and reports); the pipeline may run beside it.
+    with checkout_lock(root, wait=wait_for_lock, name="benchmark"):
+        plan, skipped = _plan(cfg, root, only)
+        for why in skipped:
+            progress(f"benchmark: {why}")
+        detectors = [(n, p, "vigil") for n, p in cfg.detectors.items()] + [(p, {}, "peer") for p in bc.peers]
+        commit, dirty = git_state(root)
+        th, window = cfg.threshold, cfg.evaluation.vus_window
+        protocol = {
+            "validation_fraction": cfg.preprocessing.validation_fraction,
+            "scaler": cfg.preprocessing.scaler,
+            "clip": cfg.preprocessing.clip,
+            "threshold": th.model_dump(),
+            "vus_window": window,
+            "code": protocol_version(),
+        }
+        versions = {name: code_version(name) for name, _, _ in detectors}
+        total, done, computed, started = len(plan) * len(detectors), 0, 0, time.perf_counter()
+        progress(f"benchmark: {len(plan)} series x {len(detectors)} detectors = {total} cells")
+        rows = []
+        for kind, data_root, series, raw_md5 in plan:
+            prepared = prepare_series(
+                kind,
+                load_dataset(DatasetSource(kind, data_root, series)),
+                validation_fraction=cfg.preprocessing.validation_fraction,
+                scaler=cfg.preprocessing.scaler,
+                clip=cfg.preprocessing.clip,
+            )
+            prepared.series = series
+            sfolder = series_folder(folder, kind, series)
+            processed_files = write_series(prepared, sfolder)
+            processed_md5 = dvc_hash(root, sfolder)
+            for name, det_params, family in detectors:
+                if tuned and family == "vigil":
+                    det_params = _tuned_params(cfg, root, name, prepared, processed_md5)
+                cell = {"detector": name, "params": det_params, "tuned": tuned and family == "vigil"}
+                params_hash = stable_hash({**cell, "protocol": {k: v for k, v in protocol.items() if k != "code"}})
+                key = stable_hash(
+                    {**cell, "processed_md5": processed_md5, "code": versions[name], "protocol": protocol}
+                )
+                path = cell_path(folder, kind, series, name)
+                row = load_cell(path, key)
+                done += 1
+                if row is None:
+                    row = compute_cell(
+                        path,
+                        {
+                            "dataset": kind,
+                            "series": series,
+                            "detector": name,
+                            "family": family,
+                            "params": det_params,
+                            "tuned": cell["tuned"],
+                            "key": key,
+                            "git_commit": commit,
+                            "git_dirty": dirty,
+                            "raw_path": os.path.relpath(data_root, root),
+                            "raw_md5": raw_md5,
+                            "processed_path": os.path.relpath(sfolder, root),
+                            "processed_md5": processed_md5,
+                            "processed_files": processed_files,
+                            "params_hash": params_hash,
+                            "code_version": versions[name],
+                        },
+                        prepared,
+                        method=th.method,
+                        pot_q=th.pot_q,
+                        pot_level=th.pot_level,
+                        vus_window=window,
+                    )
+                    computed += 1
+                    what = row["status"] if row["status"] == "ok" else f"FAILED ({row['error'][:120]})"
+                    progress(
+                        f"[{done}/{total}] {kind}:{series} {name}: {what} in {row['seconds']:.1f} s; "
+                        f"{_eta(started, computed, total - done)}"
+                    )
+                rows.append(row)
+        progress(f"benchmark: {computed} cell(s) computed, {len(rows) - computed} reused from {folder}")
+        reg = cfg.registry
+        with checkout_lock(root, wait=True):  # the MLflow store is created and migrated under the run lock
+            logged = log_to_mlflow(rows, reg.tracking_uri, bc.experiment, root / reg.artifact_root)
+        meta = {
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "tuned": tuned,
+            "folder": str(bc.folder),
+            "skipped": skipped,
+            "protocol": protocol,
+            "wall_seconds": time.perf_counter() - started,
+            "computed": computed,
+        }
+        reports = write_reports(rows, meta, root / "reports", root, plots=bc.plots)
+    return {"computed": computed, "reused": len(rows) - computed, "logged": logged, "reports": reports, "rows": rows}
+
+
+def summary(out: dict) -> str:
+    return (
+        f"benchmark: {out['computed']} cell(s) computed, {out['reused']} reused, {out['logged']} logged to MLflow; "
+        f"reports: {', '.join(str(p) for p in out['reports'])}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.benchmark", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--only", nargs="+", metavar="KIND:SERIES", help="run these series only")
+    parser.add_argument("--tuned", action="store_true", default=None, help="tune each detector per series first")
+    parser.add_argument("--readme", action="store_true", help="rewrite README's Benchmark section from the report")
+    parser.add_argument("--debug", action="store_true", help="tracebacks and Prefect's console logs on errors")
+    args = parser.parse_args(argv)
+    if args.readme:
+        return run_entry(lambda: update_readme(Path("README.md"), Path("reports/benchmark.json")))
+    return run_entry(lambda: summary(benchmark_flow(args.params, only=args.only, tuned=args.tuned)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""The benchmark's I/O: each series prepared once and written where DVC versions it, each
+cell (series x detector) stored with its scores so a rerun with the same inputs reuses it, and
+every cell logged to MLflow once.
+
+Layout under ``benchmark.folder`` (default ``benchmark/``):
+
+- ``processed/<dataset>/<series>/``: the scaled arrays as ``.npy`` (byte-for-byte repeatable,
+  unlike ``.npz`` zips, which stamp the time) and ``causes.json``; the row's
+  ``processed_md5`` is DVC's hash of this folder.
+- ``cells/<dataset>/<series>/<detector>.json``: the row; ``.npz`` beside it: validation,
+  calibration and test scores, and the test contributions on the labelled-cause steps (all
+  HitRate reads). A cell is reused while its ``key`` (inputs, detector code, parameters,
+  protocol) is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from importlib.metadata import version as installed_version
+from pathlib import Path
+
+import numpy as np
+
+from components.benchmark import PreparedSeries, cell_figures, run_cell
+from components.datasets import Anomaly
+
+from . import progress
+from .peers import PEERS, Peer
+
+REPO = Path(__file__).resolve().parents[1]
+# The code a cell's figures depend on besides its detector: the protocol and every metric.
+PROTOCOL_CODE = [
+    REPO / "components" / f
+    for f in ("benchmark.py", "evaluation.py", "metrics.py", "thresholds.py", "attribution.py", "preprocessing.py")
+]
+
+
+def _md5_files(paths: list[Path]) -> str:
+    h = hashlib.md5()
+    for p in sorted(paths):
+        h.update(p.relative_to(REPO).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def code_version(detector: str) -> str:
+    """md5 of the code that computes the detector's scores: Vigil's detector package (one
+    shared base, loop and nets), or the peer adapter and PyOD's version."""
+    if detector in PEERS:
+        return _md5_files([REPO / "tasks" / "peers.py"]) + f"+pyod{installed_version('pyod')}"
+    return _md5_files(list((REPO / "components" / "detectors").glob("*.py")))
+
+
+def protocol_version() -> str:
+    return _md5_files(PROTOCOL_CODE)
+
+
+def stable_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def series_folder(folder: Path, dataset: str, series: str) -> Path:
+    return Path(folder) / "processed" / _safe(dataset) / Path(*[_safe(p) for p in series.split("/")])
+
+
+def cell_path(folder: Path, dataset: str, series: str, detector: str) -> Path:
+    parts = [_safe(p) for p in series.split("/")]
+    return Path(folder) / "cells" / _safe(dataset) / Path(*parts) / f"{_safe(detector)}.json"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def write_series(prepared: PreparedSeries, folder: Path) -> dict[str, str]:
+    """Write the prepared arrays where they differ from what is there (so an unchanged series
+    keeps its files and its hash). Returns each file's md5, as DVC records it in the listing
+    of the folder it tracks."""
+    import io
+
+    folder.mkdir(parents=True, exist_ok=True)
+    blobs = {}
+    for name, arr in prepared.arrays().items():
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        blobs[f"{name}.npy"] = buf.getvalue()
+    blobs["causes.json"] = json.dumps([[a.start, a.end, list(a.metrics)] for a in prepared.test_causes]).encode()
+    for name, data in blobs.items():
+        path = folder / name
+        if not path.is_file() or path.read_bytes() != data:
+            _write_atomic(path, data)
+    return {name: hashlib.md5(data).hexdigest() for name, data in sorted(blobs.items())}
+
+
+def read_series(dataset: str, series: str, folder: Path) -> PreparedSeries:
+    a = {p.stem: np.load(p, allow_pickle=False) for p in folder.glob("*.npy")}
+    causes = [Anomaly(s, e, tuple(m)) for s, e, m in json.loads((folder / "causes.json").read_text())]
+    return PreparedSeries(
+        dataset, series, a["train"], a["validation"], a["validation_labels"], a["test"], a["test_labels"], causes
+    )
+
+
+def load_cell(path: Path, key: str) -> dict | None:
+    """The stored row if its key matches and its scores are there; else None (recompute)."""
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if row.get("key") != key or (row.get("status") == "ok" and not path.with_suffix(".npz").is_file()):
+        return None
+    return row
+
+
+def make_detector(name: str, params: dict):
+    if name in PEERS:
+        return Peer(name)
+    from components.detectors import get_detector
+
+    return get_detector(name, **params)
+
+
+def _cause_rows(causes: list[Anomaly], n: int) -> np.ndarray:
+    rows = np.zeros(n, dtype=bool)
+    for a in causes:
+        if a.metrics:
+            rows[a.start : a.end] = True
+    return np.flatnonzero(rows)
+
+
+def _finite_or_none(d: dict) -> dict:
+    return {k: (float(v) if v is not None and math.isfinite(v) else None) for k, v in d.items()}
+
+
+def compute_cell(
+    path: Path,
+    row: dict,
+    prepared: PreparedSeries,
+    *,
+    method: str,
+    pot_q: float,
+    pot_level: float,
+    vus_window: int,
+) -> dict:
+    """Run one detector on one series and store the row and its scores. A detector that fails
+    is stored as failed, with its error, not dropped."""
+    started = time.perf_counter()
+    try:
+        det = make_detector(row["detector"], row["params"])
+        run = run_cell(det, prepared)
+        contributions = run.test_contributions
+        figures, rule = cell_figures(
+            run.val_scores,
+            prepared.validation_labels,
+            run.calibration_scores,
+            run.test_scores,
+            prepared.test_labels,
+            contributions=contributions,
+            causes=prepared.test_causes,
+            method=method,
+            pot_q=pot_q,
+            pot_level=pot_level,
+            vus_window=vus_window,
+        )
+    except Exception as exc:  # noqa: BLE001 - a failing detector is a result of the benchmark
+        row.update(
+            status="failed", error=f"{type(exc).__name__}: {exc}", figures={}, seconds=time.perf_counter() - started
+        )
+        _write_atomic(path, json.dumps(row, indent=1).encode())
+        return row
+    figures.update(
+        fit_seconds=run.fit_seconds,
+        score_steps_per_second=run.score_steps_per_second,
+        peak_memory_mb=run.peak_memory_mb,
+    )
+    rows = _cause_rows(prepared.test_causes, len(prepared.test))
+    scores = {
+        "validation": run.val_scores,
+        "calibration": run.calibration_scores,
+        "test": run.test_scores,
+        "cause_rows": rows,
+    }
+    if contributions is not None:
+        scores["cause_contributions"] = np.asarray(contributions, dtype=np.float64)[rows]
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **scores)
+    _write_atomic(path.with_suffix(".npz"), buf.getvalue())
+    undefined = {}
+    if not prepared.test_labels.any():
+        undefined["test"] = "no labelled anomaly in the test tail: figures that need labels are undefined"
+    if math.isnan(figures.get("hitrate_100", math.nan)):
+        undefined["hitrate"] = (
+            "no per-metric contributions (PyOD peer)"
+            if contributions is None
+            else "the series names no anomaly's metrics, or has one metric"
+        )
+    row.update(
+        status="ok",
+        figures=_finite_or_none(figures),
+        undefined=undefined,
+        label_free_threshold=not prepared.validation_labels.any(),
+        seconds=time.perf_counter() - started,
+        **rule,
+    )
+    _write_atomic(path, json.dumps(row, indent=1).encode())
+    return row
+
+
+def stored_figures(path: Path, prepared: PreparedSeries, **protocol) -> dict:
+    """The quality figures recomputed from a cell's stored scores (for checking a report)."""
+    z = np.load(path.with_suffix(".npz"), allow_pickle=False)
+    contributions = None
+    if "cause_contributions" in z.files:
+        contributions = np.zeros((len(prepared.test), prepared.test.shape[1]))
+        contributions[z["cause_rows"]] = z["cause_contributions"]
+    figures, _ = cell_figures(
+        z["validation"],
+        prepared.validation_labels,
+        z["calibration"],
+        z["test"],
+        prepared.test_labels,
+        contributions=contributions,
+        causes=prepared.test_causes,
+        **protocol,
+    )
+    return _finite_or_none(figures)
+
+
+def log_to_mlflow(rows: list[dict], tracking_uri: str, experiment: str, artifact_root: Path) -> int:
+    """One MLflow run per cell, tagged so the compare view lines detectors up; a cell already
+    logged (same key) is not logged again. Returns how many were logged now."""
+    from .registry import setup_mlflow
+
+    mlflow = setup_mlflow(tracking_uri, experiment, artifact_root)
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    logged = set()
+    for run in client.search_runs([exp.experiment_id], max_results=50000):
+        logged.add(run.data.tags.get("vigil.benchmark.key"))
+    n = 0
+    from mlflow.entities import Metric, Param, RunTag
+
+    for row in rows:
+        if row["key"] in logged:
+            continue
+        tags = {
+            "mlflow.runName": f"{row['series']} · {row['detector']}",
+            "vigil.benchmark.key": row["key"],
+            "dataset": row["dataset"],
+            "series": row["series"],
+            "detector": row["detector"],
+            "family": row["family"],
+            "status": row["status"],
+            "threshold_rule": row.get("threshold_rule", ""),
+            **{f"vigil.{k}": str(row[k]) for k in ("git_commit", "raw_md5", "processed_md5", "params_hash")},
+        }
+        if row["status"] != "ok":
+            tags["error"] = row.get("error", "")[:5000]
+        run = client.create_run(exp.experiment_id, tags=tags)
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, 0) for k, v in (row.get("figures") or {}).items() if v is not None]
+        params = [Param(k, str(v)[:6000]) for k, v in row["params"].items()]
+        client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=[RunTag("vigil.cell", "1")])
+        client.set_terminated(run.info.run_id, "FINISHED" if row["status"] == "ok" else "FAILED")
+        n += 1
+    if n:
+        progress(f"benchmark: {n} cell(s) logged to MLflow experiment {experiment!r}")
+    return n
