@@ -41,20 +41,24 @@ from .entry import run_entry
 from .run_lock import checkout_lock
 
 
-def _plan(cfg: Config, root: Path, only: list[str] | None) -> tuple[list[tuple[str, Path, str, str]], list[str]]:
-    """(kind, root, series, raw DVC hash) for every series to run, and why any dataset was skipped."""
+def _plan(cfg: Config, root: Path, only: list[str] | None) -> tuple[list[tuple[str, DatasetSource, str]], list[str]]:
+    """(dataset name, source, raw DVC hash) of every series to run, and why any dataset was
+    skipped. Stored cells are filed by kind and series (one series read twice is one cell)."""
     plan, skipped = [], []
-    for d in cfg.benchmark.datasets.values():
+    for dataset, d in cfg.benchmark.datasets.items():
         folder = (root / d.root).resolve()
         if not folder.is_dir():
             skipped.append(f"{d.kind} at {d.root}: folder absent, skipped")
             continue
         names = d.series or list_series(d.kind, folder)
+        if not names:
+            skipped.append(f"{d.kind} at {d.root}: holds no series of that kind, skipped")
+            continue
         names = [s for s in names if not only or f"{d.kind}:{s}" in only]
         if not names:
             continue
         raw_md5 = dvc_hash(root, folder)
-        plan += [(d.kind, folder, s, raw_md5) for s in names]
+        plan += [(dataset, DatasetSource(d.kind, folder, s, d.options), raw_md5) for s in names]
     return plan, skipped
 
 
@@ -144,10 +148,11 @@ def benchmark_flow(
         total, done, computed, started = len(plan) * len(detectors), 0, 0, time.perf_counter()
         progress(f"benchmark: {len(plan)} series x {len(detectors)} detectors = {total} cells")
         rows = []
-        for kind, data_root, series, raw_md5 in plan:
+        for dataset, source, raw_md5 in plan:
+            kind, data_root, series = source.kind, source.root, source.name
             prepared = prepare_series(
                 kind,
-                load_dataset(DatasetSource(kind, data_root, series)),
+                load_dataset(source),
                 validation_fraction=cfg.preprocessing.validation_fraction,
                 scaler=cfg.preprocessing.scaler,
                 clip=cfg.preprocessing.clip,
@@ -167,11 +172,14 @@ def benchmark_flow(
                 path = cell_path(folder, kind, series, name)
                 row = load_cell(path, key)
                 done += 1
+                if row is not None:  # the same prepared data under this run's names and raw version
+                    row.update(dataset=dataset, kind=kind, raw_path=os.path.relpath(data_root, root), raw_md5=raw_md5)
                 if row is None:
                     row = compute_cell(
                         path,
                         {
-                            "dataset": kind,
+                            "dataset": dataset,
+                            "kind": kind,
                             "series": series,
                             "detector": name,
                             "family": family,
@@ -203,8 +211,10 @@ def benchmark_flow(
                 rows.append(row)
         progress(f"benchmark: {computed} cell(s) computed, {len(rows) - computed} reused from {folder}")
         reg = cfg.registry
+        from tasks.tune import storage_url  # a relative SQLite store lives in the checkout, whatever the cwd
+
         with checkout_lock(root, wait=True):  # the MLflow store is created and migrated under the run lock
-            logged = log_to_mlflow(rows, reg.tracking_uri, bc.experiment, root / reg.artifact_root)
+            logged = log_to_mlflow(rows, storage_url(reg.tracking_uri, root), bc.experiment, root / reg.artifact_root)
         meta = {
             "git_commit": commit,
             "git_dirty": dirty,
@@ -230,13 +240,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.benchmark", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--only", nargs="+", metavar="KIND:SERIES", help="run these series only")
-    parser.add_argument("--tuned", action="store_true", default=None, help="tune each detector per series first")
+    parser.add_argument("--tuned", action="store_true", help="tune each detector per series first")
     parser.add_argument("--readme", action="store_true", help="rewrite README's Benchmark section from the report")
+    parser.add_argument("--no-wait", action="store_true", help="refuse instead of waiting for a benchmark here")
     parser.add_argument("--debug", action="store_true", help="tracebacks and Prefect's console logs on errors")
-    args = parser.parse_args(argv)
+    return run_benchmark(parser.parse_args(argv))
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    """What `python -m flows.benchmark` and `vigil benchmark` do with their arguments."""
     if args.readme:
-        return run_entry(lambda: update_readme(Path("README.md"), Path("reports/benchmark.json")))
-    return run_entry(lambda: summary(benchmark_flow(args.params, only=args.only, tuned=args.tuned)))
+        return run_entry(lambda: update_readme(Path("README.md"), Path("reports/benchmark.json")), runs_flows=False)
+    tuned = True if args.tuned else None
+    return run_entry(
+        lambda: summary(benchmark_flow(args.params, only=args.only, tuned=tuned, wait_for_lock=not args.no_wait))
+    )
 
 
 if __name__ == "__main__":

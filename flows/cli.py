@@ -1,4 +1,5 @@
-"""The `vigil` command line: `vigil run`, `vigil tune`, `vigil generate`, `vigil ui`, `vigil serve`."""
+"""The `vigil` command line: `vigil run`, `vigil tune`, `vigil benchmark`, `vigil generate`, `vigil ui`,
+`vigil serve`."""
 
 from __future__ import annotations
 
@@ -80,6 +81,29 @@ def _deploy_tune(args: argparse.Namespace) -> int:
         f"then: prefect deployment run tune/{TUNE_DEPLOYMENT}"
     )
     return 0
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    """`vigil benchmark`: every benchmark series x detector (as `dvc repro benchmark`); with
+    ``--readme``, rewrite README's Benchmark section from the report; with ``--deploy``,
+    register the flow on a work pool to trigger from the Prefect UI."""
+    if args.deploy:
+        import os
+
+        from .deployments import BENCHMARK_DEPLOYMENT, deploy_benchmark
+
+        load_config(args.params)
+        if not os.environ.get("PREFECT_API_URL"):
+            raise ConfigError("vigil benchmark --deploy: set PREFECT_API_URL to the Prefect server's API")
+        deployment_id = deploy_benchmark(Path.cwd(), args.params, args.pool)
+        print(
+            f"deployed benchmark/{BENCHMARK_DEPLOYMENT} ({deployment_id}) on work pool {args.pool!r}; start a worker: "
+            f"prefect worker start --pool {args.pool}; run it: prefect deployment run benchmark/{BENCHMARK_DEPLOYMENT}"
+        )
+        return 0
+    from .benchmark import run_benchmark
+
+    return run_benchmark(args)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -246,6 +270,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     tune.add_argument("--pool", default="gpu", help="work pool for --deploy (default: gpu, made if missing)")
     tune.set_defaults(func=_tune, new_data_version=False)
+    bench = sub.add_parser(
+        "benchmark",
+        parents=[common],
+        help="every benchmark series x every detector and PyOD peer: reports/benchmark.{md,html,json}, MLflow",
+    )
+    bench.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    bench.add_argument("--only", nargs="+", metavar="KIND:SERIES", help="these series only (e.g. smd:machine-1-2)")
+    bench.add_argument("--tuned", action="store_true", help="tune each detector on each series first")
+    bench.add_argument("--readme", action="store_true", help="rewrite README's Benchmark section from the report")
+    bench.add_argument("--no-wait", action="store_true", help="refuse instead of waiting for a benchmark running here")
+    bench.add_argument("--deploy", action="store_true", help="register the flow on a work pool (PREFECT_API_URL)")
+    bench.add_argument("--pool", default="gpu", help="work pool for --deploy (default: gpu, made if missing)")
+    bench.set_defaults(func=_benchmark)
     gen = sub.add_parser("generate", parents=[common], help="write the synthetic dataset named in params")
     gen.add_argument("--params", default="params.yaml")
     gen.add_argument("--out", help="folder (default: dataset.root for the synthetic kind, else data/raw/synthetic)")

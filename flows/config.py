@@ -168,6 +168,7 @@ class BenchmarkDataset(_Strict):
     kind: Literal[tuple(DATASET_KINDS)]
     root: Path  # read in place; an absent folder is skipped, saying so
     series: list[str] | None = None  # default: every series the root holds
+    options: dict[str, Any] = Field(default_factory=dict)  # the kind's reading options (csv: column names)
 
 
 class BenchmarkConfig(_Strict):

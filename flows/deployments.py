@@ -2,6 +2,7 @@
 (``schedule.cron``), until interrupted. `vigil tune --deploy` registers the `tune` flow on the
 work pool ``gpu``, which process workers on GPU hosts serve (``prefect worker start --pool
 gpu``); several workers running it share each detector's study through ``tuning.storage``.
+`vigil benchmark --deploy` registers the `benchmark` flow there too, to run by hand from the UI.
 
 Start a Prefect server first (`vigil ui`, or `prefect server start`) and point
 ``PREFECT_API_URL`` at it (``http://127.0.0.1:4200/api``) so that the deployment, its schedule
@@ -17,6 +18,7 @@ from .pipeline import pipeline
 
 DEPLOYMENT = "vigil-scheduled"
 TUNE_DEPLOYMENT = "vigil-tune"
+BENCHMARK_DEPLOYMENT = "vigil-benchmark"
 GPU_POOL = "gpu"
 
 
@@ -53,22 +55,51 @@ def ensure_process_pool(name: str) -> bool:
             return True
 
 
-def deploy_tune(checkout: Path, params: str = "params.yaml", pool: str = GPU_POOL):
-    """Register `tune` as deployment ``tune/vigil-tune`` on work pool ``pool`` (made if
-    missing), its code and data at ``checkout``: a path that each worker's host has, holding
-    Vigil with its prepared data. Returns the deployment id."""
-    from .tune import tune_flow
-
+def _deploy_from_checkout(flow_fn, entrypoint: str, name: str, checkout: Path, params: str, pool: str, **kw):
+    """Register ``flow_fn`` (at ``entrypoint`` of ``checkout``: a path that each worker's host
+    has, holding Vigil and its data) as deployment ``name`` on work pool ``pool`` (made if
+    missing), run on demand. Returns the deployment id."""
     ensure_process_pool(pool)
     checkout = Path(checkout).resolve()
-    source = tune_flow.from_source(source=str(checkout), entrypoint="flows/tune.py:tune_flow")
+    source = flow_fn.from_source(source=str(checkout), entrypoint=entrypoint)
     return source.deploy(
-        name=TUNE_DEPLOYMENT,
+        name=name,
         work_pool_name=pool,
         parameters={"params": params, "repo_root": str(checkout)},
-        description="Optuna tuning of every detector (train and validation only); trials on the worker's GPU if any.",
-        tags=["vigil", "tuning"],
         build=False,
         push=False,
         print_next_steps=False,
+        **kw,
+    )
+
+
+def deploy_tune(checkout: Path, params: str = "params.yaml", pool: str = GPU_POOL):
+    """`tune` as deployment ``tune/vigil-tune``."""
+    from .tune import tune_flow
+
+    return _deploy_from_checkout(
+        tune_flow,
+        "flows/tune.py:tune_flow",
+        TUNE_DEPLOYMENT,
+        checkout,
+        params,
+        pool,
+        description="Optuna tuning of every detector (train and validation only); trials on the worker's GPU if any.",
+        tags=["vigil", "tuning"],
+    )
+
+
+def deploy_benchmark(checkout: Path, params: str = "params.yaml", pool: str = GPU_POOL):
+    """`benchmark` as deployment ``benchmark/vigil-benchmark``, triggered by hand (no schedule)."""
+    from .benchmark import benchmark_flow
+
+    return _deploy_from_checkout(
+        benchmark_flow,
+        "flows/benchmark.py:benchmark_flow",
+        BENCHMARK_DEPLOYMENT,
+        checkout,
+        params,
+        pool,
+        description="Every benchmark series x every detector and PyOD peer; reports/benchmark.* and MLflow.",
+        tags=["vigil", "benchmark"],
     )

@@ -1,0 +1,281 @@
+"""The benchmark: its protocol's pieces against brute force, and the real flow run by `dvc
+repro benchmark` on two tiny synthetic series in a scratch git + DVC repository (Prefect
+without a server, MLflow on SQLite, PyOD peers). No mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO
+from test_pipeline import DVC, make_workspace, sh
+
+from components.benchmark import best_point_adjusted_f1
+from components.datasets import make_synthetic
+from components.detectors import get_detector
+from components.metrics import point_adjust, point_prf
+
+
+def test_best_point_adjusted_f1_equals_brute_force():
+    rng = np.random.default_rng(3)
+    labels = np.zeros(400, dtype=np.int8)
+    for s in (30, 120, 121, 250, 390):
+        labels[s : s + rng.integers(1, 12)] = 1
+    scores = np.round(rng.random(400), 2)  # ties on purpose
+    brute = max(point_prf(labels, point_adjust(labels, (scores >= t).astype(np.int8)))[2] for t in np.unique(scores))
+    assert best_point_adjusted_f1(labels, scores) == pytest.approx(brute)
+
+
+def test_knn_scores_are_distances_to_the_kth_neighbour():
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(0)
+    train, x = rng.normal(size=(300, 4)).astype(np.float32), rng.normal(size=(50, 4)).astype(np.float32)
+    det = get_detector("knn", n_neighbors=3).fit(train)
+    d, _ = NearestNeighbors(n_neighbors=3).fit(train).kneighbors(x)
+    s, c = det.score_and_contributions(x)
+    np.testing.assert_allclose(s, d[:, 2], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(c.sum(axis=1), 1.0)
+    # a step far off in metric 2 alone is blamed on metric 2
+    far = x[:1].copy()
+    far[0, 2] += 50
+    assert det.contributions(far)[0].argmax() == 2
+
+
+def test_ensemble_averages_robust_z_scores_of_its_members():
+    rng = np.random.default_rng(1)
+    train, x = rng.normal(size=(400, 3)).astype(np.float32), rng.normal(size=(40, 3)).astype(np.float32)
+    ens = get_detector("ensemble", members=["zscore", "pca"]).fit(train)
+    parts = []
+    for m in ens.members_:
+        ref = m.calibration_scores_
+        med = np.median(ref)
+        parts.append((m.score(x) - med) / (1.4826 * np.median(np.abs(ref - med))))
+    np.testing.assert_allclose(ens.score(x), np.mean(parts, axis=0))
+
+
+# --- the flow, end to end -----------------------------------------------------------------------
+
+
+def _write_series_csv(path, seed: int) -> None:
+    """A synthetic series as one CSV (train half first, then test), with a constant metric."""
+    d = make_synthetic(seed=seed, n_train=600, n_test=600, n_metrics=4, n_anomalies=6, period=48)
+    frame = pd.concat([d.train, d.test], ignore_index=True)
+    frame.insert(0, "timestamp", pd.date_range("2026-01-01", periods=len(frame), freq="min").astype(str))
+    frame["flat"] = 1.0  # PyOD's PCA divides by its zero variance: that peer must be reported failed
+    frame["label"] = np.r_[np.zeros(len(d.train), dtype=np.int8), d.labels]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+
+
+BENCH = {
+    "detectors": {
+        "zscore": {},
+        "pca": {"n_components": 2},
+        "knn": {"n_neighbors": 3},
+        "ensemble": {"members": ["zscore", "pca"]},
+        "lstm_ae": {"window": 5, "hidden": 8, "epochs": 1, "device": "cpu"},
+    },
+    "registry": {"tracking_uri": "sqlite:///mlflow/mlflow.db", "artifact_root": "mlflow/artifacts"},
+    "benchmark": {
+        "datasets": {
+            "smd": {"kind": "csv", "root": "bench/ops"},
+            "msl": {"kind": "csv", "root": "bench/grid"},
+            "nab": {"kind": "csv", "root": "bench/empty"},
+        },
+        "peers": ["pyod_iforest", "pyod_pca"],
+        "plots": 1,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    ws = make_workspace(tmp_path_factory.mktemp("bench"), BENCH)
+    _write_series_csv(ws / "bench/ops/web-1.csv", seed=1)
+    _write_series_csv(ws / "bench/grid/storage-7.csv", seed=2)
+    (ws / "bench/empty").mkdir(parents=True)
+    from tasks.benchmark_report import README_END, README_START
+
+    (ws / "README.md").write_text(f"# scratch\n\n## Benchmark\n\n{README_START}\n{README_END}\n")
+    # dvc runs the stage's `python -m flows.benchmark` with the first python on PATH: this venv's
+    env = {"PREFECT_HOME": str(ws.parent / "prefect-home"), "PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}"}
+    first = sh(DVC, "repro", "benchmark", cwd=ws, env=_env(env))
+    return ws, first, env
+
+
+def _env(extra):
+    return {**os.environ, **extra}
+
+
+def _report(ws):
+    return json.loads((ws / "reports/benchmark.json").read_text())
+
+
+def test_report_has_every_cell_figure_and_section(bench):
+    ws, _, _ = bench
+    report = _report(ws)
+    assert report["datasets"] == ["smd", "msl"]
+    assert report["series"] == {"smd": ["web-1.csv"], "msl": ["storage-7.csv"]}
+    assert any("holds no series" in why for why in report["meta"]["skipped"])
+    rows = report["rows"]
+    assert len(rows) == 2 * (5 + 2)
+    failed = [r for r in rows if r["status"] != "ok"]
+    assert {r["detector"] for r in failed} == {"pyod_pca"}
+    assert all("non-finite" in r["error"] for r in failed)
+    for r in rows:
+        if r["status"] == "ok":
+            for f in ("vus_pr", "auc_pr", "point_f1", "pa_f1", "event_f1", "affiliation_f1", "oracle_point_f1"):
+                assert r["figures"][f] is not None, (r["detector"], f)
+            assert r["figures"]["oracle_point_f1"] >= r["figures"]["point_f1"] - 1e-12
+            assert r["figures"]["fit_seconds"] > 0 and r["figures"]["score_steps_per_second"] > 0
+    md = (ws / "reports/benchmark.md").read_text()
+    for heading in ("## SMD", "## MSL", "VUS-PR per series", "wall time per detector", "## Failed cells"):
+        assert heading in md
+    assert "oracle" in md and "point-adjusted (inflated)" in md
+    html = (ws / "reports/benchmark.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 * (1 + 1)  # per dataset: heat map + one score plot (plots: 1)
+
+
+def test_report_numbers_equal_metrics_recomputed_from_stored_scores(bench):
+    from tasks.benchmark import cell_path, read_series, stored_figures
+
+    ws, _, _ = bench
+    report = _report(ws)
+    protocol = {"method": "best_f1", "pot_q": 1e-3, "pot_level": 0.98, "vus_window": 20}
+    for r in report["rows"]:
+        if r["status"] != "ok":
+            continue
+        prepared = read_series(r["dataset"], r["series"], ws / r["processed_path"])
+        stored = cell_path(ws / "benchmark", r["kind"], r["series"], r["detector"])
+        again = stored_figures(stored, prepared, **protocol)
+        for k, v in again.items():
+            assert r["figures"][k] == pytest.approx(v, nan_ok=True), (r["series"], r["detector"], k)
+    # and the averages are those of the rows
+    for s in report["summary"]:
+        mine = [r for r in report["rows"] if (r["dataset"], r["detector"]) == (s["dataset"], s["detector"])]
+        vals = [r["figures"]["vus_pr"] for r in mine if r["status"] == "ok"]
+        if vals:
+            assert s["vus_pr"]["mean"] == pytest.approx(float(np.mean(vals)))
+
+
+def test_each_rows_hashes_are_dvcs(bench):
+    ws, _, _ = bench
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]["benchmark"]
+    deps = {e["path"]: e["md5"] for e in lock["deps"]}
+    processed = next(e for e in lock["outs"] if e["path"] == "benchmark/processed")
+    manifest = ws / ".dvc/cache/files/md5" / processed["md5"][:2] / processed["md5"][2:]
+    listing = {e["relpath"]: e["md5"] for e in json.loads(manifest.read_text())}
+    head = sh("git", "rev-parse", "HEAD", cwd=ws).stdout.strip()
+    for r in _report(ws)["rows"]:
+        assert r["raw_md5"] == deps[r["raw_path"]]
+        sub = r["processed_path"].removeprefix("benchmark/processed/")
+        assert r["processed_files"] == {
+            k.removeprefix(sub + "/"): v for k, v in listing.items() if k.startswith(sub + "/")
+        }
+        assert r["git_commit"] == head
+        assert re.fullmatch(r"[0-9a-f]{64}", r["params_hash"])
+
+
+def test_rerun_recomputes_nothing_and_logs_nothing_twice(bench):
+    import mlflow
+
+    ws, _, env = bench
+    before = {p: p.stat().st_mtime_ns for p in (ws / "benchmark/cells").rglob("*.*")}
+    again = sh(str(REPO / ".venv/bin/python"), "-m", "flows.benchmark", cwd=ws, env=_env(env))
+    assert "0 cell(s) computed, 14 reused" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in (ws / "benchmark/cells").rglob("*.*")} == before
+    client = mlflow.MlflowClient(f"sqlite:///{ws}/mlflow/mlflow.db")
+    exp = client.get_experiment_by_name("vigil-benchmark")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    assert len(runs) == 14
+    tags = runs[0].data.tags
+    assert {"dataset", "series", "detector", "vigil.raw_md5", "vigil.processed_md5", "vigil.git_commit"} <= set(tags)
+
+
+def test_readme_section_is_rendered_from_the_report(bench):
+    from tasks.benchmark_report import readme_section
+
+    ws, _, env = bench
+    sh(str(REPO / ".venv/bin/python"), "-m", "flows.benchmark", "--readme", cwd=ws, env=_env(env))
+    assert readme_section(_report(ws)) in (ws / "README.md").read_text()
+
+
+def test_repository_readme_agrees_with_the_report():
+    from tasks.benchmark_report import readme_section
+
+    report = json.loads((REPO / "reports/benchmark.json").read_text())
+    assert readme_section(report) in (REPO / "README.md").read_text(), (
+        "README's Benchmark section differs from reports/benchmark.json: run `python -m flows.benchmark --readme`"
+    )
+
+
+def test_benchmark_deployment_runs_by_hand_on_a_worker(bench, tmp_path):
+    """A real Prefect server on loopback: `vigil benchmark --deploy` registers
+    benchmark/vigil-benchmark with no schedule, and a worker runs it when triggered (every cell
+    reused from the first run, so it is quick)."""
+    import urllib.request
+
+    from conftest import free_port, serving
+    from test_pipeline import VIGIL
+
+    ws, _, _ = bench
+    port = free_port()
+    prefect = str(REPO / ".venv/bin/prefect")
+    env = _env(
+        {"PREFECT_HOME": str(tmp_path / "prefect-server-home"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    )
+    with serving(
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        f"http://127.0.0.1:{port}/api/health",
+        env=env,
+    ):
+        deployed = sh(VIGIL, "benchmark", "--deploy", cwd=ws, env=env)
+        assert "deployed benchmark/vigil-benchmark" in deployed.stdout
+        info = sh(prefect, "deployment", "inspect", "benchmark/vigil-benchmark", cwd=ws, env=env).stdout
+        assert "'schedules': []" in info and "'work_pool_name': 'gpu'" in info
+        sh(prefect, "deployment", "run", "benchmark/vigil-benchmark", cwd=ws, env=env)
+        sh(prefect, "worker", "start", "--pool", "gpu", "--run-once", cwd=tmp_path, env=env)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/flow_runs/filter",
+            data=b"{}",
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        runs = [r for r in json.loads(urllib.request.urlopen(request, timeout=30).read()) if r["deployment_id"]]
+        assert [r["state_type"] for r in runs] == ["COMPLETED"]
+
+
+def test_tuned_flag_tunes_each_detector_per_series_on_validation_only(tmp_path):
+    params = {
+        **BENCH,
+        "detectors": {"zscore": {}, "pca": {"n_components": 2}},
+        "tuning": {
+            "n_trials": 3,
+            "spaces": {"pca": {"n_components": {"type": "int", "low": 1, "high": 4}}},
+            "storage": "sqlite:///.vigil/optuna.db",
+        },
+        "benchmark": {**BENCH["benchmark"], "peers": []},
+    }
+    ws = make_workspace(tmp_path, params)
+    _write_series_csv(ws / "bench/ops/web-1.csv", seed=1)
+    _write_series_csv(ws / "bench/grid/storage-7.csv", seed=2)
+    env = _env({"PREFECT_HOME": str(tmp_path / "prefect-home")})
+    out = sh(
+        str(REPO / ".venv/bin/python"), "-m", "flows.benchmark", "--tuned", "--only", "csv:web-1.csv", cwd=ws, env=env
+    )
+    assert "2 cell(s) computed" in out.stdout
+    rows = {r["detector"]: r for r in _report(ws)["rows"]}
+    assert rows["pca"]["tuned"] and rows["zscore"]["tuned"]
+    assert rows["zscore"]["params"] == {}  # no search space: the configured parameters
+    assert 1 <= rows["pca"]["params"]["n_components"] <= 4
+    assert _report(ws)["meta"]["tuned"] is True
+    import optuna
+
+    studies = optuna.get_all_study_names(f"sqlite:///{ws}/.vigil/optuna.db")
+    assert len(studies) == 1 and ".pca." in studies[0]
