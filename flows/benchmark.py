@@ -104,10 +104,12 @@ def _tuned_params(cfg: Config, root: Path, name: str, prepared, processed_md5: s
 
 
 def _eta(started: float, computed: int, remaining: int) -> str:
+    """Rough: the mean time of the cells computed so far times the cells left (long series and
+    the torch detectors cost most, so it swings as the run moves between datasets)."""
     if not computed:
         return "ETA unknown"
     left = (time.perf_counter() - started) / computed * remaining
-    return f"ETA {left / 60:.0f} min" if left >= 60 else f"ETA {left:.0f} s"
+    return f"ETA ~{left / 60:.0f} min" if left >= 60 else f"ETA ~{left:.0f} s"
 
 
 @flow(name="benchmark")
@@ -170,16 +172,23 @@ def benchmark_flow(
                     {**cell, "processed_md5": processed_md5, "code": versions[name], "protocol": protocol}
                 )
                 path = cell_path(folder, kind, series, name)
+                # what names this cell's inputs in this run (a reused cell takes them: same prepared data)
+                where = {
+                    "dataset": dataset,
+                    "kind": kind,
+                    "raw_path": os.path.relpath(data_root, root),
+                    "raw_md5": raw_md5,
+                    "processed_path": os.path.relpath(sfolder, root),
+                }
                 row = load_cell(path, key)
                 done += 1
-                if row is not None:  # the same prepared data under this run's names and raw version
-                    row.update(dataset=dataset, kind=kind, raw_path=os.path.relpath(data_root, root), raw_md5=raw_md5)
-                if row is None:
+                if row is not None:
+                    row.update(where)
+                else:
                     row = compute_cell(
                         path,
                         {
-                            "dataset": dataset,
-                            "kind": kind,
+                            **where,
                             "series": series,
                             "detector": name,
                             "family": family,
@@ -188,9 +197,6 @@ def benchmark_flow(
                             "key": key,
                             "git_commit": commit,
                             "git_dirty": dirty,
-                            "raw_path": os.path.relpath(data_root, root),
-                            "raw_md5": raw_md5,
-                            "processed_path": os.path.relpath(sfolder, root),
                             "processed_md5": processed_md5,
                             "processed_files": processed_files,
                             "params_hash": params_hash,

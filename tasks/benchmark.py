@@ -28,6 +28,7 @@ import numpy as np
 
 from components.benchmark import PreparedSeries, cell_figures, run_cell
 from components.datasets import Anomaly
+from components.detectors import TrainingStopped
 
 from . import progress
 from .peers import PEERS, Peer
@@ -77,7 +78,8 @@ def cell_path(folder: Path, dataset: str, series: str, detector: str) -> Path:
     return Path(folder) / "cells" / _safe(dataset) / Path(*parts) / f"{_safe(detector)}.json"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file and a rename: a reader (or a killed run) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "wb") as fh:
@@ -101,7 +103,7 @@ def write_series(prepared: PreparedSeries, folder: Path) -> dict[str, str]:
     for name, data in blobs.items():
         path = folder / name
         if not path.is_file() or path.read_bytes() != data:
-            _write_atomic(path, data)
+            write_atomic(path, data)
     return {name: hashlib.md5(data).hexdigest() for name, data in sorted(blobs.items())}
 
 
@@ -174,11 +176,13 @@ def compute_cell(
             pot_level=pot_level,
             vus_window=vus_window,
         )
+    except TrainingStopped:  # Ctrl-C: the cell is not a result, and is not stored
+        raise
     except Exception as exc:  # noqa: BLE001 - a failing detector is a result of the benchmark
         row.update(
             status="failed", error=f"{type(exc).__name__}: {exc}", figures={}, seconds=time.perf_counter() - started
         )
-        _write_atomic(path, json.dumps(row, indent=1).encode())
+        write_atomic(path, json.dumps(row, indent=1).encode())
         return row
     figures.update(
         fit_seconds=run.fit_seconds,
@@ -198,7 +202,7 @@ def compute_cell(
 
     buf = io.BytesIO()
     np.savez_compressed(buf, **scores)
-    _write_atomic(path.with_suffix(".npz"), buf.getvalue())
+    write_atomic(path.with_suffix(".npz"), buf.getvalue())
     undefined = {}
     if not prepared.test_labels.any():
         undefined["test"] = "no labelled anomaly in the test tail: figures that need labels are undefined"
@@ -216,7 +220,7 @@ def compute_cell(
         seconds=time.perf_counter() - started,
         **rule,
     )
-    _write_atomic(path, json.dumps(row, indent=1).encode())
+    write_atomic(path, json.dumps(row, indent=1).encode())
     return row
 
 
