@@ -202,9 +202,9 @@ def render_markdown(report: dict) -> str:
             ["series", *dets], [[s, *[_fmt(grid[s].get(x), "vus_pr") for x in dets]] for s in report["series"][d]]
         )
         lines += ["", f"### {DATASET_TITLES.get(d, d)}: wall time per detector (fit, scoring, metrics; seconds)", ""]
-        lines += _table(
-            ["detector", "seconds"], [[x, f"{report['wall_seconds'].get(f'{d}|{x}', 0.0):.0f}"] for x in dets]
-        )
+        secs = {x: report["wall_seconds"].get(f"{d}|{x}", 0.0) for x in dets}
+        lines += _table(["detector", "seconds"], [[x, f"{v:.0f}"] for x, v in secs.items()])
+        lines += ["", f"All detectors on {DATASET_TITLES.get(d, d)}: {sum(secs.values()) / 60:.1f} min."]
     failed = [r for r in report["rows"] if r["status"] != "ok"]
     if failed:
         lines += ["", "## Failed cells", ""]
@@ -212,9 +212,11 @@ def render_markdown(report: dict) -> str:
             ["dataset", "series", "detector", "error"],
             [[r["dataset"], r["series"], r["detector"], r["error"].replace("|", "\\|")[:200]] for r in failed],
         )
+    total = sum(float(r.get("seconds", 0.0)) for r in report["rows"])
     lines += [
         "",
-        f"Whole run: {meta['wall_seconds'] / 60:.1f} min wall, {meta['computed']} cell(s) computed (the rest reused).",
+        f"Every cell's own time (fit, scoring, metrics), summed: {total / 60:.1f} min. This run: "
+        f"{meta['wall_seconds'] / 60:.1f} min wall, {meta['computed']} cell(s) computed, the rest reused.",
     ]
     return "\n".join(lines) + "\n"
 
