@@ -368,11 +368,10 @@ def readme_section(report: dict) -> str:
         lines += ["", f"**{DATASET_TITLES.get(d, d)}**, {len(report['series'][d])} series, means over series:", ""]
         body = []
         for s in _ranked(report["summary"], d):
-            body.append(
-                [s["detector"], _family(report["rows"], s["detector"])]
-                + [_fmt(_num(s[f]["mean"]), f) for _, f, _ in cols]
-            )
-        lines += _table(["detector", "kind", *[c[0] for c in cols]], body)
+            ran = f"{s['n']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
+            figures = [_fmt(_num(s[f]["mean"]), f) for _, f, _ in cols]
+            body.append([s["detector"], _family(report["rows"], s["detector"]), ran, *figures])
+        lines += _table(["detector", "kind", "series", *[c[0] for c in cols]], body)
         lines += ["", _verdict(report, d)]
     if PUBLISHED:
         lines += [
