@@ -23,7 +23,7 @@ from components.datasets.synthetic import make_synthetic
 from components.tuning import correlation_groups, objective_value, planted_tail, tuning_set
 from flows.config import ConfigError, parse_config
 from flows.train import fit_params
-from tasks.tune import in_space, run_study
+from tasks.tune import in_space, open_storage, run_study
 
 LABEL_FREE = {"holdout_fraction": 0.25, "n_anomalies": 6, "seed": 0}
 IFOREST_SPACE = {
@@ -265,7 +265,8 @@ def test_a_killed_tuning_resumes_without_repeating_finished_trials(tmp_path):
     finished_before: list = []
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        summaries = optuna.get_all_study_summaries(storage) if (tmp_path / "resume.db").exists() else []
+        # through Vigil's own opening, which waits while the worker is still creating the tables
+        summaries = optuna.get_all_study_summaries(open_storage(storage)) if (tmp_path / "resume.db").exists() else []
         if summaries:
             ts = trials(storage, summaries[0].study_name)
             finished_before = [t for t in ts if t.state.name == "COMPLETE"]
