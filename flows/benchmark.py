@@ -163,6 +163,14 @@ def benchmark_flow(
             sfolder = series_folder(folder, kind, series)
             processed_files = write_series(prepared, sfolder)
             processed_md5 = dvc_hash(root, sfolder)
+            # what names this series' inputs in this run (a reused cell takes them: same prepared data)
+            where = {
+                "dataset": dataset,
+                "kind": kind,
+                "raw_path": os.path.relpath(data_root, root),
+                "raw_md5": raw_md5,
+                "processed_path": os.path.relpath(sfolder, root),
+            }
             for name, det_params, family in detectors:
                 if tuned and family == "vigil":
                     det_params = _tuned_params(cfg, root, name, prepared, processed_md5)
@@ -172,14 +180,6 @@ def benchmark_flow(
                     {**cell, "processed_md5": processed_md5, "code": versions[name], "protocol": protocol}
                 )
                 path = cell_path(folder, kind, series, name)
-                # what names this cell's inputs in this run (a reused cell takes them: same prepared data)
-                where = {
-                    "dataset": dataset,
-                    "kind": kind,
-                    "raw_path": os.path.relpath(data_root, root),
-                    "raw_md5": raw_md5,
-                    "processed_path": os.path.relpath(sfolder, root),
-                }
                 row = load_cell(path, key)
                 done += 1
                 if row is not None:

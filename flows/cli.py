@@ -66,15 +66,23 @@ def _tune(args: argparse.Namespace) -> int:
     return _run(args)
 
 
-def _deploy_tune(args: argparse.Namespace) -> int:
+def _deploy(args: argparse.Namespace, command: str, deploy_fn) -> str:
+    """Check the params and that a Prefect server is named, then register ``deploy_fn``'s flow
+    on ``args.pool`` with this checkout as its code and data. Returns the deployment id."""
     import os
-
-    from .deployments import TUNE_DEPLOYMENT, deploy_tune
 
     load_config(args.params)
     if not os.environ.get("PREFECT_API_URL"):
-        raise ConfigError("vigil tune --deploy: set PREFECT_API_URL to the Prefect server's API (http://HOST:4200/api)")
-    deployment_id = deploy_tune(Path.cwd(), args.params, args.pool)
+        raise ConfigError(
+            f"vigil {command} --deploy: set PREFECT_API_URL to the Prefect server's API (http://HOST:4200/api)"
+        )
+    return deploy_fn(Path.cwd(), args.params, args.pool)
+
+
+def _deploy_tune(args: argparse.Namespace) -> int:
+    from .deployments import TUNE_DEPLOYMENT, deploy_tune
+
+    deployment_id = _deploy(args, "tune", deploy_tune)
     print(
         f"deployed tune/{TUNE_DEPLOYMENT} ({deployment_id}) on work pool {args.pool!r}, code and data at {Path.cwd()}\n"
         f"on each GPU host (same path, tuning.storage a shared database): prefect worker start --pool {args.pool}\n"
@@ -88,14 +96,9 @@ def _benchmark(args: argparse.Namespace) -> int:
     ``--readme``, rewrite README's Benchmark section from the report; with ``--deploy``,
     register the flow on a work pool to trigger from the Prefect UI."""
     if args.deploy:
-        import os
-
         from .deployments import BENCHMARK_DEPLOYMENT, deploy_benchmark
 
-        load_config(args.params)
-        if not os.environ.get("PREFECT_API_URL"):
-            raise ConfigError("vigil benchmark --deploy: set PREFECT_API_URL to the Prefect server's API")
-        deployment_id = deploy_benchmark(Path.cwd(), args.params, args.pool)
+        deployment_id = _deploy(args, "benchmark", deploy_benchmark)
         print(
             f"deployed benchmark/{BENCHMARK_DEPLOYMENT} ({deployment_id}) on work pool {args.pool!r}; start a worker: "
             f"prefect worker start --pool {args.pool}; run it: prefect deployment run benchmark/{BENCHMARK_DEPLOYMENT}"

@@ -16,6 +16,7 @@ Layout under ``benchmark.folder`` (default ``benchmark/``):
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -91,8 +92,6 @@ def write_series(prepared: PreparedSeries, folder: Path) -> dict[str, str]:
     """Write the prepared arrays where they differ from what is there (so an unchanged series
     keeps its files and its hash). Returns each file's md5, as DVC records it in the listing
     of the folder it tracks."""
-    import io
-
     folder.mkdir(parents=True, exist_ok=True)
     blobs = {}
     for name, arr in prepared.arrays().items():
@@ -198,8 +197,6 @@ def compute_cell(
     }
     if contributions is not None:
         scores["cause_contributions"] = np.asarray(contributions, dtype=np.float64)[rows]
-    import io
-
     buf = io.BytesIO()
     np.savez_compressed(buf, **scores)
     write_atomic(path.with_suffix(".npz"), buf.getvalue())

@@ -48,10 +48,6 @@ class Peer:
             raise ValueError(f"unknown peer {name!r}; known: {sorted(PEERS)}")
         self.name = name
 
-    def get_params(self) -> dict:
-        model = PEERS[self.name][0]()
-        return {k: v for k, v in model.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))}
-
     def _fit_model(self, x: np.ndarray):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PyOD's FutureWarnings, not about this data
