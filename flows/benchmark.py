@@ -5,7 +5,7 @@ every PyOD peer, on identical splits, with the protocol of `components.benchmark
 parameters are unchanged is reused, so an interrupted run resumes where it stopped.
 
 Run alone: ``python -m flows.benchmark [--params FILE] [--only KIND:SERIES ...] [--tuned]``;
-``--readme`` rewrites README's Benchmark section from reports/benchmark.json.
+``--readme`` rewrites README's Benchmark section from reports/benchmark_summary.json.
 """
 
 from __future__ import annotations
@@ -256,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
 def run_benchmark(args: argparse.Namespace) -> int:
     """What `python -m flows.benchmark` and `vigil benchmark` do with their arguments."""
     if args.readme:
-        return run_entry(lambda: update_readme(Path("README.md"), Path("reports/benchmark.json")), runs_flows=False)
+        return run_entry(
+            lambda: update_readme(Path("README.md"), Path("reports/benchmark_summary.json")), runs_flows=False
+        )
     tuned = True if args.tuned else None
     return run_entry(
         lambda: summary(benchmark_flow(args.params, only=args.only, tuned=tuned, wait_for_lock=not args.no_wait))

@@ -1,7 +1,11 @@
-"""The benchmark's reports, all rendered from one list of rows: ``reports/benchmark.json``
-(rows, averages, run facts), ``benchmark.md`` (tables), ``benchmark.html`` (the tables, a
-series x detector heat map of VUS-PR, score plots of the best and worst series), and README's
-Benchmark section (`readme_section`, written by `update_readme`)."""
+"""The benchmark's reports, all rendered from one list of rows:
+
+- ``reports/benchmark.json``: rows, averages, run facts (a DVC output: too large for git);
+- ``benchmark_summary.json``: the same without the rows, kept in git; README's section
+  (`readme_section`, written by `update_readme`) is rendered from it;
+- ``benchmark.md``: the tables;
+- ``benchmark.html``: the tables, a series x detector heat map of VUS-PR, score plots of the
+  best and worst series."""
 
 from __future__ import annotations
 
@@ -83,11 +87,14 @@ def build_report(rows: list[dict], meta: dict) -> dict:
     for r in rows:
         key = f"{r['dataset']}|{r['detector']}"
         wall[key] = wall.get(key, 0.0) + float(r.get("seconds", 0.0))
+    family = {r["detector"]: r["family"] for r in rows}
+    for s in summary:
+        s["family"] = family[s["detector"]]
     verdicts = {}
     for d in datasets:
         ranked = _ranked(summary, d)
-        ours = next((s for s in ranked if _family(rows, s["detector"]) == "vigil"), None)
-        peer = next((s for s in ranked if _family(rows, s["detector"]) == "peer"), None)
+        ours = next((s for s in ranked if s["family"] == "vigil"), None)
+        peer = next((s for s in ranked if s["family"] == "peer"), None)
         verdicts[d] = {
             "best_vigil": ours and ours["detector"],
             "best_peer": peer and peer["detector"],
@@ -107,10 +114,6 @@ def build_report(rows: list[dict], meta: dict) -> dict:
         "wall_seconds": wall,
         "rows": rows,
     }
-
-
-def _family(rows: list[dict], detector: str) -> str:
-    return next((r["family"] for r in rows if r["detector"] == detector), "vigil")
 
 
 def _clean(obj):
@@ -137,7 +140,7 @@ def _averages_table(report: dict, dataset: str, figures: list[str], median: bool
     for s in _ranked(report["summary"], dataset):
         cells = [
             s["detector"],
-            _family(report["rows"], s["detector"]),
+            s["family"],
             f"{s['n']}" + (f" ({s['failed']} failed)" if s["failed"] else ""),
         ]
         for _, f, _ in cols:
@@ -340,10 +343,13 @@ def write_reports(rows: list[dict], meta: dict, reports_dir: Path, repo_root: Pa
     reports_dir.mkdir(parents=True, exist_ok=True)
     out = {
         "json": reports_dir / "benchmark.json",
+        "summary": reports_dir / "benchmark_summary.json",
         "md": reports_dir / "benchmark.md",
         "html": reports_dir / "benchmark.html",
     }
     write_atomic(out["json"], (json.dumps(report, indent=1, sort_keys=True) + "\n").encode())
+    summary = {k: v for k, v in report.items() if k != "rows"}
+    write_atomic(out["summary"], (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode())
     write_atomic(out["md"], render_markdown(report).encode())
     write_atomic(out["html"], render_html_report(report, repo_root, plots).encode())
     return list(out.values())
@@ -353,8 +359,9 @@ def write_reports(rows: list[dict], meta: dict, reports_dir: Path, repo_root: Pa
 
 
 def readme_section(report: dict) -> str:
-    """README's Benchmark section, from the report alone: per dataset, the mean of the headline
-    figures per detector, the verdict, and the published figures with their sources."""
+    """README's Benchmark section, from the report or its summary (no row is read): per
+    dataset, the mean of the headline figures per detector, the verdict, and the published
+    figures with their sources."""
     meta = report["meta"]
     lines = [
         README_START,
@@ -370,7 +377,7 @@ def readme_section(report: dict) -> str:
         for s in _ranked(report["summary"], d):
             ran = f"{s['n']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
             figures = [_fmt(_num(s[f]["mean"]), f) for _, f, _ in cols]
-            body.append([s["detector"], _family(report["rows"], s["detector"]), ran, *figures])
+            body.append([s["detector"], s["family"], ran, *figures])
         lines += _table(["detector", "kind", "series", *[c[0] for c in cols]], body)
         lines += ["", _verdict(report, d)]
     if PUBLISHED:
@@ -385,7 +392,8 @@ def readme_section(report: dict) -> str:
 
 
 def update_readme(readme: Path, report_json: Path) -> str:
-    """Replace README's section between the markers with `readme_section` of the report."""
+    """Replace README's section between the markers with `readme_section` of the report
+    (``benchmark_summary.json``, which git keeps, or ``benchmark.json``)."""
     report = json.loads(report_json.read_text())
     text = readme.read_text()
     if README_START not in text or README_END not in text:

@@ -204,14 +204,17 @@ def test_readme_section_is_rendered_from_the_report(bench):
     ws, _, env = bench
     sh(str(REPO / ".venv/bin/python"), "-m", "flows.benchmark", "--readme", cwd=ws, env=_env(env))
     assert readme_section(_report(ws)) in (ws / "README.md").read_text()
+    summary = json.loads((ws / "reports/benchmark_summary.json").read_text())
+    assert summary == {k: v for k, v in _report(ws).items() if k != "rows"}
 
 
 def test_repository_readme_agrees_with_the_report():
     from tasks.benchmark_report import readme_section
 
-    report = json.loads((REPO / "reports/benchmark.json").read_text())
+    report = json.loads((REPO / "reports/benchmark_summary.json").read_text())
     assert readme_section(report) in (REPO / "README.md").read_text(), (
-        "README's Benchmark section differs from reports/benchmark.json: run `python -m flows.benchmark --readme`"
+        "README's Benchmark section differs from reports/benchmark_summary.json: "
+        "run `python -m flows.benchmark --readme`"
     )
 
 
