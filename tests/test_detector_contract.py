@@ -130,3 +130,32 @@ def test_save_load_round_trips_every_parameter_and_score(name, tmp_path):
     np.testing.assert_array_equal(s1, s0)
     np.testing.assert_array_equal(c1, c0)
     np.testing.assert_array_equal(back.calibration_scores_, det.calibration_scores_)
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_a_stream_scored_in_ten_batches_gets_the_scores_of_one_pass(name):
+    """Scoring a series in one batch or in ten (each with the steps `context_steps` asks for,
+    carried in a `StreamState`) gives the same scores and contributions: batch boundaries
+    change nothing. score_stride 1: a larger stride places windows from each batch's start."""
+    from components.streaming import StreamState, score_batch
+
+    params = {**NON_DEFAULT[name], **({"score_stride": 1} if "score_stride" in NON_DEFAULT[name] else {})}
+    train, x = _series(300), _series(230, seed=2)
+    x[100:104, 0] += 2.0
+    det = get_detector(name, **params).fit(train)
+    past, future = det.context_steps()
+    passes = []
+    for n_batches in (1, 10):
+        state, scores, contrib = StreamState.empty(x.shape[1]), [], []
+        for batch in np.array_split(x, n_batches):
+            final, state = score_batch(det.score_and_contributions, state, batch, past, future)
+            scores.append(final.scores)
+            contrib.append(final.contributions)
+        assert state.pending == future  # the last `future` steps wait for steps after them
+        passes.append((np.concatenate(scores), np.concatenate(contrib)))
+    (s1, c1), (s10, c10) = passes
+    assert len(s1) == len(x) - future
+    # float32 matrix products may round differently for another batch length (knn: 1.6e-5)
+    np.testing.assert_allclose(s10, s1, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(c10, c1, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(s1, det.score(x)[: len(x) - future], rtol=1e-4, atol=1e-6)

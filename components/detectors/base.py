@@ -111,6 +111,13 @@ class Detector(ABC):
         """Both at once; detectors that get both from one pass override this."""
         return self.score(x), self.contributions(x)
 
+    def context_steps(self) -> tuple[int, int]:
+        """(past, future): how many steps before and after a step its score reads. Scoring a
+        stream in batches gives the scores of one pass when each batch is scored with the
+        ``past`` steps before it, and a step is final once ``future`` steps follow it
+        (`components.streaming`). Point-wise detectors read neither."""
+        return 0, 0
+
     # --- input checks shared by all ----------------------------------------------------
     def _check(self, x: np.ndarray, fitting: bool = False, min_length: int = 1) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)

@@ -109,6 +109,15 @@ class TorchDetector(Detector):
     def _span(self) -> int:
         return self.window + self.span_extra
 
+    def context_steps(self) -> tuple[int, int]:
+        # A step is scored by every window that covers it: the forecaster's windows end at it
+        # (its ``window`` inputs before it); an autoencoder's windows start up to window - 1
+        # steps before it and end up to window - 1 after. Exact across batches with
+        # score_stride 1; a larger stride places windows from the batch's own start.
+        if self.span_extra:
+            return self.window, 0
+        return self.window - 1, self.window - 1
+
     # --- the contract ----------------------------------------------------------------
     def fit(
         self, train: np.ndarray, *, verbose: bool = False, epoch_callback: EpochCallback | None = None
@@ -366,7 +375,11 @@ class LSTMVAE(TorchDetector):
         x = batch.float()
         b, length, f = x.shape
         mu, logvar = model.encode(batch)
-        eps = torch.randn((self.n_samples, *mu.shape), device=mu.device, dtype=mu.dtype)
+        # The same n_samples draws for every window (seeded, drawn on the CPU): a window's
+        # score then depends on the window alone, not on which other windows share its batch,
+        # so a stream scored in batches gets the scores of one pass.
+        draws = torch.Generator().manual_seed(self.seed)
+        eps = torch.randn((self.n_samples, 1, mu.shape[1]), generator=draws).to(mu.device, mu.dtype)
         z = (mu + eps * torch.exp(0.5 * logvar)).reshape(self.n_samples * b, -1)
         mu_x, logvar_x = (t.float().reshape(self.n_samples, b, length, f) for t in model.decode(z, length))
         nll = gaussian_nll(x, mu_x, logvar_x).mean(dim=0)

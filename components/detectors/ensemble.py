@@ -111,6 +111,10 @@ class ScoreEnsemble(Detector):
     def score(self, x):
         return self.score_and_contributions(x)[0]
 
+    def context_steps(self) -> tuple[int, int]:
+        needs = [d.context_steps() for d in self._members()]  # parameters only: no fit needed
+        return max(p for p, _ in needs), max(f for _, f in needs)
+
     def contributions(self, x):
         return self.score_and_contributions(x)[1]
 

@@ -40,6 +40,9 @@ class KNNDistance(PointDetector):
         self.random_state = random_state
         self.calibration_fraction = calibration_fraction
 
+    def context_steps(self) -> tuple[int, int]:
+        return self.window - 1, 0  # a step is the window ending at it
+
     def validate_params(self) -> None:
         super().validate_params()
         for param, low in (("n_neighbors", 1), ("window", 1), ("max_train", 2)):
