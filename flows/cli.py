@@ -1,5 +1,5 @@
 """The `vigil` command line: `vigil run`, `vigil tune`, `vigil benchmark`, `vigil generate`, `vigil ui`,
-`vigil serve`."""
+`vigil serve`, `vigil score`, `vigil web`."""
 
 from __future__ import annotations
 
@@ -71,11 +71,12 @@ def _deploy(args: argparse.Namespace, command: str, deploy_fn) -> str:
     on ``args.pool`` with this checkout as its code and data. Returns the deployment id."""
     import os
 
-    load_config(args.params)
     if not os.environ.get("PREFECT_API_URL"):
         raise ConfigError(
             f"vigil {command} --deploy: set PREFECT_API_URL to the Prefect server's API (http://HOST:4200/api)"
         )
+    cfg = load_config(args.params)
+    args.pool = args.pool or getattr(cfg.deployments, command).pool
     return deploy_fn(Path.cwd(), args.params, args.pool)
 
 
@@ -232,12 +233,35 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .deployments import DEPLOYMENT, serve
+    import os
+
+    from .deployments import SCORE_DEPLOYMENT, TRAIN_DEPLOYMENT, register_pool_deployments, serve
 
     cfg = load_config(args.params)
-    print(f"serving deployment pipeline/{DEPLOYMENT} on cron {cfg.schedule.cron!r} (Ctrl-C stops)")
-    serve(cfg, args.params)
+    if os.environ.get("PREFECT_API_URL"):
+        for line in register_pool_deployments(cfg, Path.cwd(), args.params):
+            print(line)
+    else:
+        print("PREFECT_API_URL is not set: vigil-tune and vigil-benchmark are not registered (no server to hold them)")
+    print(
+        f"serving pipeline/{TRAIN_DEPLOYMENT} on cron {cfg.deployments.train.cron!r} and score/{SCORE_DEPLOYMENT} "
+        f"every {cfg.deployments.score.interval_minutes:g} min (Ctrl-C stops)",
+        flush=True,
+    )
+    serve(cfg, args.params, Path.cwd())
     return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from .score import run
+
+    return run(args)
+
+
+def _web(args: argparse.Namespace) -> int:
+    from .web import run
+
+    return run(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     tune.add_argument(
         "--deploy", action="store_true", help="register the tune flow on a work pool (PREFECT_API_URL) instead"
     )
-    tune.add_argument("--pool", default="gpu", help="work pool for --deploy (default: gpu, made if missing)")
+    tune.add_argument("--pool", help="work pool for --deploy (default: deployments.tune.pool, made if missing)")
     tune.set_defaults(func=_tune, new_data_version=False)
     bench = sub.add_parser(
         "benchmark",
@@ -284,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--readme", action="store_true", help="rewrite README's Benchmark section from the report")
     bench.add_argument("--no-wait", action="store_true", help="refuse instead of waiting for a benchmark running here")
     bench.add_argument("--deploy", action="store_true", help="register the flow on a work pool (PREFECT_API_URL)")
-    bench.add_argument("--pool", default="gpu", help="work pool for --deploy (default: gpu, made if missing)")
+    bench.add_argument("--pool", help="work pool for --deploy (default: deployments.benchmark.pool, made if missing)")
     bench.set_defaults(func=_benchmark)
     gen = sub.add_parser("generate", parents=[common], help="write the synthetic dataset named in params")
     gen.add_argument("--params", default="params.yaml")
@@ -296,10 +320,24 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--mlflow-port", type=int, default=5000)
     ui.set_defaults(func=_ui)
     srv = sub.add_parser(
-        "serve", parents=[common], help="serve the pipeline as a scheduled Prefect deployment (schedule.cron)"
+        "serve",
+        parents=[common],
+        help="deployments in the Prefect UI: serve vigil-train and vigil-score, register vigil-tune and vigil-benchmark",
     )
     srv.add_argument("--params", default="params.yaml")
     srv.set_defaults(func=_serve)
+    score = sub.add_parser(
+        "score", parents=[common], help="the champion scores the landing folder's new files into the alerts store"
+    )
+    from .score import add_arguments
+
+    add_arguments(score)
+    score.set_defaults(func=_score)
+    web = sub.add_parser("web", parents=[common], help="the live view of the alerts store (127.0.0.1 by default)")
+    web.add_argument("--params", default="params.yaml")
+    web.add_argument("--host", help="default: web.host")
+    web.add_argument("--port", type=int, help="default: web.port")
+    web.set_defaults(func=_web)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -187,8 +187,44 @@ class BenchmarkConfig(_Strict):
     # stage that reads params depend on it
 
 
-class ScheduleConfig(_Strict):
-    cron: str = "0 3 * * *"  # `vigil serve`: when the scheduled pipeline runs (UTC)
+class ScoringConfig(_Strict):
+    """`vigil score` / deployment ``vigil-score``: new telemetry scored by the champion into
+    the alerts store (README: Operating Vigil)."""
+
+    landing: Path = Path("data/landing")  # <landing>/<source>/*.csv|*.parquet, scored in name order
+    time_column: str = "timestamp"  # every arriving file has it, strictly increasing
+    model_name: str | None = None  # default: the registry's model (vigil-<dataset>)
+    store: str = "sqlite:///.vigil/alerts.db"  # any SQLAlchemy URL (postgresql+psycopg2://...)
+    keep_values: bool = True  # store each step's metric values too (the live view plots them)
+    experiment: str = "vigil-score"  # MLflow: one run per scoring run, with its counts
+
+
+class WebConfig(_Strict):
+    host: str = "127.0.0.1"  # `vigil web`; another address exposes the alerts to that network
+    port: int = Field(8050, ge=1, le=65535)
+    refresh_seconds: float = Field(2.0, gt=0)  # how often the page asks for new points
+
+
+class TrainDeployment(_Strict):
+    cron: str = "0 3 * * 0"  # vigil-train: the pipeline, weekly by default (UTC)
+
+
+class PoolDeployment(_Strict):
+    pool: str = "gpu"  # the work pool its runs wait on (workers: `prefect worker start --pool gpu`)
+
+
+class ScoreDeployment(_Strict):
+    interval_minutes: float = Field(5, gt=0)  # vigil-score: how often the landing folder is scored
+
+
+class DeploymentsConfig(_Strict):
+    """What `vigil serve` puts in the Prefect UI: vigil-train and vigil-score served by it on
+    their schedules; vigil-tune and vigil-benchmark registered on a work pool, run by hand."""
+
+    train: TrainDeployment = TrainDeployment()
+    score: ScoreDeployment = ScoreDeployment()
+    tune: PoolDeployment = PoolDeployment()
+    benchmark: PoolDeployment = PoolDeployment()
 
 
 class Config(_Strict):
@@ -200,7 +236,9 @@ class Config(_Strict):
     registry: RegistryConfig = RegistryConfig()
     tuning: TuningConfig = TuningConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
-    schedule: ScheduleConfig = ScheduleConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    web: WebConfig = WebConfig()
+    deployments: DeploymentsConfig = DeploymentsConfig()
 
     @field_validator("detectors")
     @classmethod

@@ -1,42 +1,54 @@
-"""Deployments. `vigil serve` serves the `pipeline` flow with the cron schedule from params
-(``schedule.cron``), until interrupted. `vigil tune --deploy` registers the `tune` flow on the
-work pool ``gpu``, which process workers on GPU hosts serve (``prefect worker start --pool
-gpu``); several workers running it share each detector's study through ``tuning.storage``.
-`vigil benchmark --deploy` registers the `benchmark` flow there too, to run by hand from the UI.
+"""Deployments, declared here, with schedules and pools from params (``deployments``):
 
-Start a Prefect server first (`vigil ui`, or `prefect server start`) and point
-``PREFECT_API_URL`` at it (``http://127.0.0.1:4200/api``) so that the deployment, its schedule
-and its runs show in the UI.
+- ``pipeline/vigil-train``: the pipeline, on ``deployments.train.cron`` (weekly by default);
+- ``score/vigil-score``: the landing folder scored by the champion every
+  ``deployments.score.interval_minutes``;
+- ``tune/vigil-tune`` and ``benchmark/vigil-benchmark``: registered on a work pool
+  (``deployments.tune.pool``, ``deployments.benchmark.pool``; ``gpu`` by default), run by hand
+  from the UI, by the process workers on GPU hosts (``prefect worker start --pool gpu``).
+
+`vigil serve` registers all four and serves the first two until interrupted. Start a Prefect
+server first (`vigil ui`, or `prefect server start`) and point ``PREFECT_API_URL`` at it
+(``http://127.0.0.1:4200/api``) so that they, their schedules and their runs show in the UI.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from .config import Config
 from .pipeline import pipeline
 
-DEPLOYMENT = "vigil-scheduled"
+TRAIN_DEPLOYMENT = "vigil-train"
+SCORE_DEPLOYMENT = "vigil-score"
 TUNE_DEPLOYMENT = "vigil-tune"
 BENCHMARK_DEPLOYMENT = "vigil-benchmark"
 GPU_POOL = "gpu"
 
 
-def build_deployment(cfg: Config, params: str = "params.yaml"):
-    """The deployment object (a real Prefect RunnerDeployment; nothing is started)."""
+def build_train_deployment(cfg: Config, params: str = "params.yaml", repo_root: str | None = None):
+    """The pipeline on its cron (a real Prefect RunnerDeployment; nothing is started)."""
     return pipeline.to_deployment(
-        name=DEPLOYMENT,
-        cron=cfg.schedule.cron,
-        parameters={"params": params},
+        name=TRAIN_DEPLOYMENT,
+        cron=cfg.deployments.train.cron,
+        parameters={"params": params, **({"repo_root": repo_root} if repo_root else {})},
         description="Vigil pipeline on a schedule: data version, validation, training, evaluation, registry.",
-        tags=["vigil"],
+        tags=["vigil", "train"],
     )
 
 
-def serve(cfg: Config, params: str = "params.yaml") -> None:
-    from prefect import serve as prefect_serve
+def build_score_deployment(cfg: Config, params: str = "params.yaml", repo_root: str | None = None):
+    """The score flow every few minutes: new files of the landing folder into the alerts store."""
+    from .score import score_flow
 
-    prefect_serve(build_deployment(cfg, params))
+    return score_flow.to_deployment(
+        name=SCORE_DEPLOYMENT,
+        interval=timedelta(minutes=cfg.deployments.score.interval_minutes),
+        parameters={"params": params, **({"repo_root": repo_root} if repo_root else {})},
+        description="The champion scores the files waiting in the landing folder; alerts and incidents to the store.",
+        tags=["vigil", "score"],
+    )
 
 
 def ensure_process_pool(name: str) -> bool:
@@ -103,3 +115,26 @@ def deploy_benchmark(checkout: Path, params: str = "params.yaml", pool: str = GP
         description="Every benchmark series x every detector and PyOD peer; reports/benchmark.* and MLflow.",
         tags=["vigil", "benchmark"],
     )
+
+
+def register_pool_deployments(cfg: Config, checkout: Path, params: str = "params.yaml") -> list[str]:
+    """vigil-tune and vigil-benchmark on their pools; one line each."""
+    d = cfg.deployments
+    lines = []
+    for fn, pool, name in (
+        (deploy_tune, d.tune.pool, f"tune/{TUNE_DEPLOYMENT}"),
+        (deploy_benchmark, d.benchmark.pool, f"benchmark/{BENCHMARK_DEPLOYMENT}"),
+    ):
+        fn(checkout, params, pool)
+        lines.append(
+            f"registered {name} on work pool {pool!r} (runs by hand; workers: prefect worker start --pool {pool})"
+        )
+    return lines
+
+
+def serve(cfg: Config, params: str = "params.yaml", checkout: Path | None = None) -> None:
+    """Serve vigil-train and vigil-score from this process until interrupted."""
+    from prefect import serve as prefect_serve
+
+    root = str(Path(checkout).resolve()) if checkout else None
+    prefect_serve(build_train_deployment(cfg, params, root), build_score_deployment(cfg, params, root))

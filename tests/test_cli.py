@@ -37,14 +37,19 @@ def test_generate_writes_the_seeded_layout(tmp_path):
     assert isinstance(back.test.index, pd.DatetimeIndex)
 
 
-def test_scheduled_deployment_carries_the_cron_from_params():
+def test_deployments_carry_their_schedules_from_params():
     from flows.config import parse_config
-    from flows.deployments import build_deployment
+    from flows.deployments import build_score_deployment, build_train_deployment
 
-    dep = build_deployment(parse_config({"schedule": {"cron": "*/30 * * * *"}}), "params.yaml")
-    assert dep.name == "vigil-scheduled"
-    assert dep.parameters == {"params": "params.yaml"}
-    assert [s.schedule.cron for s in dep.schedules] == ["*/30 * * * *"]
+    cfg = parse_config({"deployments": {"train": {"cron": "*/30 * * * *"}, "score": {"interval_minutes": 2}}})
+    train = build_train_deployment(cfg, "params.yaml")
+    assert train.name == "vigil-train"
+    assert train.parameters == {"params": "params.yaml"}
+    assert [s.schedule.cron for s in train.schedules] == ["*/30 * * * *"]
+    score = build_score_deployment(cfg, "params.yaml", "/srv/vigil")
+    assert score.name == "vigil-score"
+    assert score.parameters == {"params": "params.yaml", "repo_root": "/srv/vigil"}
+    assert [s.schedule.interval.total_seconds() for s in score.schedules] == [120.0]
 
 
 def test_bad_detector_parameters_fail_in_seconds_naming_the_key(tmp_path):

@@ -1,0 +1,116 @@
+"""The `score` flow (`vigil score`, deployment ``vigil-score``): every file waiting in the
+landing folder (``scoring.landing``) scored by ``models:/<name>@champion`` into the alerts
+store (``scoring.store``), with the run's counts in MLflow. One scoring run per checkout at a
+time (the flock ``.vigil/score.lock``); it does not wait for training runs, which write
+nothing it reads but the registry.
+
+Run alone: ``python -m flows.score [--params FILE] [FILE --source NAME]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from prefect import flow
+
+from components.datasets import DataError
+from tasks.registry import model_name as default_model_name
+from tasks.scoring import log_scoring_run, score_landing
+from tasks.tune import storage_url
+
+from .config import Config, ConfigError, load_config
+from .entry import run_entry
+from .run_lock import checkout_lock
+from .workspace import Workspace
+
+
+def scoring_model(cfg: Config, ws: Workspace) -> str:
+    """``scoring.model_name``, else ``registry.model_name``, else the name the pipeline gives
+    the model of the prepared dataset (vigil-<dataset>, as `data/processed/meta.json` names it)."""
+    name = cfg.scoring.model_name or cfg.registry.model_name
+    if name:
+        return name
+    meta = ws.processed / "meta.json"
+    if not meta.is_file():
+        raise ConfigError(
+            "scoring.model_name is not set and there is no prepared dataset to name the model after: "
+            "set scoring.model_name to the registered model to score with (models:/<name>@champion)"
+        )
+    return default_model_name(json.loads(meta.read_text())["dataset"])
+
+
+@flow(name="score")
+def score_flow(params: str = "params.yaml", repo_root: str = ".", wait_for_lock: bool = True) -> dict:
+    ws = Workspace.at(repo_root)
+    cfg = load_config(ws.root / params)
+    sc = cfg.scoring
+    tracking = storage_url(cfg.registry.tracking_uri, ws.root)  # a relative SQLite store is the checkout's
+    with checkout_lock(ws.root, wait=wait_for_lock, name="score"):
+        result = score_landing(
+            storage_url(sc.store, ws.root),
+            tracking,
+            scoring_model(cfg, ws),
+            str(ws.root / sc.landing),
+            sc.time_column,
+            sc.keep_values,
+        )
+        log_scoring_run(tracking, sc.experiment, ws.root / cfg.registry.artifact_root, result)
+    return result
+
+
+def summary(result: dict) -> str:
+    changed = f" (champion changed from version {result['previous_version']})" if result["previous_version"] else ""
+    lines = [
+        f"scored with {result['model']} version {result['version']} ({result['detector']}){changed}: "
+        f"{result['files_scored']} file(s), {result['steps']} steps in, {result['steps_scored']} scored, "
+        f"{result['alerts']} alert(s) in {result['incidents']} new incident(s); "
+        f"{result['files_quarantined']} file(s) quarantined"
+    ]
+    for o in result["outcomes"]:
+        if o["status"] == "quarantined":
+            lines.append(f"  quarantined {o['source']}/{o['file']}: {o['reason'][0]}")
+    return "\n".join(lines)
+
+
+def land(file: Path, landing: Path, source: str) -> Path:
+    """Copy ``file`` into the landing folder as an arrival of ``source`` (a name taken there
+    is refused: the file waiting under it would be lost)."""
+    target = landing / source / file.name
+    if target.exists():
+        raise DataError(f"{target} is already waiting to be scored; rename {file} or wait for that run")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(file, target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.score", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("file", nargs="?", type=Path, help="a file to score now (copied into the landing folder)")
+    parser.add_argument("--source", help="the series FILE belongs to (its landing sub-folder)")
+    parser.add_argument("--no-wait", action="store_true", help="refuse instead of waiting for a scoring run here")
+
+
+def run(args: argparse.Namespace) -> int:
+    def body() -> str:
+        if args.file is not None:
+            if not args.source:
+                raise ConfigError("give --source NAME with a file: the series it belongs to")
+            cfg = load_config(args.params)
+            land(args.file, Path(cfg.scoring.landing), args.source)
+        return summary(score_flow(params=args.params, wait_for_lock=not args.no_wait))
+
+    return run_entry(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The alerts store: every scored step, alerts grouped into incidents, each source's watermark
+and stream state, and the files seen. SQLite by default, any SQLAlchemy URL (PostgreSQL for a
+team). One file is written in one transaction: its steps, alerts, incidents, the source's new
+watermark and state, and the file's own row, so a crash leaves either all of it or none.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+META = sa.MetaData()
+
+SOURCES = sa.Table(
+    "sources",
+    META,
+    sa.Column("source", sa.String(200), primary_key=True),
+    sa.Column("watermark", sa.String(40)),  # the last timestamp accepted into the stream
+    sa.Column("steps", sa.BigInteger, nullable=False, default=0),  # steps accepted (scored or pending)
+    sa.Column("state", sa.Text, nullable=False),  # StreamState + the pending steps' times and values (JSON)
+    sa.Column("model", sa.String(200)),
+    sa.Column("version", sa.String(40)),  # the model version that scored its last steps
+    sa.Column("open_incident", sa.BigInteger),  # id of the incident its last scored step belongs to
+    sa.Column("updated", sa.String(40)),
+)
+FILES = sa.Table(
+    "files",
+    META,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("md5", sa.String(32), nullable=False),
+    sa.Column("rows", sa.BigInteger),
+    sa.Column("status", sa.String(20), nullable=False),  # scored | quarantined
+    sa.Column("reason", sa.Text),
+    sa.Column("run", sa.String(40)),
+    sa.Column("at", sa.String(40)),
+)
+POINTS = sa.Table(
+    "points",
+    META,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("ts", sa.String(40), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("flag", sa.SmallInteger, nullable=False),
+    sa.Column("version", sa.String(40), nullable=False),
+    sa.Column("metrics", sa.Text),  # the step's metric values, JSON list in the model's feature order
+    sa.UniqueConstraint("source", "ts", name="one_score_per_step"),
+)
+INCIDENTS = sa.Table(
+    "incidents",
+    META,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("start", sa.String(40), nullable=False),
+    sa.Column("end", sa.String(40), nullable=False),
+    sa.Column("steps", sa.BigInteger, nullable=False),
+    sa.Column("peak_score", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("detector", sa.String(100), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("version", sa.String(40), nullable=False),
+    sa.Column("top_metrics", sa.Text, nullable=False),  # [[metric, share], ...] over its steps, JSON
+)
+ALERTS = sa.Table(
+    "alerts",
+    META,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("incident", sa.BigInteger, sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("ts", sa.String(40), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("detector", sa.String(100), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("version", sa.String(40), nullable=False),
+    sa.Column("top_metrics", sa.Text, nullable=False),  # [[metric, share], ...], JSON
+)
+RUNS = sa.Table(
+    "runs",
+    META,
+    sa.Column("run", sa.String(40), primary_key=True),
+    sa.Column("started", sa.String(40), nullable=False),
+    sa.Column("finished", sa.String(40)),
+    sa.Column("model", sa.String(200)),
+    sa.Column("version", sa.String(40)),
+    sa.Column("previous_version", sa.String(40)),  # the champion the store's last run used, where it changed
+    sa.Column("counts", sa.Text),  # JSON: files scored / quarantined, steps, alerts, incidents
+)
+sa.Index("points_by_source", POINTS.c.source, POINTS.c.id)
+sa.Index("alerts_by_source", ALERTS.c.source, ALERTS.c.id)
+sa.Index("incidents_by_source", INCIDENTS.c.source, INCIDENTS.c.id)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def open_store(url: str) -> sa.Engine:
+    """The store at ``url`` (``sqlite:///path`` or any SQLAlchemy URL), its tables made if
+    missing. SQLite waits up to 30 s for another writer (the web view reads meanwhile: WAL)."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _wal(dbapi_conn, _record):
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    META.create_all(engine)
+    return engine
+
+
+def read_source(conn, source: str) -> dict | None:
+    row = conn.execute(sa.select(SOURCES).where(SOURCES.c.source == source)).mappings().first()
+    return dict(row) if row else None
+
+
+def file_outcome(conn, source: str, md5: str) -> str | None:
+    """``scored`` or ``quarantined`` where this file's content was handled before, else None."""
+    row = conn.execute(
+        sa.select(FILES.c.status).where(FILES.c.source == source, FILES.c.md5 == md5).order_by(FILES.c.id.desc())
+    ).first()
+    return row[0] if row else None
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"))

@@ -1,0 +1,442 @@
+"""Scoring new telemetry with the champion: landing folder -> validation -> scores, alerts and
+incidents in the alerts store (`tasks.alerts`).
+
+Layout: ``<landing>/<source>/*.csv|*.parquet``, one sub-folder per series, its files scored in
+name order (name them by time). A file holds the time column and the metrics the model was
+trained on. Each file is validated with the training data's Great Expectations suite and
+against its source's watermark (its first step must come after the last one accepted); a
+file that fails goes to ``<landing>/quarantine/<source>/`` with ``<name>.reason.txt`` and the
+next file is scored. A scored file goes to ``<landing>/done/<source>/``. Every file is one
+transaction (`tasks.alerts`), and its md5 is recorded in it, so a file found again after a
+crash (scored, but not yet moved) is moved, not scored twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from prefect import task
+
+from components.datasets import RawTable
+from components.streaming import StreamState, group_flags
+
+from . import run_logger
+from .alerts import ALERTS, FILES, INCIDENTS, POINTS, RUNS, SOURCES, dumps, file_outcome, now, read_source
+from .validation import Problem, validate_tables
+
+SUFFIXES = (".csv", ".parquet")
+SKIP = ("quarantine", "done")  # landing sub-folders that are not sources
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # fixed width: stored times sort as strings
+TOP_ALERT = 3  # metrics an alert names
+TOP_INCIDENT = 5  # metrics an incident names
+
+
+@dataclass
+class Champion:
+    """The registered model scoring new data: the pyfunc's Python model (scaler, detector and
+    threshold, as evaluation used them) and where it came from."""
+
+    name: str
+    version: str
+    model: object  # tasks.mlflow_model.VigilAnomalyModel
+
+    @property
+    def detector(self) -> str:
+        return self.model.detector_name
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.model.features)
+
+
+def load_champion(tracking_uri: str, name: str, alias: str = "champion") -> Champion:
+    """``models:/<name>@<alias>``, pinned to the version the alias names now (through the
+    tracking server's REST API where ``tracking_uri`` is http)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    version = client.get_model_version_by_alias(name, alias).version
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return Champion(name, str(version), pyfunc.unwrap_python_model())
+
+
+def landing_files(landing: Path) -> dict[str, list[Path]]:
+    """Source -> its files waiting in the landing folder, in name order."""
+    landing = Path(landing)
+    out = {}
+    if not landing.is_dir():
+        return out
+    for folder in sorted(p for p in landing.iterdir() if p.is_dir() and p.name not in SKIP):
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        if files:
+            out[folder.name] = files
+    return out
+
+
+def md5_of(path: Path) -> str:
+    h = hashlib.md5()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_arrival(path: Path, time_column: str, features: list[str]) -> RawTable:
+    """The file read leniently, as the training suite expects a raw table: the time column,
+    then the model's metrics, in that order."""
+    if path.suffix.lower() == ".parquet":
+        frame, first_line = pd.read_parquet(path), None
+    else:
+        frame, first_line = pd.read_csv(path), 2
+    return RawTable(
+        path,
+        "series",
+        frame,
+        [time_column, *features],
+        time_column=time_column,
+        metrics=list(features),
+        first_line=first_line,
+    )
+
+
+def arrival_problems(table: RawTable, watermark: str | None) -> tuple[list[str], pd.Series | None]:
+    """What is wrong with an arrival, one line each (file, expectation, column, rows): the
+    training suite (columns, types, nulls, finite values, time strictly increasing), then its
+    first step against the source's watermark. Also its times, parsed, where they are good."""
+    report = validate_tables([table], min_rows=1)
+    problems = [str(Problem(**p)) for p in report["problems"]]
+    if problems:
+        return problems, None
+    times = pd.to_datetime(table.frame[table.time_column], errors="coerce")
+    if getattr(times.dt, "tz", None) is not None:
+        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    if watermark is not None and times.iloc[0] <= pd.Timestamp(watermark):
+        behind = int((times <= pd.Timestamp(watermark)).sum())
+        problems.append(
+            f"{table.path}: column {table.time_column!r}, {table.where(np.arange(min(behind, 5)))}: "
+            f"time goes back: {behind} step(s) at or before {watermark}, the last step already accepted "
+            f"for this source (a file scored before, or overlapping one)"
+        )
+    return problems, times
+
+
+def quarantine(path: Path, landing: Path, source: str, problems: list[str]) -> Path:
+    """Move ``path`` to ``<landing>/quarantine/<source>/`` beside a reason file; a name taken
+    there gets a numbered suffix, so an earlier quarantined file is never overwritten."""
+    folder = Path(landing) / "quarantine" / source
+    folder.mkdir(parents=True, exist_ok=True)
+    target = _free_name(folder / path.name)
+    Path(f"{target}.reason.txt").write_text(
+        f"{path.name} was not scored ({now()}):\n" + "\n".join(f"  {p}" for p in problems) + "\n"
+    )
+    shutil.move(path, target)
+    return target
+
+
+def _free_name(target: Path) -> Path:
+    n = 1
+    base = target
+    while target.exists():
+        target = base.with_name(f"{base.stem}.{n}{base.suffix}")
+        n += 1
+    return target
+
+
+def _done(path: Path, landing: Path, source: str) -> Path:
+    folder = Path(landing) / "done" / source
+    folder.mkdir(parents=True, exist_ok=True)
+    target = _free_name(folder / path.name)
+    shutil.move(path, target)
+    return target
+
+
+def _ranked(names: list[str], shares: np.ndarray, k: int) -> list[list]:
+    order = np.argsort(-shares)[:k]
+    return [[names[i], round(float(shares[i]), 4)] for i in order]
+
+
+@dataclass
+class FileOutcome:
+    source: str
+    file: str
+    status: str  # scored | quarantined | already scored
+    rows: int = 0
+    scored: int = 0  # steps that became final (pending steps of earlier files included)
+    alerts: int = 0
+    incidents: list[int] = field(default_factory=list)
+    reason: list[str] = field(default_factory=list)
+
+
+def _stream_state(src: dict | None, features: list[str]) -> tuple[StreamState, list[str], str]:
+    """The source's carried state for this model's features, its pending steps' times, and a
+    note where it could not be carried (other features: a new model on other metrics)."""
+    empty = StreamState.empty(len(features))
+    if src is None:
+        return empty, [], ""
+    saved = json.loads(src["state"])
+    if saved.get("features") != features:
+        dropped = saved.get("stream", {}).get("pending", 0)
+        return empty, [], f"stream state dropped: the model reads other metrics ({dropped} pending step(s) unscored)"
+    return StreamState.from_json(saved["stream"], len(features)), list(saved["times"]), ""
+
+
+def score_file(
+    engine: sa.Engine,
+    champion: Champion,
+    landing: Path,
+    source: str,
+    path: Path,
+    run: str,
+    *,
+    time_column: str,
+    keep_values: bool,
+) -> FileOutcome:
+    """Validate, score and store one file in one transaction, then move it out of the landing
+    folder (quarantine or done)."""
+    md5 = md5_of(path)
+    with engine.connect() as conn:
+        if file_outcome(conn, source, md5) == "scored":  # a crash between commit and move
+            _done(path, landing, source)
+            return FileOutcome(source, path.name, "already scored")
+        src = read_source(conn, source)
+    table = read_arrival(path, time_column, champion.features)
+    problems, times = arrival_problems(table, src["watermark"] if src else None)
+    if problems:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.insert(FILES),
+                {
+                    "source": source,
+                    "name": path.name,
+                    "md5": md5,
+                    "rows": len(table.frame),
+                    "status": "quarantined",
+                    "reason": "\n".join(problems),
+                    "run": run,
+                    "at": now(),
+                },
+            )
+        quarantine(path, landing, source, problems)
+        return FileOutcome(source, path.name, "quarantined", len(table.frame), reason=problems)
+    raw = table.frame[champion.features].to_numpy(dtype=np.float64)
+    stamps = times.dt.strftime(TIME_FORMAT).tolist()
+    outcome = FileOutcome(source, path.name, "scored", len(raw))
+    with engine.begin() as conn:
+        src = read_source(conn, source)  # again, inside the transaction that writes it
+        state, pending_times, note = _stream_state(src, champion.features)
+        if note:
+            run_logger().warning(f"{source}: {note}")
+        final, state = champion.model.score_batch(raw, state)
+        all_times = pending_times + stamps
+        n = len(final.scores)
+        step_times, pending_times = all_times[:n], all_times[n:]
+        values = np.concatenate([_pending_raw(src, champion, n), raw])[:n] if keep_values else None
+        threshold = float(champion.model.threshold)
+        flags = final.scores >= threshold
+        if n:
+            conn.execute(
+                sa.insert(POINTS),
+                [
+                    {
+                        "source": source,
+                        "ts": t,
+                        "score": float(s),
+                        "threshold": threshold,
+                        "flag": int(f),
+                        "version": champion.version,
+                        "metrics": dumps(np.round(values[i], 6).tolist()) if keep_values else None,
+                    }
+                    for i, (t, s, f) in enumerate(zip(step_times, final.scores, flags))
+                ],
+            )
+        open_incident = src["open_incident"] if src else None
+        if src and src["version"] != champion.version:
+            open_incident = None  # an incident belongs to one model version
+        names = champion.features
+        for run_ in group_flags(flags, 0, -1 if open_incident is not None else None):
+            first = max(run_.start, 0)
+            idx = slice(first, run_.end + 1)
+            shares = final.contributions[idx]
+            if run_.start == -1:  # continues the incident the last file ended in
+                inc_id = open_incident
+                old = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.id == inc_id)).mappings().one()
+                steps = old["steps"] + (run_.end + 1 - first)
+                merged = _merge_shares(json.loads(old["top_metrics"]), old["steps"], names, shares)
+                conn.execute(
+                    sa.update(INCIDENTS)
+                    .where(INCIDENTS.c.id == inc_id)
+                    .values(
+                        end=step_times[run_.end],
+                        steps=steps,
+                        peak_score=max(old["peak_score"], float(final.scores[idx].max())),
+                        top_metrics=dumps(_ranked(list(merged), np.array(list(merged.values())), TOP_INCIDENT)),
+                    )
+                )
+            else:
+                inc_id = conn.execute(
+                    sa.insert(INCIDENTS).values(
+                        source=source,
+                        start=step_times[first],
+                        end=step_times[run_.end],
+                        steps=run_.end + 1 - first,
+                        peak_score=float(final.scores[idx].max()),
+                        threshold=threshold,
+                        detector=champion.detector,
+                        model=champion.name,
+                        version=champion.version,
+                        top_metrics=dumps(_ranked(names, shares.mean(axis=0), TOP_INCIDENT)),
+                    )
+                ).inserted_primary_key[0]
+                outcome.incidents.append(int(inc_id))
+            conn.execute(
+                sa.insert(ALERTS),
+                [
+                    {
+                        "incident": inc_id,
+                        "source": source,
+                        "ts": step_times[i],
+                        "score": float(final.scores[i]),
+                        "threshold": threshold,
+                        "detector": champion.detector,
+                        "model": champion.name,
+                        "version": champion.version,
+                        "top_metrics": dumps(_ranked(names, final.contributions[i], TOP_ALERT)),
+                    }
+                    for i in range(first, run_.end + 1)
+                ],
+            )
+            outcome.alerts += run_.end + 1 - first
+            open_incident = inc_id if run_.end == n - 1 else None
+        if n and not flags[-1]:
+            open_incident = None
+        saved = {"features": champion.features, "stream": state.to_json(), "times": pending_times}
+        row = {
+            "watermark": stamps[-1],
+            "steps": (src["steps"] if src else 0) + len(raw),
+            "state": dumps(saved),
+            "model": champion.name,
+            "version": champion.version,
+            "open_incident": open_incident,
+            "updated": now(),
+        }
+        if src:
+            conn.execute(sa.update(SOURCES).where(SOURCES.c.source == source).values(**row))
+        else:
+            conn.execute(sa.insert(SOURCES).values(source=source, **row))
+        conn.execute(
+            sa.insert(FILES).values(
+                source=source, name=path.name, md5=md5, rows=len(raw), status="scored", run=run, at=now()
+            )
+        )
+        outcome.scored = n
+    _done(path, landing, source)
+    return outcome
+
+
+def _pending_raw(src: dict | None, champion: Champion, n: int) -> np.ndarray:
+    """The raw values of the steps that were pending before this file (the tail of the saved
+    stream rows), for the points table."""
+    if not src:
+        return np.empty((0, len(champion.features)))
+    saved = json.loads(src["state"])
+    if saved.get("features") != champion.features:
+        return np.empty((0, len(champion.features)))
+    stream = StreamState.from_json(saved["stream"], len(champion.features))
+    return stream.rows[len(stream.rows) - stream.pending :] if stream.pending else stream.rows[:0]
+
+
+def _merge_shares(old: list[list], old_steps: int, names: list[str], new: np.ndarray) -> dict[str, float]:
+    """An incident's mean shares after more steps: the kept top metrics weighted by their steps
+    plus the new steps' shares (metrics outside the kept top count as 0 before)."""
+    total = old_steps + len(new)
+    merged = {n: float(new[:, i].sum()) for i, n in enumerate(names)}
+    for name, share in old:
+        merged[name] = merged.get(name, 0.0) + share * old_steps
+    return {k: v / total for k, v in merged.items()}
+
+
+@task(name="score landing folder")
+def score_landing(
+    store_url: str, tracking_uri: str, model_name: str, landing: str, time_column: str, keep_values: bool
+) -> dict:
+    """Score every file waiting in ``landing`` with the current champion; returns the run's
+    counts (also in the store's ``runs`` table)."""
+    from .alerts import open_store
+
+    engine = open_store(store_url)
+    champion = load_champion(tracking_uri, model_name)
+    run = uuid.uuid4().hex[:12]
+    with engine.begin() as conn:
+        last = conn.execute(
+            sa.select(RUNS.c.version).where(RUNS.c.model == model_name).order_by(RUNS.c.started.desc()).limit(1)
+        ).first()
+        previous = last[0] if last and last[0] != champion.version else None
+        conn.execute(
+            sa.insert(RUNS).values(
+                run=run, started=now(), model=model_name, version=champion.version, previous_version=previous
+            )
+        )
+    log = run_logger()
+    if previous:
+        log.info(f"champion changed: {model_name} version {previous} -> {champion.version}")
+    outcomes = []
+    for source, files in landing_files(Path(landing)).items():
+        for path in files:
+            out = score_file(
+                engine, champion, Path(landing), source, path, run, time_column=time_column, keep_values=keep_values
+            )
+            log.info(
+                f"{source}/{path.name}: {out.status}, {out.rows} rows, {out.scored} steps scored, {out.alerts} alerts"
+                + (f"; {out.reason[0]}" if out.reason else "")
+            )
+            outcomes.append(out)
+    counts = {
+        "files_scored": sum(o.status == "scored" for o in outcomes),
+        "files_quarantined": sum(o.status == "quarantined" for o in outcomes),
+        "steps": sum(o.rows for o in outcomes),
+        "steps_scored": sum(o.scored for o in outcomes),
+        "alerts": sum(o.alerts for o in outcomes),
+        "incidents": sum(len(o.incidents) for o in outcomes),
+    }
+    with engine.begin() as conn:
+        conn.execute(sa.update(RUNS).where(RUNS.c.run == run).values(finished=now(), counts=dumps(counts)))
+    engine.dispose()
+    return {
+        "run": run,
+        "model": model_name,
+        "version": champion.version,
+        "previous_version": previous,
+        "detector": champion.detector,
+        **counts,
+        "outcomes": [o.__dict__ for o in outcomes],
+    }
+
+
+def log_scoring_run(tracking_uri: str, experiment: str, artifact_root: Path, result: dict) -> str:
+    """One MLflow run per scoring run: its counts as metrics, the model version as tags."""
+    from .registry import setup_mlflow
+
+    mlflow = setup_mlflow(tracking_uri, experiment, artifact_root)
+    tags = {
+        "mlflow.runName": f"score {result['run']}",
+        "mlflow.note.content": f"{result['model']} v{result['version']} ({result['detector']}) on the landing folder",
+        "model": result["model"],
+        "model_version": result["version"],
+        "detector": result["detector"],
+        "previous_version": result["previous_version"] or "",
+    }
+    counts = ("files_scored", "files_quarantined", "steps", "steps_scored", "alerts", "incidents")
+    with mlflow.start_run(tags=tags) as run:
+        mlflow.log_metrics({k: float(result[k]) for k in counts})
+    return run.info.run_id

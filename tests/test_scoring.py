@@ -1,0 +1,333 @@
+"""`vigil score` for real: a champion registered by `vigil run` in a temporary MLflow store,
+files dropped into a landing folder, the alerts store on SQLite (and PostgreSQL where the
+package is installed), `mlflow server` and `prefect server` started on loopback. The champion
+is a windowed detector (lstm_ae, window 8), so steps wait for the ones after them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import yaml
+from conftest import free_port, serving
+from test_pipeline import SMALL, VIGIL, full, make_workspace, sh, vigil_run
+
+WINDOW = 8
+MODEL = "vigil-synthetic-seed0"  # the pipeline's name for the model of synthetic/seed0
+PARAMS = {
+    **SMALL,
+    "detectors": {"lstm_ae": {"window": WINDOW, "hidden": 16, "epochs": 2, "device": "cpu"}},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A workspace whose registry holds a champion; the telemetry to score (the synthetic
+    test series without its labels)."""
+    ws = make_workspace(tmp_path_factory.mktemp("scoring"), PARAMS)
+    vigil_run(ws, "--new-data-version")
+    frame = pd.read_csv(ws / "data" / "raw" / "synthetic" / "test.csv").drop(columns=["label"])
+    return ws, frame
+
+
+def workspace_with(trained, tmp_path: Path, **scoring) -> Path:
+    """The trained workspace's params with this test's own landing folder and store."""
+    ws, _ = trained
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["scoring"].update(
+        {"landing": str(tmp_path / "landing"), "store": f"sqlite:///{tmp_path / 'alerts.db'}", **scoring}
+    )
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def split(frame: pd.DataFrame, n: int) -> list[pd.DataFrame]:
+    return [frame.iloc[idx] for idx in np.array_split(np.arange(len(frame)), n)]
+
+
+def drop(frame: pd.DataFrame, landing: Path, source: str, name: str, fmt: str = "csv") -> Path:
+    folder = landing / source
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.{fmt}"
+    frame.to_parquet(path) if fmt == "parquet" else frame.to_csv(path, index=False)
+    return path
+
+
+def score(ws: Path, params: Path, *args, check=True, env=None):
+    env = {**os.environ, "PREFECT_HOME": str(ws.parent / "prefect-home"), **(env or {})}
+    return sh(VIGIL, "score", "--params", str(params), *args, cwd=ws, check=check, env=env)
+
+
+def table(url: str, name: str) -> pd.DataFrame:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql_table(name, conn)
+    finally:
+        engine.dispose()
+
+
+def test_score_fills_the_store_moves_files_and_keeps_the_watermark(trained, tmp_path):
+    ws, frame = trained
+    params = workspace_with(trained, tmp_path)
+    landing, url = tmp_path / "landing", f"sqlite:///{tmp_path / 'alerts.db'}"
+    chunks = split(frame, 3)
+    drop(chunks[0], landing, "web-1", "part-0")
+    drop(chunks[1], landing, "web-1", "part-1", fmt="parquet")
+    out = score(ws, params)
+    assert "2 file(s)" in out.stdout and "0 file(s) quarantined" in out.stdout, out.stdout
+    points = table(url, "points")
+    n = len(chunks[0]) + len(chunks[1])
+    # the last window - 1 steps wait for the steps after them
+    assert len(points) == n - (WINDOW - 1) and points["ts"].is_unique
+    assert (
+        points["ts"].tolist()
+        == pd.to_datetime(frame["timestamp"][: n - WINDOW + 1]).dt.strftime("%Y-%m-%dT%H:%M:%S.%f").tolist()
+    )
+    source = table(url, "sources").set_index("source").loc["web-1"]
+    assert source["watermark"] == pd.Timestamp(chunks[1]["timestamp"].iloc[-1]).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    assert source["steps"] == n and json.loads(source["state"])["stream"]["pending"] == WINDOW - 1
+    assert sorted(p.name for p in (landing / "done" / "web-1").iterdir()) == ["part-0.csv", "part-1.parquet"]
+    assert not list((landing / "web-1").iterdir())
+    # alerts: every flagged step, grouped into incidents of consecutive steps, each with its metrics
+    alerts, incidents = table(url, "alerts"), table(url, "incidents")
+    assert (points["flag"] == 1).sum() == len(alerts) > 0
+    assert incidents["steps"].sum() == len(alerts)
+    for _, inc in incidents.iterrows():
+        mine = alerts[alerts["incident"] == inc["id"]]
+        flagged = points[(points["ts"] >= inc["start"]) & (points["ts"] <= inc["end"])]
+        assert len(mine) == len(flagged) == inc["steps"] and flagged["flag"].all()
+        shares = json.loads(inc["top_metrics"])
+        assert shares and all(name in frame.columns for name, _ in shares)
+    assert set(alerts["detector"]) == {"lstm_ae"} and set(alerts["version"]) == {"1"}
+    # the next file: the waiting steps are scored with it; nothing new, nothing scored
+    drop(chunks[2], landing, "web-1", "part-2")
+    score(ws, params)
+    points = table(url, "points")
+    assert len(points) == len(frame) - (WINDOW - 1) and points["ts"].is_unique
+    again = score(ws, params)
+    assert "0 file(s)" in again.stdout and len(table(url, "points")) == len(points)
+    # MLflow: one run per scoring run, with its counts
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{ws / 'mlflow' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("vigil-score")
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.data.metrics["files_scored"] for r in runs) == [0.0, 1.0, 2.0]
+
+
+def test_one_file_or_ten_give_the_same_scores(trained, tmp_path):
+    ws, frame = trained
+    params = workspace_with(trained, tmp_path)
+    landing, url = tmp_path / "landing", f"sqlite:///{tmp_path / 'alerts.db'}"
+    drop(frame, landing, "one", "all")
+    for i, part in enumerate(split(frame, 10)):
+        drop(part, landing, "ten", f"part-{i:02d}")
+    score(ws, params)
+    points = table(url, "points")
+    one, ten = (points[points["source"] == s].reset_index(drop=True) for s in ("one", "ten"))
+    assert len(one) == len(ten) == len(frame) - (WINDOW - 1)
+    assert one["ts"].tolist() == ten["ts"].tolist()
+    np.testing.assert_allclose(ten["score"], one["score"], rtol=1e-5)
+    assert one["flag"].tolist() == ten["flag"].tolist()
+
+
+def test_malformed_arrivals_are_quarantined_with_a_reason_and_the_next_file_is_scored(trained, tmp_path):
+    ws, frame = trained
+    params = workspace_with(trained, tmp_path)
+    landing, url = tmp_path / "landing", f"sqlite:///{tmp_path / 'alerts.db'}"
+    head, good = frame.iloc[:200], frame.iloc[200:400]
+    with_text = head.astype({"cpu_user": object})
+    with_text.loc[with_text.index[7], "cpu_user"] = "oops"
+    backwards = head.copy()
+    backwards.loc[backwards.index[[10, 11]], "timestamp"] = backwards["timestamp"].iloc[[11, 10]].to_numpy()
+    duplicated = head.copy()
+    duplicated.loc[duplicated.index[20], "timestamp"] = duplicated["timestamp"].iloc[19]
+    with_nan = head.copy()
+    with_nan.loc[with_nan.index[5], "mem_used"] = np.nan
+    bad = {
+        "missing": (head.drop(columns=["disk_util"]), "expect_table_columns_to_match_ordered_list"),
+        "extra": (head.assign(spare=1.0), "expect_table_columns_to_match_ordered_list"),
+        "text": (with_text, "column 'cpu_user', lines [9]"),
+        "nan": (with_nan, "column 'mem_used', lines [7]"),
+        "backwards": (backwards, "expect_column_values_to_be_increasing, column 'timestamp'"),
+        "duplicated": (duplicated, "expect_column_values_to_be_increasing, column 'timestamp'"),
+    }
+    for source, (data, _) in bad.items():
+        drop(data, landing, source, "a-bad")
+        drop(good, landing, source, "b-good")
+    drop(head, landing, "overlap", "a-first")
+    drop(head.iloc[150:], landing, "overlap", "b-again")  # steps already accepted
+    out = score(ws, params)
+    assert "7 file(s) quarantined" in out.stdout, out.stdout
+    files = table(url, "files")
+    for source, (_, expected) in bad.items():
+        reason = (landing / "quarantine" / source / "a-bad.csv.reason.txt").read_text()
+        assert expected in reason and "a-bad.csv" in reason, reason
+        assert (landing / "quarantine" / source / "a-bad.csv").is_file()
+        assert (landing / "done" / source / "b-good.csv").is_file()  # the next good file is scored
+        assert files[(files["source"] == source)]["status"].tolist() == ["quarantined", "scored"]
+    reason = (landing / "quarantine" / "overlap" / "b-again.csv.reason.txt").read_text()
+    assert "time goes back" in reason and "50 step(s)" in reason
+    points = table(url, "points")
+    assert points.groupby("source").size().to_dict() == {
+        **{s: len(good) - (WINDOW - 1) for s in bad},
+        "overlap": len(head) - (WINDOW - 1),
+    }
+    # a file dropped again under a quarantined name keeps the earlier one
+    drop(head.drop(columns=["disk_util"]), landing, "missing", "a-bad")
+    score(ws, params)
+    assert (landing / "quarantine" / "missing" / "a-bad.1.csv").is_file()
+    assert (landing / "quarantine" / "missing" / "a-bad.csv").is_file()
+
+
+def test_a_killed_scoring_run_neither_duplicates_nor_skips_steps(trained, tmp_path):
+    """SIGKILL in the middle of a run over 40 files; the rerun scores the rest. Every step of
+    the series is in the store exactly once, with the scores of an uninterrupted run."""
+    ws, frame = trained
+    params = workspace_with(trained, tmp_path)
+    landing, url = tmp_path / "landing", f"sqlite:///{tmp_path / 'alerts.db'}"
+    for i, part in enumerate(split(frame, 40)):
+        drop(part, landing, "db-1", f"part-{i:02d}")
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    proc = subprocess.Popen(
+        [VIGIL, "score", "--params", str(params)], cwd=ws, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    engine = sa.create_engine(url)
+    deadline = time.monotonic() + 240
+    scored = 0
+    while scored < 5:
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.2)
+        try:
+            with engine.connect() as conn:
+                scored = conn.execute(sa.text("select count(*) from files where status = 'scored'")).scalar()
+        except sa.exc.OperationalError:  # the store is not made yet
+            pass
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    engine.dispose()
+    assert len(table(url, "files")) < 40  # it was killed midway
+    score(ws, params)
+    points = table(url, "points")
+    expected = pd.to_datetime(frame["timestamp"][: len(frame) - WINDOW + 1]).dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    assert points["ts"].tolist() == expected.tolist()
+    assert len(table(url, "files")) == 40 and not list((landing / "db-1").glob("*.csv"))
+    # the scores of one uninterrupted pass
+    drop(frame, landing, "whole", "all")
+    score(ws, params)
+    points = table(url, "points")
+    np.testing.assert_allclose(
+        points[points["source"] == "db-1"]["score"].to_numpy(),
+        points[points["source"] == "whole"]["score"].to_numpy(),
+        rtol=1e-5,
+    )
+
+
+def test_postgresql_store(trained, tmp_path, postgres_url):
+    ws, frame = trained
+    params = workspace_with(trained, tmp_path, store=postgres_url)
+    drop(frame.iloc[:300], tmp_path / "landing", "pg-1", "part-0")
+    score(ws, params)
+    points = table(postgres_url, "points")
+    assert len(points[points["source"] == "pg-1"]) == 300 - (WINDOW - 1)
+
+
+def test_the_champion_is_read_through_a_tracking_server(trained, tmp_path):
+    """`mlflow server` on loopback over the workspace's store; `vigil score` reads
+    models:/vigil-synthetic-seed0@champion through its REST API, and a new champion is picked up
+    at the next run and recorded on the alerts."""
+    ws, frame = trained
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    params = workspace_with(trained, tmp_path)
+    cfg = yaml.safe_load(params.read_text())
+    cfg["registry"]["tracking_uri"] = uri
+    params.write_text(yaml.safe_dump(cfg))
+    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+    server = [
+        mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{ws / 'mlflow' / 'mlflow.db'}",
+        "--default-artifact-root", str(ws / "mlflow" / "artifacts"), "--workers", "1",
+    ]  # fmt: skip
+    landing, url = tmp_path / "landing", f"sqlite:///{tmp_path / 'alerts.db'}"
+    with serving(server, f"{uri}/health"):
+        import mlflow
+
+        client = mlflow.MlflowClient(uri)
+        champion = client.get_model_version_by_alias(MODEL, "champion")
+        drop(frame.iloc[:300], landing, "app-1", "part-0")
+        out = score(ws, params)
+        assert f"version {champion.version}" in out.stdout
+        # a new champion (the same model registered again, made champion by hand)
+        before = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(uri)
+        try:
+            new = mlflow.register_model(champion.source, MODEL)
+        finally:
+            mlflow.set_tracking_uri(before)
+        client.set_registered_model_alias(MODEL, "champion", new.version)
+        drop(frame.iloc[300:600], landing, "app-1", "part-1")
+        out = score(ws, params)
+        assert f"champion changed from version {champion.version}" in out.stdout, out.stdout
+    points = table(url, "points")
+    assert set(points["version"]) == {champion.version, new.version}
+    runs = table(url, "runs").sort_values("started")
+    assert runs["previous_version"].iloc[-1] == champion.version
+
+
+def test_score_deployment_runs_from_the_prefect_server(trained, tmp_path):
+    """A real Prefect server: `vigil serve` registers the four deployments and serves
+    vigil-train and vigil-score; a triggered vigil-score run scores the landing folder."""
+    import urllib.request
+
+    ws, frame = trained
+    params = workspace_with(trained, tmp_path)
+    landing, url = tmp_path / "landing", f"sqlite:///{tmp_path / 'alerts.db'}"
+    port = free_port()
+    prefect = str(Path(sys.executable).parent / "prefect")
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect-server-home"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+    }
+    server = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with serving(server, f"http://127.0.0.1:{port}/api/health", env=env):
+        serve = subprocess.Popen(
+            [VIGIL, "serve", "--params", str(params)], cwd=ws, env=env, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/deployments/filter", data=b"{}", method="POST",
+                headers={"Content-Type": "application/json"},
+            )  # fmt: skip
+            deadline = time.monotonic() + 180
+            while True:
+                names = {d["name"] for d in json.loads(urllib.request.urlopen(request, timeout=30).read())}
+                if names >= {"vigil-train", "vigil-score", "vigil-tune", "vigil-benchmark"}:
+                    break
+                assert serve.poll() is None and time.monotonic() < deadline, names
+                time.sleep(1)
+            drop(frame.iloc[:300], landing, "web-1", "part-0")
+            drop(frame.iloc[300:600].drop(columns=["net_in"]), landing, "web-1", "part-1")
+            drop(frame.iloc[600:900], landing, "web-1", "part-2")
+            sh(prefect, "deployment", "run", "score/vigil-score", "--watch", cwd=ws, env=env)
+        finally:
+            os.killpg(serve.pid, signal.SIGTERM)
+            serve.wait(timeout=60)
+    points = table(url, "points")
+    assert len(points) == 600 - (WINDOW - 1)
+    assert "net_in" in (landing / "quarantine" / "web-1" / "part-1.csv.reason.txt").read_text()
+    assert json.loads(table(url, "runs")["counts"].iloc[0])["files_scored"] == 2
