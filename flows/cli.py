@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     srv = sub.add_parser(
         "serve",
         parents=[common],
-        help="deployments in the Prefect UI: serve vigil-train and vigil-score, register vigil-tune and vigil-benchmark",
+        help="deployments in the Prefect UI: serve vigil-train and vigil-score; register vigil-tune, vigil-benchmark",
     )
     srv.add_argument("--params", default="params.yaml")
     srv.set_defaults(func=_serve)

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from conftest import free_port, serving
-from test_pipeline import SMALL, VIGIL, full, make_workspace, sh, vigil_run
+from test_pipeline import SMALL, VIGIL, make_workspace, sh, vigil_run
 
 WINDOW = 8
 MODEL = "vigil-synthetic-seed0"  # the pipeline's name for the model of synthetic/seed0
