@@ -135,3 +135,40 @@ def file_outcome(conn, source: str, md5: str) -> str | None:
 
 def dumps(obj) -> str:
     return json.dumps(obj, separators=(",", ":"))
+
+
+# --- reading, for the live view ------------------------------------------------------------
+def sources(conn) -> list[dict]:
+    """Every source: name, watermark, steps, model version, and the metrics it is scored on."""
+    out = []
+    for row in conn.execute(sa.select(SOURCES).order_by(SOURCES.c.source)).mappings():
+        state = json.loads(row["state"])
+        out.append(
+            {
+                "source": row["source"],
+                "watermark": row["watermark"],
+                "steps": row["steps"],
+                "model": row["model"],
+                "version": row["version"],
+                "features": state.get("features", []),
+            }
+        )
+    return out
+
+
+def points_after(conn, source: str, after: int, limit: int) -> list[dict]:
+    """The scored steps of ``source`` stored after row id ``after``, oldest first."""
+    rows = conn.execute(
+        sa.select(POINTS).where(POINTS.c.source == source, POINTS.c.id > after).order_by(POINTS.c.id).limit(limit)
+    ).mappings()
+    return [{**r, "metrics": json.loads(r["metrics"]) if r["metrics"] else None} for r in rows]
+
+
+def incidents_of(conn, source: str) -> list[dict]:
+    rows = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.source == source).order_by(INCIDENTS.c.id))
+    return [{**r, "top_metrics": json.loads(r["top_metrics"])} for r in rows.mappings()]
+
+
+def alerts_of(conn, incident: int) -> list[dict]:
+    rows = conn.execute(sa.select(ALERTS).where(ALERTS.c.incident == incident).order_by(ALERTS.c.id))
+    return [{**r, "top_metrics": json.loads(r["top_metrics"])} for r in rows.mappings()]

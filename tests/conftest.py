@@ -43,10 +43,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(cmd: list[str], url: str, *, env: dict | None = None, timeout: float = 120):
-    """Start a real server, ``cmd``, in its own process group; wait until ``url`` answers; yield
-    the process; then stop the whole group (SIGTERM)."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+def serving(cmd: list[str], url: str, *, env: dict | None = None, timeout: float = 120, cwd=None):
+    """Start a real server, ``cmd`` (in ``cwd``), in its own process group; wait until ``url``
+    answers; yield the process; then stop the whole group (SIGTERM)."""
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + timeout
         while True:

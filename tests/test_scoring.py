@@ -331,3 +331,106 @@ def test_score_deployment_runs_from_the_prefect_server(trained, tmp_path):
     assert len(points) == 600 - (WINDOW - 1)
     assert "net_in" in (landing / "quarantine" / "web-1" / "part-1.csv.reason.txt").read_text()
     assert json.loads(table(url, "runs")["counts"].iloc[0])["files_scored"] == 2
+
+
+class WebDriver:
+    """The W3C WebDriver protocol spoken to Debian's chromedriver: a real headless Chromium."""
+
+    def __init__(self, port: int):
+        import urllib.request
+
+        self.base = f"http://127.0.0.1:{port}"
+        self._urlopen = urllib.request.urlopen
+        args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1400,900"]  # fmt: skip
+        caps = {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}}}}
+        self.session = self._call("POST", "/session", caps)["sessionId"]
+
+    def _call(self, method: str, path: str, body: dict | None = None):
+        import urllib.request
+
+        data = json.dumps(body or {}).encode() if method == "POST" else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        return json.loads(self._urlopen(req, timeout=60).read())["value"]
+
+    def go(self, url: str) -> None:
+        self._call("POST", f"/session/{self.session}/url", {"url": url})
+
+    def js(self, script: str):
+        return self._call("POST", f"/session/{self.session}/execute/sync", {"script": script, "args": []})
+
+    def wait_for(self, script: str, deadline_s: float = 60):
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            value = self.js(script)
+            if value:
+                return value
+            time.sleep(0.3)
+        raise AssertionError(f"page never satisfied: {script}")
+
+    def screenshot(self, path: Path) -> None:
+        import base64
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(self._call("GET", f"/session/{self.session}/screenshot")))
+
+    def quit(self) -> None:
+        self._call("DELETE", f"/session/{self.session}")
+
+
+def test_the_live_page_shows_new_scores_without_a_reload(trained, tmp_path):
+    """`vigil web` in a real headless Chromium: the plot holds the series' points; scores
+    written afterwards by `vigil score` appear without a reload; the compare page shows the
+    benchmark's detectors. Screenshots under the test's reports/."""
+    import shutil
+
+    from conftest import REPO
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (`make test` installs them as root)")
+    ws, frame = trained
+    params = workspace_with(trained, tmp_path)
+    landing = tmp_path / "landing"
+    drop(frame.iloc[:300], landing, "web-1", "part-0")
+    score(ws, params)
+    (ws / "reports").mkdir(exist_ok=True)
+    shutil.copy(REPO / "reports" / "benchmark_summary.json", ws / "reports" / "benchmark_summary.json")
+    web_port, driver_port = free_port(), free_port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    web = [VIGIL, "web", "--params", str(params), "--port", str(web_port)]
+    with (
+        serving(web, f"http://127.0.0.1:{web_port}/api/sources", env=env, cwd=ws),
+        serving([driver, f"--port={driver_port}"], f"http://127.0.0.1:{driver_port}/status"),
+    ):
+        browser = WebDriver(driver_port)
+        try:
+            browser.go(f"http://127.0.0.1:{web_port}/")
+            browser.js("window.vigilLoadMarker = 'first load'; return 1;")
+            first = 300 - (WINDOW - 1)
+            browser.wait_for(f"return document.body.dataset.points == '{first}';")
+            assert browser.js("return document.getElementById('scoreplot').data[0].x.length;") == first
+            traces = browser.js("return document.getElementById('metricplot').data.map(t => t.name);")
+            assert traces == [c for c in frame.columns if c != "timestamp"]
+            browser.screenshot(tmp_path / "reports" / "live-before.png")
+            drop(frame.iloc[300:600], landing, "web-1", "part-1")
+            score(ws, params)
+            browser.wait_for(f"return document.body.dataset.points == '{600 - (WINDOW - 1)}';")
+            assert browser.js("return window.vigilLoadMarker;") == "first load"  # no reload
+            assert browser.js("return document.getElementById('scoreplot').data[0].x.length;") == 600 - (WINDOW - 1)
+            shaded = browser.js("return (document.getElementById('scoreplot').layout.shapes || []).length;")
+            incidents = table(f"sqlite:///{tmp_path / 'alerts.db'}", "incidents")
+            assert shaded == len(incidents)
+            if len(incidents):
+                browser.js("document.querySelector('tr.incident').click(); return 1;")
+                browser.wait_for("return document.querySelectorAll('#contrib tr').length > 0;")
+            browser.screenshot(tmp_path / "reports" / "live-after.png")
+            browser.go(f"http://127.0.0.1:{web_port}/compare")
+            rows = browser.wait_for("return document.querySelectorAll('#table tr').length;")
+            assert rows > 10
+            browser.screenshot(tmp_path / "reports" / "compare.png")
+        finally:
+            browser.quit()
+    print(f"screenshots: {tmp_path / 'reports'}")
