@@ -22,14 +22,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# What tests need from Debian: PostgreSQL (a tuning study shared through a server). Installed
-# where missing and this user may (root with apt-get); elsewhere those tests skip, saying why.
+# What tests need from Debian: PostgreSQL (a tuning study and the alerts store on a server) and
+# Chromium with its driver (the live page in a real browser). Installed where missing and this
+# user may (root with apt-get); elsewhere those tests skip, saying why.
+DEBIAN_PKGS = $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
+              $(if $(wildcard /usr/bin/chromium),,chromium) $(if $(wildcard /usr/bin/chromedriver),,chromium-driver)
 debian-test-deps:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@if [ -n "$(strip $(DEBIAN_PKGS))" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
-	      || echo "make: could not install postgresql; its tests will skip"; \
-	  else echo "make: postgresql is absent and cannot be installed here; its tests will skip"; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PKGS) >/dev/null) \
+	      || echo "make: could not install $(strip $(DEBIAN_PKGS)); their tests will skip"; \
+	  else echo "make: $(strip $(DEBIAN_PKGS)) absent and not installable here; their tests will skip"; fi; \
 	fi
 
 test: lint debian-test-deps

@@ -145,7 +145,17 @@ def log_detector_run(
 ) -> str:
     """One child run: parameters, metrics of both splits, plots, the threshold rule, and the
     pyfunc model bundling scaler, detector and threshold. Returns the model's URI."""
-    with mlflow.start_run(run_name=result.name, nested=True, tags={**tags, "vigil.detector": result.name}):
+    dataset = data.meta["dataset"]
+    compare = {  # the same plain tags as the benchmark's runs, so MLflow's compare view lines them up
+        "dataset": dataset,
+        "series": dataset,
+        "detector": result.name,
+        "mlflow.note.content": (
+            f"{result.name} on {dataset}. Metrics: val_* on the validation head (threshold and model choice), "
+            f"test_* on the test tail at that threshold; plots/ holds scores, threshold and incidents."
+        ),
+    }
+    with mlflow.start_run(run_name=result.name, nested=True, tags={**tags, **compare, "vigil.detector": result.name}):
         mlflow.log_params({f"detector.{k}": v for k, v in info.get("params", {}).items()})
         mlflow.log_params({"detector": result.name, "threshold": result.threshold.value})
         mlflow.set_tags(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -24,31 +25,52 @@ NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "float16", "float32", "float
 
 
 def build_suite(table: RawTable, min_rows: int, min_value: float | None, max_value: float | None):
+    """The suite for ``table``: its expected columns and row count; per metric present, numeric
+    type, no nulls, finite (and within the configured range); time not null and strictly
+    increasing; labels 0/1."""
+    return _suite(
+        table.role,
+        tuple(table.columns),
+        table.rows,
+        tuple(table.metrics),
+        table.time_column,
+        table.label_column,
+        table.time_mostly,
+        frozenset(table.frame.columns),
+        min_rows,
+        min_value,
+        max_value,
+    )
+
+
+# Cached: building ~120 expectations costs about a second, and a scoring run validates every
+# arriving file of a source against the same suite. Callers only read the suite.
+@functools.lru_cache(maxsize=32)
+def _suite(role, columns, rows, metrics, time_column, label_column, time_mostly, present, min_rows, lo, hi):
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    suite = gx.ExpectationSuite(name=f"vigil.{table.role}")
-    suite.add_expectation(gxe.ExpectTableColumnsToMatchOrderedList(column_list=table.columns))
-    if table.rows is not None:
-        suite.add_expectation(gxe.ExpectTableRowCountToEqual(value=table.rows))
+    suite = gx.ExpectationSuite(name=f"vigil.{role}")
+    suite.add_expectation(gxe.ExpectTableColumnsToMatchOrderedList(column_list=list(columns)))
+    if rows is not None:
+        suite.add_expectation(gxe.ExpectTableRowCountToEqual(value=rows))
     else:
         suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=min_rows))
-    present = set(table.frame.columns)
     # a finite value range always: infinities fail it; the configured range, where known
-    lo = -np.finfo(np.float64).max if min_value is None else min_value
-    hi = np.finfo(np.float64).max if max_value is None else max_value
-    for col in (c for c in table.metrics if c in present):
+    lo = -np.finfo(np.float64).max if lo is None else lo
+    hi = np.finfo(np.float64).max if hi is None else hi
+    for col in (c for c in metrics if c in present):
         suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=col, type_list=NUMERIC_TYPES))
         suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col))
         suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi))
-    if table.time_column and table.time_column in present:
-        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=table.time_column))
+    if time_column and time_column in present:
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=time_column))
         suite.add_expectation(
-            gxe.ExpectColumnValuesToBeIncreasing(column=table.time_column, strictly=True, mostly=table.time_mostly)
+            gxe.ExpectColumnValuesToBeIncreasing(column=time_column, strictly=True, mostly=time_mostly)
         )
-    if table.label_column and table.label_column in present:
-        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=table.label_column))
-        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=table.label_column, value_set=[0, 1]))
+    if label_column and label_column in present:
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=label_column))
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=label_column, value_set=[0, 1]))
     return suite
 
 
@@ -74,8 +96,13 @@ def _not_numeric_rows(frame: pd.DataFrame, column: str) -> list[int]:
     return np.flatnonzero(bad.to_numpy()).tolist()
 
 
-def validate_tables(tables: list[RawTable], min_rows: int, min_value=None, max_value=None) -> dict:
-    """Run one suite per table; returns the JSON-able report (``success``, ``problems``, ``results``)."""
+def validate_tables(
+    tables: list[RawTable], min_rows: int, min_value=None, max_value=None, *, details: bool = True
+) -> dict:
+    """Run one suite per table; returns the JSON-able report (``success``, ``problems``, ``results``).
+
+    ``details=False`` asks GX for pass/fail only (no rows, no stored results): several times
+    cheaper on large tables, for a caller that reruns with details when a table fails."""
     import great_expectations as gx
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
@@ -89,7 +116,11 @@ def validate_tables(tables: list[RawTable], min_rows: int, min_value=None, max_v
             frame = frame.assign(**{table.time_column: pd.to_datetime(frame[table.time_column], errors="coerce")})
         asset = source.add_dataframe_asset(name=f"{table.role}{i}")
         batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(build_suite(table, min_rows, min_value, max_value), result_format="COMPLETE")
+        suite = build_suite(table, min_rows, min_value, max_value)
+        result = batch.validate(suite, result_format="COMPLETE" if details else "BOOLEAN_ONLY")
+        if not details:
+            report["success"] &= bool(result.success)
+            continue
         report["results"].append({"file": str(table.path), "role": table.role, "result": result.to_json_dict()})
         wrong_type = {
             r.expectation_config.kwargs.get("column")

@@ -126,6 +126,24 @@ def test_score_fills_the_store_moves_files_and_keeps_the_watermark(trained, tmp_
     assert sorted(r.data.metrics["files_scored"] for r in runs) == [0.0, 1.0, 2.0]
 
 
+def test_detector_runs_line_up_in_the_mlflow_compare_view(trained):
+    """Every detector's run carries the same metric names, a description and the tags the
+    compare view groups by (dataset, series, detector, data hashes)."""
+    import mlflow
+
+    ws, _ = trained
+    client = mlflow.MlflowClient(f"sqlite:///{ws / 'mlflow' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("vigil")
+    children = [r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    assert children
+    for run in children:
+        tags = run.data.tags
+        assert {"dataset", "series", "detector", "mlflow.note.content"} <= set(tags)
+        assert any(k.startswith("vigil.data") or "md5" in k for k in tags), tags
+        assert {"val_vus_pr", "test_vus_pr", "test_point_f1", "fit_seconds"} <= set(run.data.metrics)
+        assert any(a.path == "plots" for a in client.list_artifacts(run.info.run_id))
+
+
 def test_one_file_or_ten_give_the_same_scores(trained, tmp_path):
     ws, frame = trained
     params = workspace_with(trained, tmp_path)
