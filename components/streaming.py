@@ -71,24 +71,23 @@ def score_batch(
 
 
 @dataclass
-class Incident:
-    """Consecutive flagged steps, as stream positions (``end`` inclusive)."""
+class Run:
+    """Consecutive flagged steps ``start`` .. ``end`` (inclusive) of a batch's scores;
+    ``continued``: it starts at the batch's first step and the step before was flagged too
+    (the incident the last batch ended in goes on)."""
 
     start: int
     end: int
+    continued: bool = False
 
 
-def group_flags(flags: np.ndarray, offset: int, open_until: int | None) -> list[Incident]:
-    """Runs of flagged steps among ``flags`` (stream positions ``offset`` ...). A run that
-    starts right after ``open_until`` (the last step of an incident the previous batch ended
-    in) continues that incident: it is returned with its earlier start kept as ``-1`` for the
-    caller to merge."""
+def flagged_runs(flags: np.ndarray, after_flagged: bool) -> list[Run]:
+    """Runs of flagged steps among ``flags``; ``after_flagged``: the step before ``flags[0]``
+    was flagged (an incident is open)."""
     flags = np.asarray(flags, dtype=bool)
     if not flags.any():
         return []
-    padded = np.concatenate([[False], flags, [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    runs = [Incident(int(a) + offset, int(b) - 1 + offset) for a, b in zip(edges[::2], edges[1::2])]
-    if open_until is not None and runs[0].start == open_until + 1:
-        runs[0] = Incident(-1, runs[0].end)
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], flags, [False]]).astype(np.int8)))
+    runs = [Run(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+    runs[0].continued = after_flagged and runs[0].start == 0
     return runs

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from prefect import task
 
 from components.datasets import RawTable
-from components.streaming import StreamState, group_flags
+from components.streaming import StreamState, flagged_runs
 
 from . import run_logger
 from .alerts import (
@@ -283,11 +283,12 @@ def score_file(
         state, pending_times, note = _stream_state(src, champion.features)
         if note:
             run_logger().warning(f"{source}: {note}")
+        pending_raw = state.rows[len(state.rows) - state.pending :]  # scored now, before this file's steps
         final, state = champion.model.score_batch(raw, state)
         all_times = pending_times + stamps
         n = len(final.scores)
         step_times, pending_times = all_times[:n], all_times[n:]
-        values = np.concatenate([_pending_raw(src, champion, n), raw])[:n] if keep_values else None
+        values = np.concatenate([pending_raw, raw])[:n] if keep_values else None
         threshold = float(champion.model.threshold)
         flags = final.scores >= threshold
         if n:
@@ -296,11 +297,11 @@ def score_file(
         if src and src["version"] != champion.version:
             open_incident = None  # an incident belongs to one model version
         names = champion.features
-        for run_ in group_flags(flags, 0, -1 if open_incident is not None else None):
-            first = max(run_.start, 0)
+        for run_ in flagged_runs(flags, after_flagged=open_incident is not None):
+            first = run_.start
             idx = slice(first, run_.end + 1)
             shares = final.contributions[idx]
-            if run_.start == -1:  # continues the incident the last file ended in
+            if run_.continued:  # the incident the last file ended in goes on
                 inc_id = open_incident
                 old = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.id == inc_id)).mappings().one()
                 steps = old["steps"] + (run_.end + 1 - first)
@@ -374,18 +375,6 @@ def score_file(
         outcome.scored = n
     _done(path, landing, source)
     return outcome
-
-
-def _pending_raw(src: dict | None, champion: Champion, n: int) -> np.ndarray:
-    """The raw values of the steps that were pending before this file (the tail of the saved
-    stream rows), for the points table."""
-    if not src:
-        return np.empty((0, len(champion.features)))
-    saved = json.loads(src["state"])
-    if saved.get("features") != champion.features:
-        return np.empty((0, len(champion.features)))
-    stream = StreamState.from_json(saved["stream"], len(champion.features))
-    return stream.rows[len(stream.rows) - stream.pending :] if stream.pending else stream.rows[:0]
 
 
 def _merge_shares(old: list[list], old_steps: int, names: list[str], new: np.ndarray) -> dict[str, float]:

@@ -117,13 +117,20 @@ def test_score_fills_the_store_moves_files_and_keeps_the_watermark(trained, tmp_
     assert len(points) == len(frame) - (WINDOW - 1) and points["ts"].is_unique
     again = score(ws, params)
     assert "0 file(s)" in again.stdout and len(table(url, "points")) == len(points)
+    # a file given on the command line: landed as an arrival of the series named, then scored
+    given = tmp_path / "given.csv"
+    frame.iloc[:100].to_csv(given, index=False)
+    out = score(ws, params, str(given), "--source", "cli-1")
+    assert "1 file(s)" in out.stdout and given.is_file() and (landing / "done" / "cli-1" / "given.csv").is_file()
+    refused = score(ws, params, str(given), check=False)
+    assert refused.returncode == 2 and "--source" in refused.stderr
     # MLflow: one run per scoring run, with its counts
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{ws / 'mlflow' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("vigil-score")
     runs = client.search_runs([exp.experiment_id])
-    assert sorted(r.data.metrics["files_scored"] for r in runs) == [0.0, 1.0, 2.0]
+    assert sorted(r.data.metrics["files_scored"] for r in runs) == [0.0, 1.0, 1.0, 2.0]
 
 
 def test_detector_runs_line_up_in_the_mlflow_compare_view(trained):
