@@ -25,7 +25,6 @@ class VigilAnomalyModel(mlflow.pyfunc.PythonModel):
         bundle = Path(context.artifacts["bundle"])
         meta = json.loads((bundle / "meta.json").read_text())
         self.features = meta["features"]
-        self.detector_name = meta["detector"]
         self.threshold = float(meta["threshold"])
         self.scaler = Scaler.from_dict(meta["scaler"])
         self.detector = load_detector(bundle / "detector.npz")
@@ -55,17 +54,6 @@ class VigilAnomalyModel(mlflow.pyfunc.PythonModel):
                 "top_metrics": [",".join(row) for row in names],
             },
             index=model_input.index,
-        )
-
-    def score_batch(self, raw: np.ndarray, state):
-        """Score a batch of a stream (raw metrics [T, features]) after ``state``
-        (`components.streaming.StreamState` of raw rows): the steps that became final and the
-        state to carry on. The scaler, detector and threshold are the ones `predict` uses."""
-        from components.streaming import score_batch
-
-        past, future = self.detector.context_steps()
-        return score_batch(
-            lambda rows: self.detector.score_and_contributions(self.scaler.transform(rows)), state, raw, past, future
         )
 
 

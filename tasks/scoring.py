@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from prefect import task
 
 from components.datasets import RawTable
-from components.streaming import StreamState, flagged_runs
+from components.streaming import StreamState, flagged_runs, score_batch
 
 from . import run_logger
 from .alerts import (
@@ -53,8 +53,10 @@ TOP_INCIDENT = 5  # metrics an incident names
 
 @dataclass
 class Champion:
-    """The registered model scoring new data: the pyfunc's Python model (scaler, detector and
-    threshold, as evaluation used them) and where it came from."""
+    """The registered model scoring new data: the pyfunc's Python model, whose scaler,
+    detector and threshold are the ones evaluation used (`tasks.mlflow_model`), and where it
+    came from. Only those attributes are read, so a champion logged by an earlier Vigil (its
+    model code is stored with it) scores too."""
 
     name: str
     version: str
@@ -62,11 +64,20 @@ class Champion:
 
     @property
     def detector(self) -> str:
-        return self.model.detector_name
+        return self.model.detector.name
 
     @property
     def features(self) -> list[str]:
         return list(self.model.features)
+
+    def score_batch(self, raw: np.ndarray, state: StreamState):
+        """A batch of a stream (raw metrics [T, features]) after ``state``: the steps that
+        became final, and the state to carry on (`components.streaming.score_batch`)."""
+        detector, scaler = self.model.detector, self.model.scaler
+        past, future = detector.context_steps()
+        return score_batch(
+            lambda rows: detector.score_and_contributions(scaler.transform(rows)), state, raw, past, future
+        )
 
 
 def load_champion(tracking_uri: str, name: str, alias: str = "champion") -> Champion:
@@ -284,7 +295,7 @@ def score_file(
         if note:
             run_logger().warning(f"{source}: {note}")
         pending_raw = state.rows[len(state.rows) - state.pending :]  # scored now, before this file's steps
-        final, state = champion.model.score_batch(raw, state)
+        final, state = champion.score_batch(raw, state)
         all_times = pending_times + stamps
         n = len(final.scores)
         step_times, pending_times = all_times[:n], all_times[n:]
