@@ -217,13 +217,15 @@ def test_malformed_arrivals_are_quarantined_with_a_reason_and_the_next_file_is_s
 
 
 def test_a_killed_scoring_run_neither_duplicates_nor_skips_steps(trained, tmp_path):
-    """SIGKILL in the middle of a run over 40 files; the rerun scores the rest. Every step of
-    the series is in the store exactly once, with the scores of an uninterrupted run."""
+    """SIGKILL in the middle of a run over 120 files (polled every 10 ms, killed once one has
+    committed); the rerun scores the rest. Every step of the series is in the store exactly
+    once, with the scores of an uninterrupted run."""
     ws, frame = trained
     params = workspace_with(trained, tmp_path)
     landing, url = tmp_path / "landing", f"sqlite:///{tmp_path / 'alerts.db'}"
-    for i, part in enumerate(split(frame, 40)):
-        drop(part, landing, "db-1", f"part-{i:02d}")
+    n_files = 120
+    for i, part in enumerate(split(frame, n_files)):
+        drop(part, landing, "db-1", f"part-{i:03d}")
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
     proc = subprocess.Popen(
         [VIGIL, "score", "--params", str(params)], cwd=ws, env=env, start_new_session=True,
@@ -232,9 +234,9 @@ def test_a_killed_scoring_run_neither_duplicates_nor_skips_steps(trained, tmp_pa
     engine = sa.create_engine(url)
     deadline = time.monotonic() + 240
     scored = 0
-    while scored < 5:
+    while scored < 1:
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
-        time.sleep(0.2)
+        time.sleep(0.01)
         try:
             with engine.connect() as conn:
                 scored = conn.execute(sa.text("select count(*) from files where status = 'scored'")).scalar()
@@ -243,12 +245,13 @@ def test_a_killed_scoring_run_neither_duplicates_nor_skips_steps(trained, tmp_pa
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     engine.dispose()
-    assert len(table(url, "files")) < 40  # it was killed midway
+    killed_at = len(table(url, "files"))
+    assert killed_at < n_files, killed_at  # it was killed midway
     score(ws, params)
     points = table(url, "points")
     expected = pd.to_datetime(frame["timestamp"][: len(frame) - WINDOW + 1]).dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
     assert points["ts"].tolist() == expected.tolist()
-    assert len(table(url, "files")) == 40 and not list((landing / "db-1").glob("*.csv"))
+    assert len(table(url, "files")) == n_files and not list((landing / "db-1").glob("*.csv"))
     # the scores of one uninterrupted pass
     drop(frame, landing, "whole", "all")
     score(ws, params)
