@@ -55,8 +55,8 @@ def score_batch(
     """Score ``batch`` [T, F] after ``state``; return the steps that became final (the pending
     ones first, then the batch's own, all but its last ``future``) and the state to carry on.
 
-    ``score_fn(x) -> (scores [T], contributions [T, F])`` is the detector's
-    `score_and_contributions` on scaled rows."""
+    ``score_fn(x) -> (scores [T], contributions [T, F])``: the detector's
+    `score_and_contributions` (after the scaler, where the rows are raw)."""
     batch = np.asarray(batch, dtype=np.float64).reshape(-1, state.rows.shape[1])
     x = np.concatenate([state.rows, batch]) if len(state.rows) else batch
     done = len(state.rows) - state.pending  # context: scored in an earlier batch
