@@ -15,6 +15,12 @@ import sqlalchemy as sa
 
 META = sa.MetaData()
 
+
+def _id() -> sa.Column:
+    """An auto-incrementing 64-bit key (SQLite autoincrements only a plain INTEGER key)."""
+    return sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True)
+
+
 SOURCES = sa.Table(
     "sources",
     META,
@@ -30,7 +36,7 @@ SOURCES = sa.Table(
 FILES = sa.Table(
     "files",
     META,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _id(),
     sa.Column("source", sa.String(200), nullable=False),
     sa.Column("name", sa.String(500), nullable=False),
     sa.Column("md5", sa.String(32), nullable=False),
@@ -43,7 +49,7 @@ FILES = sa.Table(
 POINTS = sa.Table(
     "points",
     META,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _id(),
     sa.Column("source", sa.String(200), nullable=False),
     sa.Column("ts", sa.String(40), nullable=False),
     sa.Column("score", sa.Float, nullable=False),
@@ -56,7 +62,7 @@ POINTS = sa.Table(
 INCIDENTS = sa.Table(
     "incidents",
     META,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _id(),
     sa.Column("source", sa.String(200), nullable=False),
     sa.Column("start", sa.String(40), nullable=False),
     sa.Column("end", sa.String(40), nullable=False),
@@ -71,7 +77,7 @@ INCIDENTS = sa.Table(
 ALERTS = sa.Table(
     "alerts",
     META,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _id(),
     sa.Column("incident", sa.BigInteger, sa.ForeignKey("incidents.id"), nullable=False),
     sa.Column("source", sa.String(200), nullable=False),
     sa.Column("ts", sa.String(40), nullable=False),

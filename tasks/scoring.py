@@ -182,31 +182,24 @@ def arrival_problems(
 
 
 def quarantine(path: Path, landing: Path, source: str, problems: list[str]) -> Path:
-    """Move ``path`` to ``<landing>/quarantine/<source>/`` beside a reason file; a name taken
-    there gets a numbered suffix, so an earlier quarantined file is never overwritten."""
-    folder = Path(landing) / "quarantine" / source
-    folder.mkdir(parents=True, exist_ok=True)
-    target = _free_name(folder / path.name)
+    """Move ``path`` to ``<landing>/quarantine/<source>/`` beside a reason file."""
+    target = _move_out(path, landing, "quarantine", source)
     Path(f"{target}.reason.txt").write_text(
         f"{path.name} was not scored ({now()}):\n" + "\n".join(f"  {p}" for p in problems) + "\n"
     )
-    shutil.move(path, target)
     return target
 
 
-def _free_name(target: Path) -> Path:
+def _move_out(path: Path, landing: Path, outcome: str, source: str) -> Path:
+    """Move ``path`` to ``<landing>/<outcome>/<source>/``; a name taken there gets a numbered
+    suffix, so a file moved there earlier is never overwritten."""
+    folder = Path(landing) / outcome / source
+    folder.mkdir(parents=True, exist_ok=True)
+    target = base = folder / path.name
     n = 1
-    base = target
     while target.exists():
         target = base.with_name(f"{base.stem}.{n}{base.suffix}")
         n += 1
-    return target
-
-
-def _done(path: Path, landing: Path, source: str) -> Path:
-    folder = Path(landing) / "done" / source
-    folder.mkdir(parents=True, exist_ok=True)
-    target = _free_name(folder / path.name)
     shutil.move(path, target)
     return target
 
@@ -249,23 +242,22 @@ def score_file(
     path: Path,
     run: str,
     *,
-    time_column: str,
+    table: RawTable | None,
+    read_problems: list[str],
+    suite_passed: bool,
     keep_values: bool,
-    table: RawTable | None = None,
-    suite_passed: bool = False,
 ) -> FileOutcome:
     """Validate, score and store one file in one transaction, then move it out of the landing
-    folder (quarantine or done). ``table``: the file already read; ``suite_passed``: the
-    training suite passed on it already (`suite_passes_together`)."""
+    folder (quarantine or done). ``table``, ``read_problems``: the file as `read_or_problem`
+    read it; ``suite_passed``: the training suite passed on it already
+    (`suite_passes_together`)."""
     md5 = md5_of(path)
     with engine.connect() as conn:
         if file_outcome(conn, source, md5) == "scored":  # a crash between commit and move
-            _done(path, landing, source)
+            _move_out(path, landing, "done", source)
             return FileOutcome(source, path.name, "already scored")
         src = read_source(conn, source)
-    problems = []
-    if table is None:
-        table, problems = read_or_problem(path, time_column, champion.features)
+    problems = list(read_problems)
     if not problems:
         problems, times = arrival_problems(table, src["watermark"] if src else None, suite_passed)
     if problems:
@@ -309,13 +301,13 @@ def score_file(
             open_incident = None  # an incident belongs to one model version
         names = champion.features
         for run_ in flagged_runs(flags, after_flagged=open_incident is not None):
-            first = run_.start
-            idx = slice(first, run_.end + 1)
+            idx = slice(run_.start, run_.end + 1)
             shares = final.contributions[idx]
+            run_steps = len(shares)
             if run_.continued:  # the incident the last file ended in goes on
                 inc_id = open_incident
                 old = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.id == inc_id)).mappings().one()
-                steps = old["steps"] + (run_.end + 1 - first)
+                steps = old["steps"] + run_steps
                 merged = _merge_shares(json.loads(old["top_metrics"]), old["steps"], names, shares)
                 conn.execute(
                     sa.update(INCIDENTS)
@@ -331,9 +323,9 @@ def score_file(
                 inc_id = conn.execute(
                     sa.insert(INCIDENTS).values(
                         source=source,
-                        start=step_times[first],
+                        start=step_times[run_.start],
                         end=step_times[run_.end],
-                        steps=run_.end + 1 - first,
+                        steps=run_steps,
                         peak_score=float(final.scores[idx].max()),
                         threshold=threshold,
                         detector=champion.detector,
@@ -357,10 +349,10 @@ def score_file(
                         "version": champion.version,
                         "top_metrics": dumps(_ranked(names, final.contributions[i], TOP_ALERT)),
                     }
-                    for i in range(first, run_.end + 1)
+                    for i in range(run_.start, run_.end + 1)
                 ],
             )
-            outcome.alerts += run_.end + 1 - first
+            outcome.alerts += run_steps
             open_incident = inc_id if run_.end == n - 1 else None
         if n and not flags[-1]:
             open_incident = None
@@ -384,7 +376,7 @@ def score_file(
             )
         )
         outcome.scored = n
-    _done(path, landing, source)
+    _move_out(path, landing, "done", source)
     return outcome
 
 
@@ -402,19 +394,20 @@ GROUP_ROWS = 500_000  # rows of a source's waiting files validated together (mem
 
 
 def _read_in_groups(files: list[Path], time_column: str, features: list[str]):
-    """(path, table or None, suite passed) per file, in order: files read in groups of about
-    GROUP_ROWS rows, each group validated together once (`suite_passes_together`)."""
-    group: list[tuple[Path, RawTable | None]] = []
+    """(path, table or None, read problems, suite passed) per file, in order: files read in
+    groups of about GROUP_ROWS rows, each group validated together once
+    (`suite_passes_together`)."""
+    group: list[tuple[Path, RawTable | None, list[str]]] = []
     rows = 0
 
     def flush():
-        tables = [t for _, t in group if t is not None]
+        tables = [t for _, t, _ in group if t is not None]
         passed = len(tables) == len(group) and suite_passes_together(tables)
-        yield from ((p, t, passed) for p, t in group)
+        yield from ((p, t, why, passed) for p, t, why in group)
 
     for path in files:
         table, problems = read_or_problem(path, time_column, features)
-        group.append((path, table))  # an unreadable file (None) is quarantined by score_file
+        group.append((path, table, problems))  # an unreadable file (None) is quarantined by score_file
         rows += 0 if table is None else len(table.frame)
         if rows >= GROUP_ROWS:
             yield from flush()
@@ -448,7 +441,7 @@ def score_landing(
         log.info(f"champion changed: {model_name} version {previous} -> {champion.version}")
     outcomes = []
     for source, files in landing_files(Path(landing)).items():
-        for path, table, passed in _read_in_groups(files, time_column, champion.features):
+        for path, table, read_problems, passed in _read_in_groups(files, time_column, champion.features):
             out = score_file(
                 engine,
                 champion,
@@ -456,10 +449,10 @@ def score_landing(
                 source,
                 path,
                 run,
-                time_column=time_column,
-                keep_values=keep_values,
                 table=table,
+                read_problems=read_problems,
                 suite_passed=passed,
+                keep_values=keep_values,
             )
             log.info(
                 f"{source}/{path.name}: {out.status}, {out.rows} rows, {out.scored} steps scored, {out.alerts} alerts"

@@ -64,6 +64,20 @@ def serving(cmd: list[str], url: str, *, env: dict | None = None, timeout: float
         proc.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def prefect_server(home: Path):
+    """A real `prefect server` on a free loopback port, its state under ``home``; yields the
+    `prefect` command and the environment that points clients at it."""
+    import sys
+
+    port = free_port()
+    prefect = str(Path(sys.executable).parent / "prefect")
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    server = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with serving(server, f"http://127.0.0.1:{port}/api/health", env=env):
+        yield prefect, env
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """A real PostgreSQL server (Debian's package) on a free loopback port, in a temporary data

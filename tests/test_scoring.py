@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import free_port, serving
+from conftest import free_port, prefect_server, serving
 from test_pipeline import SMALL, VIGIL, make_workspace, sh, vigil_run
 
 WINDOW = 8
@@ -323,22 +323,14 @@ def test_score_deployment_runs_from_the_prefect_server(trained, tmp_path):
     ws, frame = trained
     params = workspace_with(trained, tmp_path)
     landing, url = tmp_path / "landing", f"sqlite:///{tmp_path / 'alerts.db'}"
-    port = free_port()
-    prefect = str(Path(sys.executable).parent / "prefect")
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect-server-home"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-    }
-    server = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with serving(server, f"http://127.0.0.1:{port}/api/health", env=env):
+    with prefect_server(tmp_path / "prefect-server-home") as (prefect, env):
         serve = subprocess.Popen(
             [VIGIL, "serve", "--params", str(params)], cwd=ws, env=env, start_new_session=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         try:
             request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/api/deployments/filter", data=b"{}", method="POST",
+                env["PREFECT_API_URL"] + "/deployments/filter", data=b"{}", method="POST",
                 headers={"Content-Type": "application/json"},
             )  # fmt: skip
             deadline = time.monotonic() + 180

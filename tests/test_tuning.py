@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, free_port, serving
+from conftest import REPO, free_port, prefect_server, serving
 from test_pipeline import SMALL, _mlflow, full, make_workspace, vigil_run
 
 from components.datasets.synthetic import make_synthetic
@@ -377,15 +377,7 @@ def test_tune_deployment_runs_on_a_gpu_pool_worker(tmp_path):
     }
     ws = make_workspace(tmp_path, params)
     vigil_run(ws, "--step", "prepare", "--new-data-version")
-    port = free_port()
-    prefect = str(Path(sys.executable).parent / "prefect")
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect-server-home"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-    }
-    server = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with serving(server, f"http://127.0.0.1:{port}/api/health", env=env):
+    with prefect_server(tmp_path / "prefect-server-home") as (prefect, env):
         deployed = sh(VIGIL, "tune", "--deploy", cwd=ws, env=env)
         assert "deployed tune/vigil-tune" in deployed.stdout and "work pool 'gpu'" in deployed.stdout
         sh(prefect, "deployment", "run", "tune/vigil-tune", cwd=ws, env=env)
@@ -393,7 +385,7 @@ def test_tune_deployment_runs_on_a_gpu_pool_worker(tmp_path):
         tuned = json.loads((ws / "tuned" / "params.json").read_text())
         assert tuned["enabled"] and tuned["detectors"]["zscore"]["trials"]["complete"] == 3, worker.stdout[-2000:]
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/flow_runs/filter",
+            env["PREFECT_API_URL"] + "/flow_runs/filter",
             data=b"{}",
             headers={"Content-Type": "application/json"},
             method="POST",
