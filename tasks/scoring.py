@@ -234,6 +234,86 @@ def _stream_state(src: dict | None, features: list[str]) -> tuple[StreamState, l
     return StreamState.from_json(saved["stream"], len(features)), list(saved["times"]), ""
 
 
+@dataclass(frozen=True)
+class Scorer:
+    """What scored a source's steps, as the store records it on points, incidents and alerts."""
+
+    model: str
+    version: str
+    detector: str
+    threshold: float
+    names: list[str]  # the metrics its contributions are over
+
+
+def store_steps(conn, source, scorer: Scorer, step_times, scores, contributions, values, open_incident):
+    """Final steps of ``source`` into the store, inside the caller's transaction: a point each,
+    an alert for each step at or over the threshold, and incidents for runs of them (the first
+    run continues ``open_incident``, the incident the source's last step belonged to, if any).
+    Returns the open incident after these steps, the new incidents' ids and the alerts written."""
+    n = len(scores)
+    threshold, names = scorer.threshold, scorer.names
+    flags = scores >= threshold
+    if n:
+        insert_points(conn, source, step_times, scores, threshold, flags, scorer.version, values)
+    incidents, alerts = [], 0
+    for run_ in flagged_runs(flags, after_flagged=open_incident is not None):
+        idx = slice(run_.start, run_.end + 1)
+        shares = contributions[idx]
+        run_steps = len(shares)
+        if run_.continued:  # the incident the last file ended in goes on
+            inc_id = open_incident
+            old = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.id == inc_id)).mappings().one()
+            merged = _merge_shares(json.loads(old["top_metrics"]), old["steps"], names, shares)
+            conn.execute(
+                sa.update(INCIDENTS)
+                .where(INCIDENTS.c.id == inc_id)
+                .values(
+                    end=step_times[run_.end],
+                    steps=old["steps"] + run_steps,
+                    peak_score=max(old["peak_score"], float(scores[idx].max())),
+                    top_metrics=dumps(_ranked(list(merged), np.array(list(merged.values())), TOP_INCIDENT)),
+                )
+            )
+        else:
+            inc_id = conn.execute(
+                sa.insert(INCIDENTS).values(
+                    source=source,
+                    start=step_times[run_.start],
+                    end=step_times[run_.end],
+                    steps=run_steps,
+                    peak_score=float(scores[idx].max()),
+                    threshold=threshold,
+                    detector=scorer.detector,
+                    model=scorer.model,
+                    version=scorer.version,
+                    top_metrics=dumps(_ranked(names, shares.mean(axis=0), TOP_INCIDENT)),
+                )
+            ).inserted_primary_key[0]
+            incidents.append(int(inc_id))
+        conn.execute(
+            sa.insert(ALERTS),
+            [
+                {
+                    "incident": inc_id,
+                    "source": source,
+                    "ts": step_times[i],
+                    "score": float(scores[i]),
+                    "threshold": threshold,
+                    "detector": scorer.detector,
+                    "model": scorer.model,
+                    "version": scorer.version,
+                    "top_metrics": dumps(_ranked(names, contributions[i], TOP_ALERT)),
+                }
+                for i in range(run_.start, run_.end + 1)
+            ],
+        )
+        alerts += run_steps
+        open_incident = inc_id if run_.end == n - 1 else None
+    if n and not flags[-1]:
+        open_incident = None
+    return open_incident, incidents, alerts
+
+
 def score_file(
     engine: sa.Engine,
     champion: Champion,
@@ -293,69 +373,15 @@ def score_file(
         step_times, pending_times = all_times[:n], all_times[n:]
         values = np.concatenate([pending_raw, raw])[:n] if keep_values else None
         threshold = float(champion.model.threshold)
-        flags = final.scores >= threshold
-        if n:
-            insert_points(conn, source, step_times, final.scores, threshold, flags, champion.version, values)
         open_incident = src["open_incident"] if src else None
         if src and src["version"] != champion.version:
             open_incident = None  # an incident belongs to one model version
-        names = champion.features
-        for run_ in flagged_runs(flags, after_flagged=open_incident is not None):
-            idx = slice(run_.start, run_.end + 1)
-            shares = final.contributions[idx]
-            run_steps = len(shares)
-            if run_.continued:  # the incident the last file ended in goes on
-                inc_id = open_incident
-                old = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.id == inc_id)).mappings().one()
-                steps = old["steps"] + run_steps
-                merged = _merge_shares(json.loads(old["top_metrics"]), old["steps"], names, shares)
-                conn.execute(
-                    sa.update(INCIDENTS)
-                    .where(INCIDENTS.c.id == inc_id)
-                    .values(
-                        end=step_times[run_.end],
-                        steps=steps,
-                        peak_score=max(old["peak_score"], float(final.scores[idx].max())),
-                        top_metrics=dumps(_ranked(list(merged), np.array(list(merged.values())), TOP_INCIDENT)),
-                    )
-                )
-            else:
-                inc_id = conn.execute(
-                    sa.insert(INCIDENTS).values(
-                        source=source,
-                        start=step_times[run_.start],
-                        end=step_times[run_.end],
-                        steps=run_steps,
-                        peak_score=float(final.scores[idx].max()),
-                        threshold=threshold,
-                        detector=champion.detector,
-                        model=champion.name,
-                        version=champion.version,
-                        top_metrics=dumps(_ranked(names, shares.mean(axis=0), TOP_INCIDENT)),
-                    )
-                ).inserted_primary_key[0]
-                outcome.incidents.append(int(inc_id))
-            conn.execute(
-                sa.insert(ALERTS),
-                [
-                    {
-                        "incident": inc_id,
-                        "source": source,
-                        "ts": step_times[i],
-                        "score": float(final.scores[i]),
-                        "threshold": threshold,
-                        "detector": champion.detector,
-                        "model": champion.name,
-                        "version": champion.version,
-                        "top_metrics": dumps(_ranked(names, final.contributions[i], TOP_ALERT)),
-                    }
-                    for i in range(run_.start, run_.end + 1)
-                ],
-            )
-            outcome.alerts += run_steps
-            open_incident = inc_id if run_.end == n - 1 else None
-        if n and not flags[-1]:
-            open_incident = None
+        scorer = Scorer(champion.name, champion.version, champion.detector, threshold, champion.features)
+        open_incident, incidents, alerts = store_steps(
+            conn, source, scorer, step_times, final.scores, final.contributions, values, open_incident
+        )
+        outcome.incidents += incidents
+        outcome.alerts += alerts
         saved = {"features": champion.features, "stream": state.to_json(), "times": pending_times}
         row = {
             "watermark": stamps[-1],
