@@ -245,7 +245,8 @@ def _serve(args: argparse.Namespace) -> int:
         print("PREFECT_API_URL is not set: vigil-tune and vigil-benchmark are not registered (no server to hold them)")
     print(
         f"serving pipeline/{TRAIN_DEPLOYMENT} on cron {cfg.deployments.train.cron!r} and score/{SCORE_DEPLOYMENT} "
-        f"every {cfg.deployments.score.interval_minutes:g} min (Ctrl-C stops)",
+        f"every {cfg.deployments.score.interval_minutes:g} min, slo-train/vigil-slo-train and "
+        f"slo-predict/vigil-stream-predict by hand (Ctrl-C stops)",
         flush=True,
     )
     serve(cfg, args.params, Path.cwd())
@@ -260,6 +261,12 @@ def _score(args: argparse.Namespace) -> int:
 
 def _web(args: argparse.Namespace) -> int:
     from .web import run
+
+    return run(args)
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from .stream import run
 
     return run(args)
 
@@ -322,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     srv = sub.add_parser(
         "serve",
         parents=[common],
-        help="deployments in the Prefect UI: serve vigil-train and vigil-score; register vigil-tune, vigil-benchmark",
+        help="deployments in the Prefect UI: serve vigil-train, vigil-score and the stream's; register vigil-tune, "
+        "vigil-benchmark",
     )
     srv.add_argument("--params", default="params.yaml")
     srv.set_defaults(func=_serve)
@@ -338,6 +346,13 @@ def main(argv: list[str] | None = None) -> int:
     web.add_argument("--host", help="default: web.host")
     web.add_argument("--port", type=int, help="default: web.port")
     web.set_defaults(func=_web)
+    stream = sub.add_parser(
+        "stream", parents=[common], help="SLO-violation prediction over Kafka: record, train, aggregate, predict, demo"
+    )
+    from .stream import add_arguments as add_stream_arguments
+
+    add_stream_arguments(stream)
+    stream.set_defaults(func=_stream)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -227,6 +227,54 @@ class DeploymentsConfig(_Strict):
     benchmark: PoolDeployment = PoolDeployment()
 
 
+class StreamTopics(_Strict):
+    stats: str = "stats"  # web server CPU and memory, once a second
+    responsetime: str = "responsetime"  # every request's response time
+    aggregate: str = "aggregate"  # per-second records (`vigil stream aggregate`)
+    predictions: str = "predictions"  # `vigil stream predict`
+
+
+class SimulatorConfig(_Strict):
+    """The seeded web-service simulator (components/slo/simulator.py)."""
+
+    duration: int = Field(1800, ge=120)  # simulated seconds in a run
+    n_cpu_hogs: int = Field(15, ge=0)  # faults that break the SLO some 25-40 s after injection
+    n_memory_leaks: int = Field(35, ge=0)  # faults that fill memory and do not break it
+    request_rate: float = Field(50.0, gt=0)  # requests (responsetime messages) per simulated second
+
+
+class SLODataConfig(_Strict):
+    """The recorded aggregates the predictors learn from (`dvc repro slo_record`)."""
+
+    folder: Path = Path("data/slo")
+    train_seeds: list[int] = Field(default_factory=lambda: [1, 2, 3])  # labelled runs with faults
+    normal_seed: int = 100  # a fault-free run: what the forecaster learns "normal" from
+    validation_seed: int = 200  # thresholds and the champion are chosen on this run only
+
+
+class StreamConfig(_Strict):
+    """Real-time prediction of SLO violations over Kafka (`vigil stream`, README: Streaming)."""
+
+    bootstrap_servers: str | None = None  # host:port of a Kafka; null: start a Tansu broker on loopback
+    topics: StreamTopics = StreamTopics()
+    partitions: int = Field(1, ge=1)  # of the input topics Vigil creates
+    rt_limit: float = Field(1.0, gt=0)  # seconds: a response slower than this violates the SLO
+    grace: float = Field(2.0, ge=0)  # seconds a message may arrive late and still join its second
+    lead: int = Field(50, ge=1)  # seconds: a prediction is right when a violation follows within it
+    early: int = Field(10, ge=0)  # event-level: violations predicted at least this many seconds ahead
+    simulator: SimulatorConfig = SimulatorConfig()
+    demo_seed: int = 0  # the run `vigil stream demo` sends through the broker (never trained on)
+    data: SLODataConfig = SLODataConfig()
+    predictors: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"rt_threshold": {}, "forecast": {}, "classifier": {}}
+    )
+    model_name: str = "vigil-slo"  # MLflow: versions aliased by predictor name, best as @champion
+    experiment: str = "vigil-slo"
+    store: str | None = None  # alerts store for the champion's predictions; null: scoring.store
+    # predictor names and parameters are checked by flows/stream.py: importing components.slo here
+    # would make every stage that reads params depend on it
+
+
 class Config(_Strict):
     dataset: DatasetConfig = DatasetConfig()
     preprocessing: PreprocessingConfig = PreprocessingConfig()
@@ -239,6 +287,7 @@ class Config(_Strict):
     scoring: ScoringConfig = ScoringConfig()
     web: WebConfig = WebConfig()
     deployments: DeploymentsConfig = DeploymentsConfig()
+    stream: StreamConfig = StreamConfig()
 
     @field_validator("detectors")
     @classmethod

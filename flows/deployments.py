@@ -3,11 +3,15 @@
 - ``pipeline/vigil-train``: the pipeline, on ``deployments.train.cron`` (weekly by default);
 - ``score/vigil-score``: the landing folder scored by the champion every
   ``deployments.score.interval_minutes``;
+- ``slo-train/vigil-slo-train``: the SLO-violation predictors fitted on the recorded runs and
+  registered, run by hand;
+- ``slo-predict/vigil-stream-predict``: the registered predictors on the ``aggregate`` topic,
+  a run that lasts until cancelled (it resumes where the last one stopped);
 - ``tune/vigil-tune`` and ``benchmark/vigil-benchmark``: registered on a work pool
   (``deployments.tune.pool``, ``deployments.benchmark.pool``; ``gpu`` by default), run by hand
   from the UI, by the process workers on GPU hosts (``prefect worker start --pool gpu``).
 
-`vigil serve` registers all four and serves the first two until interrupted. Start a Prefect
+`vigil serve` registers all six and serves the first four until interrupted. Start a Prefect
 server first (`vigil ui`, or `prefect server start`) and point ``PREFECT_API_URL`` at it
 (``http://127.0.0.1:4200/api``) so that they, their schedules and their runs show in the UI.
 """
@@ -24,6 +28,8 @@ TRAIN_DEPLOYMENT = "vigil-train"
 SCORE_DEPLOYMENT = "vigil-score"
 TUNE_DEPLOYMENT = "vigil-tune"
 BENCHMARK_DEPLOYMENT = "vigil-benchmark"
+SLO_TRAIN_DEPLOYMENT = "vigil-slo-train"
+STREAM_PREDICT_DEPLOYMENT = "vigil-stream-predict"
 GPU_POOL = "gpu"
 
 
@@ -49,6 +55,27 @@ def build_score_deployment(cfg: Config, params: str = "params.yaml", repo_root: 
         description="The champion scores the files waiting in the landing folder; alerts and incidents to the store.",
         tags=["vigil", "score"],
     )
+
+
+def build_stream_deployments(params: str = "params.yaml", repo_root: str | None = None):
+    """The SLO predictors' training and the live predictor, both started by hand."""
+    from .stream import slo_predict_flow, slo_train_flow
+
+    parameters = {"params": params, **({"repo_root": repo_root} if repo_root else {})}
+    return [
+        slo_train_flow.to_deployment(
+            name=SLO_TRAIN_DEPLOYMENT,
+            parameters=parameters,
+            description="Fit the SLO-violation predictors on the recorded runs (data/slo), register them in MLflow.",
+            tags=["vigil", "stream"],
+        ),
+        slo_predict_flow.to_deployment(
+            name=STREAM_PREDICT_DEPLOYMENT,
+            parameters=parameters,
+            description="The registered SLO predictors on the aggregate topic, to predictions, until cancelled.",
+            tags=["vigil", "stream"],
+        ),
+    ]
 
 
 def ensure_process_pool(name: str) -> bool:
@@ -133,8 +160,12 @@ def register_pool_deployments(cfg: Config, checkout: Path, params: str = "params
 
 
 def serve(cfg: Config, params: str = "params.yaml", checkout: Path | None = None) -> None:
-    """Serve vigil-train and vigil-score from this process until interrupted."""
+    """Serve vigil-train, vigil-score and the stream deployments from this process until interrupted."""
     from prefect import serve as prefect_serve
 
     root = str(Path(checkout).resolve()) if checkout else None
-    prefect_serve(build_train_deployment(cfg, params, root), build_score_deployment(cfg, params, root))
+    prefect_serve(
+        build_train_deployment(cfg, params, root),
+        build_score_deployment(cfg, params, root),
+        *build_stream_deployments(params, root),
+    )

@@ -1,0 +1,254 @@
+"""SLO prediction's data and models: recorded runs on disk, fitting, MLflow registration, loading.
+
+A recorded run is one simulated workload aggregated per second, as the live aggregator
+aggregates it: ``<folder>/<run>.csv`` (one row per second) beside ``<folder>/runs.json`` (each
+run's role, seed and injections). DVC tracks the folder (stage ``slo_record``); the predictors
+learn from the ``train`` and ``normal`` runs and take their thresholds from ``validation``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import task
+
+from components.slo.aggregation import RECORD_FIELDS, aggregate_messages
+from components.slo.evaluation import evaluate_predictions
+from components.slo.predictors import PREDICTORS, SIGNALS, SLOPredictor, best_threshold, signal_matrix
+from components.slo.simulator import MEMORY_LEAK, interleave, simulate_workload
+
+from .registry import CHAMPION, REPO, find_champion, pip_requirements, process_tags, setup_mlflow
+
+MODEL_CODE = REPO / "tasks" / "slo_model.py"
+
+
+@dataclass
+class RecordedRun:
+    name: str
+    role: str  # train | normal | validation | demo
+    seed: int
+    records: pd.DataFrame  # RECORD_FIELDS, one row per second
+    injections: list[dict]
+
+    @property
+    def signals(self) -> np.ndarray:
+        return signal_matrix(_as_records(self.records))
+
+    @property
+    def violation(self) -> np.ndarray:
+        return self.records["violation"].to_numpy(dtype=bool)
+
+    def leak_windows(self) -> list[tuple[int, int]]:
+        """[start, end) of each memory leak, as row positions of ``records``."""
+        s0 = int(self.records["second"].iloc[0])
+        return [(i["start"] - s0, i["end"] - s0) for i in self.injections if i["kind"] == MEMORY_LEAK]
+
+
+def _as_records(df: pd.DataFrame) -> list[dict]:
+    return df.astype(object).where(df.notna(), None).to_dict("records")
+
+
+def simulate_run(name: str, role: str, seed: int, sim: dict, rt_limit: float, grace: float) -> RecordedRun:
+    """One simulated workload, aggregated by the same code the live aggregator runs."""
+    w = simulate_workload(seed, **sim)
+    records = pd.DataFrame(aggregate_messages(interleave(w), rt_limit, grace), columns=list(RECORD_FIELDS))
+    return RecordedRun(name, role, seed, records, [asdict(i) for i in w.injections])
+
+
+@task(name="record-slo-runs")
+def record_runs(folder: Path, stream) -> list[RecordedRun]:
+    """Simulate and aggregate the train, normal and validation runs into ``folder``."""
+    sim = stream.simulator.model_dump()
+    d = stream.data
+    plan = [(f"train-{s}", "train", s, sim) for s in d.train_seeds]
+    plan.append((f"normal-{d.normal_seed}", "normal", d.normal_seed, {**sim, "n_cpu_hogs": 0, "n_memory_leaks": 0}))
+    plan.append((f"validation-{d.validation_seed}", "validation", d.validation_seed, sim))
+    runs = [simulate_run(n, role, seed, s, stream.rt_limit, stream.grace) for n, role, seed, s in plan]
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in runs:
+        r.records.to_csv(folder / f"{r.name}.csv", index=False)
+    index = {
+        r.name: {"role": r.role, "seed": r.seed, "seconds": len(r.records), "injections": r.injections} for r in runs
+    }
+    (folder / "runs.json").write_text(json.dumps(index, indent=1) + "\n")
+    return runs
+
+
+def load_runs(folder: Path) -> list[RecordedRun]:
+    """The recorded runs of ``folder``, checked: a missing file, column or a bad value is named
+    with its file, field and rows."""
+    index_path = Path(folder) / "runs.json"
+    if not index_path.is_file():
+        raise FileNotFoundError(f"{index_path}: no recorded runs (`vigil stream record` or `dvc repro slo_record`)")
+    index = json.loads(index_path.read_text())
+    runs = []
+    for name, info in index.items():
+        path = Path(folder) / f"{name}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: listed in {index_path} but missing")
+        df = pd.read_csv(path)
+        missing = [c for c in RECORD_FIELDS if c not in df.columns]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}")
+        seconds = df["second"].to_numpy()
+        gaps = np.flatnonzero(np.diff(seconds) != 1)
+        if len(gaps):
+            raise ValueError(
+                f"{path}: field 'second' must rise by 1 each row; it does not at rows {(gaps + 1)[:5].tolist()}"
+            )
+        for col in SIGNALS:
+            bad = np.flatnonzero(~np.isfinite(df[col].to_numpy(dtype=float)) & df[col].notna().to_numpy())
+            if len(bad):
+                raise ValueError(f"{path}: field {col!r} holds infinite values at rows {bad[:5].tolist()}")
+        runs.append(RecordedRun(name, info["role"], int(info["seed"]), df, info.get("injections", [])))
+    roles = {r.role for r in runs}
+    for need in ("train", "normal", "validation"):
+        if need not in roles:
+            raise ValueError(f"{index_path}: no run of role {need!r} (roles present: {sorted(roles)})")
+    return runs
+
+
+@dataclass
+class FittedPredictor:
+    name: str
+    predictor: SLOPredictor
+    threshold: float
+    validation: dict  # evaluate_predictions on the validation run, at the threshold
+
+
+def score_run(predictor: SLOPredictor, threshold: float, run: RecordedRun, lead: int, early: int) -> dict:
+    pred = predictor.score(run.signals) >= threshold
+    return evaluate_predictions(pred, run.violation, lead, early, run.leak_windows())
+
+
+@task(name="fit-slo-predictors")
+def fit_predictors(runs: list[RecordedRun], predictors: dict, lead: int, early: int) -> list[FittedPredictor]:
+    """Each predictor fitted on the train (and normal) runs, its threshold the one with the best
+    lead-window F1 on the validation run, and its figures on that run."""
+    train = [(r.signals, r.violation) for r in runs if r.role == "train"]
+    normal = np.concatenate([r.signals for r in runs if r.role == "normal"])
+    (val,) = [r for r in runs if r.role == "validation"]
+    out = []
+    for name, params in predictors.items():
+        p = PREDICTORS[name](**params).fit(train, normal, lead)
+        threshold, _ = best_threshold(p.score(val.signals), val.violation, lead)
+        out.append(FittedPredictor(name, p, threshold, score_run(p, threshold, val, lead, early)))
+    return out
+
+
+def champion_of(fitted: list[FittedPredictor]) -> FittedPredictor:
+    """The best on the validation run: F1 under the lead window, then the mean lead time."""
+    return max(fitted, key=lambda f: (f.validation["f1"], f.validation["lead_mean"] or 0.0))
+
+
+def _signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema([ColSpec("double", s, required=False) for s in SIGNALS])
+    outputs = Schema([ColSpec("double", "score"), ColSpec("integer", "predicted"), ColSpec("string", "top_signals")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+@task(name="register-slo-predictors")
+def register_predictors(
+    fitted: list[FittedPredictor],
+    runs: list[RecordedRun],
+    stream,
+    tracking_uri: str,
+    artifact_root: Path,
+    data_md5: str,
+) -> dict:
+    """A run per predictor in MLflow (parameters, validation figures, the pyfunc model), each
+    registered as a version of ``stream.model_name`` with its name as alias; the best on the
+    validation run also gets ``@champion``. Returns name -> version, and the champion."""
+    mlflow = setup_mlflow(tracking_uri, stream.experiment, artifact_root)
+    client = mlflow.MlflowClient()
+    (val,) = [r for r in runs if r.role == "validation"]
+    example = val.records[list(SIGNALS)].head(64).astype(float)
+    versions = {}
+    for f in fitted:
+        tags = {
+            **process_tags(),
+            "predictor": f.name,
+            "vigil.data_md5": data_md5,
+            "mlflow.note.content": (
+                f"SLO-violation predictor {f.name}: fitted on the train runs, threshold and val_* figures on "
+                f"validation run {val.name} (lead window {stream.lead} s)."
+            ),
+        }
+        with mlflow.start_run(run_name=f"slo-{f.name}", tags=tags):
+            mlflow.log_params({"predictor": f.name, "threshold": f.threshold, "lead": stream.lead})
+            mlflow.log_params({f"predictor.{k}": v for k, v in f.predictor.get_params().items()})
+            mlflow.log_metrics({f"val_{k}": float(v) for k, v in f.validation.items() if isinstance(v, int | float)})
+            with tempfile.TemporaryDirectory() as tmp:
+                bundle = Path(tmp) / "bundle"
+                bundle.mkdir()
+                f.predictor.save(bundle / "predictor.npz")
+                meta = {"predictor": f.name, "threshold": f.threshold, "lead": stream.lead, "signals": list(SIGNALS)}
+                (bundle / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    logged = mlflow.pyfunc.log_model(
+                        name="model",
+                        python_model=str(MODEL_CODE),
+                        artifacts={"bundle": str(bundle)},
+                        code_paths=[str(REPO / "components")],
+                        pip_requirements=pip_requirements(),
+                        input_example=example,
+                        signature=_signature(),
+                    )
+        mv = mlflow.register_model(logged.model_uri, stream.model_name, tags={"predictor": f.name})
+        client.set_registered_model_alias(stream.model_name, f.name, mv.version)
+        versions[f.name] = int(mv.version)
+    best = champion_of(fitted)
+    before = _current_champion(stream.model_name, val, stream.lead, stream.early)
+    promoted = before is None or best.validation["f1"] >= before["f1"]
+    if promoted:
+        client.set_registered_model_alias(stream.model_name, CHAMPION, versions[best.name])
+    return {"versions": versions, "champion": best.name, "promoted": promoted, "champion_before": before}
+
+
+def _current_champion(name: str, val: RecordedRun, lead: int, early: int) -> dict | None:
+    """The current @champion scored on this validation run with its own threshold (None where
+    there is no champion yet), so a new one is promoted only if it does at least as well on the
+    same data. Any error reading the registry propagates: the champion is then left as it is."""
+    import mlflow
+
+    mv = find_champion(mlflow.MlflowClient(), name)
+    if mv is None:
+        return None
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}").unwrap_python_model()
+    r = score_run(model.predictor, model.threshold, val, lead, early)
+    return {"version": int(mv.version), "predictor": mv.tags.get("predictor"), "f1": r["f1"]}
+
+
+def load_models(tracking_uri: str, name: str, aliases: list[str]) -> list[tuple[str, str, SLOPredictor, float]]:
+    """(alias, version, predictor, threshold) of ``models:/<name>@<alias>`` for each alias,
+    each pinned to the version its alias names now."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    out = []
+    for alias in aliases:
+        version = client.get_model_version_by_alias(name, alias).version
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+        out.append((alias, str(version), model.predictor, model.threshold))
+    return out
+
+
+def champion_predictor(tracking_uri: str, name: str) -> str | None:
+    """The predictor ``models:/<name>@champion`` is (None: no champion yet)."""
+    from mlflow import MlflowClient
+
+    mv = find_champion(MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), name)
+    return None if mv is None else mv.tags["predictor"]

