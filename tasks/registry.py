@@ -65,6 +65,9 @@ def setup_mlflow(tracking_uri: str, experiment: str, artifact_root: Path):
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
+    # the registry too: one left by an earlier call in this process (a champion loaded from
+    # another store) would otherwise receive this run's model versions
+    mlflow.set_registry_uri(tracking_uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         root = Path(artifact_root).resolve()
         root.mkdir(parents=True, exist_ok=True)
@@ -189,18 +192,26 @@ def log_detector_run(
                 result.name,
             )
             example = pd.DataFrame(data["raw_validation"][:64], columns=data.meta["features"])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # the int8 flag column's schema hint
-                logged = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=str(MODEL_CODE),
-                    artifacts={"bundle": str(bundle)},
-                    code_paths=[str(REPO / "components")],
-                    pip_requirements=pip_requirements(),
-                    input_example=example,
-                    signature=model_signature(data.meta["features"]),
-                )
+            logged = log_code_model(MODEL_CODE, bundle, example, model_signature(data.meta["features"]))
     return logged.model_uri
+
+
+def log_code_model(model_code: Path, bundle: Path, example: pd.DataFrame, signature):
+    """Log a pyfunc model from code (``model_code``) with its saved state (``bundle``, no
+    pickle) and Vigil's components, into the active run; returns MLflow's ModelInfo."""
+    import mlflow
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # schema hints on integer columns
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(model_code),
+            artifacts={"bundle": str(bundle)},
+            code_paths=[str(REPO / "components")],
+            pip_requirements=pip_requirements(),
+            input_example=example,
+            signature=signature,
+        )
 
 
 def find_champion(client, name: str):
