@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from components.slo.evaluation import evaluate_predictions
 from components.slo.predictors import PREDICTORS, SIGNALS, SLOPredictor, best_threshold, signal_matrix
 from components.slo.simulator import MEMORY_LEAK, interleave, simulate_workload
 
-from .registry import CHAMPION, REPO, find_champion, pip_requirements, process_tags, setup_mlflow
+from .registry import CHAMPION, REPO, find_champion, log_code_model, process_tags, setup_mlflow
 
 MODEL_CODE = REPO / "tasks" / "slo_model.py"
 
@@ -193,17 +192,7 @@ def register_predictors(
                 f.predictor.save(bundle / "predictor.npz")
                 meta = {"predictor": f.name, "threshold": f.threshold, "lead": stream.lead, "signals": list(SIGNALS)}
                 (bundle / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)
-                    logged = mlflow.pyfunc.log_model(
-                        name="model",
-                        python_model=str(MODEL_CODE),
-                        artifacts={"bundle": str(bundle)},
-                        code_paths=[str(REPO / "components")],
-                        pip_requirements=pip_requirements(),
-                        input_example=example,
-                        signature=_signature(),
-                    )
+                logged = log_code_model(MODEL_CODE, bundle, example, _signature())
         mv = mlflow.register_model(logged.model_uri, stream.model_name, tags={"predictor": f.name})
         client.set_registered_model_alias(stream.model_name, f.name, mv.version)
         versions[f.name] = int(mv.version)
