@@ -65,9 +65,6 @@ def setup_mlflow(tracking_uri: str, experiment: str, artifact_root: Path):
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    # the registry too: one left by an earlier call in this process (a champion loaded from
-    # another store) would otherwise receive this run's model versions
-    mlflow.set_registry_uri(tracking_uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         root = Path(artifact_root).resolve()
         root.mkdir(parents=True, exist_ok=True)
@@ -212,6 +209,17 @@ def log_code_model(model_code: Path, bundle: Path, example: pd.DataFrame, signat
             input_example=example,
             signature=signature,
         )
+
+
+def load_logged_model(tracking_uri: str, source: str):
+    """The Python model behind a model version's ``source`` (``models:/m-...``, a logged model
+    of the tracking store). Loaded by source, not by ``models:/<name>/<version>``: that would
+    need MLflow's registry URI set globally, which it also exports to every subprocess, so a
+    later run in this process or a child would register into, or load from, this store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(source).unwrap_python_model()
 
 
 def find_champion(client, name: str):

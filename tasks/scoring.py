@@ -83,15 +83,13 @@ class Champion:
 def load_champion(tracking_uri: str, name: str, alias: str = "champion") -> Champion:
     """``models:/<name>@<alias>``, pinned to the version the alias names now (through the
     tracking server's REST API where ``tracking_uri`` is http)."""
-    import mlflow
     from mlflow import MlflowClient
 
+    from .registry import load_logged_model
+
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    version = client.get_model_version_by_alias(name, alias).version
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    return Champion(name, str(version), pyfunc.unwrap_python_model())
+    mv = client.get_model_version_by_alias(name, alias)
+    return Champion(name, str(mv.version), load_logged_model(tracking_uri, mv.source))
 
 
 def landing_files(landing: Path) -> dict[str, list[Path]]:

@@ -22,7 +22,7 @@ from components.slo.evaluation import evaluate_predictions
 from components.slo.predictors import PREDICTORS, SIGNALS, SLOPredictor, best_threshold, signal_matrix
 from components.slo.simulator import MEMORY_LEAK, interleave, simulate_workload
 
-from .registry import CHAMPION, REPO, find_champion, log_code_model, process_tags, setup_mlflow
+from .registry import CHAMPION, REPO, find_champion, load_logged_model, log_code_model, process_tags, setup_mlflow
 
 MODEL_CODE = REPO / "tasks" / "slo_model.py"
 
@@ -197,47 +197,44 @@ def register_predictors(
         client.set_registered_model_alias(stream.model_name, f.name, mv.version)
         versions[f.name] = int(mv.version)
     best = champion_of(fitted)
-    before = _current_champion(stream.model_name, val, stream.lead, stream.early)
+    before = _current_champion(tracking_uri, stream.model_name, val, stream.lead, stream.early)
     promoted = before is None or best.validation["f1"] >= before["f1"]
     if promoted:
         client.set_registered_model_alias(stream.model_name, CHAMPION, versions[best.name])
     return {"versions": versions, "champion": best.name, "promoted": promoted, "champion_before": before}
 
 
-def _current_champion(name: str, val: RecordedRun, lead: int, early: int) -> dict | None:
+def _current_champion(tracking_uri: str, name: str, val: RecordedRun, lead: int, early: int) -> dict | None:
     """The current @champion scored on this validation run with its own threshold (None where
     there is no champion yet), so a new one is promoted only if it does at least as well on the
     same data. Any error reading the registry propagates: the champion is then left as it is."""
-    import mlflow
-
-    mv = find_champion(mlflow.MlflowClient(), name)
+    mv = find_champion(_client(tracking_uri), name)
     if mv is None:
         return None
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}").unwrap_python_model()
+    model = load_logged_model(tracking_uri, mv.source)
     r = score_run(model.predictor, model.threshold, val, lead, early)
     return {"version": int(mv.version), "predictor": mv.tags.get("predictor"), "f1": r["f1"]}
+
+
+def _client(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 def load_models(tracking_uri: str, name: str, aliases: list[str]) -> list[tuple[str, str, SLOPredictor, float]]:
     """(alias, version, predictor, threshold) of ``models:/<name>@<alias>`` for each alias,
     each pinned to the version its alias names now."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    client = _client(tracking_uri)
     out = []
     for alias in aliases:
-        version = client.get_model_version_by_alias(name, alias).version
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
-        out.append((alias, str(version), model.predictor, model.threshold))
+        mv = client.get_model_version_by_alias(name, alias)
+        model = load_logged_model(tracking_uri, mv.source)
+        out.append((alias, str(mv.version), model.predictor, model.threshold))
     return out
 
 
 def champion_predictor(tracking_uri: str, name: str) -> str | None:
     """The predictor ``models:/<name>@champion`` is (None: no champion yet)."""
-    from mlflow import MlflowClient
-
-    mv = find_champion(MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), name)
+    mv = find_champion(_client(tracking_uri), name)
     return None if mv is None else mv.tags["predictor"]
