@@ -5,10 +5,11 @@ Starts Tansu on loopback, sends a simulated workload of many requests per second
 production (the registered predictors: run `vigil stream train` first). Two measurements:
 
 - drain: the whole workload is on the topics before the services start; the aggregator's
-  messages per second from its first message to its last record is its ceiling;
+  messages per second between its first record and its last is its ceiling;
 - paced: the producer sends at ``--rate`` responsetime messages per second while both services
   run; whether the aggregator keeps up, and each aggregate record's latency to its predictions
-  (prediction stamped when produced, minus the record's broker timestamp), p50 and p99.
+  (the prediction's time when produced minus the record's timestamp, set when the aggregator
+  produced it; one clock, one machine), p50 and p99.
 
 Targets (issue 13): at least 20,000 responsetime messages per second aggregated on 2 cores,
 and every aggregate record predicted within 100 ms.
