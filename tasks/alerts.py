@@ -132,6 +132,14 @@ def read_source(conn, source: str) -> dict | None:
     return dict(row) if row else None
 
 
+def write_source(conn, source: str, row: dict, exists: bool) -> None:
+    """The source's row: updated where it ``exists`` (as `read_source` found it), else inserted."""
+    if exists:
+        conn.execute(sa.update(SOURCES).where(SOURCES.c.source == source).values(**row))
+    else:
+        conn.execute(sa.insert(SOURCES).values(source=source, **row))
+
+
 def file_outcome(conn, source: str, md5: str) -> str | None:
     """``scored`` or ``quarantined`` where this file's content was handled before, else None."""
     row = conn.execute(

@@ -35,12 +35,12 @@ from .alerts import (
     FILES,
     INCIDENTS,
     RUNS,
-    SOURCES,
     dumps,
     file_outcome,
     insert_points,
     now,
     read_source,
+    write_source,
 )
 from .validation import Problem, validate_tables
 
@@ -390,10 +390,7 @@ def score_file(
             "open_incident": open_incident,
             "updated": now(),
         }
-        if src:
-            conn.execute(sa.update(SOURCES).where(SOURCES.c.source == source).values(**row))
-        else:
-            conn.execute(sa.insert(SOURCES).values(source=source, **row))
+        write_source(conn, source, row, exists=src is not None)
         conn.execute(
             sa.insert(FILES).values(
                 source=source, name=path.name, md5=md5, rows=len(raw), status="scored", run=run, at=now()

@@ -32,7 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from components.slo.aggregation import Aggregator, partition_of
-from components.slo.predictors import SIGNALS, SLOPredictor
+from components.slo.predictors import SIGNALS, SLOPredictor, signal_matrix
 
 log = logging.getLogger("vigil.stream")
 TOP_SIGNALS = 3
@@ -333,15 +333,6 @@ def run_aggregator(
     return counts
 
 
-def signal_row(record: dict, last: np.ndarray) -> np.ndarray:
-    """One record's signals, a missing one (no response or no stats that second) carried
-    forward from ``last``, as `components.slo.predictors.signal_matrix` does for a whole run."""
-    row = np.array([np.nan if record.get(s) is None else float(record[s]) for s in SIGNALS])
-    bad = np.isnan(row)
-    row[bad] = last[bad]
-    return row
-
-
 class PredictionStore:
     """One predictor's predictions in the alerts store of the scoring service (`tasks.alerts`),
     stored as scored steps are: a point per second (score, threshold, the signals' values), an
@@ -357,8 +348,6 @@ class PredictionStore:
 
     def last_second(self) -> int | None:
         """The last second stored for the source (None: none yet)."""
-        from datetime import datetime
-
         from .alerts import read_source
         from .scoring import TIME_FORMAT
 
@@ -370,9 +359,7 @@ class PredictionStore:
 
     def write(self, seconds: list[int], scores: np.ndarray, contributions: np.ndarray, values: np.ndarray) -> None:
         """These seconds in one transaction, with the source's row (watermark, open incident)."""
-        import sqlalchemy as sa
-
-        from .alerts import SOURCES, dumps, now, read_source
+        from .alerts import dumps, now, read_source, write_source
         from .scoring import TIME_FORMAT, store_steps
 
         times = [datetime.fromtimestamp(s, UTC).strftime(TIME_FORMAT) for s in seconds]
@@ -391,10 +378,7 @@ class PredictionStore:
                 "open_incident": open_incident,
                 "updated": now(),
             }
-            if src:
-                conn.execute(sa.update(SOURCES).where(SOURCES.c.source == self.source).values(**row))
-            else:
-                conn.execute(sa.insert(SOURCES).values(source=self.source, **row))
+            write_source(conn, self.source, row, exists=src is not None)
 
 
 def run_predictor(
@@ -445,7 +429,7 @@ def run_predictor(
                     continue
                 rec = json.loads(m.value())
                 second = rec["second"]
-                last = signal_row(rec, last)
+                last = signal_matrix([rec], last)[0]
                 window.append((m.offset(), last))
                 counts["records"] += 1
                 x = np.array([r for _, r in window])
