@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from prefect import task
 
 from components.slo.aggregation import RECORD_FIELDS, aggregate_messages
 from components.slo.evaluation import evaluate_predictions
-from components.slo.predictors import PREDICTORS, SIGNALS, SLOPredictor, best_threshold, signal_matrix
+from components.slo.predictors import PREDICTORS, SIGNALS, SLOPredictor, best_threshold, frame_signals
 from components.slo.simulator import MEMORY_LEAK, interleave, simulate_workload
 
 from .registry import CHAMPION, REPO, find_champion, load_logged_model, log_code_model, process_tags, setup_mlflow
@@ -35,9 +36,9 @@ class RecordedRun:
     records: pd.DataFrame  # RECORD_FIELDS, one row per second
     injections: list[dict]
 
-    @property
+    @cached_property
     def signals(self) -> np.ndarray:
-        return signal_matrix(_as_records(self.records))
+        return frame_signals(self.records)
 
     @property
     def violation(self) -> np.ndarray:
@@ -47,10 +48,6 @@ class RecordedRun:
         """[start, end) of each memory leak, as row positions of ``records``."""
         s0 = int(self.records["second"].iloc[0])
         return [(i["start"] - s0, i["end"] - s0) for i in self.injections if i["kind"] == MEMORY_LEAK]
-
-
-def _as_records(df: pd.DataFrame) -> list[dict]:
-    return df.astype(object).where(df.notna(), None).to_dict("records")
 
 
 def simulate_run(name: str, role: str, seed: int, sim: dict, rt_limit: float, grace: float) -> RecordedRun:

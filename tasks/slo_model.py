@@ -30,13 +30,12 @@ class VigilSLOModel(mlflow.pyfunc.PythonModel):
         self.predictor = load_predictor(bundle / "predictor.npz")
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from components.slo.predictors import SIGNALS, signal_matrix
+        from components.slo.predictors import SIGNALS, frame_signals
 
         missing = [s for s in SIGNALS if s not in model_input.columns]
         if missing:
             raise ValueError(f"input lacks the signals {missing} (the model reads {list(SIGNALS)})")
-        records = model_input[list(SIGNALS)].astype(object).where(model_input[list(SIGNALS)].notna(), None)
-        x = signal_matrix(records.to_dict("records"))
+        x = frame_signals(model_input)
         scores, contrib = self.predictor.score_with_contributions(x)
         top = np.argsort(-contrib, axis=1)[:, :TOP_K]
         return pd.DataFrame(

@@ -1,8 +1,9 @@
 """Predictors of SLO violations from the per-second aggregates.
 
 Each reads the last ``history()`` seconds of the signals and gives a score for "a violation
-comes within the lead window"; its threshold, fitted on a validation run, sits beside it (a
-prediction is ``score >= threshold_``) so the evaluation and the live predictor use one object.
+comes within the lead window"; its threshold, chosen on a validation run, is registered with it
+in one MLflow model (a prediction is ``score >= threshold``), so the evaluation and the live
+predictor use one object.
 
 - ``rt_threshold``: the current maximum response time, the baseline every operator has.
 - ``forecast``: a ridge forecaster of the next ``horizon`` seconds of every signal, fitted on a
@@ -29,13 +30,21 @@ SIGNALS = ("rt_mean", "rt_max", "cpu", "mem", "n")
 FORMAT = "vigil-slo-predictor/1"
 
 
-def signal_matrix(records: list[dict]) -> np.ndarray:
+def signal_matrix(records: list[dict], last: np.ndarray | None = None) -> np.ndarray:
     """[seconds, SIGNALS] from aggregate records; a second with no response or no stats
-    carries the last value seen forward (0 before any)."""
-    x = np.array([[np.nan if r[s] is None else r[s] for s in SIGNALS] for r in records], dtype=np.float64)
-    if len(x) == 0:
-        return x.reshape(0, len(SIGNALS))
-    last = np.zeros(len(SIGNALS))
+    carries the last value seen forward (from ``last`` before the first record; 0 where None).
+    The live predictor calls it a record at a time, with its previous row as ``last``."""
+    x = np.array([[np.nan if r.get(s) is None else r[s] for s in SIGNALS] for r in records], dtype=np.float64)
+    return _carry_forward(x.reshape(len(records), len(SIGNALS)), last)
+
+
+def frame_signals(frame) -> np.ndarray:
+    """`signal_matrix` of a DataFrame of aggregate records (missing values as NaN or None)."""
+    return _carry_forward(frame[list(SIGNALS)].to_numpy(dtype=np.float64, copy=True), None)
+
+
+def _carry_forward(x: np.ndarray, last: np.ndarray | None) -> np.ndarray:
+    last = np.zeros(x.shape[1]) if last is None else last
     for i in range(len(x)):
         bad = np.isnan(x[i])
         x[i, bad] = last[bad]
