@@ -72,9 +72,9 @@ def _workload(rate: float, seconds: int):
     return w, interleave(w)
 
 
-def _latencies(bootstrap: str, services: list[str]) -> tuple[np.ndarray, int]:
-    """Each prediction's latency (ms) from its aggregate record, and how many records had a
-    prediction later than 100 ms."""
+def _latencies(bootstrap: str, services: list[str]) -> dict:
+    """Each prediction's latency (ms) from its aggregate record, p50 / p99 / max, and how many
+    records had a prediction later than 100 ms."""
     preds = read_topic(bootstrap, "predictions")
     if not preds:
         raise SystemExit("no prediction on the predictions topic; the services said:\n" + "\n".join(services))
@@ -82,7 +82,13 @@ def _latencies(bootstrap: str, services: list[str]) -> tuple[np.ndarray, int]:
     worst: dict[int, float] = {}
     for p, ms in zip(preds, lat):
         worst[p["second"]] = max(worst.get(p["second"], 0.0), ms)
-    return lat, sum(ms > 100 for ms in worst.values())
+    return {
+        "latency_ms_p50": float(np.percentile(lat, 50)),
+        "latency_ms_p99": float(np.percentile(lat, 99)),
+        "latency_ms_max": float(lat.max()),
+        "records_predicted_later_than_100ms": int(sum(ms > 100 for ms in worst.values())),
+        "services": services,
+    }
 
 
 def drain(params: Path, rate: float, seconds: int) -> dict:
@@ -96,24 +102,20 @@ def drain(params: Path, rate: float, seconds: int) -> dict:
         outs = _finish(procs)
         records = read_topic(bootstrap, "aggregate")
         stamps = np.array([r["_timestamp"] for r in records]) / 1000
-        lat, late_records = _latencies(bootstrap, outs)
+        latency = _latencies(bootstrap, outs)
     # the aggregator starts on a full topic: from its first record to its last, every message
     # of the seconds in between went through it
     span = stamps.max() - stamps.min()
-    n_resp = len(w.responses) * (len(records) - 1) / max(1, len(records))
+    through = (len(records) - 1) / max(1, len(records))  # the share of the workload after the first record
     return {
         "messages": len(msgs),
         "responsetime_messages": len(w.responses),
         "produce_messages_per_s": len(msgs) / produce_s,
         "aggregate_records": len(records),
         "aggregate_span_s": span,
-        "aggregated_responsetime_per_s": n_resp / span,
-        "aggregated_messages_per_s": len(msgs) * (len(records) - 1) / max(1, len(records)) / span,
-        "latency_ms_p50": float(np.percentile(lat, 50)),
-        "latency_ms_p99": float(np.percentile(lat, 99)),
-        "latency_ms_max": float(lat.max()),
-        "records_predicted_later_than_100ms": int(late_records),
-        "services": outs,
+        "aggregated_responsetime_per_s": len(w.responses) * through / span,
+        "aggregated_messages_per_s": len(msgs) * through / span,
+        **latency,
     }
 
 
@@ -129,7 +131,7 @@ def paced(params: Path, rate: float, seconds: int) -> dict:
         produce_s = time.perf_counter() - t0
         outs = _finish(procs)
         records = read_topic(bootstrap, "aggregate")
-        lat, late_records = _latencies(bootstrap, outs)
+        latency = _latencies(bootstrap, outs)
     # second s can close once the producer has sent event time s + 1 + grace; how long after that
     # its record was on the broker says whether the aggregator keeps up (a backlog would grow).
     # `stats` carries one message a second, so its partition passes that time up to 1 s later.
@@ -143,11 +145,7 @@ def paced(params: Path, rate: float, seconds: int) -> dict:
         "aggregation_delay_ms_p50": float(np.percentile(delay, 50) * 1000),
         "aggregation_delay_ms_p99": float(np.percentile(delay, 99) * 1000),
         "aggregation_delay_ms_last": float(delay[-1] * 1000),
-        "latency_ms_p50": float(np.percentile(lat, 50)),
-        "latency_ms_p99": float(np.percentile(lat, 99)),
-        "latency_ms_max": float(lat.max()),
-        "records_predicted_later_than_100ms": int(late_records),
-        "services": outs,
+        **latency,
     }
 
 
