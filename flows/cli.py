@@ -1,5 +1,5 @@
 """The `vigil` command line: `vigil run`, `vigil tune`, `vigil benchmark`, `vigil generate`, `vigil ui`,
-`vigil serve`, `vigil score`, `vigil web`."""
+`vigil serve`, `vigil score`, `vigil web`, `vigil stream`, `vigil logs`."""
 
 from __future__ import annotations
 
@@ -114,6 +114,13 @@ def _generate(args: argparse.Namespace) -> int:
     from .generate import generate_synthetic
 
     return run_entry(lambda: generate_synthetic(args.params, args.out), runs_flows=False)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from .logs import run
+
+    load_config(args.params)  # a named error, exit 2, before Prefect starts
+    return run(args)
 
 
 EXIT_PORT_TAKEN = 4
@@ -353,6 +360,13 @@ def main(argv: list[str] | None = None) -> int:
 
     add_stream_arguments(stream)
     stream.set_defaults(func=_stream)
+    logs = sub.add_parser(
+        "logs", parents=[common], help="telemetry from dCache billing and Rucio transfer logs; their reference models"
+    )
+    from .logs import add_arguments as add_logs_arguments
+
+    add_logs_arguments(logs)
+    logs.set_defaults(func=_logs)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

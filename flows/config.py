@@ -275,6 +275,96 @@ class StreamConfig(_Strict):
     # would make every stage that reads params depend on it
 
 
+class BillingGenerator(_Strict):
+    """components/logs/dcache.py's generate_billing: pools with their own sizes, bandwidth and
+    load, and incidents after the quiet head."""
+
+    seed: int = 0
+    days: int = Field(4, ge=2)
+    pools: int = Field(6, ge=1)
+    rate: float = Field(6.0, gt=0)  # mover records per pool per minute, on average
+    n_incidents: int = Field(8, ge=0)  # pool errors, stuck queue, slow disk, outage of all pools, in turn
+    quiet_head: float = Field(0.5, ge=0, lt=1)  # share of the span with no incident (train)
+    start: str = "2026-01-05"  # first day (UTC)
+
+
+class TransferGenerator(_Strict):
+    """components/logs/rucio.py's generate_transfers: links with drifting bandwidth shared by
+    concurrent transfers, and incidents after the quiet head."""
+
+    seed: int = 0
+    days: int = Field(4, ge=2)
+    links: int = Field(6, ge=1, le=42)  # of the 42 ordered pairs of its 7 sites
+    rate: float = Field(3.0, gt=0)  # transfers per link per minute, on average
+    n_incidents: int = Field(9, ge=0)  # congested link, failure burst, stuck queue, in turn
+    quiet_head: float = Field(0.5, ge=0, lt=1)
+    start: str = "2026-01-05"
+
+
+class BillingSource(_Strict):
+    logs: Path = Path("data/raw/dcache_billing")  # billing-YYYY-MM-DD.json (+ incidents.json, where labelled)
+    out: Path = Path("data/telemetry/dcache_billing")  # one series per pool; dataset.root of kind dcache_billing
+    generate: BillingGenerator | None = BillingGenerator()  # null: `logs` is a user's folder, only read
+
+
+class TransferSource(_Strict):
+    logs: Path = Path("data/raw/rucio_transfers")  # transfers-YYYY-MM-DD.json (+ incidents.json)
+    out: Path = Path("data/telemetry/rucio_transfers")  # one series per link; dataset.root of kind rucio_transfers
+    generate: TransferGenerator | None = TransferGenerator()
+
+
+class BillingReference(_Strict):
+    """The reference analysis of billing records (components/logs/reference.py)."""
+
+    sample: float = Field(0.7, gt=0, le=1)  # share of each hour's store records kept
+    split: float = Field(0.7, gt=0, lt=1)  # share of the sample the regression is trained on
+    order: Literal["time", "random"] = "time"  # how the sample and the split are drawn
+    seed: int = 0
+
+
+class TransferReference(_Strict):
+    """The reference duration predictor (components/logs/reference.py): a GRU over the link's
+    last ``history`` transfers."""
+
+    history: int = Field(100, ge=2)  # the transfer itself and the ones before it on its link
+    hidden: int = Field(32, ge=1)
+    epochs: int = Field(4, ge=1)
+    batch_size: int = Field(512, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    fit_fraction: float = Field(0.8, gt=0, lt=1)  # of train: the rest calibrates the thresholds
+    within_s: float = Field(180, gt=0)  # "a prediction within 3 minutes"
+    fixed_threshold_s: float = Field(600, gt=0)  # the reference's rule: duration > prediction + 600 s
+    quantile: float = Field(0.995, gt=0, lt=1)  # the calibrated rule: a link's residual quantile on normal data
+    seed: int = 0
+    device: str = "auto"
+
+
+class LogReferenceConfig(_Strict):
+    billing: BillingReference = BillingReference()
+    transfers: TransferReference = TransferReference()
+    experiment: str = "vigil-logs-reference"  # MLflow: one run per reference model
+
+
+class LogsConfig(_Strict):
+    """Event logs turned into telemetry (`vigil logs`, DVC stages ``logs_generate`` and ``logs``;
+    README: Telemetry from logs)."""
+
+    engine: Literal["duckdb", "spark"] = "duckdb"  # embedded, or Spark for logs that outgrow one machine
+    spark_master: str = "local[2]"  # with engine spark: local[N] in this process, or a cluster's URL
+    spark_partitions: int = Field(8, ge=1)  # spark.sql.shuffle.partitions
+    bin_seconds: int = Field(60, ge=1)  # one telemetry step per series
+    train_fraction: float = Field(0.5, gt=0, lt=1)  # leading share of each series' bins that is train
+    dcache_billing: BillingSource = BillingSource()
+    rucio_transfers: TransferSource = TransferSource()
+    reference: LogReferenceConfig = LogReferenceConfig()
+
+    def source(self, log_format: str) -> BillingSource | TransferSource:
+        return getattr(self, log_format)
+
+
+LOG_SOURCES = ("dcache_billing", "rucio_transfers")  # the log formats with a section in `logs`
+
+
 class Config(_Strict):
     dataset: DatasetConfig = DatasetConfig()
     preprocessing: PreprocessingConfig = PreprocessingConfig()
@@ -288,6 +378,18 @@ class Config(_Strict):
     web: WebConfig = WebConfig()
     deployments: DeploymentsConfig = DeploymentsConfig()
     stream: StreamConfig = StreamConfig()
+    logs: LogsConfig = LogsConfig()
+
+    @model_validator(mode="after")
+    def _telemetry_root(self) -> Config:
+        # a kind made from logs reads what the logs flow writes: one folder, named once
+        fmt = DATASET_KINDS[self.dataset.kind].log_format
+        if fmt is not None and Path(self.dataset.root) != self.logs.source(fmt).out:
+            raise ValueError(
+                f"dataset.root ({self.dataset.root}) must be logs.{fmt}.out ({self.logs.source(fmt).out}), "
+                f"where the logs flow writes the {fmt} telemetry"
+            )
+        return self
 
     @field_validator("detectors")
     @classmethod

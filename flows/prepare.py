@@ -13,12 +13,14 @@ from pathlib import Path
 
 from prefect import flow
 
+from components.datasets import get_kind
 from tasks.data import ensure_generated, prepare_data
 from tasks.validation import validate_raw
 from tasks.versioning import check_data_version, record_data_version
 
 from .config import ConfigError, load_config, params_hash
 from .entry import run_entry
+from .logs import make_telemetry
 from .run_lock import holds_checkout
 from .workspace import Workspace
 
@@ -44,6 +46,9 @@ def prepare_flow(
     allow_new = new_data_version
     if ensure_generated(source):
         allow_new = True  # regenerated from params: a new version by construction
+    log_format = get_kind(d.kind).log_format
+    if log_format is not None and make_telemetry(ws.root, cfg.logs, log_format)["rebuilt"]:
+        allow_new = True  # made from the logs just now: a new version only if the logs or settings changed
     version = check_data_version(ws.root, d.root, params_hash(cfg), allow_new)
     validate_raw(
         source, out.reports / "validation.json", min_rows=d.min_rows, min_value=d.min_value, max_value=d.max_value

@@ -134,7 +134,8 @@ class DatasetKind:
     ``raw_tables``: the raw files read leniently for validation. ``test_file``: the file that
     holds the test rows, for messages. ``list_series``: the names a root holds.
     ``generate``: for kinds made from settings (synthetic), write the raw files if absent or
-    made with other settings; True if written.
+    made with other settings; True if written. ``log_format``: for telemetry made from event
+    logs, the key of `components.logs.formats.LOG_FORMATS` whose `logs` flow makes ``root``.
     """
 
     name: str
@@ -143,6 +144,7 @@ class DatasetKind:
     test_file: Callable[[DatasetSource], Path]
     list_series: Callable[[Path], list[str]]
     generate: Callable[[DatasetSource, bool], bool] | None = None
+    log_format: str | None = None
 
 
 def _where(rows: np.ndarray, lines: np.ndarray | None) -> str:

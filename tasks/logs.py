@@ -1,0 +1,147 @@
+"""Prefect tasks of the `logs` flow: event logs (dCache billing, Rucio transfers) read strictly,
+featurised by an engine into per-series telemetry, written as a dataset kind's root.
+
+The telemetry folder (``logs.<format>.out``, DVC-tracked) holds one folder per series in the
+synthetic layout and ``telemetry.json``: the format, the sha256 of every log file read, the
+settings, the series and metrics, each file's report (where every line went) and the
+incidents that fell in train and so could not be labels. It is rebuilt only when the logs or
+the settings change, into a new folder swapped in whole: a failure leaves the old one as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from prefect import task
+
+from components.datasets import DataError, write_synthetic_layout
+from components.datasets.telemetry_layout import STAMP
+from components.logs import dense_series, merge_reports, read_incidents, split_series
+from components.logs.formats import get_format
+
+from .engines import featurise
+
+
+@task(name="generate logs")
+def ensure_logs(log_format: str, folder: Path, settings: dict | None) -> bool:
+    """Generated logs (``settings`` given) written into ``folder`` unless it holds exactly those;
+    a user's logs (``settings`` None) are only read, never written. True if written."""
+    if settings is None:
+        return False
+    return get_format(log_format).generate(Path(folder), dict(settings))
+
+
+def logs_digest(files: list[Path]) -> dict[str, str]:
+    """sha256 of each log file, by name: what a telemetry folder was made from."""
+    digests = {}
+    for path in files:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        digests[path.name] = h.hexdigest()
+    return digests
+
+
+def read_logs(log_format: str, folder: Path, events_dir: Path) -> dict:
+    """Every day file of ``folder`` read into one Parquet file each under ``events_dir``; the
+    merged report (`components.logs.merge_reports`). No file at all is an error naming the folder."""
+    fmt = get_format(log_format)
+    files = fmt.files(Path(folder))
+    if not files:
+        raise DataError(f"{folder}: no {log_format} log files ({fmt.pattern}) to read")
+    events_dir.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for k, path in enumerate(files):
+        events, report = fmt.read_file(path)
+        reports.append(report)
+        if len(events):
+            events.drop(columns=["line"]).to_parquet(events_dir / f"part-{k:05d}.parquet", index=False)
+    if not any(events_dir.glob("*.parquet")):
+        raise DataError(f"{folder}: not one event could be read from {len(files)} files (see the report)")
+    return merge_reports(reports)
+
+
+@task(name="build telemetry")
+def build_telemetry(
+    log_format: str,
+    logs: Path,
+    out: Path,
+    *,
+    engine: str,
+    bin_seconds: int,
+    train_fraction: float,
+    spark_master: str = "local[2]",
+    spark_partitions: int = 8,
+    force: bool = False,
+) -> dict:
+    """``logs`` read, featurised on ``engine`` and written to ``out`` as one dataset per series,
+    unless ``out`` was made from the same files with the same settings. Returns the stamp,
+    with ``rebuilt``."""
+    fmt = get_format(log_format)
+    logs, out = Path(logs), Path(out)
+    settings = {"bin_seconds": int(bin_seconds), "train_fraction": float(train_fraction)}
+    digest = logs_digest(fmt.files(logs))
+    current = _read_stamp(out)
+    if not force and current and current.get("logs") == digest and current.get("settings") == settings:
+        return {**current, "rebuilt": False}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        report = read_logs(log_format, logs, staging / "events")
+        table = featurise(
+            fmt.features,
+            staging / "events",
+            bin_seconds,
+            engine,
+            spark_master=spark_master,
+            spark_partitions=spark_partitions,
+        )
+        shutil.rmtree(staging / "events")
+        incidents = read_incidents(logs)
+        in_train = []
+        series = dense_series(table, fmt.features)
+        for name, frame in series.items():
+            data, skipped = split_series(name, frame, incidents, bin_seconds, train_fraction, fmt.causes)
+            in_train += [i.__dict__ for i in skipped]
+            write_synthetic_layout(data, staging / name, meta={"format": log_format, fmt.series: name})
+        stamp = {
+            "format": log_format,
+            "logs": digest,
+            "settings": settings,
+            "series": sorted(series),
+            "metrics": fmt.features.metrics,
+            "incidents": len(incidents),
+            "incidents_in_train": in_train,
+            "report": report,
+        }
+        (staging / STAMP).write_text(json.dumps(stamp, indent=1) + "\n")
+        _swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {**stamp, "rebuilt": True}
+
+
+def _read_stamp(out: Path) -> dict | None:
+    try:
+        return json.loads((out / STAMP).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """``staging`` becomes ``out`` by renames; the old ``out`` is removed only once the new one
+    is in place."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.rename(out, old)
+    os.rename(staging, out)
+    if old is not None:
+        shutil.rmtree(old)
