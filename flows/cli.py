@@ -117,9 +117,11 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from .logs import run
-
     load_config(args.params)  # a named error, exit 2, before Prefect starts
+    if args.logs_command == "reference":
+        from .logs_reference import run
+    else:
+        from .logs import run
     return run(args)
 
 

@@ -335,6 +335,8 @@ class TransferReference(_Strict):
     within_s: float = Field(180, gt=0)  # "a prediction within 3 minutes"
     fixed_threshold_s: float = Field(600, gt=0)  # the reference's rule: duration > prediction + 600 s
     quantile: float = Field(0.995, gt=0, lt=1)  # the calibrated rule: a link's residual quantile on normal data
+    pot_q: float = Field(1e-3, gt=0, lt=1)  # and POT's: the residual a normal transfer exceeds with probability q
+    pot_level: float = Field(0.98, gt=0, lt=1)
     seed: int = 0
     device: str = "auto"
 

@@ -5,10 +5,11 @@
   series per pool / link, written to ``logs.<format>.out``, the root of the dataset kind of the
   same name. Generated logs are written first where ``logs.<format>.generate`` is set.
 - ``generate`` (DVC stage ``logs_generate``): only the generated logs.
-- ``reference`` (the flow ``logs-reference``; DVC stage ``logs_reference``): the reference
-  models of both formats, their figures in ``reports/logs_reference.json`` and MLflow.
+- ``reference`` (flows/logs_reference.py: the flow ``logs-reference``, DVC stage
+  ``logs_reference``): the reference models of both formats, their figures in
+  ``reports/logs_reference.json`` and MLflow.
 
-Run alone: ``python -m flows.logs COMMAND [--params FILE]``.
+Run alone: ``python -m flows.logs build|generate [--params FILE]``.
 """
 
 from __future__ import annotations
@@ -118,19 +119,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in LOG_SOURCES:
         gen.add_argument(f"--{f.replace('_', '-')}-out", dest=f, help=f"folder (default: logs.{f}.logs)")
     ref = sub.add_parser("reference", help="the reference models of both formats: reports/logs_reference.json")
-    ref.add_argument("--params", default="params.yaml")
-    ref.add_argument("--format", dest="formats", nargs="+", choices=LOG_SOURCES, help="default: both")
+    add_reference_arguments(ref)
+
+
+def add_reference_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--format", dest="formats", nargs="+", choices=LOG_SOURCES, help="default: both")
 
 
 def run(args: argparse.Namespace) -> int:
+    """``build`` and ``generate``; `vigil logs reference` is flows/logs_reference.py's (its own
+    DVC stage, whose deps are not these)."""
     if args.logs_command == "build":
         return run_entry(lambda: build_summary(logs_flow(args.params, args.formats, args.engine, args.force)))
-    if args.logs_command == "generate":
-        outs = {f: getattr(args, f) for f in LOG_SOURCES}
-        return run_entry(lambda: generate_logs(args.params, outs), runs_flows=False)
-    from .logs_reference import reference_flow, reference_summary
-
-    return run_entry(lambda: reference_summary(reference_flow(args.params, args.formats)))
+    outs = {f: getattr(args, f) for f in LOG_SOURCES}
+    return run_entry(lambda: generate_logs(args.params, outs), runs_flows=False)
 
 
 def main(argv: list[str] | None = None) -> int:
