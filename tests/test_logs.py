@@ -292,3 +292,26 @@ def test_vigil_run_on_generated_logs_registers_a_champion(tmp_path, kind, series
     assert stamp["report"]["kept"] > 0 and stamp["format"] == kind
     lock = yaml.safe_load((ws / "dvc.lock").read_text())
     assert any(d["path"] == f"data/telemetry/{kind}" for d in lock["stages"]["prepare"]["deps"])
+
+
+def test_vigil_logs_reference_writes_its_report_and_an_mlflow_run_per_model(tmp_path):
+    tiny = {"history": 10, "hidden": 4, "epochs": 1, "batch_size": 512}
+    params = {
+        "registry": {"tracking_uri": "sqlite:///mlflow/mlflow.db", "artifact_root": "mlflow/artifacts"},
+        "logs": {**{k: {"generate": v} for k, v in SMALL.items()}, "reference": {"transfers": tiny}},
+    }
+    ws = workspace(tmp_path, params)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    out = subprocess.run([VIGIL, "logs", "reference"], cwd=ws, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "within 180 s" in out.stdout and "prediction + 600 s" in out.stdout
+    report = json.loads((ws / "reports/logs_reference.json").read_text())
+    assert set(report) == {"dcache_billing", "rucio_transfers"}
+    assert set(report["dcache_billing"]) >= {"time", "random", "logs_sha256", "mlflow_run"}
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{ws}/mlflow/mlflow.db")
+    for f in ("dcache_billing", "rucio_transfers"):
+        run = client.get_run(report[f]["mlflow_run"])
+        assert run.info.status == "FINISHED" and run.data.tags["dataset"] == f
+    assert client.get_run(report["rucio_transfers"]["mlflow_run"]).data.metrics["share_within"] >= 0
