@@ -92,6 +92,7 @@ def build_telemetry(
         return {**current, "rebuilt": False}
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp's is 0700: the telemetry is for every reader of the checkout
     try:
         report = read_logs(log_format, logs, staging / "events")
         table = featurise(
