@@ -253,7 +253,9 @@ def test_transfer_reference_reports_its_figures_on_the_test_part(generated):
     assert 0.0 <= r["share_within"] <= 1.0
     for rule in ("fixed", "calibrated", "pot"):
         assert 0.0 <= r[rule]["flagged_share"] <= 1.0
-        assert set(r[rule]["recall_by_kind"]) == {"congested_link", "link_failures", "stuck_queue"}
+        kinds = {"congested_link", "link_failures", "stuck_queue"}
+        phases = {f"{k} {p}" for k in kinds for p in ("first 30 min", "after 30 min")}
+        assert set(r[rule]["recall_by_kind"]) == kinds | phases
     assert set(r["calibrated"]["thresholds_s"]) >= {"*"}
 
 

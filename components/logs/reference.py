@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -303,16 +304,20 @@ def transfer_reference(
         "calibrated": _link_thresholds(links[cal_rows], residual_cal, lambda r: float(np.quantile(r, quantile))),
         "pot": _link_thresholds(links[cal_rows], residual_cal, lambda r: pot_threshold(r, pot_q, pot_level)),
     }
-    truth = in_incident(t[test_rows], links[test_rows], incidents, ev["ended_ms"].to_numpy()[test_rows])
-    kinds = {
-        kind: in_incident(
-            t[test_rows],
-            links[test_rows],
-            [i for i in incidents if i.kind == kind],
-            ev["ended_ms"].to_numpy()[test_rows],
-        )
-        for kind in sorted({i.kind for i in incidents})
-    }
+    ended = ev["ended_ms"].to_numpy()[test_rows]
+
+    def touched(spans: list[Incident]) -> np.ndarray:
+        return in_incident(t[test_rows], links[test_rows], spans, ended)
+
+    truth = touched(incidents)
+    # by kind; and early in an incident against later, as the link's history catches up with it
+    early = [replace(i, end_ms=min(i.end_ms, i.start_ms + EARLY_MS)) for i in incidents]
+    late = [replace(i, start_ms=i.start_ms + EARLY_MS) for i in incidents if i.end_ms > i.start_ms + EARLY_MS]
+    kinds = {}
+    for kind in sorted({i.kind for i in incidents}):
+        kinds[kind] = touched([i for i in incidents if i.kind == kind])
+        kinds[f"{kind} first 30 min"] = touched([i for i in early if i.kind == kind])
+        kinds[f"{kind} after 30 min"] = touched([i for i in late if i.kind == kind])
     return {
         "transfers": {"fit": len(fit_rows), "calibration": len(cal_rows), "test": len(test_rows)},
         "train_loss_per_epoch": [round(v, 5) for v in losses],
@@ -336,6 +341,7 @@ def transfer_reference(
     }
 
 
+EARLY_MS = 30 * 60_000  # "early in an incident": its first 30 minutes
 MIN_CALIBRATION = 50  # transfers of a link before its own quantile is trusted; fewer: the global one
 
 
