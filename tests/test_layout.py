@@ -22,7 +22,8 @@ def test_import_mlflow_reaches_the_installed_package():
 def test_components_import_no_orchestration_libraries():
     code = (
         "import sys, components.datasets, components.preprocessing, components.detectors, "
-        "components.thresholds, components.metrics, components.attribution, components.evaluation\n"
+        "components.thresholds, components.metrics, components.attribution, components.evaluation, "
+        "components.logs.formats, components.logs.reference\n"
         "bad = [m for m in ('prefect', 'mlflow', 'dvc', 'great_expectations') if m in sys.modules]\n"
         "print(bad)"
     )
