@@ -22,6 +22,7 @@ from prefect import task
 from components.datasets import DataError, write_synthetic_layout
 from components.datasets.telemetry_layout import STAMP
 from components.logs import dense_series, merge_reports, read_incidents, split_series
+from components.logs.telemetry import INCIDENTS_FILE
 from components.logs.formats import get_format
 
 from .engines import featurise
@@ -86,7 +87,8 @@ def build_telemetry(
     fmt = get_format(log_format)
     logs, out = Path(logs), Path(out)
     settings = {"bin_seconds": int(bin_seconds), "train_fraction": float(train_fraction)}
-    digest = logs_digest(fmt.files(logs))
+    labels = [logs / INCIDENTS_FILE] if (logs / INCIDENTS_FILE).is_file() else []
+    digest = logs_digest(fmt.files(logs) + labels)  # new labels make new telemetry too
     current = _read_stamp(out)
     if not force and current and current.get("logs") == digest and current.get("settings") == settings:
         return {**current, "rebuilt": False}

@@ -199,6 +199,9 @@ def test_telemetry_is_dense_labelled_by_incidents_and_refuses_labels_in_train():
     assert [(c.start, c.end) for c in data.causes] == [(1, 3)]
     assert [data.features[m] for m in data.causes[0].metrics] == ["errors", "error_rate"]
     assert [i.kind for i in in_train] == ["outage"]  # in train: reported, not a label
+    straddling = [Incident("p", 2 * 60_000, 4 * 60_000, "stuck_queue")]  # bins 2, 3: train's last, test's first
+    data, in_train = split_series("p", frame, straddling, 60, 0.5, CAUSES)
+    assert data.labels.tolist() == [1, 0, 0] and len(in_train) == 1
 
 
 def test_a_failed_rebuild_leaves_the_telemetry_as_it_was(generated, tmp_path):
@@ -211,6 +214,10 @@ def test_a_failed_rebuild_leaves_the_telemetry_as_it_was(generated, tmp_path):
     stamp = build_telemetry.fn("dcache_billing", logs, out, **kw)
     assert stamp["rebuilt"] and stamp["series"] == ["pool-1", "pool-2", "pool-3"]
     assert not build_telemetry.fn("dcache_billing", logs, out, **kw)["rebuilt"]  # same logs, same settings
+    incidents = json.loads((logs / "incidents.json").read_text())
+    incidents["incidents"].append({"series": "pool-2", "start": "2026-01-06T20:00:00Z", "end": "2026-01-06T21:00:00Z"})
+    (logs / "incidents.json").write_text(json.dumps(incidents))
+    assert build_telemetry.fn("dcache_billing", logs, out, **kw)["incidents"] == len(incidents["incidents"])
     before = digest(out / "pool-1")
     write_lines(logs / "billing-2026-01-07.json", ["garbage"] * 3)
     with pytest.raises(DataError, match="billing-2026-01-07.json: 3 of 3 lines"):

@@ -122,7 +122,8 @@ def split_series(
 ) -> tuple[Dataset, list[Incident]]:
     """One series cut in time order: the first ``train_fraction`` of bins is train, the rest
     test, labelled 1 in every bin an incident of this series (or of ``*``) touches. Incidents
-    inside train cannot be labels (train is assumed normal) and are returned to be reported.
+    that start inside train cannot be labels there (train is assumed normal) and are returned
+    to be reported; the part of one that runs on into test is labelled.
     ``causes_of``: incident kind -> the metrics it moves (none named for an unknown kind)."""
     bin_ms = int(bin_seconds * MS_PER_SECOND)
     index = pd.DatetimeIndex(pd.to_datetime(frame.index.to_numpy() * bin_ms, unit="ms"), name="timestamp")
@@ -141,9 +142,11 @@ def split_series(
         end = min(-(-inc.end_ms // bin_ms) - first_bin, len(frame))  # every bin the span touches
         if end <= start:
             continue
-        if start < cut:
+        if start < cut:  # train is assumed normal: an incident there is reported; its test part is a label
             in_train.append(inc)
-            continue
+            if end <= cut:
+                continue
+            start = cut
         labels[start - cut : end - cut] = 1
         metrics = tuple(metric_index[m] for m in causes_of.get(inc.kind, ()) if m in metric_index)
         causes.append(Anomaly(start - cut, end - cut, metrics))
