@@ -22,8 +22,8 @@ from prefect import task
 from components.datasets import DataError, write_synthetic_layout
 from components.datasets.telemetry_layout import STAMP
 from components.logs import dense_series, merge_reports, read_incidents, split_series
-from components.logs.telemetry import INCIDENTS_FILE
 from components.logs.formats import get_format
+from components.logs.telemetry import INCIDENTS_FILE
 
 from .engines import featurise
 
