@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .records import Drop, FileReport, epoch_ms, need, number, read_events, timestamp
-from .telemetry import MS_PER_SECOND, FeatureSpec, Incident, place_incidents
+from .telemetry import DAY_MS, FeatureSpec, Incident, day_start_ms, place_incidents
 
 FORMAT = "dcache_billing"
 FILE_GLOB = "billing-*.json"
@@ -106,7 +106,6 @@ CAUSES = {
 
 INCIDENT_KINDS = ("pool_errors", "stuck_queue", "slow_disk", "outage")
 ERRORS = ((10006, "Pool is disabled"), (666, "Transfer failed: Connection reset by peer"), (10011, "Checksum mismatch"))
-DAY_MS = 86_400 * MS_PER_SECOND
 
 
 def generate_billing(
@@ -128,7 +127,7 @@ def generate_billing(
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    t0 = int(pd.Timestamp(start, tz="UTC").value // 10**6)
+    t0 = day_start_ms(start)
     minutes = days * 1440
     names = [f"pool-{i + 1}" for i in range(pools)]
     incidents = place_incidents(

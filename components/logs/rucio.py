@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .records import Drop, FileReport, epoch_ms, need, number, read_events, timestamp
-from .telemetry import MS_PER_SECOND, FeatureSpec, Incident, place_incidents
+from .telemetry import DAY_MS, MS_PER_SECOND, FeatureSpec, Incident, day_start_ms, place_incidents
 
 FORMAT = "rucio_transfers"
 FILE_GLOB = "transfers-*.json"
@@ -117,7 +117,6 @@ SITES = ("CERN-PROD", "BNL-OSG2", "FZK-LCG2", "IN2P3-CC", "TRIUMF-LCG2", "RAL-LC
 ACTIVITIES = ("Production Output", "User Subscriptions", "Data Rebalancing", "Analysis Input", "T0 Export")
 PROTOCOLS = ("davs", "root", "srm", "gsiftp")
 INCIDENT_KINDS = ("congested_link", "link_failures", "stuck_queue")
-DAY_MS = 86_400 * MS_PER_SECOND
 
 
 def generate_transfers(
@@ -139,7 +138,7 @@ def generate_transfers(
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    t0 = int(pd.Timestamp(start, tz="UTC").value // 10**6)
+    t0 = day_start_ms(start)
     minutes = days * 1440
     pairs = _pick_links(rng, links)
     names = [link_name(f"{s}_DATADISK", f"{d}_DATADISK") for s, d in pairs]

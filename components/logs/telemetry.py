@@ -20,6 +20,7 @@ import pandas as pd
 from components.datasets import Anomaly, DataError, Dataset
 
 MS_PER_SECOND = 1000
+DAY_MS = 86_400 * MS_PER_SECOND
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,11 @@ def split_series(
         causes.append(Anomaly(start - cut, end - cut, metrics))
     data = Dataset(name=series, train=frame.iloc[:cut], test=frame.iloc[cut:], labels=labels, causes=causes)
     return data, in_train
+
+
+def day_start_ms(day: str) -> int:
+    """Epoch milliseconds of a day's UTC midnight (``2026-01-05``): where a generated span starts."""
+    return int(pd.Timestamp(day, tz="UTC").value // 10**6)
 
 
 def place_incidents(
