@@ -99,6 +99,25 @@ def spark_session(master: str = "local[2]", partitions: int = 8) -> Iterator:
         yield spark
     finally:
         spark.stop()
+        _stop_jvm()
+
+
+def _stop_jvm() -> None:
+    """End the JVM that PySpark launched for this process: ``stop()`` ends the session but
+    leaves the JVM (some 700 MB) running until Python exits. It exits when its stdin closes;
+    the next session launches a new one."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    gateway.shutdown()
+    proc = getattr(gateway, "proc", None)
+    if proc is not None:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
 
 
 def run_spark(spark, spec: FeatureSpec, events: Path, bin_seconds: int) -> pd.DataFrame:

@@ -178,6 +178,11 @@ def test_duckdb_and_spark_give_identical_features(generated, tmp_path):
             on_spark = normalise(run_spark(spark, spec, tmp_path / name, 60))
             pd.testing.assert_frame_equal(tables[name], on_spark, check_exact=True)
             assert len(on_spark) > 1000 and on_spark["series"].nunique() == 3
+        jvm = spark.sparkContext._gateway.proc
+    assert jvm.poll() is not None  # the session's JVM is gone with it, not left for the rest of the run
+    assert featurise(LOG_FORMATS["rucio_transfers"].features, tmp_path / "rucio_transfers", 60, "spark").equals(
+        tables["rucio_transfers"]
+    )  # and a later session starts a new one
 
 
 def test_telemetry_is_dense_labelled_by_incidents_and_refuses_labels_in_train():
