@@ -25,6 +25,7 @@ from components.logs import dense_series, merge_reports, read_incidents, split_s
 from components.logs.formats import get_format
 from components.logs.telemetry import INCIDENTS_FILE
 
+from . import progress
 from .engines import featurise
 
 
@@ -125,6 +126,11 @@ def build_telemetry(
         }
         (staging / STAMP).write_text(json.dumps(stamp, indent=1) + "\n")
         _swap_in(staging, out)
+        dropped = ", ".join(f"{k} {v}" for k, v in report["dropped_by_reason"].items()) or "none"
+        progress(
+            f"{log_format}: {report['lines']} lines in {report['files']} files, {report['kept']} kept, "
+            f"{report['dropped']} dropped ({dropped}); telemetry of {len(series)} series in {out}"
+        )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
