@@ -20,6 +20,8 @@ from pathlib import Path
 
 from prefect import flow
 
+from components.logs import dropped_summary
+
 from .config import LOG_SOURCES, LogsConfig, load_config
 from .entry import run_entry
 from .run_lock import holds_checkout
@@ -78,15 +80,13 @@ def generate_logs(params: str, outs: dict[str, str | None]) -> str:
     with its generator settings, or the defaults where the section sets none."""
     from components.logs.formats import get_format
 
-    from .config import BillingGenerator, TransferGenerator
-
     cfg = load_config(params)
-    defaults = {"dcache_billing": BillingGenerator(), "rucio_transfers": TransferGenerator()}
+    defaults = LogsConfig()  # the generator settings a section with `generate: null` would have had
     lines = []
     for f in LOG_SOURCES:
         source = cfg.logs.source(f)
         folder = Path(outs.get(f) or source.logs)
-        settings = (source.generate or defaults[f]).model_dump()
+        settings = (source.generate or defaults.source(f).generate).model_dump()
         written = get_format(f).generate(folder, settings)
         lines.append(f"{f}: {'written to' if written else 'already current in'} {folder}")
     return "\n".join(lines)
@@ -96,13 +96,12 @@ def build_summary(result: dict) -> str:
     lines = []
     for f, stamp in result.items():
         report = stamp["report"]
-        dropped = ", ".join(f"{k} {v}" for k, v in report["dropped_by_reason"].items()) or "none"
         state = "rebuilt" if stamp["rebuilt"] else "already current"
         lines.append(
             f"{f}: {report['files']} files, {report['lines']} lines, {report['kept']} records kept, "
-            f"{report['dropped']} dropped ({dropped}); {len(stamp['series'])} series x {len(stamp['metrics'])} "
-            f"metrics, {state}; {stamp['incidents']} labelled incidents ({len(stamp['incidents_in_train'])} in train, "
-            f"not used as labels)"
+            f"{report['dropped']} dropped ({dropped_summary(report)}); "
+            f"{len(stamp['series'])} series x {len(stamp['metrics'])} metrics, {state}; "
+            f"{stamp['incidents']} labelled incidents ({len(stamp['incidents_in_train'])} in train, not used as labels)"
         )
     return "\n".join(lines)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from prefect import flow
@@ -25,8 +24,8 @@ from .workspace import Workspace
 def reference_flow(
     params: str = "params.yaml", formats: list[str] | None = None, repo_root: str = ".", wait_for_lock: bool = True
 ) -> dict:
-    from components.logs.formats import get_format
-    from tasks.logs import ensure_logs, logs_digest
+    from tasks.benchmark import write_atomic
+    from tasks.logs import ensure_logs, log_inputs, logs_digest
     from tasks.logs_reference import log_reference_run, run_reference
     from tasks.tune import storage_url
 
@@ -49,12 +48,9 @@ def reference_flow(
             ws.root / cfg.registry.artifact_root,
             {"dataset": f, "detector": f"{f}_reference"},
         )
-        digest = logs_digest(get_format(f).files(folder))
+        digest = logs_digest(log_inputs(f, folder))  # the labels too: precision and recall read them
         report[f] = {"logs": str(cfg.logs.source(f).logs), "logs_sha256": digest, "mlflow_run": run_id, **figures}
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report_path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, report_path)  # a reader sees the old report or the new one, never half
+    write_atomic(report_path, (json.dumps(report, indent=1, sort_keys=True) + "\n").encode())
     return {f: report[f] for f in formats or LOG_SOURCES}
 
 

@@ -21,7 +21,7 @@ from prefect import task
 
 from components.datasets import DataError, write_synthetic_layout
 from components.datasets.telemetry_layout import STAMP
-from components.logs import dense_series, merge_reports, read_incidents, split_series
+from components.logs import dense_series, dropped_summary, merge_reports, read_incidents, split_series
 from components.logs.formats import get_format
 from components.logs.telemetry import INCIDENTS_FILE
 
@@ -36,6 +36,22 @@ def ensure_logs(log_format: str, folder: Path, settings: dict | None) -> bool:
     if settings is None:
         return False
     return get_format(log_format).generate(Path(folder), dict(settings))
+
+
+def day_files(log_format: str, folder: Path) -> list[Path]:
+    """The day files of ``folder``, in order; none is an error naming the folder."""
+    fmt = get_format(log_format)
+    files = fmt.files(Path(folder))
+    if not files:
+        raise DataError(f"{folder}: no {log_format} log files ({fmt.pattern}) to read")
+    return files
+
+
+def log_inputs(log_format: str, folder: Path) -> list[Path]:
+    """What a folder of logs gives its telemetry and reference figures: its day files and the
+    operator's ``incidents.json`` where there is one."""
+    labels = Path(folder) / INCIDENTS_FILE
+    return day_files(log_format, folder) + ([labels] if labels.is_file() else [])
 
 
 def logs_digest(files: list[Path]) -> dict[str, str]:
@@ -54,9 +70,7 @@ def read_logs(log_format: str, folder: Path, events_dir: Path) -> dict:
     """Every day file of ``folder`` read into one Parquet file each under ``events_dir``; the
     merged report (`components.logs.merge_reports`). No file at all is an error naming the folder."""
     fmt = get_format(log_format)
-    files = fmt.files(Path(folder))
-    if not files:
-        raise DataError(f"{folder}: no {log_format} log files ({fmt.pattern}) to read")
+    files = day_files(log_format, folder)
     events_dir.mkdir(parents=True, exist_ok=True)
     reports = []
     for k, path in enumerate(files):
@@ -88,8 +102,7 @@ def build_telemetry(
     fmt = get_format(log_format)
     logs, out = Path(logs), Path(out)
     settings = {"bin_seconds": int(bin_seconds), "train_fraction": float(train_fraction)}
-    labels = [logs / INCIDENTS_FILE] if (logs / INCIDENTS_FILE).is_file() else []
-    digest = logs_digest(fmt.files(logs) + labels)  # new labels make new telemetry too
+    digest = logs_digest(log_inputs(log_format, logs))  # new labels make new telemetry too
     current = _read_stamp(out)
     if not force and current and current.get("logs") == digest and current.get("settings") == settings:
         return {**current, "rebuilt": False}
@@ -126,10 +139,9 @@ def build_telemetry(
         }
         (staging / STAMP).write_text(json.dumps(stamp, indent=1) + "\n")
         _swap_in(staging, out)
-        dropped = ", ".join(f"{k} {v}" for k, v in report["dropped_by_reason"].items()) or "none"
         progress(
             f"{log_format}: {report['lines']} lines in {report['files']} files, {report['kept']} kept, "
-            f"{report['dropped']} dropped ({dropped}); telemetry of {len(series)} series in {out}"
+            f"{report['dropped']} dropped ({dropped_summary(report)}); telemetry of {len(series)} series in {out}"
         )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

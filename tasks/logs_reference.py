@@ -8,18 +8,16 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 
-from components.datasets import DataError
 from components.logs import read_incidents
 from components.logs.formats import get_format
+
+from .logs import day_files
 
 
 def read_all_events(log_format: str, folder: Path) -> pd.DataFrame:
     """Every event of ``folder``'s day files, in one table (for the reference models)."""
-    fmt = get_format(log_format)
-    files = fmt.files(Path(folder))
-    if not files:
-        raise DataError(f"{folder}: no {log_format} log files ({fmt.pattern}) to read")
-    return pd.concat([fmt.read_file(path)[0] for path in files], ignore_index=True)
+    read_file = get_format(log_format).read_file
+    return pd.concat([read_file(path)[0] for path in day_files(log_format, folder)], ignore_index=True)
 
 
 @task(name="reference model")

@@ -185,6 +185,11 @@ def day_of_file(path: Path) -> date | None:
         return None
 
 
+def dropped_summary(report: dict) -> str:
+    """A merged report's drops, reason by reason (``malformed 2, missing:status 1``), or ``none``."""
+    return ", ".join(f"{k} {v}" for k, v in report["dropped_by_reason"].items()) or "none"
+
+
 def merge_reports(reports: list[FileReport]) -> dict:
     """Totals over files, and each file's own report."""
     totals = {"files": len(reports), "lines": 0, "kept": 0, "dropped": 0}

@@ -127,12 +127,12 @@ def split_series(
     to be reported; the part of one that runs on into test is labelled.
     ``causes_of``: incident kind -> the metrics it moves (none named for an unknown kind)."""
     bin_ms = int(bin_seconds * MS_PER_SECOND)
+    first_bin = int(frame.index[0])  # dense_series' frames are indexed by bin
     index = pd.DatetimeIndex(pd.to_datetime(frame.index.to_numpy() * bin_ms, unit="ms"), name="timestamp")
     frame = frame.set_axis(index)
     cut = int(len(frame) * train_fraction)
     if cut < 2 or len(frame) - cut < 2:
         raise DataError(f"{series}: {len(frame)} bins of {bin_seconds} s are too few to cut at {train_fraction}")
-    first_bin = int(frame.index[0].value // 10**6 // bin_ms)
     labels = np.zeros(len(frame) - cut, dtype=np.int8)
     causes, in_train = [], []
     metric_index = {m: i for i, m in enumerate(frame.columns)}
