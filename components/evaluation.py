@@ -41,6 +41,39 @@ class Threshold:
     detail: str = ""  # the rule's figures, and why a label-free rule was used
 
 
+@dataclass(frozen=True)
+class FeedbackSteps:
+    """Operator-labelled steps (the feedback dataset, components/feedback.py), scored by the
+    detector being thresholded: labels 1 / 0, steps left out already removed."""
+
+    scores: np.ndarray
+    labels: np.ndarray
+    segments: int  # stretches they came from
+    skipped: int = 0  # stretches shorter than the detector's window, not scored
+
+    def describe(self) -> str:
+        n, pos = len(self.labels), int(np.sum(self.labels))
+        skipped = f"; {self.skipped} stretch(es) shorter than the window left out" if self.skipped else ""
+        return f"operator feedback: {n} steps in {self.segments} stretch(es), {pos} in confirmed incidents{skipped}"
+
+
+def feedback_steps(detector: Detector, x: np.ndarray, labels: np.ndarray, segments: np.ndarray) -> FeedbackSteps:
+    """Each stretch of the feedback data scored on its own (a stretch is contiguous in time;
+    two stretches are not), the steps left out (label -1) dropped."""
+    scores, kept, skipped = [], [], 0
+    for a, b in np.asarray(segments).reshape(-1, 2):
+        try:
+            s = detector.score(x[a:b])
+        except ValueError:  # shorter than the detector's window
+            skipped += 1
+            continue
+        use = labels[a:b] >= 0
+        scores.append(s[use])
+        kept.append(labels[a:b][use])
+    cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dtype=dt)
+    return FeedbackSteps(cat(scores, np.float64), cat(kept, np.int8), len(segments) - skipped, skipped)
+
+
 def choose_threshold(
     val_scores: np.ndarray,
     val_labels: np.ndarray,
@@ -49,19 +82,31 @@ def choose_threshold(
     method: str = "best_f1",
     pot_q: float = 1e-3,
     pot_level: float = 0.98,
+    feedback: FeedbackSteps | None = None,
 ) -> Threshold:
     """A threshold that never sees the test split. ``best_f1`` uses the validation labels
-    where there are any, else falls back to POT on the calibration scores (label-free);
-    ``pot`` uses the validation scores only."""
+    and the operators' labelled steps (``feedback``) where there are any anomalies among
+    them, else falls back to POT on the calibration scores (label-free); ``pot`` uses the
+    validation scores only."""
     if method == "pot":
+        unused = f"; {feedback.describe()}, not used by pot" if feedback is not None and len(feedback.labels) else ""
         return Threshold(
             pot_threshold(val_scores, q=pot_q, level=pot_level),
             "pot on validation scores",
             True,
-            f"q={pot_q:g}, level={pot_level:g}",
+            f"q={pot_q:g}, level={pot_level:g}{unused}",
         )
     if method != "best_f1":
         raise ValueError(f"unknown threshold method {method!r}; choose one of {THRESHOLD_METHODS}")
+    if feedback is not None and len(feedback.labels):
+        scores = np.concatenate([np.asarray(val_scores, dtype=np.float64), feedback.scores])
+        labels = np.concatenate([np.asarray(val_labels).astype(np.int8), feedback.labels])
+        if labels.any():
+            source = "validation labels and operator feedback" if np.any(val_labels) else "operator feedback"
+            return Threshold(best_f1_threshold(scores, labels)[0], f"best_f1 on {source}", False, feedback.describe())
+        why = f"{feedback.describe()}: no confirmed anomaly, so "
+        free = label_free_threshold(calibration_scores, pot_q=pot_q, pot_level=pot_level)
+        return Threshold(free.value, free.rule, True, why + free.detail)
     if np.asarray(val_labels).any():
         return Threshold(best_f1_threshold(val_scores, val_labels)[0], "best_f1 on validation labels", False)
     return label_free_threshold(calibration_scores, pot_q=pot_q, pot_level=pot_level)
@@ -185,12 +230,21 @@ def threshold_and_measure(
     pot_q: float,
     pot_level: float,
     vus_window: int,
+    feedback: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> DetectorResult:
-    """Threshold from the validation split (or the label-free rule) only; the whole metric
-    suite on both splits."""
+    """Threshold from the validation split and the operators' feedback (``feedback``: steps,
+    labels, segments) or the label-free rule only; the whole metric suite on both splits
+    (validation figures on the validation split alone)."""
     val_scores = detector.score(val_x)
+    steps = feedback_steps(detector, *feedback) if feedback is not None else None
     threshold = choose_threshold(
-        val_scores, val_labels, detector.calibration_scores_, method=method, pot_q=pot_q, pot_level=pot_level
+        val_scores,
+        val_labels,
+        detector.calibration_scores_,
+        method=method,
+        pot_q=pot_q,
+        pot_level=pot_level,
+        feedback=steps,
     )
     val_metrics = metric_suite(val_labels, val_scores, threshold.value, vus_window=vus_window)
     test_scores, test_contrib = detector.score_and_contributions(test_x)

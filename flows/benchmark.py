@@ -73,7 +73,8 @@ class _TuningData:
 
 
 def _tuned_params(cfg: Config, root: Path, name: str, prepared, processed_md5: str) -> dict:
-    from tasks.tune import run_study, storage_url
+    from tasks.tune import run_study
+    from tasks.urls import storage_url
 
     t = cfg.tuning
     space = {k: r.spec() for k, r in t.spaces.get(name, {}).items()}
@@ -217,7 +218,7 @@ def benchmark_flow(
                 rows.append(row)
         progress(f"benchmark: {computed} cell(s) computed, {len(rows) - computed} reused from {folder}")
         reg = cfg.registry
-        from tasks.tune import storage_url  # a relative SQLite store lives in the checkout, whatever the cwd
+        from tasks.urls import storage_url  # a relative SQLite store lives in the checkout, whatever the cwd
 
         with checkout_lock(root, wait=True):  # the MLflow store is created and migrated under the run lock
             logged = log_to_mlflow(rows, storage_url(reg.tracking_uri, root), bc.experiment, root / reg.artifact_root)

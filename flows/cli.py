@@ -1,5 +1,5 @@
 """The `vigil` command line: `vigil run`, `vigil tune`, `vigil benchmark`, `vigil generate`, `vigil ui`,
-`vigil serve`, `vigil score`, `vigil web`, `vigil stream`, `vigil logs`."""
+`vigil serve`, `vigil score`, `vigil web`, `vigil feedback`, `vigil stream`, `vigil logs`."""
 
 from __future__ import annotations
 
@@ -274,6 +274,12 @@ def _web(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _feedback(args: argparse.Namespace) -> int:
+    from .feedback import run
+
+    return run(args)
+
+
 def _stream(args: argparse.Namespace) -> int:
     from .stream import run
 
@@ -355,6 +361,15 @@ def main(argv: list[str] | None = None) -> int:
     web.add_argument("--host", help="default: web.host")
     web.add_argument("--port", type=int, help="default: web.port")
     web.set_defaults(func=_web)
+    feedback = sub.add_parser(
+        "feedback",
+        parents=[common],
+        help="verdicts on incidents and the remedies applied; remedies ranked; labels for the next run",
+    )
+    from .feedback import add_arguments as add_feedback_arguments
+
+    add_feedback_arguments(feedback)
+    feedback.set_defaults(func=_feedback)
     stream = sub.add_parser(
         "stream", parents=[common], help="SLO-violation prediction over Kafka: record, train, aggregate, predict, demo"
     )

@@ -205,6 +205,65 @@ class WebConfig(_Strict):
     refresh_seconds: float = Field(2.0, gt=0)  # how often the page asks for new points
 
 
+class FeedbackConfig(_Strict):
+    """Operators' verdicts on incidents, turned into labels for the next run (`vigil feedback`,
+    DVC stage ``feedback``; README: Feedback and remedies)."""
+
+    folder: Path = Path("data/feedback")  # the exported dataset: <model>/<series>.csv + feedback.json (DVC output)
+    context_steps: int = Field(60, ge=1)  # steps either side of a reviewed incident exported with it
+    who: str | None = None  # the operator `vigil feedback` records (null: the login name)
+
+
+class RemedyConfig(_Strict):
+    """One catalogue entry: where it applies (empty: anywhere)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str
+    kinds: list[str] = Field(default_factory=list)  # dataset kinds of the source (synthetic, dcache_billing, ...)
+    detectors: list[str] = Field(default_factory=list)
+    metrics: list[str] = Field(default_factory=list)  # shell patterns; one must match a top metric of the incident
+
+
+class RankerConfig(_Strict):
+    name: str = "linucb"  # a key of components/remedies.RANKERS (checked where it is built)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RemediesConfig(_Strict):
+    """The remedy catalogue and the ranker learned from feedback (README: Feedback and remedies)."""
+
+    catalogue: list[RemedyConfig] | Path = Field(default_factory=list)  # the entries, or a YAML file holding them
+    ranker: RankerConfig = RankerConfig()
+    time_scale_minutes: float = Field(60.0, gt=0)  # reward of a fix: 1 / (1 + minutes / time_scale)
+    features: int = Field(64, ge=8)  # incident feature length (hashed metric and source names)
+    model_name: str = "vigil-remedies"  # MLflow: a version per distinct feedback, alias @current
+    experiment: str = "vigil-remedies"
+
+    @field_validator("catalogue")
+    @classmethod
+    def _unique(cls, v):
+        if isinstance(v, list):
+            names = [r.name for r in v]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"remedy names must be unique; given more than once: {twice}")
+        return v
+
+    def entries(self, root: Path = Path(".")) -> list[RemedyConfig]:
+        """The catalogue's entries, read from its file where it names one (relative to ``root``)."""
+        if isinstance(self.catalogue, list):
+            return self.catalogue
+        path = self.catalogue if self.catalogue.is_absolute() else Path(root) / self.catalogue
+        if not path.is_file():
+            raise ConfigError(f"remedies.catalogue: {path} does not exist")
+        raw = yaml.safe_load(path.read_text()) or []
+        try:
+            return RemediesConfig(catalogue=raw).catalogue
+        except ValidationError as exc:
+            where = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"{path}: {where}") from None
+
+
 class TrainDeployment(_Strict):
     cron: str = "0 3 * * 0"  # vigil-train: the pipeline, weekly by default (UTC)
 
@@ -378,6 +437,8 @@ class Config(_Strict):
     benchmark: BenchmarkConfig = BenchmarkConfig()
     scoring: ScoringConfig = ScoringConfig()
     web: WebConfig = WebConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
+    remedies: RemediesConfig = RemediesConfig()
     deployments: DeploymentsConfig = DeploymentsConfig()
     stream: StreamConfig = StreamConfig()
     logs: LogsConfig = LogsConfig()

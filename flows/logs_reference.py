@@ -27,7 +27,7 @@ def reference_flow(
     from tasks.benchmark import write_atomic
     from tasks.logs import ensure_logs, log_inputs, logs_digest
     from tasks.logs_reference import log_reference_run, run_reference
-    from tasks.tune import storage_url
+    from tasks.urls import storage_url
 
     ws = Workspace.at(repo_root)
     cfg = load_config(ws.root / params)

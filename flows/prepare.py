@@ -20,6 +20,7 @@ from tasks.versioning import check_data_version, record_data_version
 
 from .config import ConfigError, load_config, params_hash
 from .entry import run_entry
+from .feedback_export import export_flow
 from .logs import make_telemetry
 from .run_lock import holds_checkout
 from .workspace import Workspace
@@ -53,6 +54,8 @@ def prepare_flow(
     validate_raw(
         source, out.reports / "validation.json", min_rows=d.min_rows, min_value=d.min_value, max_value=d.max_value
     )
+    if "DVC_STAGE" not in os.environ:  # under DVC the feedback stage exports it, before this one
+        export_flow(params, str(ws.root))
     prepare_data(
         source,
         scaler=p.scaler,
@@ -61,6 +64,8 @@ def prepare_flow(
         detectors=cfg.detectors,
         raw_md5=version.raw_md5,
         out_dir=out.processed,
+        feedback_folder=ws.root / cfg.feedback.folder,
+        model_name_override=cfg.registry.model_name,
     )
     if run_id is None:
         out.publish("processed", "reports")

@@ -18,12 +18,13 @@ from pathlib import Path
 from prefect import flow
 
 from components.datasets import DataError
-from tasks.registry import model_name as default_model_name
+from tasks.data import model_name as default_model_name
 from tasks.scoring import log_scoring_run, score_landing
-from tasks.tune import storage_url
+from tasks.urls import storage_url
 
 from .config import Config, ConfigError, load_config
 from .entry import run_entry
+from .feedback import remedy_settings, source_kind
 from .run_lock import checkout_lock
 from .workspace import Workspace
 
@@ -57,6 +58,9 @@ def score_flow(params: str = "params.yaml", repo_root: str = ".", wait_for_lock:
             str(ws.root / sc.landing),
             sc.time_column,
             sc.keep_values,
+            remedies=remedy_settings(cfg, ws.root),
+            kind=source_kind(cfg, ws),
+            artifact_root=ws.root / cfg.registry.artifact_root,
         )
         log_scoring_run(tracking, sc.experiment, ws.root / cfg.registry.artifact_root, result)
     return result
@@ -70,6 +74,8 @@ def summary(result: dict) -> str:
         f"{result['alerts']} alert(s) in {result['incidents']} new incident(s); "
         f"{result['files_quarantined']} file(s) quarantined"
     ]
+    if result.get("ranker_version"):
+        lines.append(f"remedies of new incidents ranked by remedy ranker version {result['ranker_version']}")
     for o in result["outcomes"]:
         if o["status"] == "quarantined":
             lines.append(f"  quarantined {o['source']}/{o['file']}: {o['reason'][0]}")

@@ -55,7 +55,7 @@ def check_predictors(cfg: Config) -> None:
 
 
 def _tracking(cfg: Config, root: Path) -> str:
-    from tasks.tune import storage_url
+    from tasks.urls import storage_url
 
     return storage_url(cfg.registry.tracking_uri, root)
 
@@ -170,7 +170,7 @@ def prediction_store(cfg: Config, root: Path, models):
     the store and the champion's alias; (None, None) where the champion is not among ``models``."""
     from tasks.slo import champion_predictor
     from tasks.stream import PredictionStore
-    from tasks.tune import storage_url
+    from tasks.urls import storage_url
 
     st = cfg.stream
     champion = champion_predictor(_tracking(cfg, root), st.model_name)

@@ -18,7 +18,8 @@ import sys
 
 from prefect import flow
 
-from tasks.tune import storage_url, tune_detector
+from tasks.tune import tune_detector
+from tasks.urls import storage_url
 
 from .config import Config, load_config
 from .entry import run_entry

@@ -1,7 +1,10 @@
 """`vigil web`: the live view an operator keeps open, read from the alerts store.
 
 ``/``: pick a series; its anomaly score with the threshold and its metrics over time,
-incidents shaded; click an incident for its contributing metrics, ranked. The page asks for
+incidents shaded; click an incident for its contributing metrics, ranked, the remedies
+proposed for it (ranked by what has worked, with the past incidents behind each), and the
+buttons that record a verdict and the remedy applied (`tasks.alerts.record_feedback`, with
+its audit row; the ranker then learns from it). The page asks for
 new points every ``web.refresh_seconds`` and extends the plots as `vigil score` writes them,
 without a reload. ``/compare``: detectors side by side on one dataset of the benchmark report
 (``reports/benchmark_summary.json``). FastAPI (which Prefect's server brings) and Plotly.js
@@ -15,18 +18,49 @@ import argparse
 import json
 from pathlib import Path
 
-from tasks.alerts import alerts_of, incidents_of, open_store, points_after, sources
-from tasks.tune import storage_url
+from tasks.alerts import (
+    VERDICTS,
+    FeedbackError,
+    alerts_of,
+    feedback_of,
+    incidents_of,
+    open_store,
+    points_after,
+    rankings_of,
+    record_feedback,
+    sources,
+)
+from tasks.urls import storage_url
 
 from .config import load_config
 
 MAX_POINTS = 20000  # per request; the page asks again for the rest
 
 
-def make_app(store_url: str, report: Path, refresh_seconds: float):
+def make_app(
+    store_url: str,
+    report: Path,
+    refresh_seconds: float,
+    remedies: list[str] | None = None,
+    on_feedback=None,
+    who: str = "",
+):
+    """``remedies``: the catalogue's names (a reported remedy must be one); ``on_feedback``:
+    called after a verdict is stored, in the background (the ranker's update); ``who``: the
+    operator name the page offers first."""
     import plotly
-    from fastapi import FastAPI, HTTPException
+    from fastapi import BackgroundTasks, FastAPI, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse
+    from pydantic import BaseModel
+
+    class Verdict(BaseModel):
+        incident: int
+        verdict: str
+        who: str
+        remedy: str | None = None
+        resolved: bool | None = None
+        minutes: float | None = None
+        note: str | None = None
 
     engine = open_store(store_url)
     app = FastAPI(title="Vigil", docs_url=None, redoc_url=None)
@@ -34,7 +68,12 @@ def make_app(store_url: str, report: Path, refresh_seconds: float):
 
     @app.get("/", response_class=HTMLResponse)
     def live() -> str:
-        return LIVE_PAGE.replace("__REFRESH_MS__", str(int(refresh_seconds * 1000)))
+        return (
+            LIVE_PAGE.replace("__REFRESH_MS__", str(int(refresh_seconds * 1000)))
+            .replace("__VERDICTS__", json.dumps(list(VERDICTS)))
+            .replace("__REMEDIES__", json.dumps(remedies or []))
+            .replace("__WHO__", json.dumps(who))
+        )
 
     @app.get("/compare", response_class=HTMLResponse)
     def compare() -> str:
@@ -64,6 +103,32 @@ def make_app(store_url: str, report: Path, refresh_seconds: float):
         with engine.connect() as conn:
             return alerts_of(conn, incident)
 
+    @app.get("/api/remedies")
+    def api_remedies(incident: int) -> dict:
+        """The remedies proposed for the incident, and every verdict on it, oldest first."""
+        with engine.connect() as conn:
+            return {"ranking": rankings_of(conn, [incident]).get(incident), "feedback": feedback_of(conn, incident)}
+
+    @app.post("/api/feedback")
+    def api_feedback(v: Verdict, background: BackgroundTasks) -> dict:
+        try:
+            fid = record_feedback(
+                engine,
+                v.incident,
+                v.verdict,
+                v.who,
+                remedy=v.remedy or None,
+                resolved=v.resolved,
+                minutes=v.minutes,
+                note=v.note or None,
+                remedies=remedies,
+            )
+        except FeedbackError as exc:
+            raise HTTPException(400, str(exc)) from None
+        if on_feedback is not None:
+            background.add_task(on_feedback)
+        return {"id": fid}
+
     @app.get("/api/benchmark")
     def api_benchmark() -> dict:
         if not report.is_file():
@@ -75,13 +140,38 @@ def make_app(store_url: str, report: Path, refresh_seconds: float):
 
 
 def run(args: argparse.Namespace) -> int:
+    import getpass
+
     import uvicorn
+
+    from .feedback import remedy_settings, update_ranker
+    from .workspace import Workspace
 
     cfg = load_config(args.params)
     root = Path.cwd()  # the checkout, as for `vigil score`: a relative SQLite store is its
     host, port = args.host or cfg.web.host, args.port or cfg.web.port
+    store = storage_url(cfg.scoring.store, root)
+    settings = remedy_settings(cfg, root)
+
+    import threading
+
+    one_at_a_time = threading.Lock()  # two verdicts in quick succession: one registration each, in turn
+
+    def learn() -> None:  # the ranker for the feedback now in force, registered where it is new
+        with one_at_a_time:
+            engine = open_store(store)
+            try:
+                update_ranker(cfg, Workspace.at(root), engine, settings)
+            finally:
+                engine.dispose()
+
     app = make_app(
-        storage_url(cfg.scoring.store, root), root / "reports" / "benchmark_summary.json", cfg.web.refresh_seconds
+        store,
+        root / "reports" / "benchmark_summary.json",
+        cfg.web.refresh_seconds,
+        remedies=settings.names,
+        on_feedback=learn,
+        who=cfg.feedback.who or getpass.getuser(),
     )
     print(f"Vigil live view on http://{host}:{port}/ (detectors compared: /compare); Ctrl-C stops", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -97,7 +187,8 @@ LIVE_PAGE = """<!doctype html>
  #main { flex: 1; padding: 10px; overflow-y: auto; }
  table { border-collapse: collapse; width: 100%; } td, th { padding: 2px 4px; text-align: left; }
  tr.incident { cursor: pointer; } tr.incident:hover, tr.selected { background: #fde2e2; }
- .muted { color: #777; }
+ .muted { color: #777; } #remedies li { margin-bottom: 4px; } #feedback label { display: block; margin: 3px 0; }
+ #verdicts button { margin: 2px; } .ok { color: #070; } .err { color: #b00; }
 </style></head>
 <body>
 <div id="side">
@@ -105,11 +196,25 @@ LIVE_PAGE = """<!doctype html>
  <p><label>Series <select id="source"></select></label></p>
  <p id="status" class="muted"></p>
  <h4>Contributing metrics</h4><div id="contrib" class="muted">click an incident</div>
- <h4>Incidents, newest first</h4><table id="incidents"><tr><th>start</th><th>steps</th><th>peak</th></tr></table>
+ <div id="feedback" style="display:none">
+  <h4>Remedies, best first</h4><ol id="remedies"></ol>
+  <h4>Verdict</h4>
+  <label>Remedy applied <select id="fb-remedy"></select></label>
+  <label>Resolved it <select id="fb-resolved"><option value="">-</option><option value="yes">yes</option>
+   <option value="no">no</option></select></label>
+  <label>Minutes <input id="fb-minutes" type="number" min="0" step="1" style="width:5em"></label>
+  <label>Who <input id="fb-who" style="width:10em"></label>
+  <div id="verdicts"></div>
+  <p id="fb-status" class="muted"></p>
+  <div id="fb-history" class="muted"></div>
+ </div>
+ <h4>Incidents, newest first</h4>
+ <table id="incidents"><tr><th>start</th><th>steps</th><th>peak</th><th>verdict</th></tr></table>
 </div>
 <div id="main"><div id="scoreplot" style="height:38vh"></div><div id="metricplot" style="height:52vh"></div></div>
 <script>
-const REFRESH = __REFRESH_MS__;
+const REFRESH = __REFRESH_MS__, VERDICTS = __VERDICTS__, REMEDIES = __REMEDIES__, WHO = __WHO__;
+let selected = null;
 let source = null, lastId = 0, lastTs = '', features = [], drawn = false, incidents = [];
 const get = (u) => fetch(u).then(r => r.json());
 
@@ -130,9 +235,11 @@ function incidentShapes() {
 async function refreshIncidents() {
   incidents = await get('/api/incidents?source=' + encodeURIComponent(source));
   const t = document.getElementById('incidents');
-  t.innerHTML = '<tr><th>start</th><th>steps</th><th>peak</th></tr>' + incidents.slice().reverse().map(i =>
-    `<tr class="incident" data-id="${i.id}"><td>${i.start.slice(0, 19)}</td><td>${i.steps}</td>` +
-    `<td>${i.peak_score.toFixed(3)}</td></tr>`).join('');
+  t.innerHTML = '<tr><th>start</th><th>steps</th><th>peak</th><th>verdict</th></tr>' +
+    incidents.slice().reverse().map(i =>
+      `<tr class="incident${i.id === selected ? ' selected' : ''}" data-id="${i.id}"><td>${i.start.slice(0, 19)}</td>` +
+      `<td>${i.steps}</td><td>${i.peak_score.toFixed(3)}</td><td>${i.verdict ? i.verdict.verdict : ''}</td></tr>`
+    ).join('');
   t.querySelectorAll('tr.incident').forEach(r => r.onclick = () => showIncident(+r.dataset.id, r));
   if (drawn) {
     Plotly.relayout('scoreplot', {shapes: incidentShapes()});
@@ -157,7 +264,56 @@ function showIncident(id, row) {
   Plotly.relayout('metricplot', range);
   const top = new Set(inc.top_metrics.map(([m]) => m));
   Plotly.restyle('metricplot', {visible: features.map(f => top.has(f) ? true : 'legendonly')});
+  selected = id;
+  showRemedies(id);
 }
+
+const ENTITIES = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'};
+const esc = (s) => String(s).replace(/[&<>"']/g, c => ENTITIES[c]);
+
+async function showRemedies(id) {
+  const r = await get('/api/remedies?incident=' + id);
+  const ranked = r.ranking ? r.ranking.ranking : [];
+  document.getElementById('remedies').innerHTML = !r.ranking ? '<li class="muted">no ranking stored</li>' :
+    !ranked.length ? '<li class="muted">no catalogue remedy applies</li>' : ranked.map(x =>
+      `<li data-remedy="${esc(x.remedy)}"><b>${esc(x.remedy)}</b>: ${esc(x.description)}<br><span class="muted">` +
+      `tried ${x.tried}x, resolved ${x.resolved}x` + (x.like_this.length ? '; like this: ' + x.like_this.map(p =>
+        `#${p.incident} ${p.resolved ? 'resolved' : 'not resolved'}`).join(', ') : '') + '</span></li>').join('') +
+      `<p class="muted">${esc(r.ranking.ranker)} ranker, version ${esc(r.ranking.ranker_version || '-')}</p>`;
+  const names = ranked.map(x => x.remedy).concat(REMEDIES.filter(n => !ranked.some(x => x.remedy === n)));
+  document.getElementById('fb-remedy').innerHTML = '<option value="">none applied</option>' +
+    names.map(n => `<option value="${esc(n)}">${esc(n)}</option>`).join('');
+  document.getElementById('fb-history').innerHTML = r.feedback.map(f => `${esc(f.at.slice(0, 19))} ${esc(f.who)}: ` +
+    `${esc(f.verdict)}` + (f.remedy ? `, ${esc(f.remedy)} ${f.resolved ? 'resolved it' : 'did not resolve it'}` +
+    (f.minutes !== null ? ` in ${f.minutes} min` : '') : '')).join('<br>');
+  document.getElementById('feedback').style.display = 'block';
+}
+
+async function sendVerdict(verdict) {
+  const remedy = document.getElementById('fb-remedy').value, res = document.getElementById('fb-resolved').value;
+  const minutes = document.getElementById('fb-minutes').value, who = document.getElementById('fb-who').value;
+  localStorage.setItem('vigil-who', who);
+  const body = {incident: selected, verdict: verdict, who: who, remedy: remedy || null,
+                resolved: res === '' ? null : res === 'yes', minutes: minutes === '' ? null : +minutes};
+  const out = await fetch('/api/feedback', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                            body: JSON.stringify(body)});
+  const status = document.getElementById('fb-status');
+  const answer = await out.json();
+  if (out.ok) {
+    status.className = 'ok'; status.textContent = `recorded: ${verdict} (feedback ${answer.id})`;
+    document.body.dataset.feedback = String(answer.id);
+  } else {
+    status.className = 'err'; status.textContent = typeof answer.detail === 'string' ? answer.detail :
+      JSON.stringify(answer.detail);
+  }
+  await showRemedies(selected);
+  await refreshIncidents();
+}
+
+document.getElementById('verdicts').innerHTML = VERDICTS.map(v =>
+  `<button data-verdict="${v}">${v.replace('_', ' ')}</button>`).join('');
+document.querySelectorAll('#verdicts button').forEach(b => b.onclick = () => sendVerdict(b.dataset.verdict));
+document.getElementById('fb-who').value = localStorage.getItem('vigil-who') || WHO;
 
 async function poll() {
   if (!source) return;

@@ -99,9 +99,48 @@ RUNS = sa.Table(
     sa.Column("previous_version", sa.String(40)),  # the champion the store's last run used, where it changed
     sa.Column("counts", sa.Text),  # JSON: files scored / quarantined, steps, alerts, incidents
 )
+FEEDBACK = sa.Table(  # append-only: a changed verdict or outcome is a new row, the latest counts
+    "feedback",
+    META,
+    _id(),
+    sa.Column("incident", sa.BigInteger, sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("verdict", sa.String(20), nullable=False),  # one of VERDICTS
+    sa.Column("remedy", sa.String(100)),  # the remedy applied, where the operator acted
+    sa.Column("resolved", sa.SmallInteger),  # 1 / 0 with a remedy
+    sa.Column("minutes", sa.Float),  # to resolution (or spent, where it did not resolve)
+    sa.Column("note", sa.Text),
+    sa.Column("who", sa.String(100), nullable=False),
+    sa.Column("at", sa.String(40), nullable=False),
+)
+AUDIT = sa.Table(  # who wrote what, when: written in the transaction of the row it describes
+    "audit",
+    META,
+    _id(),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("who", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("table_name", sa.String(40), nullable=False),
+    sa.Column("row_id", sa.BigInteger, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON: what the row says
+)
+RANKINGS = sa.Table(  # the remedies proposed for an incident when it opened, and why
+    "remedy_rankings",
+    META,
+    _id(),
+    sa.Column("incident", sa.BigInteger, sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("ranker", sa.String(40), nullable=False),
+    sa.Column("ranker_version", sa.String(40)),  # its MLflow model version (null: none registered yet)
+    sa.Column("context", sa.Text, nullable=False),  # JSON: what the ranker saw of the incident
+    sa.Column("ranking", sa.Text, nullable=False),  # JSON: [{remedy, score, description, tried, resolved, like_this}]
+)
 sa.Index("points_by_source", POINTS.c.source, POINTS.c.id)
 sa.Index("alerts_by_source", ALERTS.c.source, ALERTS.c.id)
 sa.Index("incidents_by_source", INCIDENTS.c.source, INCIDENTS.c.id)
+sa.Index("feedback_by_incident", FEEDBACK.c.incident, FEEDBACK.c.id)
+sa.Index("rankings_by_incident", RANKINGS.c.incident, RANKINGS.c.id)
+
+VERDICTS = ("confirmed", "false_alarm", "expected", "new_normal")  # expected: maintenance, planned work
 
 
 def now() -> str:
@@ -222,10 +261,123 @@ def points_after(conn, source: str, after: int, limit: int) -> list[dict]:
 
 
 def incidents_of(conn, source: str) -> list[dict]:
+    """The source's incidents, oldest first, each with its latest verdict (or None) and the
+    remedies proposed for it."""
     rows = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.source == source).order_by(INCIDENTS.c.id))
-    return [{**r, "top_metrics": json.loads(r["top_metrics"])} for r in rows.mappings()]
+    incidents = [{**r, "top_metrics": json.loads(r["top_metrics"])} for r in rows.mappings()]
+    ids = [i["id"] for i in incidents]
+    verdicts = latest_verdicts(conn, ids)
+    rankings = rankings_of(conn, ids)
+    for inc in incidents:
+        inc["verdict"] = verdicts.get(inc["id"])
+        inc["remedies"] = rankings.get(inc["id"])
+    return incidents
 
 
 def alerts_of(conn, incident: int) -> list[dict]:
     rows = conn.execute(sa.select(ALERTS).where(ALERTS.c.incident == incident).order_by(ALERTS.c.id))
     return [{**r, "top_metrics": json.loads(r["top_metrics"])} for r in rows.mappings()]
+
+
+# --- feedback ----------------------------------------------------------------------------------
+class FeedbackError(ValueError):
+    """Feedback that cannot be stored as given; the message names the field and the value."""
+
+
+def record_feedback(
+    engine: sa.Engine,
+    incident: int,
+    verdict: str,
+    who: str,
+    *,
+    remedy: str | None = None,
+    resolved: bool | None = None,
+    minutes: float | None = None,
+    note: str | None = None,
+    remedies: list[str] | None = None,
+) -> int:
+    """One verdict on an incident (and the remedy applied, with its outcome) with its audit
+    row, in one transaction: both or neither. Nothing is updated: a changed verdict is a new
+    row. ``remedies``: the catalogue's names, where ``remedy`` must be one. Returns its id."""
+    if verdict not in VERDICTS:
+        raise FeedbackError(f"verdict: {verdict!r} is not one of {list(VERDICTS)}")
+    if not who or not who.strip():
+        raise FeedbackError("who: give the operator's name (the audit row records it)")
+    if remedy is None and (resolved is not None or minutes is not None):
+        raise FeedbackError("remedy: an outcome (resolved, minutes) needs the remedy it is the outcome of")
+    if remedy is not None:
+        if remedies is not None and remedy not in remedies:
+            raise FeedbackError(f"remedy: {remedy!r} is not in the catalogue ({', '.join(remedies)})")
+        if resolved is None:
+            raise FeedbackError(f"resolved: say whether {remedy!r} resolved incident {incident} (yes or no)")
+    if minutes is not None and not (minutes >= 0 and np.isfinite(minutes)):
+        raise FeedbackError(f"minutes: {minutes!r} is not a number of minutes >= 0")
+    row = {
+        "incident": int(incident),
+        "verdict": verdict,
+        "remedy": remedy,
+        "resolved": None if resolved is None else int(bool(resolved)),
+        "minutes": None if minutes is None else float(minutes),
+        "note": note,
+        "who": who.strip(),
+        "at": now(),
+    }
+    with engine.begin() as conn:
+        if conn.execute(sa.select(INCIDENTS.c.id).where(INCIDENTS.c.id == int(incident))).first() is None:
+            raise FeedbackError(f"incident: no incident {incident} in the alerts store")
+        fid = int(conn.execute(sa.insert(FEEDBACK).values(**row)).inserted_primary_key[0])
+        detail = {k: v for k, v in row.items() if k not in ("who", "at")}
+        conn.execute(
+            sa.insert(AUDIT).values(
+                at=row["at"], who=row["who"], action="feedback", table_name="feedback", row_id=fid, detail=dumps(detail)
+            )
+        )
+    return fid
+
+
+def latest_verdicts(conn, incidents: list[int] | None = None) -> dict[int, dict]:
+    """Incident -> its latest feedback row (the verdict in force), for ``incidents`` or all."""
+    last = sa.select(sa.func.max(FEEDBACK.c.id)).group_by(FEEDBACK.c.incident)
+    if incidents is not None:
+        if not incidents:
+            return {}
+        last = last.where(FEEDBACK.c.incident.in_(incidents))
+    rows = conn.execute(sa.select(FEEDBACK).where(FEEDBACK.c.id.in_(last))).mappings()
+    return {r["incident"]: dict(r) for r in rows}
+
+
+def latest_outcomes(conn) -> list[dict]:
+    """The outcome in force of every (incident, remedy) the operators reported: the latest row
+    of each pair, in (incident, remedy) order."""
+    last = (
+        sa.select(sa.func.max(FEEDBACK.c.id))
+        .where(FEEDBACK.c.remedy.is_not(None))
+        .group_by(FEEDBACK.c.incident, FEEDBACK.c.remedy)
+    )
+    rows = conn.execute(
+        sa.select(FEEDBACK).where(FEEDBACK.c.id.in_(last)).order_by(FEEDBACK.c.incident, FEEDBACK.c.remedy)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def feedback_of(conn, incident: int) -> list[dict]:
+    """Every feedback row of an incident, oldest first (the history a changed verdict leaves)."""
+    rows = conn.execute(sa.select(FEEDBACK).where(FEEDBACK.c.incident == incident).order_by(FEEDBACK.c.id))
+    return [dict(r) for r in rows.mappings()]
+
+
+def rankings_of(conn, incidents: list[int]) -> dict[int, dict]:
+    """Incident -> the latest remedy ranking stored for it."""
+    if not incidents:
+        return {}
+    last = sa.select(sa.func.max(RANKINGS.c.id)).where(RANKINGS.c.incident.in_(incidents)).group_by(RANKINGS.c.incident)
+    rows = conn.execute(sa.select(RANKINGS).where(RANKINGS.c.id.in_(last))).mappings()
+    return {
+        r["incident"]: {
+            "ranker": r["ranker"],
+            "ranker_version": r["ranker_version"],
+            "context": json.loads(r["context"]),
+            "ranking": json.loads(r["ranking"]),
+        }
+        for r in rows
+    }

@@ -5,17 +5,24 @@ Processed data format (``data/processed/``, DVC-tracked):
   ``validation_labels``, ``test_labels`` int8; ``raw_validation``, ``raw_test`` the same rows
   unscaled (float64), which the registered models score to compare champions.
 - ``meta.json``: dataset name and kind, feature names, the scaler (kind, clip, offset, scale),
-  the validation fraction, causes per split (0-based, end exclusive, metric indices) and the
-  raw data's DVC md5.
+  the validation fraction, causes per split (0-based, end exclusive, metric indices), the
+  raw data's DVC md5, and what was read of the feedback dataset (``feedback``).
+- with operator feedback (`read_feedback`): ``feedback`` scaled float32 steps of reviewed
+  incidents and their context, ``feedback_labels`` int8 (1, 0; -1 left out),
+  ``feedback_segments`` int64 [S, 2] row ranges (each a contiguous stretch of one series);
+  steps marked *new normal* are appended to ``train`` instead.
 Windows are not stored: the torch detectors take windows as views of these arrays on the device.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from prefect import task
 
 from components.datasets import DataError, Dataset, DatasetSource, get_kind, load_dataset, test_file
@@ -32,6 +39,11 @@ def ensure_generated(source: DatasetSource, force: bool = False) -> bool:
     return bool(generate and generate(source, force))
 
 
+def model_name(dataset: str, override: str | None = None) -> str:
+    """The registered model of a dataset: ``vigil-<dataset>``, unless params name one."""
+    return override or "vigil-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset).strip("-")
+
+
 def longest_window(detectors: dict[str, dict]) -> tuple[str, int]:
     """The detector with the longest window (1 for point-wise detectors) and that window."""
     windows = {n: {**DETECTORS[n]().get_params(), **p}.get("window", 1) for n, p in detectors.items()}
@@ -41,6 +53,60 @@ def longest_window(detectors: dict[str, dict]) -> tuple[str, int]:
 
 def _causes(d: Dataset) -> list[dict]:
     return [{"start": a.start, "end": a.end, "metrics": list(a.metrics)} for a in d.causes]
+
+
+def read_feedback(folder: Path, features: list[str]) -> dict | None:
+    """The feedback dataset of one model (`tasks.feedback`'s layout), where its series have
+    these ``features``: raw steps with labels and segment ranges, the new-normal steps apart,
+    and a summary of what was used and what was not (series on other metrics). None where the
+    folder holds nothing."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    if not files:
+        return None
+    xs, labels, segments, normal, used, skipped = [], [], [], [], {}, {}
+    rows = 0
+    for path in files:
+        frame = pd.read_csv(path)
+        missing = [f for f in ("segment", "label", "new_normal", *features) if f not in frame.columns]
+        if missing:
+            skipped[path.stem] = f"{path.name}: lacks the columns {missing} (scored by a model on other metrics?)"
+            continue
+        values = frame[features].to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            raise DataError(f"{path}: non-finite metric values at lines {(np.flatnonzero(bad)[:5] + 2).tolist()}")
+        label = frame["label"].to_numpy(dtype=np.int8)
+        fresh = frame["new_normal"].to_numpy(dtype=bool)
+        normal.append(values[fresh])
+        label = np.where(fresh, -1, label)  # joins train: not thresholded on as well
+        for _, idx in frame.groupby("segment", sort=True).indices.items():
+            segments.append((rows + int(idx[0]), rows + int(idx[-1]) + 1))
+        xs.append(values)
+        labels.append(label)
+        rows += len(frame)
+        used[path.stem] = {
+            "steps": len(frame),
+            "anomalous": int((label == 1).sum()),
+            "normal": int((label == 0).sum()),
+            "new_normal": int(fresh.sum()),
+        }
+    digest = hashlib.md5()
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    if not xs:
+        return {
+            "x": None,
+            "summary": {"model": folder.name, "md5": digest.hexdigest(), "series": used, "skipped": skipped},
+        }
+    return {
+        "x": np.concatenate(xs),
+        "labels": np.concatenate(labels),
+        "segments": np.asarray(segments, dtype=np.int64).reshape(-1, 2),
+        "new_normal": np.concatenate(normal),
+        "summary": {"model": folder.name, "md5": digest.hexdigest(), "series": used, "skipped": skipped},
+    }
 
 
 @task(name="prepare")
@@ -53,10 +119,13 @@ def prepare_data(
     detectors: dict[str, dict],
     raw_md5: str,
     out_dir: Path,
+    feedback_folder: Path | None = None,
+    model_name_override: str | None = None,
 ) -> Path:
     """Strict load, scaler fitted on train only, validation head / test tail in time order,
     written into ``out_dir``, a new folder: the run's own, which the flow publishes only once the
-    whole run has succeeded."""
+    whole run has succeeded. ``feedback_folder``: the feedback dataset, whose folder of this
+    dataset's model (``model_name_override`` or vigil-<dataset>) is read (`read_feedback`)."""
     data = load_dataset(source)
     val, test = split_validation(data, validation_fraction)
     detector, window = longest_window(detectors)
@@ -65,18 +134,32 @@ def prepare_data(
             raise DataError(
                 f"{test_file(source)}: the {part} has {rows} rows, shorter than {detector}'s window of {window}"
             )
-    fitted = Scaler(scaler, clip).fit(data.train.to_numpy())
+    feedback = None
+    if feedback_folder is not None:
+        feedback = read_feedback(Path(feedback_folder) / model_name(data.name, model_name_override), data.features)
+    train = data.train.to_numpy()
+    extra = {}
+    if feedback is not None and feedback["x"] is not None:
+        train = np.concatenate([train, feedback["new_normal"]])  # the operators' new normal joins train
+    fitted = Scaler(scaler, clip).fit(train)
+    if feedback is not None and feedback["x"] is not None:
+        extra = {
+            "feedback": fitted.transform(feedback["x"]),
+            "feedback_labels": feedback["labels"],
+            "feedback_segments": feedback["segments"],
+        }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=False)  # a run's own folder: publishing it is the flow's (flows/workspace.py)
     np.savez(
         out_dir / "arrays.npz",
-        train=fitted.transform(data.train.to_numpy()),
+        train=fitted.transform(train),
         validation=fitted.transform(val.test.to_numpy()),
         test=fitted.transform(test.test.to_numpy()),
         validation_labels=val.labels,
         test_labels=test.labels,
         raw_validation=val.test.to_numpy(dtype=np.float64),
         raw_test=test.test.to_numpy(dtype=np.float64),
+        **extra,
     )
     meta = {
         "dataset": data.name,
@@ -86,6 +169,7 @@ def prepare_data(
         "validation_fraction": validation_fraction,
         "causes": {"validation": _causes(val), "test": _causes(test)},
         "raw_md5": raw_md5,
+        "feedback": None if feedback is None else feedback["summary"],
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return out_dir
@@ -107,6 +191,10 @@ class Processed:
         from components.datasets import Anomaly
 
         return [Anomaly(c["start"], c["end"], tuple(c["metrics"])) for c in self.meta["causes"][split]]
+
+    def has(self, key: str) -> bool:
+        with np.load(self.folder / "arrays.npz") as z:
+            return key in z.files
 
     def __getitem__(self, key: str) -> np.ndarray:
         if key not in self._arrays:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import socket
 import tempfile
@@ -31,7 +30,7 @@ from components.evaluation import DetectorResult
 from components.selection import Selection, pick_best, score_outside_candidate
 
 from . import run_logger
-from .data import Processed
+from .data import Processed, model_name
 from .plots import write_plots
 from .versioning import DataVersion
 
@@ -94,10 +93,6 @@ def fail_runs_of_dead_processes(client, experiment_id: str) -> list[str]:
     return stale
 
     return True
-
-
-def model_name(dataset: str, override: str | None = None) -> str:
-    return override or "vigil-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset).strip("-")
 
 
 def pip_requirements() -> list[str]:

@@ -324,11 +324,14 @@ def score_file(
     read_problems: list[str],
     suite_passed: bool,
     keep_values: bool,
+    advisor=None,
+    kind: str = "",
 ) -> FileOutcome:
     """Validate, score and store one file in one transaction, then move it out of the landing
     folder (quarantine or done). ``table``, ``read_problems``: the file as `read_or_problem`
     read it; ``suite_passed``: the training suite passed on it already
-    (`suite_passes_together`)."""
+    (`suite_passes_together`). ``advisor`` (`tasks.remedies.Advisor`): ranks the remedies of
+    each new incident in the same transaction, the source being of dataset kind ``kind``."""
     md5 = md5_of(path)
     with engine.connect() as conn:
         if file_outcome(conn, source, md5) == "scored":  # a crash between commit and move
@@ -378,6 +381,8 @@ def score_file(
         open_incident, incidents, alerts = store_steps(
             conn, source, scorer, step_times, final.scores, final.contributions, values, open_incident
         )
+        if advisor is not None:
+            advisor.store_rankings(conn, incidents, kind)
         outcome.incidents += incidents
         outcome.alerts += alerts
         saved = {"features": champion.features, "stream": state.to_json(), "times": pending_times}
@@ -438,14 +443,29 @@ def _read_in_groups(files: list[Path], time_column: str, features: list[str]):
 
 @task(name="score landing folder")
 def score_landing(
-    store_url: str, tracking_uri: str, model_name: str, landing: str, time_column: str, keep_values: bool
+    store_url: str,
+    tracking_uri: str,
+    model_name: str,
+    landing: str,
+    time_column: str,
+    keep_values: bool,
+    remedies=None,
+    kind: str = "",
+    artifact_root: Path | None = None,
 ) -> dict:
     """Score every file waiting in ``landing`` with the current champion; returns the run's
-    counts (also in the store's ``runs`` table)."""
+    counts (also in the store's ``runs`` table). ``remedies`` (`tasks.remedies.RemedySettings`):
+    each new incident gets its remedies ranked by the ranker of the feedback in force
+    (registered in MLflow first where that feedback is new), its source being of ``kind``."""
     from .alerts import open_store
 
     engine = open_store(store_url)
     champion = load_champion(tracking_uri, model_name)
+    advisor = None
+    if remedies is not None:
+        from .remedies import current_advisor
+
+        advisor = current_advisor(engine, tracking_uri, artifact_root, remedies, kind)
     run = uuid.uuid4().hex[:12]
     with engine.begin() as conn:
         last = conn.execute(
@@ -474,6 +494,8 @@ def score_landing(
                 read_problems=read_problems,
                 suite_passed=passed,
                 keep_values=keep_values,
+                advisor=advisor,
+                kind=kind,
             )
             log.info(
                 f"{source}/{path.name}: {out.status}, {out.rows} rows, {out.scored} steps scored, {out.alerts} alerts"
@@ -493,6 +515,7 @@ def score_landing(
     engine.dispose()
     return {
         "run": run,
+        "ranker_version": advisor.version if advisor else None,
         "model": model_name,
         "version": champion.version,
         "previous_version": previous,

@@ -31,6 +31,7 @@ from components.detectors.base import check_stop
 from components.tuning import TuningSet, objective_value, tuning_set
 
 from . import progress
+from .urls import shown_url
 
 DEFAULT_ATTR = "vigil.default"  # the trial that ran the configured parameters
 DIRECTION = "maximize"  # every objective: higher is better
@@ -38,26 +39,6 @@ CAUGHT = (ValueError, ArithmeticError)  # a trial's parameters that cannot work 
 
 
 # --- storage and names --------------------------------------------------------------------
-
-
-def storage_url(url: str, root: Path) -> str:
-    """A relative SQLite path is taken from the checkout (``root``), and its folder is made."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.drivername.startswith("sqlite") and parsed.database and parsed.database != ":memory:":
-        path = Path(parsed.database)
-        path = path if path.is_absolute() else Path(root).resolve() / path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return parsed.set(database=str(path)).render_as_string(hide_password=False)
-    return url
-
-
-def shown_url(url: str) -> str:
-    """The storage URL without its password: what logs, files and MLflow record."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def open_storage(url: str):

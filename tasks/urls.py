@@ -1,0 +1,26 @@
+"""Database URLs as params.yaml writes them, made concrete for a checkout: the alerts store,
+the Optuna storage and the MLflow tracking store all take relative SQLite paths from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def storage_url(url: str, root: Path) -> str:
+    """A relative SQLite path is taken from the checkout (``root``), and its folder is made."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database and parsed.database != ":memory:":
+        path = Path(parsed.database)
+        path = path if path.is_absolute() else Path(root).resolve() / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return parsed.set(database=str(path)).render_as_string(hide_password=False)
+    return url
+
+
+def shown_url(url: str) -> str:
+    """The storage URL without its password: what logs, files and MLflow record."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
