@@ -18,6 +18,9 @@ import argparse
 import json
 from pathlib import Path
 
+from fastapi import BackgroundTasks  # module level: FastAPI resolves the handlers' annotations here
+from pydantic import BaseModel
+
 from tasks.alerts import (
     VERDICTS,
     FeedbackError,
@@ -37,6 +40,18 @@ from .config import load_config
 MAX_POINTS = 20000  # per request; the page asks again for the rest
 
 
+class Verdict(BaseModel):
+    """What the page's buttons send (`tasks.alerts.record_feedback` checks it)."""
+
+    incident: int
+    verdict: str
+    who: str
+    remedy: str | None = None
+    resolved: bool | None = None
+    minutes: float | None = None
+    note: str | None = None
+
+
 def make_app(
     store_url: str,
     report: Path,
@@ -49,18 +64,8 @@ def make_app(
     called after a verdict is stored, in the background (the ranker's update); ``who``: the
     operator name the page offers first."""
     import plotly
-    from fastapi import BackgroundTasks, FastAPI, HTTPException
+    from fastapi import FastAPI, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse
-    from pydantic import BaseModel
-
-    class Verdict(BaseModel):
-        incident: int
-        verdict: str
-        who: str
-        remedy: str | None = None
-        resolved: bool | None = None
-        minutes: float | None = None
-        note: str | None = None
 
     engine = open_store(store_url)
     app = FastAPI(title="Vigil", docs_url=None, redoc_url=None)

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import free_port, prefect_server, serving
+from conftest import REPO, free_port, prefect_server, serving
 from test_pipeline import SMALL, VIGIL, make_workspace, sh, vigil_run
 
 WINDOW = 8
@@ -26,6 +26,7 @@ MODEL = "vigil-synthetic-seed0"  # the pipeline's name for the model of syntheti
 PARAMS = {
     **SMALL,
     "detectors": {"lstm_ae": {"window": WINDOW, "hidden": 16, "epochs": 2, "device": "cpu"}},
+    "remedies": yaml.safe_load((REPO / "params.yaml").read_text())["remedies"],
 }
 
 
@@ -402,11 +403,11 @@ class WebDriver:
 
 def test_the_live_page_shows_new_scores_without_a_reload(trained, tmp_path):
     """`vigil web` in a real headless Chromium: the plot holds the series' points; scores
-    written afterwards by `vigil score` appear without a reload; the compare page shows the
-    benchmark's detectors. Screenshots under the test's reports/."""
+    written afterwards by `vigil score` appear without a reload; an incident shows its remedies
+    ranked, and its buttons record a verdict with the remedy applied (stored with its audit
+    row; the ranker learns from it); the compare page shows the benchmark's detectors.
+    Screenshots under the test's reports/."""
     import shutil
-
-    from conftest import REPO
 
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
@@ -441,12 +442,56 @@ def test_the_live_page_shows_new_scores_without_a_reload(trained, tmp_path):
             assert browser.js("return window.vigilLoadMarker;") == "first load"  # no reload
             assert browser.js("return document.getElementById('scoreplot').data[0].x.length;") == 600 - (WINDOW - 1)
             shaded = browser.js("return (document.getElementById('scoreplot').layout.shapes || []).length;")
-            incidents = table(f"sqlite:///{tmp_path / 'alerts.db'}", "incidents")
-            assert shaded == len(incidents)
-            if len(incidents):
-                browser.js("document.querySelector('tr.incident').click(); return 1;")
-                browser.wait_for("return document.querySelectorAll('#contrib tr').length > 0;")
+            store = f"sqlite:///{tmp_path / 'alerts.db'}"
+            incidents = table(store, "incidents")
+            assert shaded == len(incidents) > 0
+            browser.js("document.querySelector('tr.incident').click(); return 1;")
+            browser.wait_for("return document.querySelectorAll('#contrib tr').length > 0;")
+            # the remedies proposed for it, then a verdict through the buttons
+            first = browser.wait_for("const li = document.querySelector('#remedies li[data-remedy]'); "
+                                     "return li && li.dataset.remedy;")  # fmt: skip
+            clicked = int(browser.js("return document.querySelector('tr.selected').dataset.id;"))
+            browser.js(
+                f"document.getElementById('fb-remedy').value = '{first}';"
+                "document.getElementById('fb-resolved').value = 'yes';"
+                "document.getElementById('fb-minutes').value = '7';"
+                "document.getElementById('fb-who').value = 'ana';"
+                "document.querySelector('#verdicts button[data-verdict=confirmed]').click(); return 1;"
+            )
+            fid = int(browser.wait_for("return document.body.dataset.feedback;"))
+            feedback, audit = table(store, "feedback"), table(store, "audit")
+            row = feedback.set_index("id").loc[fid]
+            assert (row["incident"], row["verdict"], row["remedy"], row["resolved"], row["minutes"], row["who"]) == (
+                clicked,
+                "confirmed",
+                first,
+                1,
+                7.0,
+                "ana",
+            )
+            assert audit.set_index("row_id").loc[fid, "who"] == "ana"
+            browser.wait_for(f"return [...document.querySelectorAll('#fb-history')].some(d => "
+                             f"d.textContent.includes('ana: confirmed, {first} resolved it in 7 min'));")  # fmt: skip
+            browser.wait_for("return document.querySelector('tr.selected td:last-child').textContent == 'confirmed';")
+            # a bad verdict is refused on the page, naming the field
+            browser.js(
+                "document.getElementById('fb-who').value = ''; "
+                "document.querySelector('#verdicts button[data-verdict=expected]').click(); return 1;"
+            )
+            browser.wait_for("return document.getElementById('fb-status').textContent.startsWith('who:');")
+            assert len(table(store, "feedback")) == 1
             browser.screenshot(tmp_path / "reports" / "live-after.png")
+            import mlflow  # the ranker learned from the verdict: a new version with its outcome
+
+            client = mlflow.MlflowClient(f"sqlite:///{ws / 'mlflow' / 'mlflow.db'}")
+            deadline = time.monotonic() + 60
+            while True:
+                versions = client.search_model_versions("name='vigil-remedies'")
+                runs = [client.get_run(v.run_id).data.metrics.get("observations") for v in versions]
+                if 1.0 in runs or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert 1.0 in runs, runs
             browser.go(f"http://127.0.0.1:{web_port}/compare")
             rows = browser.wait_for("return document.querySelectorAll('#table tr').length;")
             assert rows > 10
