@@ -39,8 +39,20 @@ class TuningSet:
     fit: np.ndarray  # [T, F] the detector is fitted on
     x: np.ndarray  # [T', F] scored
     labels: np.ndarray  # [T'] 0/1
-    why: str = ""  # why ``used`` differs from ``objective``
+    why: str = ""  # why ``used`` differs from ``objective``, or what was added to the validation head
     planted: list[Anomaly] = field(default_factory=list)  # label-free: what was planted where
+    feedback: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # operator-labelled stretches
+
+    def score(self, detector) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and labels of all a trial is measured on: ``x``, then each stretch of operator
+        feedback scored on its own (stretches are not contiguous with each other), its steps
+        left out (label -1) dropped."""
+        scores, labels = [np.asarray(detector.score(self.x))], [np.asarray(self.labels)]
+        for x, lab in self.feedback:
+            keep = lab >= 0
+            scores.append(np.asarray(detector.score(x))[keep])
+            labels.append(lab[keep])
+        return np.concatenate(scores), np.concatenate(labels).astype(np.int8)
 
 
 def correlation_groups(x: np.ndarray, min_abs_r: float = CORRELATED) -> list[int | None]:
@@ -101,16 +113,31 @@ def tuning_set(
     n_anomalies: int,
     seed: int,
     min_steps: int,
+    feedback: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> TuningSet:
-    """The data of one study. Takes train and the validation head only: the test tail is not
-    an argument, so tuning cannot read it. ``min_steps``: the longest window any trial may
-    draw, so that every part is long enough for it."""
+    """The data of one study. Takes train, the validation head and the operators' labelled
+    steps (``feedback``: steps, labels 1 / 0 / -1, segment ranges; prepare's `feedback`
+    arrays) only: the test tail is not an argument, so tuning cannot read it. ``min_steps``:
+    the longest window any trial may draw, so that every part is long enough for it (shorter
+    feedback stretches are left out)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown tuning objective {objective!r}; choose one of {OBJECTIVES}")
     why = ""
     if objective != "label_free":
-        if np.asarray(val_labels).any():
-            return TuningSet(objective, objective, np.asarray(train), np.asarray(val_x), np.asarray(val_labels))
+        pieces = []
+        if feedback is not None:
+            x, lab, segments = feedback
+            pieces = [(x[a:b], lab[a:b]) for a, b in np.asarray(segments).reshape(-1, 2) if b - a >= min_steps]
+        if np.asarray(val_labels).any() or any((lab == 1).any() for _, lab in pieces):
+            note = ""
+            if pieces:
+                steps = sum(int((lab >= 0).sum()) for _, lab in pieces)
+                note = (
+                    f"{objective} on the validation head and operator feedback ({steps} steps, {len(pieces)} stretches)"
+                )
+            return TuningSet(
+                objective, objective, np.asarray(train), np.asarray(val_x), np.asarray(val_labels), note, [], pieces
+            )
         why = f"no labelled anomaly in the validation split, so {objective} is undefined there; used label_free"
     head, planted, labels, causes = planted_tail(
         train, holdout_fraction=holdout_fraction, n_anomalies=n_anomalies, seed=seed, min_steps=min_steps

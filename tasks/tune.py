@@ -162,7 +162,8 @@ def make_objective(name: str, fixed: dict, space: dict[str, dict], data: TuningS
             trial.set_user_attr("device", str(getattr(det, "device_", "cpu")))
             fit_seconds = time.perf_counter() - started
             t0 = time.perf_counter()
-            value = objective_value(data.used, data.labels, det.score(data.x), vus_window)
+            scores, labels = data.score(det)
+            value = objective_value(data.used, labels, scores, vus_window)
         except CAUGHT as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
             raise
@@ -254,6 +255,9 @@ def run_study(
         n_anomalies=label_free["n_anomalies"],
         seed=label_free["seed"],
         min_steps=2 * (window + 1),
+        feedback=(data["feedback"], data["feedback_labels"], data["feedback_segments"])
+        if data.has("feedback")
+        else None,
     )
     if tset.why:
         progress(f"[{name}] {tset.why}")
@@ -266,6 +270,8 @@ def run_study(
         "scaler": meta.get("scaler"),
         "validation_fraction": meta.get("validation_fraction"),
     }
+    if tset.feedback:  # new verdicts: a new study (without any, the name stays what it was)
+        setup["feedback"] = (meta.get("feedback") or {}).get("md5")
     sname = study_name(meta["dataset"], name, meta.get("raw_md5", "unversioned"), setup)
     store = open_storage(storage)
     study = optuna.create_study(study_name=sname, storage=store, direction=DIRECTION, load_if_exists=True)
@@ -346,7 +352,8 @@ def _default_value(study, name: str, fixed: dict, tset: TuningSet, vus_window: i
     if "default_value" in study.user_attrs:
         return float(study.user_attrs["default_value"])
     det = get_detector(name, **fixed).fit(tset.fit)
-    value = objective_value(tset.used, tset.labels, det.score(tset.x), vus_window)
+    scores, labels = tset.score(det)
+    value = objective_value(tset.used, labels, scores, vus_window)
     study.set_user_attr("default_value", value)
     return value
 

@@ -177,6 +177,25 @@ def test_the_threshold_search_pools_validation_and_feedback_labels():
     assert free.label_free and "no confirmed anomaly" in free.detail
 
 
+def test_tuning_measures_trials_on_the_validation_head_and_the_feedback_stretches():
+    from components.tuning import tuning_set
+
+    rng = np.random.default_rng(0)
+    train, val_x, val_labels = rng.normal(size=(500, 3)), rng.normal(size=(200, 3)), np.zeros(200, dtype=np.int8)
+    x, labels = rng.normal(size=(105, 3)), np.zeros(105, dtype=np.int8)
+    x[40:50] += 6
+    labels[40:50], labels[90:100] = 1, -1
+    segments = np.array([[0, 60], [60, 100], [100, 105]])  # the last one is shorter than any window
+    common = {"holdout_fraction": 0.2, "n_anomalies": 5, "seed": 0, "min_steps": 10}
+    t = tuning_set(train, val_x, val_labels, objective="vus_pr", feedback=(x, labels, segments), **common)
+    assert t.used == "vus_pr" and len(t.feedback) == 2  # labelled by the operators: no fall-back to label_free
+    assert "operator feedback (90 steps, 2 stretches)" in t.why
+    scores, used_labels = t.score(get_detector("zscore").fit(train))
+    assert len(scores) == len(used_labels) == 200 + 90 and used_labels.sum() == 10
+    # without feedback the same validation head has no label: label_free, as before
+    assert tuning_set(train, val_x, val_labels, objective="vus_pr", **common).used == "label_free"
+
+
 # --- the store ----------------------------------------------------------------------------
 
 
