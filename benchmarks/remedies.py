@@ -12,8 +12,13 @@ seed a new sequence of incidents and luck, the same for every ranker):
   to catalogue order's on the same first and last 200 incidents; the share resolved by a
   proposed remedy.
 
-    .venv/bin/python benchmarks/remedies.py                 # 1,000 incidents, seeds 0-4
-    .venv/bin/python benchmarks/remedies.py --incidents 2000 --seeds 10
+Then what serving costs, on a scratch SQLite store and MLflow store: ``--store`` verdicts
+recorded (one transaction each, with the audit row), the ranker fitted from the store,
+registered (a new digest), loaded again (the same digest: no new version), and one incident
+ranked with its reasons.
+
+    .venv/bin/python benchmarks/remedies.py                 # 1,000 incidents, seeds 0-4; 1,000 verdicts
+    .venv/bin/python benchmarks/remedies.py --incidents 2000 --seeds 10 --store 5000
 """
 
 from __future__ import annotations
@@ -105,13 +110,70 @@ def report(results: dict, n_incidents: int, seeds: int, window: int) -> str:
     return "\n".join(lines)
 
 
+def store_overhead(n: int) -> str:
+    import json
+    import tempfile
+
+    import sqlalchemy as sa
+
+    from components.remedies import applicable
+    from tasks.alerts import INCIDENTS, open_store, record_feedback
+    from tasks.remedies import current_advisor, fit_advisor
+
+    settings = remedy_settings(load_config(REPO / "params.yaml"), REPO)
+    folder = Path(tempfile.mkdtemp(prefix="vigil-remedies-"))
+    engine = open_store(f"sqlite:///{folder / 'alerts.db'}")
+    incidents = generate_incidents(default_world(), SimulationConfig(n_incidents=n))
+    with engine.begin() as conn:
+        for inc in incidents:
+            c = inc.context
+            row = {"source": "s", "start": f"2026-01-01T{int(c.hour):02d}:00:00.000000", "end": "-", "steps": 1,
+                   "peak_score": 1 + c.margin, "threshold": 1.0, "detector": c.detector, "model": "m",
+                   "version": "1", "top_metrics": json.dumps([list(t) for t in c.top_metrics])}  # fmt: skip
+            conn.execute(sa.insert(INCIDENTS).values(**row))
+        ids = [r[0] for r in conn.execute(sa.select(INCIDENTS.c.id).order_by(INCIDENTS.c.id))]
+    rng = np.random.default_rng(0)
+    lines = [f"serving, {n} incidents with one outcome each (SQLite alerts store, SQLite MLflow store):"]
+    t = time.perf_counter()
+    for i, inc in zip(ids, incidents):
+        remedy = applicable(list(settings.catalogue), inc.context)[0]
+        ok, minutes = bool(rng.random() < 0.6), float(rng.uniform(5, 60))
+        record_feedback(engine, i, "confirmed", "bench", remedy=remedy, resolved=ok, minutes=minutes)
+    lines.append(f"  {n} verdicts recorded: {1000 * (time.perf_counter() - t) / n:.2f} ms each")
+    t = time.perf_counter()
+    fit_advisor(engine, settings, "synthetic")
+    lines.append(f"  ranker fitted from the store: {time.perf_counter() - t:.3f} s")
+    tracking, artifacts = f"sqlite:///{folder / 'mlflow.db'}", folder / "artifacts"
+    t = time.perf_counter()
+    first = current_advisor(engine, tracking, artifacts, settings, "synthetic")
+    lines.append(
+        f"  fitted and registered as version {first.version} (a new MLflow store): {time.perf_counter() - t:.2f} s"
+    )
+    t = time.perf_counter()
+    again = current_advisor(engine, tracking, artifacts, settings, "synthetic")
+    lines.append(f"  the same feedback again: version {again.version} loaded, {time.perf_counter() - t:.2f} s")
+    row = {"id": 1, "start": "2026-01-01T03:00:00.000000", "peak_score": 2.0, "threshold": 1.0, "detector": "pca",
+           "top_metrics": [["cpu_user", 0.7], ["load_1m", 0.3]]}  # fmt: skip
+    t = time.perf_counter()
+    for _ in range(100):
+        again.rank(row, "synthetic")
+    lines.append(f"  one incident ranked with its reasons: {10 * (time.perf_counter() - t):.2f} ms")
+    size = sum(p.stat().st_size for p in artifacts.rglob("ranker.json")) / len(list(artifacts.rglob("ranker.json")))
+    lines.append(f"  ranker state artifact: {size / 1e6:.2f} MB")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--incidents", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--window", type=int, default=100)
+    parser.add_argument("--store", type=int, default=1000, help="verdicts for the serving figures (0: skip)")
     args = parser.parse_args()
     print(report(run(args.incidents, args.seeds, args.window), args.incidents, args.seeds, args.window))
+    if args.store:
+        print()
+        print(store_overhead(args.store))
     return 0
 
 

@@ -71,9 +71,6 @@ class _TuningData:
     def __getitem__(self, key):
         return self._arrays[key]
 
-    def has(self, key) -> bool:
-        return key in self._arrays
-
 
 def _tuned_params(cfg: Config, root: Path, name: str, prepared, processed_md5: str) -> dict:
     from tasks.tune import run_study

@@ -175,6 +175,14 @@ def prepare_data(
     return out_dir
 
 
+def feedback_arrays(data) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The operators' labelled steps prepare kept (steps, labels, segment ranges), or None
+    where it read none: ``meta.json`` names the series they came from."""
+    if not (data.meta.get("feedback") or {}).get("series"):
+        return None
+    return data["feedback"], data["feedback_labels"], data["feedback_segments"]
+
+
 class Processed:
     """The prepared data, read back. Each array loads on first use, alone: several readers need
     only the metadata, and tuning never reads the test tail."""
@@ -191,10 +199,6 @@ class Processed:
         from components.datasets import Anomaly
 
         return [Anomaly(c["start"], c["end"], tuple(c["metrics"])) for c in self.meta["causes"][split]]
-
-    def has(self, key: str) -> bool:
-        with np.load(self.folder / "arrays.npz") as z:
-            return key in z.files
 
     def __getitem__(self, key: str) -> np.ndarray:
         if key not in self._arrays:

@@ -11,7 +11,7 @@ from prefect import task
 from components.detectors import load_detector
 from components.evaluation import DetectorResult, threshold_and_measure
 
-from .data import Processed
+from .data import Processed, feedback_arrays
 
 
 @task(name="threshold and measure", task_run_name="measure {name}")
@@ -21,9 +21,6 @@ def measure_detector(
     data = Processed(processed_dir)
     det = load_detector(Path(models_dir) / f"{name}.npz")
     info = json.loads((Path(models_dir) / f"{name}.json").read_text())
-    feedback = None
-    if data.has("feedback"):  # operators' verdicts, exported from the alerts store (tasks/feedback.py)
-        feedback = (data["feedback"], data["feedback_labels"], data["feedback_segments"])
     return threshold_and_measure(
         name,
         det,
@@ -37,5 +34,5 @@ def measure_detector(
         pot_q=pot_q,
         pot_level=pot_level,
         vus_window=vus_window,
-        feedback=feedback,
+        feedback=feedback_arrays(data),
     )

@@ -221,6 +221,9 @@ def current_advisor(
     fitted = fit_advisor(engine, settings, kind)
     if tracking_uri is None:
         return fitted
+    import mlflow.artifacts
+
+    import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -228,15 +231,19 @@ def current_advisor(
     if found is None:
         found = _register(client, tracking_uri, artifact_root, settings, fitted)
     elif ALIAS not in (found.aliases or []):
+        # the feedback in force is that of an earlier version again (a verdict changed back)
         client.set_registered_model_alias(settings.model_name, ALIAS, found.version)
-    import mlflow.artifacts
-
+    mlflow.set_tracking_uri(tracking_uri)  # resolves an mlflow-artifacts: source through a tracking server
     state = mlflow.artifacts.load_dict(f"{found.source}/ranker.json")
     return advisor_from_state(settings, state, str(found.version))
 
 
+def _registered(client, name: str) -> bool:
+    return any(m.name == name for m in client.search_registered_models(f"name='{name}'"))
+
+
 def _version_with_digest(client, name: str, digest: str):
-    if not [m for m in client.search_registered_models(f"name='{name}'") if m.name == name]:
+    if not _registered(client, name):
         return None
     versions = [v for v in client.search_model_versions(f"name='{name}'") if v.tags.get(DIGEST_TAG) == digest]
     return max(versions, key=lambda v: int(v.version)) if versions else None
@@ -268,13 +275,11 @@ def _register(client, tracking_uri: str, artifact_root: Path, settings: RemedySe
         )
         mlflow.log_dict(_state(settings, fitted.ranker, obs, fitted.digest), "ranker/ranker.json")
         source = f"{run.info.artifact_uri}/ranker"
-    if not [
-        m for m in client.search_registered_models(f"name='{settings.model_name}'") if m.name == settings.model_name
-    ]:
+    if not _registered(client, settings.model_name):
         try:
             client.create_registered_model(settings.model_name)
         except Exception:  # another process made it meanwhile
-            if not client.search_registered_models(f"name='{settings.model_name}'"):
+            if not _registered(client, settings.model_name):
                 raise
     mv = client.create_model_version(
         settings.model_name, source, run_id=run.info.run_id, tags={DIGEST_TAG: fitted.digest}

@@ -31,6 +31,7 @@ from components.detectors.base import check_stop
 from components.tuning import TuningSet, objective_value, tuning_set
 
 from . import progress
+from .data import feedback_arrays
 from .urls import shown_url
 
 DEFAULT_ATTR = "vigil.default"  # the trial that ran the configured parameters
@@ -255,9 +256,7 @@ def run_study(
         n_anomalies=label_free["n_anomalies"],
         seed=label_free["seed"],
         min_steps=2 * (window + 1),
-        feedback=(data["feedback"], data["feedback_labels"], data["feedback_segments"])
-        if data.has("feedback")
-        else None,
+        feedback=feedback_arrays(data),
     )
     if tset.why:
         progress(f"[{name}] {tset.why}")

@@ -23,7 +23,8 @@ def test_components_import_no_orchestration_libraries():
     code = (
         "import sys, components.datasets, components.preprocessing, components.detectors, "
         "components.thresholds, components.metrics, components.attribution, components.evaluation, "
-        "components.logs.formats, components.logs.reference\n"
+        "components.logs.formats, components.logs.reference, components.feedback, components.remedies, "
+        "components.remedy_simulation\n"
         "bad = [m for m in ('prefect', 'mlflow', 'dvc', 'great_expectations') if m in sys.modules]\n"
         "print(bad)"
     )
