@@ -70,8 +70,9 @@ def feedback_steps(detector: Detector, x: np.ndarray, labels: np.ndarray, segmen
         use = labels[a:b] >= 0
         scores.append(s[use])
         kept.append(labels[a:b][use])
-    cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dtype=dt)
-    return FeedbackSteps(cat(scores, np.float64), cat(kept, np.int8), len(segments) - skipped, skipped)
+    if not scores:
+        return FeedbackSteps(np.zeros(0), np.zeros(0, dtype=np.int8), 0, skipped)
+    return FeedbackSteps(np.concatenate(scores), np.concatenate(kept), len(scores), skipped)
 
 
 def choose_threshold(
