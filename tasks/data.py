@@ -73,9 +73,13 @@ def read_feedback(folder: Path, features: list[str]) -> dict | None:
             skipped[path.stem] = f"{path.name}: lacks the columns {missing} (scored by a model on other metrics?)"
             continue
         values = frame[features].to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(values).all(axis=1)
+        bad = ~np.isfinite(values)
         if bad.any():
-            raise DataError(f"{path}: non-finite metric values at lines {(np.flatnonzero(bad)[:5] + 2).tolist()}")
+            rows, cols = np.nonzero(bad)
+            raise DataError(
+                f"{path}: NaN or infinite values in column(s) {sorted({features[c] for c in cols})}, "
+                f"lines {(np.unique(rows)[:5] + 2).tolist()}"
+            )
         label = frame["label"].to_numpy(dtype=np.int8)
         fresh = frame["new_normal"].to_numpy(dtype=bool)
         normal.append(values[fresh])

@@ -28,10 +28,19 @@ from .alerts import INCIDENTS, POINTS, SOURCES, VALUES, latest_verdicts, open_st
 TIME = "timestamp"
 
 
-def _series_frame(conn, source: str, features: list[str]) -> pd.DataFrame:
-    """Every stored step of ``source`` with its metric values (None where not kept)."""
+def _step_times(conn, source: str) -> np.ndarray:
+    """Every stored step time of ``source``, in order (fixed-width text: sorts as time)."""
+    rows = conn.execute(sa.select(POINTS.c.ts).where(POINTS.c.source == source).order_by(POINTS.c.ts))
+    return np.asarray([ts for (ts,) in rows], dtype=object)
+
+
+def _stretch(conn, source: str, features: list[str], first: str, last: str) -> pd.DataFrame:
+    """The stored steps of ``source`` from ``first`` to ``last`` with their metric values
+    (NaN where the store kept none): read one stretch at a time, not the whole series."""
     rows = conn.execute(
-        sa.select(POINTS.c.ts, POINTS.c.metrics).where(POINTS.c.source == source).order_by(POINTS.c.ts)
+        sa.select(POINTS.c.ts, POINTS.c.metrics)
+        .where(POINTS.c.source == source, POINTS.c.ts >= first, POINTS.c.ts <= last)
+        .order_by(POINTS.c.ts)
     ).all()
     width = VALUES.itemsize * len(features)
     values = np.full((len(rows), len(features)), np.nan)
@@ -60,17 +69,17 @@ def export_model(conn, model: str, context_steps: int) -> tuple[dict[str, pd.Dat
         features = json.loads(state)["features"]
         mine = [i for i in incidents if i["source"] == source]
         spans = [Span(i["start"], i["end"], verdicts.get(i["id"], {}).get("verdict")) for i in mine]
-        series = _series_frame(conn, source, features)
-        segments, label, new_normal = labelled_segments(series[TIME].to_numpy(), spans, context_steps)
+        times = _step_times(conn, source)
+        segments, label, new_normal = labelled_segments(times, spans, context_steps)
         parts, dropped = [], 0
         for k, (a, b) in enumerate(segments):
-            part = series.iloc[a:b].copy()
+            part = _stretch(conn, source, features, times[a], times[b - 1])
             keep = part[features].notna().all(axis=1).to_numpy()
             dropped += int((~keep).sum())
             part.insert(0, "segment", k)
             part["label"], part["new_normal"] = label[a:b], new_normal[a:b]
             parts.append(part[keep])
-        frame = pd.concat(parts, ignore_index=True) if parts else series.iloc[:0]
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[TIME, *features])
         frames[source] = frame
         record["series"][source] = {
             "features": features,

@@ -157,6 +157,23 @@ def test_verdicts_label_steps_and_merge_their_context():
     assert new_normal.sum() == 2 and new_normal[90:92].tolist() == [1, 1]
 
 
+def test_a_feedback_file_with_bad_values_is_refused_naming_file_column_and_line(tmp_path):
+    from components.datasets import DataError
+    from tasks.data import read_feedback
+
+    frame = pd.DataFrame({"segment": 0, "timestamp": ["a", "b", "c"], "cpu_user": [1.0, np.nan, 2.0],
+                          "mem_used": 1.0, "label": 0, "new_normal": 0})  # fmt: skip
+    frame.to_csv(tmp_path / "web-1.csv", index=False)
+    with pytest.raises(
+        DataError, match=r"web-1.csv: NaN or infinite values in column\(s\) \['cpu_user'\], lines \[3\]"
+    ):
+        read_feedback(tmp_path, ["cpu_user", "mem_used"])
+    # a series scored on other metrics is left out, saying so
+    frame.drop(columns=["cpu_user"]).to_csv(tmp_path / "web-1.csv", index=False)
+    out = read_feedback(tmp_path, ["cpu_user", "mem_used"])
+    assert out["x"] is None and "lacks the columns ['cpu_user']" in out["summary"]["skipped"]["web-1"]
+
+
 def test_the_threshold_search_pools_validation_and_feedback_labels():
     rng = np.random.default_rng(0)
     val_scores, val_labels = rng.random(200), np.zeros(200, dtype=np.int8)
