@@ -22,10 +22,17 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from prefect import task
 
-from components.datasets import DataError, Dataset, DatasetSource, get_kind, load_dataset, test_file
+from components.datasets import (
+    DataError,
+    Dataset,
+    DatasetSource,
+    get_kind,
+    load_dataset,
+    read_telemetry_csv,
+    test_file,
+)
 from components.detectors import DETECTORS
 from components.preprocessing import Scaler, split_validation
 
@@ -67,24 +74,17 @@ def read_feedback(folder: Path, features: list[str]) -> dict | None:
     xs, labels, segments, normal, used, skipped = [], [], [], [], {}, {}
     rows = 0
     for path in files:
-        frame = pd.read_csv(path)
+        frame = read_telemetry_csv(path, "timestamp")  # strict: names file, column and lines of bad values
         missing = [f for f in ("segment", "label", "new_normal", *features) if f not in frame.columns]
         if missing:
             skipped[path.stem] = f"{path.name}: lacks the columns {missing} (scored by a model on other metrics?)"
             continue
         values = frame[features].to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            rows, cols = np.nonzero(bad)
-            raise DataError(
-                f"{path}: NaN or infinite values in column(s) {sorted({features[c] for c in cols})}, "
-                f"lines {(np.unique(rows)[:5] + 2).tolist()}"
-            )
         label = frame["label"].to_numpy(dtype=np.int8)
         fresh = frame["new_normal"].to_numpy(dtype=bool)
         normal.append(values[fresh])
         label = np.where(fresh, -1, label)  # joins train: not thresholded on as well
-        for _, idx in frame.groupby("segment", sort=True).indices.items():
+        for _, idx in frame.reset_index().groupby("segment", sort=True).indices.items():
             segments.append((rows + int(idx[0]), rows + int(idx[-1]) + 1))
         xs.append(values)
         labels.append(label)

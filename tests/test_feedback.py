@@ -161,11 +161,12 @@ def test_a_feedback_file_with_bad_values_is_refused_naming_file_column_and_line(
     from components.datasets import DataError
     from tasks.data import read_feedback
 
-    frame = pd.DataFrame({"segment": 0, "timestamp": ["a", "b", "c"], "cpu_user": [1.0, np.nan, 2.0],
-                          "mem_used": 1.0, "label": 0, "new_normal": 0})  # fmt: skip
+    times = ["2026-01-01T00:00:00.000000", "2026-01-01T00:05:00.000000", "2026-01-01T00:10:00.000000"]
+    frame = pd.DataFrame({"segment": 0, "timestamp": times, "cpu_user": [1.0, np.nan, 2.0], "mem_used": 1.0,
+                          "label": 0, "new_normal": 0})  # fmt: skip
     frame.to_csv(tmp_path / "web-1.csv", index=False)
     with pytest.raises(
-        DataError, match=r"web-1.csv: NaN or infinite values in column\(s\) \['cpu_user'\], lines \[3\]"
+        DataError, match=r"web-1.csv: NaN or infinite values in column\(s\) \['cpu_user'\]; file lines \[3\]"
     ):
         read_feedback(tmp_path, ["cpu_user", "mem_used"])
     # a series scored on other metrics is left out, saying so
