@@ -135,7 +135,9 @@ def show(args: argparse.Namespace) -> str:
     if ranking is None:
         lines.append("  no remedy ranking stored (scored before remedies were ranked)")
     else:
-        lines.append(f"  remedies ({ranking['ranker']} version {ranking['ranker_version'] or '-'}), best first:")
+        v = ranking["ranker_version"]
+        by = f"{ranking['ranker']} version {v}" if v else f"untrained {ranking['ranker']}: no outcome reported yet"
+        lines.append(f"  remedies ({by}), best first:")
         for k, r in enumerate(ranking["ranking"], 1):
             why = f"tried {r['tried']}x, resolved {r['resolved']}x"
             like = "; ".join(

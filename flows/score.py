@@ -74,8 +74,10 @@ def summary(result: dict) -> str:
         f"{result['alerts']} alert(s) in {result['incidents']} new incident(s); "
         f"{result['files_quarantined']} file(s) quarantined"
     ]
-    if result.get("ranker_version"):
-        lines.append(f"remedies of new incidents ranked by remedy ranker version {result['ranker_version']}")
+    if result["incidents"]:
+        ranker = result.get("ranker_version")
+        by = f"remedy ranker version {ranker}" if ranker else "the untrained remedy ranker (no outcome reported yet)"
+        lines.append(f"remedies of the new incidents ranked by {by}")
     for o in result["outcomes"]:
         if o["status"] == "quarantined":
             lines.append(f"  quarantined {o['source']}/{o['file']}: {o['reason'][0]}")

@@ -284,7 +284,8 @@ async function showRemedies(id) {
       `<li data-remedy="${esc(x.remedy)}"><b>${esc(x.remedy)}</b>: ${esc(x.description)}<br><span class="muted">` +
       `tried ${x.tried}x, resolved ${x.resolved}x` + (x.like_this.length ? '; like this: ' + x.like_this.map(p =>
         `#${p.incident} ${p.resolved ? 'resolved' : 'not resolved'}`).join(', ') : '') + '</span></li>').join('') +
-      `<p class="muted">${esc(r.ranking.ranker)} ranker, version ${esc(r.ranking.ranker_version || '-')}</p>`;
+      `<p class="muted">${esc(r.ranking.ranker)} ranker, ` + (r.ranking.ranker_version ?
+        `version ${esc(r.ranking.ranker_version)}` : 'untrained: no outcome reported yet') + '</p>';
   const names = ranked.map(x => x.remedy).concat(REMEDIES.filter(n => !ranked.some(x => x.remedy === n)));
   document.getElementById('fb-remedy').innerHTML = '<option value="">none applied</option>' +
     names.map(n => `<option value="${esc(n)}">${esc(n)}</option>`).join('');

@@ -303,6 +303,8 @@ def record_feedback(
         raise FeedbackError(f"verdict: {verdict!r} is not one of {list(VERDICTS)}")
     if not who or not who.strip():
         raise FeedbackError("who: give the operator's name (the audit row records it)")
+    if len(who.strip()) > 100 or (remedy is not None and len(remedy) > 100):
+        raise FeedbackError("who, remedy: at most 100 characters each")
     if remedy is None and (resolved is not None or minutes is not None):
         raise FeedbackError("remedy: an outcome (resolved, minutes) needs the remedy it is the outcome of")
     if remedy is not None:

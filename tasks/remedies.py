@@ -217,13 +217,13 @@ def current_advisor(
 ) -> Advisor:
     """The advisor for the feedback in force: the registered version with its digest, loaded
     from MLflow; where there is none, fitted now and registered as a new version (alias
-    ``current``). Without a tracking store, fitted and not registered."""
+    ``current``). Before any outcome is reported, or without a tracking store, fitted and not
+    registered (an untrained ranker is its prior alone: no model to version yet)."""
     fitted = fit_advisor(engine, settings, kind)
-    if tracking_uri is None:
+    if tracking_uri is None or not fitted.observations:
         return fitted
-    import mlflow.artifacts
-
     import mlflow
+    import mlflow.artifacts
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)

@@ -418,7 +418,7 @@ def test_feedback_labels_reach_the_next_threshold_search(tmp_path):
     arriving.to_csv(path, index=False)
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
     out = sh(VIGIL, "score", str(path), "--source", "web-7", cwd=ws, env=env)
-    assert "ranked by remedy ranker version 1" in out.stdout, out.stdout
+    assert "ranked by the untrained remedy ranker (no outcome reported yet)" in out.stdout, out.stdout
     url = f"sqlite:///{ws / '.vigil' / 'alerts.db'}"
     engine = open_store(url)
     incidents = pd.read_sql("select * from incidents order by id", engine)
@@ -434,7 +434,7 @@ def test_feedback_labels_reach_the_next_threshold_search(tmp_path):
 
     first = incidents.iloc[0]
     show = sh(VIGIL, "feedback", "show", str(first["id"]), cwd=ws, env=env).stdout
-    assert "remedies (linucb version 1), best first:" in show and "1. " in show, show
+    assert "remedies (untrained linucb: no outcome reported yet), best first:" in show and "1. " in show, show
     remedy = show.split("1. ")[1].split(":")[0]
     verdict = "confirmed" if truly_anomalous(first) else "false_alarm"
     out = sh(VIGIL, "feedback", "record", str(first["id"]), verdict, "--remedy", remedy, "--resolved", "yes",
@@ -442,7 +442,7 @@ def test_feedback_labels_reach_the_next_threshold_search(tmp_path):
     assert f"recorded feedback 1 on incident {first['id']}: {verdict}; {remedy} resolved it in 9 min (by ana)" in (
         out.stdout
     )
-    assert "remedy ranker vigil-remedies version 2 (1 outcome(s))" in out.stdout
+    assert "remedy ranker vigil-remedies version 1 (1 outcome(s))" in out.stdout
     refused = sh(VIGIL, "feedback", "record", str(first["id"]), "confirmed", "--remedy", "no_such_fix",
                  "--resolved", "no", cwd=ws, env=env, check=False)  # fmt: skip
     assert refused.returncode == 2 and "remedy: 'no_such_fix' is not in the catalogue" in refused.stderr
@@ -458,7 +458,7 @@ def test_feedback_labels_reach_the_next_threshold_search(tmp_path):
     settings = remedy_settings(load_config(ws / "params.yaml"), ws)
     tracking = f"sqlite:///{ws / 'mlflow' / 'mlflow.db'}"
     again = current_advisor(engine, tracking, ws / "mlflow" / "artifacts", settings, "synthetic")
-    assert again.version == "2" and len(client.search_model_versions("name='vigil-remedies'")) == 2
+    assert again.version == "1" and len(client.search_model_versions("name='vigil-remedies'")) == 1
     engine.dispose()
 
     out = vigil_run(ws)
