@@ -149,10 +149,22 @@ class Ranker:
         return self
 
     def _reset(self) -> None:
+        """Learned state as before any observation (subclasses add theirs)."""
         self.n_observations_ = 0
 
+    def _ready(self) -> None:
+        # an unfitted ranker ranks and learns from its prior: its state is made on first use
+        if not hasattr(self, "n_observations_"):
+            self._reset()
+
     def update(self, obs: Observation) -> None:
-        self.n_observations_ = getattr(self, "n_observations_", 0) + 1
+        """Learn from one more observation."""
+        self._ready()
+        self.n_observations_ += 1
+        self._learn(obs)
+
+    def _learn(self, obs: Observation) -> None:
+        pass
 
     def scores(self, x: np.ndarray, arms: list[str], key: int) -> np.ndarray:
         raise NotImplementedError
@@ -161,6 +173,7 @@ class Ranker:
         """(remedy, score) best first; ties keep catalogue order."""
         if not arms:
             return []
+        self._ready()
         s = np.asarray(self.scores(np.asarray(x, dtype=np.float64), list(arms), key), dtype=np.float64)
         order = np.argsort(-s, kind="stable")
         return [(arms[i], float(s[i])) for i in order]
@@ -173,8 +186,7 @@ class Ranker:
 
     def to_dict(self) -> dict:
         """The ranker as JSON-ready data: name, parameters, learned state."""
-        if not hasattr(self, "n_observations_"):
-            self._reset()
+        self._ready()
         return {
             "name": self.name,
             "params": self.get_params(),
@@ -197,14 +209,11 @@ class LinUCB(Ranker):
 
     def _arm(self, arm: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """The remedy's statistics; a remedy never tried has the ridge prior alone."""
-        if not hasattr(self, "a_inv_"):
-            self._reset()
         if arm not in self.a_inv_:
             return np.eye(dim) / self.ridge, np.zeros(dim)
         return self.a_inv_[arm], self.b_[arm]
 
-    def update(self, obs: Observation) -> None:
-        super().update(obs)
+    def _learn(self, obs: Observation) -> None:
         a_inv, b = self._arm(obs.remedy, len(obs.x))
         self.a_inv_[obs.remedy], self.b_[obs.remedy] = a_inv, b
         v = a_inv @ obs.x  # Sherman-Morrison: the inverse after adding x x^T
@@ -224,8 +233,6 @@ class LinUCB(Ranker):
         return out
 
     def _state(self) -> dict:
-        if not hasattr(self, "a_inv_"):
-            self._reset()
         return {arm: {"a_inv": self.a_inv_[arm].tolist(), "b": self.b_[arm].tolist()} for arm in sorted(self.a_inv_)}
 
     def _load_state(self, state: dict) -> None:
@@ -265,22 +272,15 @@ class SuccessRate(Ranker):
         self.tries_: dict[str, int] = {}
         self.successes_: dict[str, int] = {}
 
-    def update(self, obs: Observation) -> None:
-        if not hasattr(self, "tries_"):
-            self._reset()
-        super().update(obs)
+    def _learn(self, obs: Observation) -> None:
         self.tries_[obs.remedy] = self.tries_.get(obs.remedy, 0) + 1
         self.successes_[obs.remedy] = self.successes_.get(obs.remedy, 0) + int(obs.resolved)
 
     def scores(self, x, arms, key):
-        if not hasattr(self, "tries_"):
-            self._reset()
         a, b = self.prior_successes, self.prior_failures
         return [(self.successes_.get(r, 0) + a) / (self.tries_.get(r, 0) + a + b) for r in arms]
 
     def _state(self) -> dict:
-        if not hasattr(self, "tries_"):
-            self._reset()
         return {"tries": dict(sorted(self.tries_.items())), "successes": dict(sorted(self.successes_.items()))}
 
     def _load_state(self, state: dict) -> None:
@@ -332,21 +332,20 @@ def ranker_from_dict(data: dict) -> Ranker:
 # --- why ----------------------------------------------------------------------------------------
 
 
-def similar_past(x: np.ndarray, remedy: str, observations: list[Observation], k: int = 3) -> list[dict]:
-    """The ``k`` past incidents most like this one (cosine similarity of features) on which
-    ``remedy`` was tried, with what came of it: the reason shown beside a ranking."""
-    mine = [o for o in observations if o.remedy == remedy]
-    if not mine:
+def similar_past(x: np.ndarray, tried: list[Observation], k: int = 3) -> list[dict]:
+    """The ``k`` incidents of ``tried`` (one remedy's observations) most like this one, by
+    cosine similarity of features, with what came of it: the reason shown beside a ranking."""
+    if not tried:
         return []
-    xs = np.stack([o.x for o in mine])
+    xs = np.stack([o.x for o in tried])
     sims = xs @ x / (np.linalg.norm(xs, axis=1) * np.linalg.norm(x) + 1e-12)
     order = np.argsort(-sims, kind="stable")[:k]
     return [
         {
-            "incident": mine[i].incident,
+            "incident": tried[i].incident,
             "similarity": round(float(sims[i]), 3),
-            "resolved": bool(mine[i].resolved),
-            "minutes": mine[i].minutes,
+            "resolved": bool(tried[i].resolved),
+            "minutes": tried[i].minutes,
         }
         for i in order
     ]
@@ -358,5 +357,5 @@ def explain(remedy: str, observations: list[Observation], x: np.ndarray) -> dict
     return {
         "tried": len(mine),
         "resolved": sum(o.resolved for o in mine),
-        "like_this": similar_past(x, remedy, observations),
+        "like_this": similar_past(x, mine),
     }

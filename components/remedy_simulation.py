@@ -1,5 +1,5 @@
 """A simulated operator on generated incidents, to measure how well a ranker learns remedies
-from feedback (benchmarks/remedies.py, tests/test_remedies.py).
+from feedback (benchmarks/remedies.py, tests/test_feedback.py).
 
 Each incident kind has a source kind, the metrics that stand out when it happens, and a true
 outcome for every remedy: the chance it resolves the incident and the usual minutes it takes.
