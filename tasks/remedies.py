@@ -204,33 +204,43 @@ def advisor_from_state(settings: RemedySettings, state: dict, version: str | Non
     return Advisor(settings, ranker_from_dict(state["ranker"]), obs, version, state["digest"])
 
 
-def fit_advisor(engine: sa.Engine, settings: RemedySettings, kind: str) -> Advisor:
-    """The ranker fitted on the feedback in force now (not registered)."""
+def _in_force(engine: sa.Engine, settings: RemedySettings, kind: str) -> tuple[list[Observation], str]:
+    """The outcomes in force now, and their digest."""
     with engine.connect() as conn:
         obs = observations(conn, settings, kind)
-    ranker = get_ranker(settings.ranker, **settings.ranker_params).fit(obs)
-    return Advisor(settings, ranker, obs, None, feedback_digest(settings, obs))
+    return obs, feedback_digest(settings, obs)
+
+
+def _fitted(settings: RemedySettings, obs: list[Observation], digest: str) -> Advisor:
+    return Advisor(settings, get_ranker(settings.ranker, **settings.ranker_params).fit(obs), obs, None, digest)
+
+
+def fit_advisor(engine: sa.Engine, settings: RemedySettings, kind: str) -> Advisor:
+    """The ranker fitted on the feedback in force now (not registered)."""
+    return _fitted(settings, *_in_force(engine, settings, kind))
 
 
 def current_advisor(
     engine: sa.Engine, tracking_uri: str | None, artifact_root: Path | None, settings: RemedySettings, kind: str
 ) -> Advisor:
     """The advisor for the feedback in force: the registered version with its digest, loaded
-    from MLflow; where there is none, fitted now and registered as a new version (alias
-    ``current``). Before any outcome is reported, or without a tracking store, fitted and not
-    registered (an untrained ranker is its prior alone: no model to version yet)."""
-    fitted = fit_advisor(engine, settings, kind)
-    if tracking_uri is None or not fitted.observations:
-        return fitted
+    from MLflow (no refit); where there is none, fitted now and registered as a new version
+    (alias ``current``). Before any outcome is reported, or without a tracking store, fitted
+    and not registered (an untrained ranker is its prior alone: no model to version yet)."""
+    obs, digest = _in_force(engine, settings, kind)
+    if tracking_uri is None or not obs:
+        return _fitted(settings, obs, digest)
     import mlflow
     import mlflow.artifacts
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    found = _version_with_digest(client, settings.model_name, fitted.digest)
-    if found is None:
-        found = _register(client, tracking_uri, artifact_root, settings, fitted)
-    elif ALIAS not in (found.aliases or []):
+    found = _version_with_digest(client, settings.model_name, digest)
+    if found is None:  # new feedback: fit, register, and serve what was registered
+        fitted = _fitted(settings, obs, digest)
+        fitted.version = _register(client, tracking_uri, artifact_root, settings, fitted)
+        return fitted
+    if ALIAS not in (found.aliases or []):
         # the feedback in force is that of an earlier version again (a verdict changed back)
         client.set_registered_model_alias(settings.model_name, ALIAS, found.version)
     mlflow.set_tracking_uri(tracking_uri)  # resolves an mlflow-artifacts: source through a tracking server
@@ -249,8 +259,9 @@ def _version_with_digest(client, name: str, digest: str):
     return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def _register(client, tracking_uri: str, artifact_root: Path, settings: RemedySettings, fitted: Advisor):
-    """Log the fitted ranker's state as a run's JSON artifact and register it as a version."""
+def _register(client, tracking_uri: str, artifact_root: Path, settings: RemedySettings, fitted: Advisor) -> str:
+    """Log the fitted ranker's state as a run's JSON artifact and register it as a version;
+    returns the version."""
     from .registry import setup_mlflow
 
     mlflow = setup_mlflow(tracking_uri, settings.experiment, artifact_root)
@@ -285,4 +296,4 @@ def _register(client, tracking_uri: str, artifact_root: Path, settings: RemedySe
         settings.model_name, source, run_id=run.info.run_id, tags={DIGEST_TAG: fitted.digest}
     )
     client.set_registered_model_alias(settings.model_name, ALIAS, mv.version)
-    return client.get_model_version(settings.model_name, mv.version)
+    return str(mv.version)
