@@ -54,7 +54,7 @@ def run(n_incidents: int, seeds: int, window: int) -> dict:
             t0 = time.perf_counter()
             runs.append(simulate(get_ranker(name, **params), catalogue, incidents, cfg))
             seconds += time.perf_counter() - t0
-        out[name] = {"runs": runs, "seconds": seconds / seeds, "params": params}
+        out[name] = {"runs": runs, "seconds": seconds / seeds}
     return out
 
 
@@ -64,8 +64,7 @@ def mean_sd(values) -> str:
 
 
 def report(results: dict, n_incidents: int, seeds: int, window: int) -> str:
-    marks = [m for m in (250, 500, 1000, n_incidents) if m <= n_incidents]
-    marks = sorted(set(marks))
+    marks = sorted({m for m in (250, 500, 1000, n_incidents) if m <= n_incidents})
     lines = [
         f"simulated operator: {n_incidents} incidents, {seeds} seed(s); mean ± sd over seeds",
         "",
@@ -81,11 +80,11 @@ def report(results: dict, n_incidents: int, seeds: int, window: int) -> str:
 
     for name, r in results.items():
         runs = r["runs"]
-        regret = [" | ".join(mean_sd([x["regret"][:m].sum() for x in runs]) for m in marks)]
+        regret = " | ".join(mean_sd([x["regret"][:m].sum() for x in runs]) for m in marks)
         first = [x["ndcg3"][:window].mean() for x in runs]
         last = [x["ndcg3"][-window:].mean() for x in runs]
         lines.append(
-            f"| {name} | {regret[0]} | {np.mean(first):.3f} / {np.mean(last):.3f} | "
+            f"| {name} | {regret} | {np.mean(first):.3f} / {np.mean(last):.3f} | "
             f"{mean_sd([x['minutes'].mean() for x in runs])} | "
             f"{vs_fixed(runs, slice(0, 200)):.2f} / {vs_fixed(runs, slice(-200, None)):.2f} | "
             f"{np.mean([x['resolved'].mean() for x in runs]):.1%} | {1000 * r['seconds'] / n_incidents:.2f} |"

@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import flow
 
 from tasks.feedback import export_feedback
+from tasks.files import write_atomic
 from tasks.urls import storage_url
 
 from .config import load_config
@@ -36,8 +37,7 @@ def export_flow(params: str = "params.yaml", repo_root: str = ".") -> dict:
     store = storage_url(cfg.scoring.store, ws.root)
     folder = ws.root / cfg.feedback.folder
     if not store_exists(store):
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "index.json").write_text("{}\n")
+        write_atomic(folder / "index.json", b"{}\n")  # an empty dataset: nothing reviewed yet
         return {}
     return export_feedback(store, folder, cfg.feedback.context_steps)
 

@@ -24,7 +24,7 @@ from .workspace import Workspace
 def reference_flow(
     params: str = "params.yaml", formats: list[str] | None = None, repo_root: str = ".", wait_for_lock: bool = True
 ) -> dict:
-    from tasks.benchmark import write_atomic
+    from tasks.files import write_atomic
     from tasks.logs import ensure_logs, log_inputs, logs_digest
     from tasks.logs_reference import log_reference_run, run_reference
     from tasks.urls import storage_url

@@ -61,8 +61,8 @@ def make_app(
     who: str = "",
 ):
     """``remedies``: the catalogue's names (a reported remedy must be one); ``on_feedback``:
-    called after a verdict is stored, in the background (the ranker's update); ``who``: the
-    operator name the page offers first."""
+    called with the store's engine after a verdict is stored, in the background (the ranker's
+    update); ``who``: the operator name the page offers first."""
     import plotly
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse
@@ -131,7 +131,7 @@ def make_app(
         except FeedbackError as exc:
             raise HTTPException(400, str(exc)) from None
         if on_feedback is not None:
-            background.add_task(on_feedback)
+            background.add_task(on_feedback, engine)
         return {"id": fid}
 
     @app.get("/api/benchmark")
@@ -146,6 +146,7 @@ def make_app(
 
 def run(args: argparse.Namespace) -> int:
     import getpass
+    import threading
 
     import uvicorn
 
@@ -157,18 +158,11 @@ def run(args: argparse.Namespace) -> int:
     host, port = args.host or cfg.web.host, args.port or cfg.web.port
     store = storage_url(cfg.scoring.store, root)
     settings = remedy_settings(cfg, root)
-
-    import threading
-
     one_at_a_time = threading.Lock()  # two verdicts in quick succession: one registration each, in turn
 
-    def learn() -> None:  # the ranker for the feedback now in force, registered where it is new
+    def learn(engine) -> None:  # the ranker for the feedback now in force, registered where it is new
         with one_at_a_time:
-            engine = open_store(store)
-            try:
-                update_ranker(cfg, Workspace.at(root), engine, settings)
-            finally:
-                engine.dispose()
+            update_ranker(cfg, Workspace.at(root), engine, settings)
 
     app = make_app(
         store,

@@ -19,8 +19,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 import time
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -32,6 +30,7 @@ from components.datasets import Anomaly
 from components.detectors import TrainingStopped
 
 from . import progress
+from .files import write_atomic
 from .peers import PEERS, Peer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,18 +76,6 @@ def series_folder(folder: Path, dataset: str, series: str) -> Path:
 def cell_path(folder: Path, dataset: str, series: str, detector: str) -> Path:
     parts = [_safe(p) for p in series.split("/")]
     return Path(folder) / "cells" / _safe(dataset) / Path(*parts) / f"{_safe(detector)}.json"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename: a reader (or a killed run) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make reports unreadable to anyone else
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
 
 
 def write_series(prepared: PreparedSeries, folder: Path) -> dict[str, str]:

@@ -143,10 +143,11 @@ def prepare_data(
         feedback = read_feedback(Path(feedback_folder) / model_name(data.name, model_name_override), data.features)
     train = data.train.to_numpy()
     extra = {}
-    if feedback is not None and feedback["x"] is not None:
+    labelled = feedback is not None and feedback["x"] is not None
+    if labelled:
         train = np.concatenate([train, feedback["new_normal"]])  # the operators' new normal joins train
     fitted = Scaler(scaler, clip).fit(train)
-    if feedback is not None and feedback["x"] is not None:
+    if labelled:
         extra = {
             "feedback": fitted.transform(feedback["x"]),
             "feedback_labels": feedback["labels"],

@@ -24,6 +24,7 @@ from prefect import task
 from components.feedback import Span, labelled_segments
 
 from .alerts import INCIDENTS, POINTS, SOURCES, VALUES, latest_verdicts, open_store
+from .files import write_atomic
 
 TIME = "timestamp"
 
@@ -79,15 +80,16 @@ def export_model(conn, model: str, context_steps: int) -> tuple[dict[str, pd.Dat
             part.insert(0, "segment", k)
             part["label"], part["new_normal"] = label[a:b], new_normal[a:b]
             parts.append(part[keep])
-        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[TIME, *features])
+        columns = ["segment", TIME, *features, "label", "new_normal"]
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
         frames[source] = frame
         record["series"][source] = {
             "features": features,
             "steps": len(frame),
-            "anomalous": int((frame["label"] == 1).sum()) if len(frame) else 0,
-            "normal": int((frame["label"] == 0).sum()) if len(frame) else 0,
-            "left_out": int((frame["label"] == -1).sum()) if len(frame) else 0,
-            "new_normal": int(frame["new_normal"].sum()) if len(frame) else 0,
+            "anomalous": int((frame["label"] == 1).sum()),
+            "normal": int((frame["label"] == 0).sum()),
+            "left_out": int((frame["label"] == -1).sum()),
+            "new_normal": int(frame["new_normal"].sum()),
             "without_values": dropped,
         }
         for inc in mine:
@@ -126,9 +128,7 @@ def export_feedback(store_url: str, folder: Path, context_steps: int) -> dict:
     finally:
         engine.dispose()
     index = {m: {"series": sorted(r["series"]), "incidents": len(r["incidents"])} for m, r in exported.items()}
-    staged = folder / f".index.json.{uuid.uuid4().hex[:8]}"
-    staged.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
-    staged.replace(folder / "index.json")
+    write_atomic(folder / "index.json", (json.dumps(index, indent=1, sort_keys=True) + "\n").encode())
     return exported
 
 
