@@ -452,6 +452,7 @@ def test_feedback_labels_reach_the_next_threshold_search(tmp_path):
     record_feedback(engine, int(fresh["id"]), "new_normal", "script")
     # the ranker: replaying the same feedback registers nothing new
     import mlflow
+
     from tasks.remedies import current_advisor
 
     client = mlflow.MlflowClient(f"sqlite:///{ws / 'mlflow' / 'mlflow.db'}")

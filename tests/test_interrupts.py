@@ -80,6 +80,7 @@ def test_ctrl_c_during_training_stops_within_seconds_and_leaves_nothing(tmp_path
 
 def test_an_interrupted_registration_marks_its_runs_killed(tmp_path):
     import mlflow
+
     from tasks.registry import mark_killed
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/store.db")
@@ -122,6 +123,7 @@ def test_sigkill_leaves_no_orphan_and_no_lock(tmp_path):
 
 def test_a_later_run_fails_the_runs_a_killed_process_left_running(tmp_path):
     import mlflow
+
     from tasks.registry import fail_runs_of_dead_processes, process_tags
 
     dead = subprocess.Popen(["true"])

@@ -172,9 +172,8 @@ def _register(root, uri, results, data, figures=None):
 
 
 def test_a_failing_champion_lookup_stops_the_run_and_leaves_the_champion(tracking, prepared, monkeypatch):
-    from mlflow.exceptions import MlflowException
-
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail on the first 503, not after minutes of backoff
     _, direct, proxy = tracking
@@ -202,6 +201,7 @@ def test_a_failing_champion_lookup_stops_the_run_and_leaves_the_champion(trackin
 
 def test_a_model_with_no_champion_yet_is_promoted_without_any_error(tracking, prepared):
     import mlflow
+
     from tasks.registry import find_champion
 
     _, direct, _ = tracking

@@ -219,8 +219,9 @@ def trained(tmp_path_factory):
 
 
 def test_predictors_are_registered_with_aliases_and_the_champion_from_validation(trained):
-    from flows.config import load_config
     from mlflow import MlflowClient
+
+    from flows.config import load_config
 
     tmp, params, stdout = trained
     cfg = load_config(params)
@@ -238,6 +239,7 @@ def test_predictors_are_registered_with_aliases_and_the_champion_from_validation
 def test_the_live_predictor_scores_as_the_registered_model_does_offline(trained):
 
     import mlflow
+
     from components.slo.predictors import SIGNALS
     from flows.config import load_config
     from tasks.slo import load_models
