@@ -166,11 +166,14 @@ def predictor_models(cfg: Config, root: Path, names: list[str] | None):
 
 
 def prediction_store(cfg: Config, root: Path, models):
-    """The champion's predictions into the alerts store (stream.store, else scoring.store):
-    the store and the champion's alias; (None, None) where the champion is not among ``models``."""
+    """The champion's predictions into the alerts store (stream.store, else scoring.store), the
+    remedies of each new incident ranked: the store and the champion's alias; (None, None)
+    where the champion is not among ``models``."""
     from tasks.slo import champion_predictor
     from tasks.stream import PredictionStore
     from tasks.urls import storage_url
+
+    from .feedback import remedy_settings
 
     st = cfg.stream
     champion = champion_predictor(_tracking(cfg, root), st.model_name)
@@ -178,7 +181,18 @@ def prediction_store(cfg: Config, root: Path, models):
         if name == champion:
             url = storage_url(st.store or cfg.scoring.store, root)
             source = f"slo/{st.topics.aggregate}"
-            return PredictionStore(url, source, st.model_name, version, name, threshold), name
+            store = PredictionStore(
+                url,
+                source,
+                st.model_name,
+                version,
+                name,
+                threshold,
+                remedies=remedy_settings(cfg, root),
+                tracking_uri=_tracking(cfg, root),
+                artifact_root=root / cfg.registry.artifact_root,
+            )
+            return store, name
     return None, None
 
 

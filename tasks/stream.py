@@ -36,6 +36,8 @@ from components.slo.predictors import SIGNALS, SLOPredictor, signal_matrix
 
 log = logging.getLogger("vigil.stream")
 TOP_SIGNALS = 3
+SLO_KIND = "slo"  # the source kind of predicted SLO violations, as remedies.catalogue's kinds name it
+ADVISOR_REFRESH_S = 60.0  # how stale the remedy ranker of a running predictor may get
 
 
 def _free_port() -> int:
@@ -336,15 +338,43 @@ def run_aggregator(
 class PredictionStore:
     """One predictor's predictions in the alerts store of the scoring service (`tasks.alerts`),
     stored as scored steps are: a point per second (score, threshold, the signals' values), an
-    alert per predicted second, incidents for runs of them; source ``slo/<aggregate topic>``."""
+    alert per predicted second, incidents for runs of them with their remedies ranked; source
+    ``slo/<aggregate topic>``."""
 
-    def __init__(self, url: str, source: str, model: str, version: str, predictor: str, threshold: float):
+    def __init__(
+        self,
+        url: str,
+        source: str,
+        model: str,
+        version: str,
+        predictor: str,
+        threshold: float,
+        remedies=None,
+        tracking_uri: str | None = None,
+        artifact_root: Path | None = None,
+    ):
         from .alerts import open_store
         from .scoring import Scorer
 
         self.engine = open_store(url)
         self.source = source
         self.scorer = Scorer(model, version, predictor, threshold, list(SIGNALS))
+        # remedies (`tasks.remedies.RemedySettings`): each new incident gets its remedies ranked,
+        # as the scoring service ranks those of scored files, its source being of kind SLO_KIND
+        self.remedies, self.tracking_uri, self.artifact_root = remedies, tracking_uri, artifact_root
+        self._advisor, self._advisor_at = None, -math.inf
+
+    def advisor(self):
+        """The remedy ranker of the feedback in force, looked up again at most every
+        ADVISOR_REFRESH_S: a predictor runs for days while operators report outcomes."""
+        if self.remedies is None:
+            return None
+        if time.monotonic() - self._advisor_at >= ADVISOR_REFRESH_S:
+            from .remedies import current_advisor
+
+            self._advisor = current_advisor(self.engine, self.tracking_uri, self.artifact_root, self.remedies, SLO_KIND)
+            self._advisor_at = time.monotonic()
+        return self._advisor
 
     def last_second(self) -> int | None:
         """The last second stored for the source (None: none yet)."""
@@ -363,12 +393,15 @@ class PredictionStore:
         from .scoring import TIME_FORMAT, store_steps
 
         times = [datetime.fromtimestamp(s, UTC).strftime(TIME_FORMAT) for s in seconds]
+        advisor = self.advisor()  # outside the transaction: it may register a version in MLflow
         with self.engine.begin() as conn:
             src = read_source(conn, self.source)
             open_incident = src["open_incident"] if src and src["version"] == self.scorer.version else None
-            open_incident, _, _ = store_steps(
+            open_incident, incidents, _ = store_steps(
                 conn, self.source, self.scorer, times, scores, contributions, values, open_incident
             )
+            if advisor is not None:
+                advisor.store_rankings(conn, incidents, SLO_KIND)
             row = {
                 "watermark": times[-1],
                 "steps": (src["steps"] if src else 0) + len(seconds),

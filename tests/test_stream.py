@@ -282,17 +282,85 @@ def test_the_live_predictor_scores_as_the_registered_model_does_offline(trained)
     # the champion's predictions are in the alerts store too, as scored steps with incidents
     import sqlalchemy as sa
 
-    from tasks.alerts import INCIDENTS, POINTS, open_store
+    from tasks.alerts import INCIDENTS, POINTS, incidents_of, open_store
 
     champion = json.loads((tmp / "reports" / "slo_validation.json").read_text())["best"]
     live = sorted((p for p in predictions if p["model"] == champion), key=lambda p: p["second"])
     with open_store(cfg.scoring.store).connect() as conn:
         points = conn.execute(sa.select(POINTS).where(POINTS.c.source == "slo/aggregate").order_by(POINTS.c.ts)).all()
         incidents = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.source == "slo/aggregate")).all()
+        shown = incidents_of(conn, "slo/aggregate")
     assert [p.flag for p in points] == [int(p["predicted"]) for p in live]
     assert [p.score for p in points] == pytest.approx([p["score"] for p in live])
     flags = np.array([p["predicted"] for p in live])
     assert len(incidents) == int((flags[1:] & ~flags[:-1]).sum() + flags[0]) > 0
+    # each predicted violation carries its remedies: those of catalogue kind slo, and those tied
+    # to a signal (cpu, mem) only where that signal was among the incident's top contributors
+    # when it opened and was ranked (its context; the incident may grow in later batches)
+    assert len(shown) == len(incidents)
+    proposed = []
+    for inc in shown:
+        context, ranking = inc["remedies"]["context"], inc["remedies"]["ranking"]
+        top = {m for m, share in context["top_metrics"] if share >= 0.05}
+        assert context["kind"] == "slo" and context["detector"] == champion
+        expected = {"restart_service", "scale_out"}
+        expected |= {"kill_runaway_process"} if "cpu" in top else set()
+        expected |= {"restart_service_maintenance"} if "mem" in top else set()
+        assert {r["remedy"] for r in ranking} == expected, (ranking, top)
+        assert all(r["tried"] == 0 for r in ranking)  # no outcome reported yet
+        proposed += [r["remedy"] for r in ranking]
+    assert "kill_runaway_process" in proposed  # the hogs that break the SLO show in cpu
+
+
+def test_a_running_predictor_ranks_remedies_with_the_feedback_reported_meanwhile(tmp_path, monkeypatch):
+    """No broker needed: the store a predictor writes to, three predicted violations, and an
+    outcome reported on the first; the ranker is looked up again once ADVISOR_REFRESH_S is past."""
+    import tasks.stream as stream
+    from components.slo.predictors import SIGNALS
+    from flows.config import load_config
+    from flows.feedback import remedy_settings
+    from tasks.alerts import incidents_of, record_feedback
+
+    settings = remedy_settings(load_config(REPO / "params.yaml"), REPO)
+    store = stream.PredictionStore(
+        f"sqlite:///{tmp_path}/alerts.db",
+        "slo/aggregate",
+        "vigil-slo",
+        "1",
+        "classifier",
+        0.5,
+        remedies=settings,
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        artifact_root=tmp_path / "artifacts",
+    )
+    cpu_first = np.array([0.03, 0.03, 0.9, 0.02, 0.02])  # contributions, in SIGNALS' order: cpu leads
+
+    def violation(start: int) -> dict:  # 3 predicted seconds, then 2 quiet ones; returns its incident
+        scores = np.array([0.9, 0.9, 0.9, 0.1, 0.1])
+        store.write(list(range(start, start + 5)), scores, np.tile(cpu_first, (5, 1)), np.ones((5, len(SIGNALS))))
+        with store.engine.connect() as conn:
+            return incidents_of(conn, "slo/aggregate")[-1]
+
+    first = violation(1_800_000_000)
+    assert first["remedies"]["ranker_version"] is None  # no outcome yet: the untrained ranker
+    assert {r["remedy"] for r in first["remedies"]["ranking"]} == {
+        "restart_service",
+        "scale_out",
+        "kill_runaway_process",
+    }
+    record_feedback(
+        store.engine, first["id"], "confirmed", "op", remedy="kill_runaway_process", resolved=True, minutes=5,
+        remedies=settings.names,
+    )  # fmt: skip
+    second = violation(1_800_000_100)  # within a minute of the last lookup: the same ranker
+    assert second["remedies"]["ranker_version"] is None
+    monkeypatch.setattr(stream, "ADVISOR_REFRESH_S", 0.0)
+    third = violation(1_800_000_200)
+    assert third["remedies"]["ranker_version"] == "1"  # fitted on that outcome and registered
+    ranking = third["remedies"]["ranking"]
+    assert ranking[0]["remedy"] == "kill_runaway_process" and ranking[0]["tried"] == ranking[0]["resolved"] == 1
+    assert ranking[0]["like_this"][0]["incident"] == first["id"]
+    store.engine.dispose()
 
 
 def test_demo_runs_the_whole_loop_and_prints_the_table(trained):
