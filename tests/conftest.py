@@ -1,8 +1,13 @@
+import atexit
 import contextlib
+import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -64,15 +69,40 @@ def serving(cmd: list[str], url: str, *, env: dict | None = None, timeout: float
         proc.wait(timeout=30)
 
 
+@functools.cache
+def _migrated_prefect_home() -> Path:
+    """A Prefect home whose database a temporary API has created and migrated, once a session."""
+    home = Path(tempfile.mkdtemp(prefix="vigil-prefect-home-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    code = "from flows.prefect_api import prefect_api\nwith prefect_api():\n    pass\n"
+    subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PREFECT_HOME": str(home)}, check=True, timeout=300
+    )
+    return home
+
+
+def prefect_home(path: Path) -> str:
+    """``path`` as the Prefect home of a test's commands: its own database, started as a copy of
+    one migrated once a session (a new database spends some 5 s on migrations at the first
+    command that opens it, a cost a user pays once and the tests would pay in every workspace).
+    A home that has a database already keeps it."""
+    path = Path(path)
+    if not (path / "prefect.db").exists():
+        path.mkdir(parents=True, exist_ok=True)
+        template = _migrated_prefect_home()
+        for name in ("prefect.db", "prefect.db-wal", "memo_store.toml"):  # the log it was left with; block types done
+            if (template / name).exists():
+                shutil.copy2(template / name, path / name)
+    return str(path)
+
+
 @contextlib.contextmanager
 def prefect_server(home: Path):
     """A real `prefect server` on a free loopback port, its state under ``home``; yields the
     `prefect` command and the environment that points clients at it."""
-    import sys
-
     port = free_port()
     prefect = str(Path(sys.executable).parent / "prefect")
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    env = {**os.environ, "PREFECT_HOME": prefect_home(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
     server = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with serving(server, f"http://127.0.0.1:{port}/api/health", env=env):
         yield prefect, env

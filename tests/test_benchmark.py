@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, prefect_home
 from test_pipeline import DVC, make_workspace, sh
 
 from components.benchmark import best_point_adjusted_f1
@@ -104,7 +104,8 @@ def bench(tmp_path_factory):
 
     (ws / "README.md").write_text(f"# scratch\n\n## Benchmark\n\n{README_START}\n{README_END}\n")
     # dvc runs the stage's `python -m flows.benchmark` with the first python on PATH: this venv's
-    env = {"PREFECT_HOME": str(ws.parent / "prefect-home"), "PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}"}
+    home = prefect_home(ws.parent / "prefect-home")
+    env = {"PREFECT_HOME": home, "PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}"}
     first = sh(DVC, "repro", "benchmark", cwd=ws, env=_env(env))
     return ws, first, env
 
@@ -231,7 +232,10 @@ def test_benchmark_deployment_runs_by_hand_on_a_worker(bench, tmp_path):
     port = free_port()
     prefect = str(REPO / ".venv/bin/prefect")
     env = _env(
-        {"PREFECT_HOME": str(tmp_path / "prefect-server-home"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+        {
+            "PREFECT_HOME": prefect_home(tmp_path / "prefect-server-home"),
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        }
     )
     with serving(
         [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -268,7 +272,7 @@ def test_tuned_flag_tunes_each_detector_per_series_on_validation_only(tmp_path):
     ws = make_workspace(tmp_path, params)
     _write_series_csv(ws / "bench/ops/web-1.csv", seed=1)
     _write_series_csv(ws / "bench/grid/storage-7.csv", seed=2)
-    env = _env({"PREFECT_HOME": str(tmp_path / "prefect-home")})
+    env = _env({"PREFECT_HOME": prefect_home(tmp_path / "prefect-home")})
     out = sh(
         str(REPO / ".venv/bin/python"), "-m", "flows.benchmark", "--tuned", "--only", "csv:web-1.csv", cwd=ws, env=env
     )

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import REPO
+from conftest import REPO, prefect_home
 from test_pipeline import SMALL, VIGIL, make_workspace, sh, vigil_run
 
 from components.datasets import make_synthetic
@@ -416,7 +416,7 @@ def test_feedback_labels_reach_the_next_threshold_search(tmp_path):
     arriving["timestamp"] = arriving["timestamp"] + pd.Timedelta(days=30)  # later than the training data
     path = tmp_path / "arriving.csv"
     arriving.to_csv(path, index=False)
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env = {**os.environ, "PREFECT_HOME": prefect_home(tmp_path / "prefect-home")}
     out = sh(VIGIL, "score", str(path), "--source", "web-7", cwd=ws, env=env)
     assert "ranked by the untrained remedy ranker (no outcome reported yet)" in out.stdout, out.stdout
     url = f"sqlite:///{ws / '.vigil' / 'alerts.db'}"

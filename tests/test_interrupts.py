@@ -11,6 +11,7 @@ import time
 
 import psutil
 import pytest
+from conftest import prefect_home
 from test_pipeline import SMALL, VIGIL, full, make_workspace
 
 
@@ -24,7 +25,7 @@ def _prefect_states(ws, crash_dead_first=False) -> set[str]:
         "    with get_client(sync_client=True) as c:\n"
         "        print(sorted({r.state_type.value for r in c.read_flow_runs()}))\n"
     )
-    env = {**os.environ, "PREFECT_HOME": str(ws.parent / "prefect-home")}
+    env = {**os.environ, "PREFECT_HOME": prefect_home(ws.parent / "prefect-home")}
     from conftest import REPO
 
     out = subprocess.run([os.sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
@@ -35,7 +36,7 @@ LONG_TRAINING = {**SMALL, "detectors": {"zscore": {}, "lstm_ae": {"epochs": 500,
 
 
 def _start_and_wait_for_training(ws):
-    env = {**os.environ, "PREFECT_HOME": str(ws.parent / "prefect-home")}
+    env = {**os.environ, "PREFECT_HOME": prefect_home(ws.parent / "prefect-home")}
     proc = subprocess.Popen(
         [VIGIL, "run", "--new-data-version"], cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 import yaml
+from conftest import prefect_home
 from test_pipeline import SMALL, VIGIL, _mlflow, full, make_workspace
 
 
@@ -34,7 +35,7 @@ def _labelled_csv(folder):
 
 
 def _start(ws, *args):
-    env = {**os.environ, "PREFECT_HOME": str(ws.parent / "prefect-home")}
+    env = {**os.environ, "PREFECT_HOME": prefect_home(ws.parent / "prefect-home")}
     return subprocess.Popen(
         [VIGIL, "run", *args], cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, prefect_home
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -61,7 +61,7 @@ def make_workspace(root: Path, params: dict) -> Path:
 
 
 def vigil_run(ws: Path, *args, check=True):
-    env = {**os.environ, "PREFECT_HOME": str(ws.parent / "prefect-home")}
+    env = {**os.environ, "PREFECT_HOME": prefect_home(ws.parent / "prefect-home")}
     return sh(VIGIL, "run", *args, cwd=ws, check=check, env=env)
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import REPO, free_port, prefect_server, serving
+from conftest import REPO, free_port, prefect_home, prefect_server, serving
 from test_pipeline import SMALL, VIGIL, make_workspace, sh, vigil_run
 
 WINDOW = 8
@@ -65,7 +65,7 @@ def drop(frame: pd.DataFrame, landing: Path, source: str, name: str, fmt: str = 
 
 
 def score(ws: Path, params: Path, *args, check=True, env=None):
-    env = {**os.environ, "PREFECT_HOME": str(ws.parent / "prefect-home"), **(env or {})}
+    env = {**os.environ, "PREFECT_HOME": prefect_home(ws.parent / "prefect-home"), **(env or {})}
     return sh(VIGIL, "score", "--params", str(params), *args, cwd=ws, check=check, env=env)
 
 
@@ -227,7 +227,7 @@ def test_a_killed_scoring_run_neither_duplicates_nor_skips_steps(trained, tmp_pa
     n_files = 120
     for i, part in enumerate(split(frame, n_files)):
         drop(part, landing, "db-1", f"part-{i:03d}")
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env = {**os.environ, "PREFECT_HOME": prefect_home(tmp_path / "prefect-home")}
     proc = subprocess.Popen(
         [VIGIL, "score", "--params", str(params)], cwd=ws, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -420,7 +420,7 @@ def test_the_live_page_shows_new_scores_without_a_reload(trained, tmp_path):
     (ws / "reports").mkdir(exist_ok=True)
     shutil.copy(REPO / "reports" / "benchmark_summary.json", ws / "reports" / "benchmark_summary.json")
     web_port, driver_port = free_port(), free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env = {**os.environ, "PREFECT_HOME": prefect_home(tmp_path / "prefect-home")}
     web = [VIGIL, "web", "--params", str(params), "--port", str(web_port)]
     with (
         serving(web, f"http://127.0.0.1:{web_port}/api/sources", env=env, cwd=ws),
