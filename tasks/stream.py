@@ -372,7 +372,16 @@ class PredictionStore:
         if time.monotonic() - self._advisor_at >= ADVISOR_REFRESH_S:
             from .remedies import current_advisor
 
-            self._advisor = current_advisor(self.engine, self.tracking_uri, self.artifact_root, self.remedies, SLO_KIND)
+            try:
+                self._advisor = current_advisor(
+                    self.engine, self.tracking_uri, self.artifact_root, self.remedies, SLO_KIND
+                )
+            except Exception as exc:  # MLflow or the store unreachable a moment: predictions go on
+                if self._advisor is None:
+                    raise
+                log.warning(
+                    "remedy ranker: looking it up again failed (%s); version %s ranks", exc, self._advisor.version
+                )
             self._advisor_at = time.monotonic()
         return self._advisor
 

@@ -312,7 +312,7 @@ def test_the_live_predictor_scores_as_the_registered_model_does_offline(trained)
     assert "kill_runaway_process" in proposed  # the hogs that break the SLO show in cpu
 
 
-def test_a_running_predictor_ranks_remedies_with_the_feedback_reported_meanwhile(tmp_path, monkeypatch):
+def test_a_running_predictor_ranks_remedies_with_the_feedback_reported_meanwhile(tmp_path, monkeypatch, caplog):
     """No broker needed: the store a predictor writes to, three predicted violations, and an
     outcome reported on the first; the ranker is looked up again once ADVISOR_REFRESH_S is past."""
     import tasks.stream as stream
@@ -360,6 +360,11 @@ def test_a_running_predictor_ranks_remedies_with_the_feedback_reported_meanwhile
     ranking = third["remedies"]["ranking"]
     assert ranking[0]["remedy"] == "kill_runaway_process" and ranking[0]["tried"] == ranking[0]["resolved"] == 1
     assert ranking[0]["like_this"][0]["incident"] == first["id"]
+    (tmp_path / "file").write_text("")  # a store under a file: MLflow out of reach a while
+    store.tracking_uri = f"sqlite:///{tmp_path}/file/mlflow.db"
+    fourth = violation(1_800_000_300)
+    assert fourth["remedies"]["ranker_version"] == "1"  # the ranker found last goes on ranking
+    assert "looking it up again failed" in caplog.text
     store.engine.dispose()
 
 
