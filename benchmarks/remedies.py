@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from components.remedies import get_ranker  # noqa: E402
 from components.remedy_simulation import SimulationConfig, default_world, generate_incidents, simulate  # noqa: E402
 from flows.config import load_config  # noqa: E402
-from flows.feedback import remedy_settings  # noqa: E402
+from flows.remedies import remedy_settings  # noqa: E402
 
 POLICIES = ("linucb", "thompson", "success_rate", "catalogue_order", "random")
 

@@ -15,9 +15,7 @@ import argparse
 import getpass
 import json
 import sys
-from pathlib import Path
 
-from components.remedies import RANKERS, Remedy
 from tasks.alerts import INCIDENTS, VERDICTS, FeedbackError, feedback_of, open_store, rankings_of, record_feedback
 from tasks.remedies import RemedySettings, current_advisor
 from tasks.urls import storage_url
@@ -25,31 +23,8 @@ from tasks.urls import storage_url
 from .config import Config, ConfigError, load_config
 from .entry import run_entry
 from .feedback_export import export_flow, export_summary, store_exists
+from .remedies import remedy_settings
 from .workspace import Workspace
-
-
-def remedy_settings(cfg: Config, root: Path) -> RemedySettings:
-    """The ``remedies`` section as plain values: the catalogue read (from its file where it
-    names one) and the ranker checked against the registry and its parameters."""
-    rem = cfg.remedies
-    if rem.ranker.name not in RANKERS:
-        raise ConfigError(f"remedies.ranker.name: {rem.ranker.name!r} is not one of {sorted(RANKERS)}")
-    allowed = RANKERS[rem.ranker.name]()._param_names()
-    unknown = sorted(set(rem.ranker.params) - set(allowed))
-    if unknown:
-        raise ConfigError(f"remedies.ranker.params: {unknown} unknown to {rem.ranker.name}; known: {allowed}")
-    catalogue = tuple(
-        Remedy(e.name, e.description, tuple(e.kinds), tuple(e.detectors), tuple(e.metrics)) for e in rem.entries(root)
-    )
-    return RemedySettings(
-        catalogue=catalogue,
-        ranker=rem.ranker.name,
-        ranker_params=dict(rem.ranker.params),
-        time_scale=rem.time_scale_minutes,
-        dim=rem.features,
-        model_name=rem.model_name,
-        experiment=rem.experiment,
-    )
 
 
 def source_kind(cfg: Config, ws: Workspace) -> str:

@@ -24,7 +24,8 @@ from tasks.urls import storage_url
 
 from .config import Config, ConfigError, load_config
 from .entry import run_entry
-from .feedback import remedy_settings, source_kind
+from .feedback import source_kind
+from .remedies import remedy_settings
 from .run_lock import checkout_lock
 from .workspace import Workspace
 

@@ -173,7 +173,7 @@ def prediction_store(cfg: Config, root: Path, models):
     from tasks.stream import PredictionStore
     from tasks.urls import storage_url
 
-    from .feedback import remedy_settings
+    from .remedies import remedy_settings
 
     st = cfg.stream
     champion = champion_predictor(_tracking(cfg, root), st.model_name)

@@ -150,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from .feedback import remedy_settings, update_ranker
+    from .feedback import update_ranker
+    from .remedies import remedy_settings
     from .workspace import Workspace
 
     cfg = load_config(args.params)

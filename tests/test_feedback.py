@@ -41,7 +41,7 @@ from components.remedies import (
 from components.remedy_simulation import SimulationConfig, default_world, generate_incidents, simulate
 from components.thresholds import best_f1_threshold
 from flows.config import load_config, parse_config
-from flows.feedback import remedy_settings
+from flows.remedies import remedy_settings
 from tasks.alerts import AUDIT, FEEDBACK, FeedbackError, latest_verdicts, open_store, record_feedback
 from tasks.data import Processed
 from tasks.remedies import fit_advisor

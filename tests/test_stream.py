@@ -318,7 +318,7 @@ def test_a_running_predictor_ranks_remedies_with_the_feedback_reported_meanwhile
     import tasks.stream as stream
     from components.slo.predictors import SIGNALS
     from flows.config import load_config
-    from flows.feedback import remedy_settings
+    from flows.remedies import remedy_settings
     from tasks.alerts import incidents_of, record_feedback
 
     settings = remedy_settings(load_config(REPO / "params.yaml"), REPO)
