@@ -176,7 +176,8 @@ def prediction_store(cfg: Config, root: Path, models):
     from .remedies import remedy_settings
 
     st = cfg.stream
-    champion = champion_predictor(_tracking(cfg, root), st.model_name)
+    tracking = _tracking(cfg, root)
+    champion = champion_predictor(tracking, st.model_name)
     for name, version, _, threshold in models:
         if name == champion:
             url = storage_url(st.store or cfg.scoring.store, root)
@@ -189,7 +190,7 @@ def prediction_store(cfg: Config, root: Path, models):
                 name,
                 threshold,
                 remedies=remedy_settings(cfg, root),
-                tracking_uri=_tracking(cfg, root),
+                tracking_uri=tracking,
                 artifact_root=root / cfg.registry.artifact_root,
             )
             return store, name

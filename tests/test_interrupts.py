@@ -11,7 +11,7 @@ import time
 
 import psutil
 import pytest
-from conftest import prefect_home
+from conftest import REPO, prefect_home
 from test_pipeline import SMALL, VIGIL, full, make_workspace
 
 
@@ -26,8 +26,6 @@ def _prefect_states(ws, crash_dead_first=False) -> set[str]:
         "        print(sorted({r.state_type.value for r in c.read_flow_runs()}))\n"
     )
     env = {**os.environ, "PREFECT_HOME": prefect_home(ws.parent / "prefect-home")}
-    from conftest import REPO
-
     out = subprocess.run([os.sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     return set(eval(out.stdout.strip().splitlines()[-1]))
 

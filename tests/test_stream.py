@@ -240,6 +240,7 @@ def test_the_live_predictor_scores_as_the_registered_model_does_offline(trained)
 
     import mlflow
 
+    from components.remedies import MIN_SHARE
     from components.slo.predictors import SIGNALS
     from flows.config import load_config
     from tasks.slo import load_models
@@ -301,7 +302,7 @@ def test_the_live_predictor_scores_as_the_registered_model_does_offline(trained)
     proposed = []
     for inc in shown:
         context, ranking = inc["remedies"]["context"], inc["remedies"]["ranking"]
-        top = {m for m, share in context["top_metrics"] if share >= 0.05}
+        top = {m for m, share in context["top_metrics"] if share >= MIN_SHARE}
         assert context["kind"] == "slo" and context["detector"] == champion
         expected = {"restart_service", "scale_out"}
         expected |= {"kill_runaway_process"} if "cpu" in top else set()
