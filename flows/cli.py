@@ -360,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     web.add_argument("--params", default="params.yaml")
     web.add_argument("--host", help="default: web.host")
     web.add_argument("--port", type=int, help="default: web.port")
+    web.add_argument(
+        "--expose", action="store_true", help="allow an address other than loopback (every request then needs a token)"
+    )
     web.set_defaults(func=_web)
     feedback = sub.add_parser(
         "feedback",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -197,12 +197,20 @@ class ScoringConfig(_Strict):
     store: str = "sqlite:///.vigil/alerts.db"  # any SQLAlchemy URL (postgresql+psycopg2://...)
     keep_values: bool = True  # store each step's metric values too (the live view plots them)
     experiment: str = "vigil-score"  # MLflow: one run per scoring run, with its counts
+    # a file modified less than this long ago may still be being written: it waits for the next
+    # run (shippers that write to a hidden or .tmp/.part name and rename need no wait)
+    settle_seconds: float = Field(2.0, ge=0)
 
 
 class WebConfig(_Strict):
     host: str = "127.0.0.1"  # `vigil web`; another address exposes the alerts to that network
     port: int = Field(8050, ge=1, le=65535)
     refresh_seconds: float = Field(2.0, gt=0)  # how often the page asks for new points
+    # host names the page is served under besides 127.0.0.1, localhost and ::1 (any other
+    # Host header gets 400: a DNS-rebinding page cannot reach the alerts through its own name)
+    allowed_hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]{1,253}$|^\[?[0-9A-Fa-f:.]+\]?$")]] = Field(
+        default_factory=list
+    )
 
 
 class FeedbackConfig(_Strict):
@@ -414,6 +422,9 @@ class LogsConfig(_Strict):
     spark_master: str = "local[2]"  # with engine spark: local[N] in this process, or a cluster's URL
     spark_partitions: int = Field(8, ge=1)  # spark.sql.shuffle.partitions
     bin_seconds: int = Field(60, ge=1)  # one telemetry step per series
+    # a folder's events may lie at most this many days apart: a day file dated a century away
+    # is refused by name before the dense telemetry allocates a step for every bin between
+    max_span_days: int = Field(366, ge=1)
     train_fraction: float = Field(0.5, gt=0, lt=1)  # leading share of each series' bins that is train
     dcache_billing: BillingSource = BillingSource()
     rucio_transfers: TransferSource = TransferSource()

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 
 EXIT_CONFIG = 2  # params.yaml refused
-EXIT_DATA = 3  # data version refused, validation failed, or the data itself is bad
+EXIT_DATA = 3  # data version refused, validation failed, the data itself is bad, or a store unusable
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as a shell reports SIGINT
 
 
@@ -62,13 +62,15 @@ def _run_flows(body: Callable[[], str]) -> None:
     this process; open runs of dead processes are crashed first, this one's cancelled on Ctrl-C."""
     import prefect
 
+    from components.text import printable
+
     from .prefect_api import cancel_own_runs, crash_runs_of_dead_processes, prefect_api, process_tags
 
     with prefect_api():
         crash_runs_of_dead_processes()
         try:
             with prefect.tags(*process_tags()):
-                print(body())
+                print(printable(body()))
         except KeyboardInterrupt:
             cancel_own_runs("interrupted (Ctrl-C or SIGTERM)")
             raise
@@ -83,6 +85,7 @@ def run_entry(body: Callable[[], str], runs_flows: bool = True) -> int:
 
     from components.datasets import DataError  # validation and data-version refusals are DataErrors too
     from components.detectors import FormatError
+    from components.text import printable
 
     from .config import ConfigError
 
@@ -92,13 +95,13 @@ def run_entry(body: Callable[[], str], runs_flows: bool = True) -> int:
         if runs_flows:
             _run_flows(body)
         else:
-            print(body())
+            print(printable(body()))
     except KeyboardInterrupt:
         print("vigil: interrupted; the published data, models, reports and champion are as they were", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ConfigError, DataError, FormatError) as exc:
+    except (ConfigError, DataError, FormatError) as exc:  # tasks.alerts.StoreError is a DataError
         if debugging():
             traceback.print_exc()
-        print(f"vigil: {exc}", file=sys.stderr)
+        print(f"vigil: {printable(exc)}", file=sys.stderr)  # names from outside: control characters shown, not run
         return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_DATA
     return 0

@@ -54,6 +54,7 @@ def make_telemetry(
         spark_master=logs.spark_master,
         spark_partitions=logs.spark_partitions,
         force=force or generated,
+        max_span_days=logs.max_span_days,
     )
     return {**stamp, "generated": generated}
 

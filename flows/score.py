@@ -11,15 +11,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 from prefect import flow
 
 from components.datasets import DataError
+from components.text import one_line
 from tasks.data import model_name as default_model_name
-from tasks.scoring import log_scoring_run, score_landing
+from tasks.scoring import (
+    SUFFIXES,
+    being_written,
+    log_scoring_run,
+    registry_errors,
+    score_landing,
+    source_name_problem,
+)
 from tasks.urls import storage_url
 
 from .config import Config, ConfigError, load_config
@@ -62,8 +72,10 @@ def score_flow(params: str = "params.yaml", repo_root: str = ".", wait_for_lock:
             remedies=remedy_settings(cfg, ws.root),
             kind=source_kind(cfg, ws),
             artifact_root=ws.root / cfg.registry.artifact_root,
+            settle_seconds=sc.settle_seconds,
         )
-        log_scoring_run(tracking, sc.experiment, ws.root / cfg.registry.artifact_root, result)
+        with registry_errors(tracking):
+            log_scoring_run(tracking, sc.experiment, ws.root / cfg.registry.artifact_root, result)
     return result
 
 
@@ -74,6 +86,8 @@ def summary(result: dict) -> str:
         f"{result['files_scored']} file(s), {result['steps']} steps in, {result['steps_scored']} scored, "
         f"{result['alerts']} alert(s) in {result['incidents']} new incident(s); "
         f"{result['files_quarantined']} file(s) quarantined"
+        + (f", {result['files_waiting']} still being written" if result["files_waiting"] else "")
+        + (f", {result['files_refused']} refused and left in place" if result["files_refused"] else "")
     ]
     if result["incidents"]:
         ranker = result.get("ranker_version")
@@ -81,18 +95,40 @@ def summary(result: dict) -> str:
         lines.append(f"remedies of the new incidents ranked by {by}")
     for o in result["outcomes"]:
         if o["status"] == "quarantined":
-            lines.append(f"  quarantined {o['source']}/{o['file']}: {o['reason'][0]}")
+            lines.append(f"  quarantined {one_line(o['source'])}/{one_line(o['file'])}: {one_line(o['reason'][0])}")
+    for k in result["skipped"]:
+        if not k["waiting"]:
+            lines.append(f"  left in place {one_line(k['path'])}: {one_line(k['reason'])}")
     return "\n".join(lines)
 
 
 def land(file: Path, landing: Path, source: str) -> Path:
-    """Copy ``file`` into the landing folder as an arrival of ``source`` (a name taken there
-    is refused: the file waiting under it would be lost)."""
+    """Copy ``file`` into the landing folder as an arrival of ``source``. The source must be a
+    plain folder name (no ``..``, no separator, no control characters) and the target must stay
+    inside the landing folder; a name taken there is refused: the file waiting under it would
+    be lost."""
+    problem = source_name_problem(source)
+    if problem:
+        raise ConfigError(f"--source {one_line(source)!r}: {problem}; give the series' name as one folder name")
+    if file.suffix.lower() not in SUFFIXES or being_written(file.name) or source_name_problem(file.name):
+        raise DataError(f"{one_line(file)}: give a .csv or .parquet file with a plain, visible name")
+    if not file.is_file():
+        raise DataError(f"{one_line(file)}: no such file")
+    root = landing.resolve()
     target = landing / source / file.name
-    if target.exists():
+    if not target.parent.resolve().is_relative_to(root):
+        raise DataError(f"{one_line(target.parent)} leads out of the landing folder {root}: not copying {file}")
+    if target.exists() or target.is_symlink():
         raise DataError(f"{target} is already waiting to be scored; rename {file} or wait for that run")
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(file, target)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")  # never read as an arrival
+    shutil.copy2(file, partial)
+    try:  # whole, or not at all: scoring never meets half of it; and a file arriving meanwhile stays
+        os.link(partial, target)
+    except FileExistsError:
+        raise DataError(f"{target} is already waiting to be scored; rename {file} or wait for that run") from None
+    finally:
+        partial.unlink()
     return target
 
 

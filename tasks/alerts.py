@@ -7,13 +7,28 @@ watermark and state, and the file's own row, so a crash leaves either all of it 
 from __future__ import annotations
 
 import json
+import unicodedata
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
 
+from components.datasets import DataError
+
 META = sa.MetaData()
+
+# Limits on what comes from outside (the page, `vigil feedback`, landing folder names); the
+# columns below are sized by them.
+SOURCE_MAX = 200  # characters of a source (series) name
+WHO_MAX = 100  # characters of an operator's name
+REMEDY_MAX = 100  # characters of a remedy's name
+NOTE_MAX = 2000  # characters of a note on a verdict
+MINUTES_MAX = 525_600.0  # a year: minutes spent on or to resolve an incident
+MAX_ID = 2**63 - 1  # the largest row id (64-bit keys); a larger one names no row
 
 
 def _id() -> sa.Column:
@@ -134,6 +149,12 @@ RANKINGS = sa.Table(  # the remedies proposed for an incident when it opened, an
     sa.Column("context", sa.Text, nullable=False),  # JSON: what the ranker saw of the incident
     sa.Column("ranking", sa.Text, nullable=False),  # JSON: [{remedy, score, description, tried, resolved, like_this}]
 )
+STORE_INFO = sa.Table(  # one row: which store this is, so a deleted or replaced store is noticed
+    "store_info",
+    META,
+    sa.Column("store_id", sa.String(40), primary_key=True),
+    sa.Column("created", sa.String(40), nullable=False),
+)
 sa.Index("points_by_source", POINTS.c.source, POINTS.c.id)
 sa.Index("alerts_by_source", ALERTS.c.source, ALERTS.c.id)
 sa.Index("incidents_by_source", INCIDENTS.c.source, INCIDENTS.c.id)
@@ -147,23 +168,143 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+class StoreError(DataError):
+    """A store Vigil needs (the alerts store, the MLflow registry) cannot be used as it is
+    (missing, replaced, read-only, unreachable); the message is one paragraph naming the store
+    and what to do. A `DataError`, so every command reports it as one."""
+
+
+def store_problem(url: str, exc: Exception) -> StoreError:
+    """A database error as one paragraph naming the store and what to do."""
+    from .urls import shown_url
+
+    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "readonly" in first.replace("-", "").replace(" ", "").lower() or "permission" in first.lower():
+        todo = "make it writable by this user, or point scoring.store at a store this user may write"
+    else:
+        todo = "check that it exists and is reachable (scoring.store in params.yaml names it)"
+    return StoreError(f"the alerts store {shown_url(url)} failed: {first}; {todo}")
+
+
+@contextmanager
+def store_errors(url: str):
+    """Database errors inside as `StoreError` paragraphs (`store_problem`)."""
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.DatabaseError, sa.exc.InterfaceError) as exc:
+        raise store_problem(url, exc) from None
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def _engine(url: str) -> sa.Engine:
+    path = _sqlite_path(url)
+    if path is None:
+        return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _wal(dbapi_conn, _record):
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+    return engine
+
+
 def open_store(url: str) -> sa.Engine:
     """The store at ``url`` (``sqlite:///path`` or any SQLAlchemy URL), its tables made if
     missing. SQLite waits up to 30 s for another writer (the web view reads meanwhile: WAL)."""
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
+    path = _sqlite_path(url)
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
-
-        @sa.event.listens_for(engine, "connect")
-        def _wal(dbapi_conn, _record):
-            dbapi_conn.execute("PRAGMA journal_mode=WAL")
-            dbapi_conn.execute("PRAGMA synchronous=NORMAL")
-
-    else:
-        engine = sa.create_engine(url, pool_pre_ping=True)
-    META.create_all(engine)
+    engine = _engine(url)
+    with store_errors(url):
+        META.create_all(engine)
+        with engine.begin() as conn:
+            if conn.execute(sa.select(STORE_INFO.c.store_id)).first() is None:
+                conn.execute(sa.insert(STORE_INFO).values(store_id=uuid.uuid4().hex, created=now()))
     return engine
+
+
+def store_id(conn) -> str | None:
+    row = conn.execute(sa.select(STORE_INFO.c.store_id)).first()
+    return row[0] if row else None
+
+
+@dataclass
+class OpenStore:
+    """A store that must stay the one opened: each use checks that it was neither deleted nor
+    replaced meanwhile (a SQLite file by its inode, any store by its id), and turns database
+    errors into `StoreError` paragraphs."""
+
+    url: str
+    engine: sa.Engine
+    store_id: str
+    inode: tuple[int, int] | None
+
+    def check(self) -> None:
+        from .urls import shown_url
+
+        path = _sqlite_path(self.url)
+        if path is not None:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                raise StoreError(
+                    f"the alerts store {path} was deleted while this service used it: restore it, or "
+                    "restart the service on the store `vigil score` writes now"
+                ) from None
+            if (st.st_dev, st.st_ino) != self.inode:
+                raise StoreError(
+                    f"the alerts store {path} was replaced by another file while this service used it: "
+                    "restart the service to read the new one"
+                )
+        with self._errors(), self.engine.connect() as conn:
+            found = store_id(conn)
+        if found != self.store_id:
+            raise StoreError(
+                f"the alerts store {shown_url(self.url)} is no longer the one this service opened "
+                f"(store id {found}, opened {self.store_id}): restart the service to read it"
+            )
+
+    @contextmanager
+    def connect(self):
+        self.check()
+        with self._errors(), self.engine.connect() as conn:
+            yield conn
+
+    def _errors(self):
+        return store_errors(self.url)
+
+
+def open_existing_store(url: str) -> OpenStore:
+    """The store at ``url`` for a reader (the live page): it must exist already, made by
+    `vigil score` (an empty store made here would be served as a blank page)."""
+    from .urls import shown_url
+
+    path = _sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise StoreError(
+            f"no alerts store at {path}: `vigil score` makes it when it scores the landing folder "
+            "(or set scoring.store to the store it writes)"
+        )
+    engine = _engine(url)
+    with store_errors(url):
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(STORE_INFO.name) and not sa.inspect(conn).has_table(SOURCES.name):
+                engine.dispose()
+                raise StoreError(f"{shown_url(url)} holds no alerts store: run `vigil score` first")
+        META.create_all(engine)  # a store made by an earlier Vigil gains the tables added since
+        with engine.begin() as conn:
+            if store_id(conn) is None:
+                conn.execute(sa.insert(STORE_INFO).values(store_id=uuid.uuid4().hex, created=now()))
+            sid = store_id(conn)
+    st = path.stat() if path is not None else None
+    return OpenStore(url, engine, sid, (st.st_dev, st.st_ino) if st else None)
 
 
 def read_source(conn, source: str) -> dict | None:
@@ -303,8 +444,14 @@ def record_feedback(
         raise FeedbackError(f"verdict: {verdict!r} is not one of {list(VERDICTS)}")
     if not who or not who.strip():
         raise FeedbackError("who: give the operator's name (the audit row records it)")
-    if len(who.strip()) > 100 or (remedy is not None and len(remedy) > 100):
-        raise FeedbackError("who, remedy: at most 100 characters each")
+    if len(who.strip()) > WHO_MAX or (remedy is not None and len(remedy) > REMEDY_MAX):
+        raise FeedbackError(f"who, remedy: at most {WHO_MAX} characters each")
+    if _has_control(who):
+        raise FeedbackError("who: a name without control characters")
+    if note is not None and len(note) > NOTE_MAX:
+        raise FeedbackError(f"note: at most {NOTE_MAX} characters ({len(note)} given)")
+    if not 1 <= int(incident) <= MAX_ID:
+        raise FeedbackError(f"incident: {incident} is not an incident id (1 to {MAX_ID})")
     if remedy is None and (resolved is not None or minutes is not None):
         raise FeedbackError("remedy: an outcome (resolved, minutes) needs the remedy it is the outcome of")
     if remedy is not None:
@@ -312,8 +459,8 @@ def record_feedback(
             raise FeedbackError(f"remedy: {remedy!r} is not in the catalogue ({', '.join(remedies)})")
         if resolved is None:
             raise FeedbackError(f"resolved: say whether {remedy!r} resolved incident {incident} (yes or no)")
-    if minutes is not None and not (minutes >= 0 and np.isfinite(minutes)):
-        raise FeedbackError(f"minutes: {minutes!r} is not a number of minutes >= 0")
+    if minutes is not None and not (0 <= minutes <= MINUTES_MAX):
+        raise FeedbackError(f"minutes: {minutes!r} is not a number of minutes from 0 to {MINUTES_MAX:g}")
     row = {
         "incident": int(incident),
         "verdict": verdict,
@@ -335,6 +482,10 @@ def record_feedback(
             )
         )
     return fid
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch)[0] == "C" for ch in text)
 
 
 def latest_verdicts(conn, incidents: list[int] | None = None) -> dict[int, dict]:

@@ -23,10 +23,14 @@ from components.datasets import DataError, write_synthetic_layout
 from components.datasets.telemetry_layout import STAMP
 from components.logs import dense_series, dropped_summary, merge_reports, read_incidents, split_series
 from components.logs.formats import get_format
+from components.logs.records import check_span
 from components.logs.telemetry import INCIDENTS_FILE
+from components.text import printable
 
 from . import progress
 from .engines import featurise
+
+MAX_SPAN_DAYS = 366  # logs.max_span_days: how far apart a folder's events may lie
 
 
 @task(name="generate logs")
@@ -66,21 +70,26 @@ def logs_digest(files: list[Path]) -> dict[str, str]:
     return digests
 
 
-def read_logs(log_format: str, folder: Path, events_dir: Path) -> dict:
+def read_logs(log_format: str, folder: Path, events_dir: Path, max_span_days: int = MAX_SPAN_DAYS) -> dict:
     """Every day file of ``folder`` read into one Parquet file each under ``events_dir``; the
-    merged report (`components.logs.merge_reports`). No file at all is an error naming the folder."""
+    merged report (`components.logs.merge_reports`), with the files skipped and why. No file at
+    all is an error naming the folder; so are events spread over more than ``max_span_days``
+    (before the telemetry allocates a step for every bin between them)."""
     fmt = get_format(log_format)
     files = day_files(log_format, folder)
     events_dir.mkdir(parents=True, exist_ok=True)
-    reports = []
+    reports, ranges = [], {}
     for k, path in enumerate(files):
         events, report = fmt.read_file(path)
         reports.append(report)
         if len(events):
+            times = events[fmt.time]
+            ranges[path.name] = (int(times.min()), int(times.max()))
             events.drop(columns=["line"]).to_parquet(events_dir / f"part-{k:05d}.parquet", index=False)
     if not any(events_dir.glob("*.parquet")):
         raise DataError(f"{folder}: not one event could be read from {len(files)} files (see the report)")
-    return merge_reports(reports)
+    check_span(ranges, max_span_days)
+    return {**merge_reports(reports), "skipped_files": fmt.skipped(folder)}
 
 
 @task(name="build telemetry")
@@ -95,6 +104,7 @@ def build_telemetry(
     spark_master: str = "local[2]",
     spark_partitions: int = 8,
     force: bool = False,
+    max_span_days: int = MAX_SPAN_DAYS,
 ) -> dict:
     """``logs`` read, featurised on ``engine`` and written to ``out`` as one dataset per series,
     unless ``out`` was made from the same files with the same settings. Returns the stamp,
@@ -110,7 +120,7 @@ def build_telemetry(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp's is 0700: the telemetry is for every reader of the checkout
     try:
-        report = read_logs(log_format, logs, staging / "events")
+        report = read_logs(log_format, logs, staging / "events", max_span_days)
         table = featurise(
             fmt.features,
             staging / "events",
@@ -142,6 +152,7 @@ def build_telemetry(
         progress(
             f"{log_format}: {report['lines']} lines in {report['files']} files, {report['kept']} kept, "
             f"{report['dropped']} dropped ({dropped_summary(report)}); telemetry of {len(series)} series in {out}"
+            + "".join(f"\n  not read: {printable(s['file'])}: {s['reason']}" for s in report["skipped_files"])
         )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -9,6 +9,16 @@ file that fails goes to ``<landing>/quarantine/<source>/`` with ``<name>.reason.
 next file is scored. A scored file goes to ``<landing>/done/<source>/``. Every file is one
 transaction (`tasks.alerts`), and its md5 is recorded in it, so a file found again after a
 crash (scored, but not yet moved) is moved, not scored twice.
+
+Hostile or unfinished arrivals (`landing_files`): only regular files delivered into the
+landing folder are read. A symbolic link (file or source folder) is refused by name and left
+where it is, so nothing outside the folder is read or moved; a source folder whose name has
+control characters or is too long is refused likewise. A file still being written is left for
+a later run: hidden names (``.name``, which rsync and most shippers write to before renaming)
+and temporary suffixes are never read, a file modified in the last ``settle_seconds`` waits,
+and a file whose size or modification time changed between reading and storing is neither
+stored nor moved (the transaction is rolled back). ``done/`` and ``quarantine/`` must stay
+inside the landing folder.
 """
 
 from __future__ import annotations
@@ -16,8 +26,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
+import time
+import unicodedata
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +40,9 @@ import pandas as pd
 import sqlalchemy as sa
 from prefect import task
 
-from components.datasets import RawTable
+from components.datasets import DataError, RawTable
 from components.streaming import StreamState, flagged_runs, score_batch
+from components.text import one_line, printable
 
 from . import run_logger
 from .alerts import (
@@ -35,17 +50,22 @@ from .alerts import (
     FILES,
     INCIDENTS,
     RUNS,
+    SOURCE_MAX,
+    StoreError,
     dumps,
     file_outcome,
     insert_points,
     now,
     read_source,
+    store_errors,
     write_source,
 )
+from .urls import shown_url
 from .validation import Problem, validate_tables
 
 SUFFIXES = (".csv", ".parquet")
 SKIP = ("quarantine", "done")  # landing sub-folders that are not sources
+TEMPORARY = (".tmp", ".part", ".partial", ".filepart", ".crdownload", ".inprogress", ".swp")  # names being written
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # fixed width: stored times sort as strings
 TOP_ALERT = 3  # metrics an alert names
 TOP_INCIDENT = 5  # metrics an incident names
@@ -82,27 +102,110 @@ class Champion:
 
 def load_champion(tracking_uri: str, name: str, alias: str = "champion") -> Champion:
     """``models:/<name>@<alias>``, pinned to the version the alias names now (through the
-    tracking server's REST API where ``tracking_uri`` is http)."""
+    tracking server's REST API where ``tracking_uri`` is http). No such model or alias, or a
+    version whose artifacts are gone, is one paragraph saying what to do."""
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     from .registry import load_logged_model
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    mv = client.get_model_version_by_alias(name, alias)
-    return Champion(name, str(mv.version), load_logged_model(tracking_uri, mv.source))
+    with registry_errors(tracking_uri):
+        try:
+            mv = client.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+            raise DataError(
+                f"no model {name}@{alias} in the registry {shown_url(tracking_uri)}: run `vigil run` first to "
+                f"train and register one (or set scoring.model_name to a registered model with an @{alias})"
+            ) from None
+        try:
+            model = load_logged_model(tracking_uri, mv.source)
+        except (MlflowException, OSError) as exc:
+            raise DataError(
+                f"{name} version {mv.version} (@{alias}) cannot be loaded from {mv.source}: "
+                f"{one_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}; its artifacts are "
+                f"gone or unreadable: run `vigil run` to register a new champion, or restore them"
+            ) from None
+    return Champion(name, str(mv.version), model)
 
 
-def landing_files(landing: Path) -> dict[str, list[Path]]:
-    """Source -> its files waiting in the landing folder, in name order."""
+@contextmanager
+def registry_errors(tracking_uri: str):
+    """The MLflow registry out of reach, read-only or broken, as one `StoreError` paragraph."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except (MlflowException, sa.exc.OperationalError, sa.exc.DatabaseError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StoreError(
+            f"the MLflow registry {shown_url(tracking_uri)} failed: {one_line(first)}; check that it is reachable "
+            "and writable by this user (registry.tracking_uri in params.yaml names it)"
+        ) from None
+
+
+def source_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a source (a landing sub-folder), or None."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        return "not a folder name"
+    if name in SKIP or name.startswith("."):
+        return f"{SKIP} and hidden names are not sources"
+    if len(name) > SOURCE_MAX:
+        return f"longer than {SOURCE_MAX} characters"
+    if any(unicodedata.category(ch)[0] == "C" for ch in name):
+        return "has control characters or bytes that are not UTF-8"
+    return None
+
+
+def being_written(name: str) -> bool:
+    """A name shippers write to before renaming it into place: hidden, or a temporary suffix."""
+    return name.startswith((".", "~")) or name.lower().endswith(TEMPORARY)
+
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+    waiting: bool = False  # still being written: scored by a later run
+
+
+def landing_files(landing: Path, settle_seconds: float = 0.0) -> tuple[dict[str, list[Path]], list[Skipped]]:
+    """Source -> its complete files waiting in the landing folder, in name order; and what was
+    left where it is, and why (module docstring)."""
     landing = Path(landing)
-    out = {}
+    out: dict[str, list[Path]] = {}
+    skipped: list[Skipped] = []
     if not landing.is_dir():
-        return out
-    for folder in sorted(p for p in landing.iterdir() if p.is_dir() and p.name not in SKIP):
-        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        return out, skipped
+    newest = time.time() - settle_seconds
+    for folder in sorted(landing.iterdir()):
+        if folder.name in SKIP or being_written(folder.name):
+            continue
+        if folder.is_symlink():
+            skipped.append(Skipped(str(folder), f"a symbolic link (to {os.readlink(folder)}): not read or moved"))
+            continue
+        if not folder.is_dir():
+            continue
+        problem = source_name_problem(folder.name)
+        if problem:
+            skipped.append(Skipped(str(folder), f"not a source name: {problem}"))
+            continue
+        files = []
+        for p in sorted(folder.iterdir()):
+            if p.suffix.lower() not in SUFFIXES or being_written(p.name):
+                continue
+            if p.is_symlink():
+                skipped.append(Skipped(str(p), f"a symbolic link (to {os.readlink(p)}): not read or moved"))
+            elif p.is_file():
+                if p.stat().st_mtime > newest:
+                    skipped.append(Skipped(str(p), "modified in the last scoring.settle_seconds: waiting", True))
+                else:
+                    files.append(p)
         if files:
             out[folder.name] = files
-    return out
+    return out, skipped
 
 
 def md5_of(path: Path) -> str:
@@ -190,9 +293,15 @@ def quarantine(path: Path, landing: Path, source: str, problems: list[str]) -> P
 
 def _move_out(path: Path, landing: Path, outcome: str, source: str) -> Path:
     """Move ``path`` to ``<landing>/<outcome>/<source>/``; a name taken there gets a numbered
-    suffix, so a file moved there earlier is never overwritten."""
-    folder = Path(landing) / outcome / source
-    folder.mkdir(parents=True, exist_ok=True)
+    suffix, so a file moved there earlier is never overwritten. The folder must resolve inside
+    the landing folder (a ``done`` linked elsewhere is refused, naming it)."""
+    root, folder = Path(landing).resolve(), Path(landing) / outcome / source
+    for checked in (folder.parent, folder):  # before anything is made there, then the folder made
+        if not checked.resolve().is_relative_to(root):
+            raise DataError(
+                f"{checked} leads out of the landing folder {landing} (to {checked.resolve()}): {path} stays"
+            )
+        checked.mkdir(exist_ok=True)
     target = base = folder / path.name
     n = 1
     while target.exists():
@@ -326,12 +435,15 @@ def score_file(
     keep_values: bool,
     advisor=None,
     kind: str = "",
+    seen: tuple[int, int] | None = None,
 ) -> FileOutcome:
     """Validate, score and store one file in one transaction, then move it out of the landing
     folder (quarantine or done). ``table``, ``read_problems``: the file as `read_or_problem`
     read it; ``suite_passed``: the training suite passed on it already
     (`suite_passes_together`). ``advisor`` (`tasks.remedies.Advisor`): ranks the remedies of
-    each new incident in the same transaction, the source being of dataset kind ``kind``."""
+    each new incident in the same transaction, the source being of dataset kind ``kind``.
+    ``seen``: the file's size and modification time before it was read (`file_stamp`); where
+    they changed since, the file is still being written: nothing is stored or moved."""
     md5 = md5_of(path)
     with engine.connect() as conn:
         if file_outcome(conn, source, md5) == "scored":  # a crash between commit and move
@@ -343,6 +455,8 @@ def score_file(
         problems, times = arrival_problems(table, src["watermark"] if src else None, suite_passed)
     if problems:
         rows = 0 if table is None else len(table.frame)
+        if seen is not None and file_stamp(path) != seen:
+            return FileOutcome(source, path.name, WAITING)
         with engine.begin() as conn:
             conn.execute(
                 sa.insert(FILES),
@@ -362,48 +476,66 @@ def score_file(
     raw = table.frame[champion.features].to_numpy(dtype=np.float64)
     stamps = times.dt.strftime(TIME_FORMAT).tolist()
     outcome = FileOutcome(source, path.name, "scored", len(raw))
-    with engine.begin() as conn:
-        src = read_source(conn, source)  # again, inside the transaction that writes it
-        state, pending_times, note = _stream_state(src, champion.features)
-        if note:
-            run_logger().warning(f"{source}: {note}")
-        pending_raw = state.rows[len(state.rows) - state.pending :]  # scored now, before this file's steps
-        final, state = champion.score_batch(raw, state)
-        all_times = pending_times + stamps
-        n = len(final.scores)
-        step_times, pending_times = all_times[:n], all_times[n:]
-        values = np.concatenate([pending_raw, raw])[:n] if keep_values else None
-        threshold = float(champion.model.threshold)
-        open_incident = src["open_incident"] if src else None
-        if src and src["version"] != champion.version:
-            open_incident = None  # an incident belongs to one model version
-        scorer = Scorer(champion.name, champion.version, champion.detector, threshold, champion.features)
-        open_incident, incidents, alerts = store_steps(
-            conn, source, scorer, step_times, final.scores, final.contributions, values, open_incident
-        )
-        if advisor is not None:
-            advisor.store_rankings(conn, incidents, kind)
-        outcome.incidents += incidents
-        outcome.alerts += alerts
-        saved = {"features": champion.features, "stream": state.to_json(), "times": pending_times}
-        row = {
-            "watermark": stamps[-1],
-            "steps": (src["steps"] if src else 0) + len(raw),
-            "state": dumps(saved),
-            "model": champion.name,
-            "version": champion.version,
-            "open_incident": open_incident,
-            "updated": now(),
-        }
-        write_source(conn, source, row, exists=src is not None)
-        conn.execute(
-            sa.insert(FILES).values(
-                source=source, name=path.name, md5=md5, rows=len(raw), status="scored", run=run, at=now()
+    try:
+        with engine.begin() as conn:
+            src = read_source(conn, source)  # again, inside the transaction that writes it
+            state, pending_times, note = _stream_state(src, champion.features)
+            if note:
+                run_logger().warning(f"{source}: {note}")
+            pending_raw = state.rows[len(state.rows) - state.pending :]  # scored now, before this file's steps
+            final, state = champion.score_batch(raw, state)
+            all_times = pending_times + stamps
+            n = len(final.scores)
+            step_times, pending_times = all_times[:n], all_times[n:]
+            values = np.concatenate([pending_raw, raw])[:n] if keep_values else None
+            threshold = float(champion.model.threshold)
+            open_incident = src["open_incident"] if src else None
+            if src and src["version"] != champion.version:
+                open_incident = None  # an incident belongs to one model version
+            scorer = Scorer(champion.name, champion.version, champion.detector, threshold, champion.features)
+            open_incident, incidents, alerts = store_steps(
+                conn, source, scorer, step_times, final.scores, final.contributions, values, open_incident
             )
-        )
-        outcome.scored = n
+            if advisor is not None:
+                advisor.store_rankings(conn, incidents, kind)
+            outcome.incidents += incidents
+            outcome.alerts += alerts
+            saved = {"features": champion.features, "stream": state.to_json(), "times": pending_times}
+            row = {
+                "watermark": stamps[-1],
+                "steps": (src["steps"] if src else 0) + len(raw),
+                "state": dumps(saved),
+                "model": champion.name,
+                "version": champion.version,
+                "open_incident": open_incident,
+                "updated": now(),
+            }
+            write_source(conn, source, row, exists=src is not None)
+            conn.execute(
+                sa.insert(FILES).values(
+                    source=source, name=path.name, md5=md5, rows=len(raw), status="scored", run=run, at=now()
+                )
+            )
+            outcome.scored = n
+            if seen is not None and file_stamp(path) != seen:  # written to meanwhile: roll all of it back
+                raise _ChangedWhileRead
+    except _ChangedWhileRead:
+        return FileOutcome(source, path.name, WAITING)
     _move_out(path, landing, "done", source)
     return outcome
+
+
+WAITING = "still being written"  # a file's outcome where it changed while it was read
+
+
+class _ChangedWhileRead(Exception):
+    """Raised inside a file's transaction to roll it back."""
+
+
+def file_stamp(path: Path) -> tuple[int, int]:
+    """Size and modification time (ns): what changes while a file is being written."""
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def _merge_shares(old: list[list], old_steps: int, names: list[str], new: np.ndarray) -> dict[str, float]:
@@ -420,20 +552,21 @@ GROUP_ROWS = 500_000  # rows of a source's waiting files validated together (mem
 
 
 def _read_in_groups(files: list[Path], time_column: str, features: list[str]):
-    """(path, table or None, read problems, suite passed) per file, in order: files read in
-    groups of about GROUP_ROWS rows, each group validated together once
+    """(path, table or None, read problems, suite passed, stamp before reading) per file, in
+    order: files read in groups of about GROUP_ROWS rows, each group validated together once
     (`suite_passes_together`)."""
-    group: list[tuple[Path, RawTable | None, list[str]]] = []
+    group: list[tuple[Path, RawTable | None, list[str], tuple[int, int]]] = []
     rows = 0
 
     def flush():
-        tables = [t for _, t, _ in group if t is not None]
+        tables = [t for _, t, _, _ in group if t is not None]
         passed = len(tables) == len(group) and suite_passes_together(tables)
-        yield from ((p, t, why, passed) for p, t, why in group)
+        yield from ((p, t, why, passed, seen) for p, t, why, seen in group)
 
     for path in files:
+        seen = file_stamp(path)
         table, problems = read_or_problem(path, time_column, features)
-        group.append((path, table, problems))  # an unreadable file (None) is quarantined by score_file
+        group.append((path, table, problems, seen))  # an unreadable file (None) is quarantined by score_file
         rows += 0 if table is None else len(table.frame)
         if rows >= GROUP_ROWS:
             yield from flush()
@@ -441,48 +574,26 @@ def _read_in_groups(files: list[Path], time_column: str, features: list[str]):
     yield from flush()
 
 
-@task(name="score landing folder")
-def score_landing(
-    store_url: str,
-    tracking_uri: str,
-    model_name: str,
-    landing: str,
+def score_waiting(
+    engine: sa.Engine,
+    champion: Champion,
+    landing: Path,
+    run: str,
     time_column: str,
     keep_values: bool,
-    remedies=None,
+    advisor=None,
     kind: str = "",
-    artifact_root: Path | None = None,
-) -> dict:
-    """Score every file waiting in ``landing`` with the current champion; returns the run's
-    counts (also in the store's ``runs`` table). ``remedies`` (`tasks.remedies.RemedySettings`):
-    each new incident gets its remedies ranked by the ranker of the feedback in force
-    (registered in MLflow first where that feedback is new), its source being of ``kind``."""
-    from .alerts import open_store
-
-    engine = open_store(store_url)
-    champion = load_champion(tracking_uri, model_name)
-    advisor = None
-    if remedies is not None:
-        from .remedies import current_advisor
-
-        advisor = current_advisor(engine, tracking_uri, artifact_root, remedies, kind)
-    run = uuid.uuid4().hex[:12]
-    with engine.begin() as conn:
-        last = conn.execute(
-            sa.select(RUNS.c.version).where(RUNS.c.model == model_name).order_by(RUNS.c.started.desc()).limit(1)
-        ).first()
-        previous = last[0] if last and last[0] != champion.version else None
-        conn.execute(
-            sa.insert(RUNS).values(
-                run=run, started=now(), model=model_name, version=champion.version, previous_version=previous
-            )
-        )
+    settle_seconds: float = 0.0,
+) -> tuple[list[FileOutcome], list[Skipped]]:
+    """Every complete file waiting in ``landing`` scored by ``champion`` into the store, in
+    name order per source (`score_file`); and what was left in place, and why."""
     log = run_logger()
-    if previous:
-        log.info(f"champion changed: {model_name} version {previous} -> {champion.version}")
     outcomes = []
-    for source, files in landing_files(Path(landing)).items():
-        for path, table, read_problems, passed in _read_in_groups(files, time_column, champion.features):
+    waiting, skipped = landing_files(Path(landing), settle_seconds)
+    for item in skipped:
+        log.warning(printable(f"left in the landing folder: {item.path}: {item.reason}"))
+    for source, files in waiting.items():
+        for path, table, read_problems, passed, seen in _read_in_groups(files, time_column, champion.features):
             out = score_file(
                 engine,
                 champion,
@@ -496,22 +607,110 @@ def score_landing(
                 keep_values=keep_values,
                 advisor=advisor,
                 kind=kind,
+                seen=seen,
             )
             log.info(
-                f"{source}/{path.name}: {out.status}, {out.rows} rows, {out.scored} steps scored, {out.alerts} alerts"
-                + (f"; {out.reason[0]}" if out.reason else "")
+                printable(
+                    f"{source}/{path.name}: {out.status}, {out.rows} rows, {out.scored} steps scored, "
+                    f"{out.alerts} alerts" + (f"; {out.reason[0]}" if out.reason else "")
+                )
             )
             outcomes.append(out)
-    counts = {
-        "files_scored": sum(o.status == "scored" for o in outcomes),
-        "files_quarantined": sum(o.status == "quarantined" for o in outcomes),
-        "steps": sum(o.rows for o in outcomes),
-        "steps_scored": sum(o.scored for o in outcomes),
-        "alerts": sum(o.alerts for o in outcomes),
-        "incidents": sum(len(o.incidents) for o in outcomes),
-    }
-    with engine.begin() as conn:
-        conn.execute(sa.update(RUNS).where(RUNS.c.run == run).values(finished=now(), counts=dumps(counts)))
+    return outcomes, skipped
+
+
+STORE_MARK = ".vigil-store"  # in the landing folder: the store its sources' watermarks and state live in
+
+
+def check_store_pairing(engine: sa.Engine, landing: Path, store_url: str) -> None:
+    """The landing folder's sources carry their watermark and stream state in one store: where
+    the folder was scored into another store before (the store deleted, replaced or switched),
+    scoring on would start every source afresh, re-scoring and losing context. Refused by name;
+    a first run records the pairing."""
+    from .alerts import store_id
+    from .files import write_atomic
+    from .urls import shown_url
+
+    with store_errors(store_url), engine.connect() as conn:
+        current = store_id(conn)
+    mark = Path(landing) / STORE_MARK
+    if mark.is_file():
+        try:
+            paired = json.loads(mark.read_text())
+        except (ValueError, UnicodeDecodeError):
+            paired = {}
+        if paired.get("store_id") != current:
+            raise StoreError(
+                f"the landing folder {landing} was scored into store {paired.get('store_id')} "
+                f"({paired.get('store')}), but {shown_url(store_url)} now holds store {current}: the store was "
+                "deleted, replaced or switched, and with it every source's watermark and stream state. Restore "
+                f"it, or delete {mark} to score on into this store (each source then starts afresh)"
+            )
+        return
+    Path(landing).mkdir(parents=True, exist_ok=True)
+    write_atomic(
+        mark, json.dumps({"store_id": current, "store": shown_url(store_url), "since": now()}).encode() + b"\n"
+    )
+
+
+@task(name="score landing folder")
+def score_landing(
+    store_url: str,
+    tracking_uri: str,
+    model_name: str,
+    landing: str,
+    time_column: str,
+    keep_values: bool,
+    remedies=None,
+    kind: str = "",
+    artifact_root: Path | None = None,
+    settle_seconds: float = 0.0,
+) -> dict:
+    """Score every complete file waiting in ``landing`` with the current champion (files
+    modified in the last ``settle_seconds`` wait for a later run); returns the run's
+    counts (also in the store's ``runs`` table). ``remedies`` (`tasks.remedies.RemedySettings`):
+    each new incident gets its remedies ranked by the ranker of the feedback in force
+    (registered in MLflow first where that feedback is new), its source being of ``kind``."""
+    from .alerts import open_store
+
+    engine = open_store(store_url)
+    check_store_pairing(engine, Path(landing), store_url)
+    champion = load_champion(tracking_uri, model_name)
+    advisor = None
+    if remedies is not None:
+        from .remedies import current_advisor
+
+        with registry_errors(tracking_uri):
+            advisor = current_advisor(engine, tracking_uri, artifact_root, remedies, kind)
+    run = uuid.uuid4().hex[:12]
+    with store_errors(store_url):
+        with engine.begin() as conn:
+            last = conn.execute(
+                sa.select(RUNS.c.version).where(RUNS.c.model == model_name).order_by(RUNS.c.started.desc()).limit(1)
+            ).first()
+            previous = last[0] if last and last[0] != champion.version else None
+            conn.execute(
+                sa.insert(RUNS).values(
+                    run=run, started=now(), model=model_name, version=champion.version, previous_version=previous
+                )
+            )
+        if previous:
+            run_logger().info(f"champion changed: {model_name} version {previous} -> {champion.version}")
+        outcomes, skipped = score_waiting(
+            engine, champion, Path(landing), run, time_column, keep_values, advisor, kind, settle_seconds
+        )
+        counts = {
+            "files_scored": sum(o.status == "scored" for o in outcomes),
+            "files_quarantined": sum(o.status == "quarantined" for o in outcomes),
+            "files_waiting": sum(o.status == WAITING for o in outcomes) + sum(k.waiting for k in skipped),
+            "files_refused": sum(not k.waiting for k in skipped),
+            "steps": sum(o.rows for o in outcomes),
+            "steps_scored": sum(o.scored for o in outcomes),
+            "alerts": sum(o.alerts for o in outcomes),
+            "incidents": sum(len(o.incidents) for o in outcomes),
+        }
+        with engine.begin() as conn:
+            conn.execute(sa.update(RUNS).where(RUNS.c.run == run).values(finished=now(), counts=dumps(counts)))
     engine.dispose()
     return {
         "run": run,
@@ -522,6 +721,7 @@ def score_landing(
         "detector": champion.detector,
         **counts,
         "outcomes": [o.__dict__ for o in outcomes],
+        "skipped": [k.__dict__ for k in skipped],
     }
 
 

@@ -6,15 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def storage_url(url: str, root: Path) -> str:
-    """A relative SQLite path is taken from the checkout (``root``), and its folder is made."""
+def storage_url(url: str, root: Path, make_folder: bool = True) -> str:
+    """A relative SQLite path is taken from the checkout (``root``), and its folder is made
+    (unless ``make_folder`` is false: a reader that must not create the store)."""
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
     if parsed.drivername.startswith("sqlite") and parsed.database and parsed.database != ":memory:":
         path = Path(parsed.database)
         path = path if path.is_absolute() else Path(root).resolve() / path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if make_folder:
+            path.parent.mkdir(parents=True, exist_ok=True)
         return parsed.set(database=str(path)).render_as_string(hide_password=False)
     return url
 

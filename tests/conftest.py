@@ -1,7 +1,9 @@
 import atexit
 import contextlib
 import functools
+import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -9,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -40,6 +43,77 @@ def smd_root() -> Path:
     return _folder("SMD")
 
 
+# Names a hostile machine or person could give a series, metric, file or operator: markup
+# that runs script if a page inserts it as HTML, template and JavaScript-literal breakouts,
+# terminal escapes, path escapes. Any of them run by the page sets window.vigilPwned.
+HOSTILE = [
+    '<img src=x onerror="window.vigilPwned=1;alert(1)">',
+    '"><script>window.vigilPwned=1</script>',
+    "' onmouseover='window.vigilPwned=1' x='",
+    "<svg onload=window.vigilPwned=1>",
+    '<a href="javascript:window.vigilPwned=1">x</a>',
+    "</script><script>window.vigilPwned=1</script>",
+    "<b>bold</b> &amp; &lt;",
+    "${window.vigilPwned=1}`",
+    "{{constructor.constructor('window.vigilPwned=1')()}}",
+    "\x1b]0;owned\x07\x1b[2J",
+    "../../../etc/passwd",
+    "\u202eevil",
+]
+_PIECES = [
+    "<",
+    ">",
+    '"',
+    "'",
+    "`",
+    "&",
+    "/",
+    "\\",
+    "..",
+    "${",
+    "}",
+    "<img src=x onerror=window.vigilPwned=1>",
+    "<script>window.vigilPwned=1</script>",
+    "javascript:",
+    "\x00",
+    "\x1b[31m",
+    "\r\n",
+    "\u2028",
+    "é",
+    "中",
+    " ",
+]
+
+
+def hostile_names(n: int, seed: int = 0, max_pieces: int = 6) -> list[str]:
+    """``n`` generated hostile names (seeded): random runs of markup, quote, template, path and
+    control-character pieces with letters between, so a test also meets the cases no one listed."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        parts = [rng.choice(_PIECES) + rng.choice("abcxyz") for _ in range(rng.randint(1, max_pieces))]
+        out.append(f"h{i}" + "".join(parts))
+    return out
+
+
+def fitted_champion(data, name: str = "vigil-concurrency"):
+    """A real fitted detector (PCA) with its scaler and a threshold, as the registered pyfunc
+    holds them, for scoring in-process without a registry."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from components.detectors import get_detector
+    from components.preprocessing import Scaler
+    from tasks.scoring import Champion
+
+    scaler = Scaler("minmax", 5.0).fit(data.train.to_numpy())
+    det = get_detector("pca", n_components=0.9).fit(scaler.transform(data.train.to_numpy()))
+    threshold = float(np.quantile(det.score(scaler.transform(data.train.to_numpy())), 0.97))
+    model = SimpleNamespace(detector=det, scaler=scaler, features=list(data.features), threshold=threshold)
+    return Champion(name, "1", model)
+
+
 def free_port() -> int:
     """A port free on 127.0.0.1 now (the OS picks it)."""
     with socket.socket() as s:
@@ -48,9 +122,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(cmd: list[str], url: str, *, env: dict | None = None, timeout: float = 120, cwd=None):
+def serving(cmd: list[str], url: str, *, env: dict | None = None, timeout: float = 120, cwd=None, refusal_ok=False):
     """Start a real server, ``cmd`` (in ``cwd``), in its own process group; wait until ``url``
-    answers; yield the process; then stop the whole group (SIGTERM)."""
+    answers (``refusal_ok``: an HTTP error status counts as an answer); yield the process; then
+    stop the whole group (SIGTERM)."""
     proc = subprocess.Popen(
         cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -60,6 +135,11 @@ def serving(cmd: list[str], url: str, *, env: dict | None = None, timeout: float
             try:
                 urllib.request.urlopen(url, timeout=2)
                 break
+            except urllib.error.HTTPError:
+                if refusal_ok:
+                    break
+                assert time.monotonic() < deadline and proc.poll() is None, f"{cmd[0]} did not start"
+                time.sleep(0.5)
             except OSError:
                 assert time.monotonic() < deadline and proc.poll() is None, f"{cmd[0]} did not start"
                 time.sleep(0.5)
@@ -67,6 +147,65 @@ def serving(cmd: list[str], url: str, *, env: dict | None = None, timeout: float
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+class WebDriver:
+    """The W3C WebDriver protocol spoken to Debian's chromedriver: a real headless Chromium."""
+
+    def __init__(self, port: int):
+        import urllib.request
+
+        self.base = f"http://127.0.0.1:{port}"
+        self._urlopen = urllib.request.urlopen
+        args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1400,900"]  # fmt: skip
+        caps = {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}}}}
+        self.session = self._call("POST", "/session", caps)["sessionId"]
+
+    def _call(self, method: str, path: str, body: dict | None = None):
+        import urllib.request
+
+        data = json.dumps(body or {}).encode() if method == "POST" else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        return json.loads(self._urlopen(req, timeout=60).read())["value"]
+
+    def go(self, url: str) -> None:
+        self._call("POST", f"/session/{self.session}/url", {"url": url})
+
+    def js(self, script: str):
+        return self._call("POST", f"/session/{self.session}/execute/sync", {"script": script, "args": []})
+
+    def wait_for(self, script: str, deadline_s: float = 60):
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            value = self.js(script)
+            if value:
+                return value
+            time.sleep(0.3)
+        raise AssertionError(f"page never satisfied: {script}")
+
+    def screenshot(self, path: Path) -> None:
+        import base64
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(self._call("GET", f"/session/{self.session}/screenshot")))
+
+    def alert_open(self) -> bool:
+        """Whether a dialog (alert, confirm, prompt) is open on the page."""
+        import urllib.error
+
+        try:
+            self._call("GET", f"/session/{self.session}/alert/text")
+            return True
+        except urllib.error.HTTPError as exc:  # 404 "no such alert"
+            if exc.code == 404:
+                return False
+            raise
+
+    def quit(self) -> None:
+        self._call("DELETE", f"/session/{self.session}")
 
 
 @functools.cache

@@ -12,21 +12,19 @@ import random
 import threading
 import time
 import uuid
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import REPO, prefect_home
+from conftest import REPO, fitted_champion, prefect_home
 from test_pipeline import SMALL, VIGIL, make_workspace, sh, vigil_run
 
 from components.datasets import make_synthetic
 from components.detectors import get_detector, load_detector
 from components.evaluation import choose_threshold, feedback_steps
 from components.feedback import Span, labelled_segments
-from components.preprocessing import Scaler
 from components.remedies import (
     RANKERS,
     IncidentContext,
@@ -45,7 +43,7 @@ from flows.remedies import remedy_settings
 from tasks.alerts import AUDIT, FEEDBACK, FeedbackError, latest_verdicts, open_store, record_feedback
 from tasks.data import Processed
 from tasks.remedies import fit_advisor
-from tasks.scoring import Champion, _read_in_groups, score_file
+from tasks.scoring import _read_in_groups, score_file
 
 REMEDIES = yaml.safe_load((REPO / "params.yaml").read_text())["remedies"]
 
@@ -288,15 +286,6 @@ def test_bad_feedback_is_refused_naming_the_field_and_nothing_is_stored(tmp_path
         assert conn.execute(sa.select(sa.func.count()).select_from(FEEDBACK)).scalar() == 0
 
 
-def _champion(data) -> Champion:
-    """A real fitted detector with its scaler and a threshold, as the registered pyfunc holds them."""
-    scaler = Scaler("minmax", 5.0).fit(data.train.to_numpy())
-    det = get_detector("pca", n_components=0.9).fit(scaler.transform(data.train.to_numpy()))
-    threshold = float(np.quantile(det.score(scaler.transform(data.train.to_numpy())), 0.97))
-    model = SimpleNamespace(detector=det, scaler=scaler, features=list(data.features), threshold=threshold)
-    return Champion("vigil-concurrency", "1", model)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path):
     if request.param == "sqlite":
@@ -310,7 +299,7 @@ def test_verdicts_written_while_scoring_writes_alerts_lose_nothing(store_url, tm
     every incident as it appears and changes some. Every verdict and audit row is there, and
     so is every scored step."""
     data = make_synthetic(seed=3, n_train=600, n_test=2400, n_anomalies=12)
-    champion = _champion(data)
+    champion = fitted_champion(data)
     source = f"web-{uuid.uuid4().hex[:6]}"
     landing = tmp_path / "landing"
     (landing / source).mkdir(parents=True)
@@ -325,7 +314,7 @@ def test_verdicts_written_while_scoring_writes_alerts_lose_nothing(store_url, tm
     def score_all():
         try:
             files = sorted((landing / source).glob("*.csv"))
-            for path, table, problems, passed in _read_in_groups(files, "timestamp", champion.features):
+            for path, table, problems, passed, _ in _read_in_groups(files, "timestamp", champion.features):
                 score_file(
                     engine, champion, landing, source, path, "run-1", table=table, read_problems=problems,
                     suite_passed=passed, keep_values=True, advisor=advisor, kind="synthetic",

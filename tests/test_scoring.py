@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import REPO, free_port, prefect_home, prefect_server, serving
+from conftest import REPO, WebDriver, free_port, prefect_home, prefect_server, serving
 from test_pipeline import SMALL, VIGIL, make_workspace, sh, vigil_run
 
 WINDOW = 8
@@ -352,53 +352,6 @@ def test_score_deployment_runs_from_the_prefect_server(trained, tmp_path):
     assert len(points) == 600 - (WINDOW - 1)
     assert "net_in" in (landing / "quarantine" / "web-1" / "part-1.csv.reason.txt").read_text()
     assert json.loads(table(url, "runs")["counts"].iloc[0])["files_scored"] == 2
-
-
-class WebDriver:
-    """The W3C WebDriver protocol spoken to Debian's chromedriver: a real headless Chromium."""
-
-    def __init__(self, port: int):
-        import urllib.request
-
-        self.base = f"http://127.0.0.1:{port}"
-        self._urlopen = urllib.request.urlopen
-        args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1400,900"]  # fmt: skip
-        caps = {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}}}}
-        self.session = self._call("POST", "/session", caps)["sessionId"]
-
-    def _call(self, method: str, path: str, body: dict | None = None):
-        import urllib.request
-
-        data = json.dumps(body or {}).encode() if method == "POST" else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        return json.loads(self._urlopen(req, timeout=60).read())["value"]
-
-    def go(self, url: str) -> None:
-        self._call("POST", f"/session/{self.session}/url", {"url": url})
-
-    def js(self, script: str):
-        return self._call("POST", f"/session/{self.session}/execute/sync", {"script": script, "args": []})
-
-    def wait_for(self, script: str, deadline_s: float = 60):
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            value = self.js(script)
-            if value:
-                return value
-            time.sleep(0.3)
-        raise AssertionError(f"page never satisfied: {script}")
-
-    def screenshot(self, path: Path) -> None:
-        import base64
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(self._call("GET", f"/session/{self.session}/screenshot")))
-
-    def quit(self) -> None:
-        self._call("DELETE", f"/session/{self.session}")
 
 
 def test_the_live_page_shows_new_scores_without_a_reload(trained, tmp_path):

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .records import Drop, FileReport, epoch_ms, need, number, read_events, timestamp
+from .records import Drop, FileReport, epoch_ms, need, number, read_events, series_name, timestamp
 from .telemetry import DAY_MS, FeatureSpec, Incident, day_start_ms, place_incidents
 
 FORMAT = "dcache_billing"
-FILE_GLOB = "billing-*.json"
+FILE_GLOB = "billing-*.json"  # and billing-*.json.gz, as rotated
 TYPES = ("store", "restore", "transfer", "request", "remove")
 MOVERS = ("store", "restore", "transfer")  # the records of a pool's movers: what the telemetry is made of
 
@@ -44,7 +44,7 @@ def _parse(obj: dict) -> dict:
     if kind not in TYPES:
         raise Drop(f"other_type:{kind}")
     when = timestamp(need(obj, "date"), "date")
-    cell = need(obj, "cellName")
+    cell = series_name(obj, "cellName")
     status = need(obj, "status")
     if not isinstance(status, dict) or status.get("code") is None:
         raise Drop("missing:status.code")
@@ -56,7 +56,7 @@ def _parse(obj: dict) -> dict:
         "t_ms": epoch_ms(when),
         "day": when.date(),
         "msg_type": kind,
-        "pool": str(cell),
+        "pool": cell,
         "file_size": number(obj, "fileSize", optional=not mover),
         "transfer_ms": number(obj, "transferTime", optional=not mover),
         "queuing_ms": number(obj, "queuingTime", optional=True),

@@ -25,6 +25,7 @@ class LogFormat:
 
     name: str
     series: str  # what one series is: "pool", "link"
+    time: str  # the event column the telemetry bins on (epoch ms)
     pattern: str
     read_file: Callable[[Path], tuple[pd.DataFrame, FileReport]]
     features: FeatureSpec
@@ -32,8 +33,25 @@ class LogFormat:
     generator: Callable[..., list[Incident]]
 
     def files(self, folder: Path) -> list[Path]:
-        """The day files of ``folder``, in name (so time) order."""
-        return sorted(Path(folder).glob(self.pattern))
+        """The day files of ``folder``, plain or gzip-compressed (``.gz``, as rotated), in name
+        (so time) order. A day there both plain and compressed is refused by name: its events
+        would count twice."""
+        folder = Path(folder)
+        files = sorted([*folder.glob(self.pattern), *folder.glob(self.pattern + ".gz")])
+        plain = {p.name for p in files if p.suffix != ".gz"}
+        twice = [p.name for p in files if p.suffix == ".gz" and p.name.removesuffix(".gz") in plain]
+        if twice:
+            raise DataError(f"{folder}: {', '.join(twice)} and the same day uncompressed: keep one of each")
+        return sorted(files, key=lambda p: p.name.removesuffix(".gz"))
+
+    def skipped(self, folder: Path) -> list[dict]:
+        """Every other file in ``folder``, and why it is not read."""
+        read = {p.name for p in self.files(folder)} | {INCIDENTS_FILE}
+        return [
+            {"file": p.name, "reason": f"not a day file ({self.pattern} or {self.pattern}.gz)"}
+            for p in sorted(Path(folder).iterdir())
+            if p.name not in read and not p.is_dir()
+        ]
 
     def generate(self, folder: Path, settings: dict, force: bool = False) -> bool:
         """Write generated logs with ``settings`` into ``folder`` unless it already holds
@@ -70,6 +88,7 @@ LOG_FORMATS: dict[str, LogFormat] = {
         LogFormat(
             dcache.FORMAT,
             "pool",
+            "t_ms",
             dcache.FILE_GLOB,
             dcache.read_billing_file,
             dcache.FEATURES,
@@ -79,6 +98,7 @@ LOG_FORMATS: dict[str, LogFormat] = {
         LogFormat(
             rucio.FORMAT,
             "link",
+            "ended_ms",
             rucio.FILE_GLOB,
             rucio.read_transfer_file,
             rucio.FEATURES,

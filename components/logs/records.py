@@ -1,15 +1,20 @@
 """Reading event logs of one JSON object per line, so that no record is lost silently.
 
 Every line of a file ends in exactly one place: kept as an event (possibly flagged, such as a
-record of another day), or dropped for a named reason (malformed JSON, a type that is not an
-event of the format, a missing field, a value out of range). `FileReport` counts each place
-and keeps the first line numbers of each, so an operator can open the file at the line.
+record of another day), or dropped for a named reason (bytes that are not UTF-8, a line over
+`MAX_LINE_BYTES`, malformed JSON, a type that is not an event of the format, a missing field, a
+value out of range, a name that cannot name a series, a time more than `DAY_SKEW` away from the
+day the file is named for). `FileReport` counts each place and keeps the first line numbers of
+each, so an operator can open the file at the line. Day files may be gzip-compressed (``.gz``:
+rotated logs are).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +28,9 @@ from components.datasets import DataError
 
 LINES_KEPT = 20  # line numbers kept per reason in a report (counts are always whole)
 MOSTLY_MALFORMED = 0.5  # a file with more than this share of malformed lines stops the run
+MAX_LINE_BYTES = 1 << 20  # a longer line is no log record: dropped as too_long, never held whole
+NAME_MAX = 200  # characters of a name that becomes a series (a pool, an RSE)
+DAY_SKEW = timedelta(days=1)  # a record this far from its file's day is kept (flagged other_day); further, dropped
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -79,17 +87,48 @@ def _note(table: dict, reason: str, line: int) -> None:
         entry["lines"].append(line)
 
 
+def open_log(path: Path):
+    """A day file for reading bytes: gzip-compressed where its name ends in ``.gz``."""
+    return gzip.open(path, "rb") if Path(path).suffix == ".gz" else open(path, "rb")
+
+
+def _lines(fh) -> Iterator[tuple[bytes, bool]]:
+    """(line, whole) for each line of ``fh``; a line over `MAX_LINE_BYTES` comes as its first
+    part with whole False, the rest read past without holding it."""
+    while True:
+        line = fh.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while True:  # the rest of the long line
+                more = fh.readline(MAX_LINE_BYTES)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield line[:64], False
+        else:
+            yield line, True
+
+
 def json_lines(path: Path, report: FileReport) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each line that holds a JSON object; blank lines are skipped,
-    anything else is dropped as ``malformed``. A file that is mostly malformed raises `DataError`."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for number, text in enumerate(fh, start=1):
-            if not text.strip():
+    a line that is not UTF-8 is dropped as ``invalid_utf8``, one over `MAX_LINE_BYTES` as
+    ``too_long``, anything else as ``malformed``. A file that is mostly malformed raises `DataError`."""
+    with open_log(path) as fh:
+        for number, (raw, whole) in enumerate(_lines(fh), start=1):
+            if not raw.strip():
                 continue
             report.lines += 1
+            if not whole:
+                report.drop("too_long", number)
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                report.drop("invalid_utf8", number)
+                continue
             try:
                 obj = json.loads(text)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 report.drop("malformed", number)
                 continue
             if not isinstance(obj, dict):
@@ -112,7 +151,8 @@ def read_events(
     ``parse(obj)`` returns one row (a dict over ``columns``, and ``day``, the record's local
     day) or raises `Drop`; ``type_of(obj)`` names the record's type for the per-type counts. A
     record of another day than the file is named for is kept (it is a real event, logged late
-    or early) and flagged ``other_day``."""
+    or early) and flagged ``other_day``; one more than `DAY_SKEW` from that day is dropped as
+    ``out_of_window`` (a clock gone wrong would stretch the telemetry over the years between)."""
     report = FileReport(file=str(path))
     file_day = day_of_file(path)
     rows: dict[str, list] = {c: [] for c in columns}
@@ -124,6 +164,9 @@ def read_events(
             report.drop(drop.reason, number)
             continue
         if file_day is not None and row["day"] != file_day:
+            if abs(row["day"] - file_day) > DAY_SKEW:
+                report.drop("out_of_window", number)
+                continue
             report.flag("other_day", number)
         for c in columns:
             rows[c].append(row[c])
@@ -143,6 +186,22 @@ def need(obj: dict, key: str):
     return value
 
 
+def series_name(obj: dict, key: str) -> str:
+    """A name that becomes a series and a folder (a pool, an RSE): a string of 1 to `NAME_MAX`
+    characters without control characters, path separators or a leading dot; else `Drop`."""
+    value = need(obj, key)
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= NAME_MAX
+        or value.startswith(".")
+        or "/" in value
+        or "\\" in value
+        or any(unicodedata.category(ch)[0] == "C" for ch in value)
+    ):
+        raise Drop(f"invalid:{key}")
+    return value
+
+
 def number(obj: dict, key: str, *, minimum: float | None = 0.0, optional: bool = False) -> float:
     """A finite number at ``key`` (at least ``minimum``); NaN for an absent value when ``optional``."""
     value = obj.get(key)
@@ -152,7 +211,10 @@ def number(obj: dict, key: str, *, minimum: float | None = 0.0, optional: bool =
         raise Drop(f"missing:{key}")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Drop(f"invalid:{key}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer past float's range (JSON allows any number of digits)
+        raise Drop(f"invalid:{key}") from None
     if not np.isfinite(value) or (minimum is not None and value < minimum):
         raise Drop(f"invalid:{key}")
     return value
@@ -183,6 +245,25 @@ def day_of_file(path: Path) -> date | None:
         return date(int(match[1]), int(match[2]), int(match[3]))
     except ValueError:
         return None
+
+
+def check_span(ranges: dict[str, tuple[int, int]], max_days: int) -> None:
+    """``ranges``: file name -> (first, last) event time in epoch ms. Refuses, before anything
+    is allocated per step, events spread over more than ``max_days``, naming the files whose
+    events lie furthest from the others' median."""
+    if not ranges:
+        return
+    firsts = np.array([a for a, _ in ranges.values()], dtype=np.int64)
+    lasts = np.array([b for _, b in ranges.values()], dtype=np.int64)
+    span = int(lasts.max() - firsts.min()) * MILLISECOND / timedelta(days=1)
+    if span <= max_days:
+        return
+    middle = np.median((firsts + lasts) / 2)
+    far = sorted(ranges, key=lambda f: -max(abs(ranges[f][0] - middle), abs(ranges[f][1] - middle)))
+    raise DataError(
+        f"the log events span {span:.0f} days, over logs.max_span_days ({max_days}): furthest from the others "
+        f"are {', '.join(far[:3])}; move such files out of the folder, or raise logs.max_span_days"
+    )
 
 
 def dropped_summary(report: dict) -> str:

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .records import Drop, FileReport, epoch_ms, need, number, read_events, timestamp
+from .records import Drop, FileReport, epoch_ms, need, number, read_events, series_name, timestamp
 from .telemetry import DAY_MS, MS_PER_SECOND, FeatureSpec, Incident, day_start_ms, place_incidents
 
 FORMAT = "rucio_transfers"
-FILE_GLOB = "transfers-*.json"
+FILE_GLOB = "transfers-*.json"  # and transfers-*.json.gz, as rotated
 TYPES = ("transfer-done", "transfer-failed")
 LINK_SEPARATOR = "__"
 
@@ -53,7 +53,7 @@ def _parse(obj: dict) -> dict:
     payload = need(obj, "payload")
     if not isinstance(payload, dict):
         raise Drop("invalid:payload")
-    src, dst = str(need(payload, "src-rse")), str(need(payload, "dst-rse"))
+    src, dst = series_name(payload, "src-rse"), series_name(payload, "dst-rse")
     submitted, started, ended = (
         timestamp(need(payload, k), k) for k in ("submitted_at", "started_at", "transferred_at")
     )

@@ -1,0 +1,185 @@
+// The live page. Everything that comes from the alerts store (series, metric names, incident
+// fields, remedy texts, notes, who) is put into the page as text (textContent, option values,
+// Plotly labels escaped): never as HTML. The server's Content-Security-Policy forbids inline
+// script, so markup that slipped through would still not run.
+'use strict';
+let CONFIG = null, selected = null;
+let source = null, lastId = 0, lastTs = '', features = [], drawn = false, incidents = [];
+const $ = (id) => document.getElementById(id);
+const get = (u) => fetch(u).then(r => r.json());
+
+// An element with attributes and children; strings become text nodes, never markup.
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'class') e.className = v;
+    else if (k === 'dataset') Object.assign(e.dataset, v);
+    else e[k] = v;
+  }
+  for (const c of children) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
+  return e;
+}
+// Plotly reads a few tags (<b>, <br>, <a>) and entities in its labels: escape them, so a name shows as written.
+const plotlyText = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const option = (value, text) => el('option', {value: value, textContent: text === undefined ? value : text});
+
+async function loadSources() {
+  const list = await get('/api/sources');
+  const sel = $('source');
+  const keep = sel.value;
+  sel.replaceChildren(...list.map(s => option(s.source)));
+  if (keep) sel.value = keep;
+  return list;
+}
+
+function incidentShapes() {
+  return incidents.map(i => ({type: 'rect', xref: 'x', yref: 'paper', x0: i.start, x1: i.end, y0: 0, y1: 1,
+                              fillcolor: 'rgba(220,40,40,0.18)', line: {color: 'rgba(220,40,40,0.35)', width: 2}}));
+}
+
+async function refreshIncidents() {
+  incidents = await get('/api/incidents?source=' + encodeURIComponent(source));
+  const rows = incidents.slice().reverse().map(i => {
+    const row = el('tr', {class: 'incident' + (i.id === selected ? ' selected' : ''), dataset: {id: String(i.id)}},
+      el('td', {}, String(i.start).slice(0, 19)), el('td', {}, i.steps), el('td', {}, Number(i.peak_score).toFixed(3)),
+      el('td', {}, i.verdict ? i.verdict.verdict : ''));
+    row.onclick = () => showIncident(i.id, row);
+    return row;
+  });
+  $('incidents').tBodies[0].replaceChildren(...rows);
+  if (drawn) {
+    Plotly.relayout('scoreplot', {shapes: incidentShapes()});
+    Plotly.relayout('metricplot', {shapes: incidentShapes()});
+  }
+}
+
+function showIncident(id, row) {
+  document.querySelectorAll('tr.selected').forEach(r => r.classList.remove('selected'));
+  row.classList.add('selected');
+  const inc = incidents.find(i => i.id === id);
+  const table = el('table', {}, ...inc.top_metrics.map(([m, s]) => {
+    const bar = el('div', {class: 'bar'});
+    bar.style.width = Math.round(Math.max(0, Math.min(1, Number(s))) * 160) + 'px';
+    return el('tr', {}, el('td', {}, m), el('td', {}, bar), el('td', {}, (Number(s) * 100).toFixed(1) + '%'));
+  }));
+  const about = el('p', {class: 'muted'}, `${String(inc.start).slice(0, 19)} to ${String(inc.end).slice(0, 19)}, ` +
+    `${inc.detector} v${inc.version}, threshold ${Number(inc.threshold).toFixed(3)}`);
+  $('contrib').replaceChildren(table, about);
+  // zoom both plots to the incident with 60 steps either side; show its top metrics only
+  if (drawn) {
+    const xs = $('scoreplot').data[0].x;
+    const i0 = Math.max(0, xs.indexOf(inc.start) - 60), i1 = Math.min(xs.length - 1, xs.indexOf(inc.end) + 60);
+    const range = {'xaxis.range': [xs[i0], xs[i1]]};
+    Plotly.relayout('scoreplot', range);
+    Plotly.relayout('metricplot', range);
+    const top = new Set(inc.top_metrics.map(([m]) => m));
+    Plotly.restyle('metricplot', {visible: features.map(f => top.has(f) ? true : 'legendonly')});
+  }
+  selected = id;
+  showRemedies(id);
+}
+
+function remedyItem(x) {
+  const like = x.like_this.length ? '; like this: ' + x.like_this.map(p =>
+    `#${p.incident} ${p.resolved ? 'resolved' : 'not resolved'}`).join(', ') : '';
+  return el('li', {dataset: {remedy: String(x.remedy)}}, el('b', {}, x.remedy), ': ', x.description, el('br'),
+            el('span', {class: 'muted'}, `tried ${x.tried}x, resolved ${x.resolved}x` + like));
+}
+
+function historyLine(f) {
+  let text = `${String(f.at).slice(0, 19)} ${f.who}: ${f.verdict}`;
+  if (f.remedy) text += `, ${f.remedy} ${f.resolved ? 'resolved it' : 'did not resolve it'}` +
+    (f.minutes !== null ? ` in ${f.minutes} min` : '');
+  if (f.note) text += ` (${f.note})`;
+  return el('div', {}, text);
+}
+
+async function showRemedies(id) {
+  const r = await get('/api/remedies?incident=' + encodeURIComponent(id));
+  const ranked = r.ranking ? r.ranking.ranking : [];
+  const list = $('remedies');
+  if (!r.ranking) list.replaceChildren(el('li', {class: 'muted'}, 'no ranking stored'));
+  else if (!ranked.length) list.replaceChildren(el('li', {class: 'muted'}, 'no catalogue remedy applies'));
+  else list.replaceChildren(...ranked.map(remedyItem), el('p', {class: 'muted'}, `${r.ranking.ranker} ranker, ` +
+    (r.ranking.ranker_version ? `version ${r.ranking.ranker_version}` : 'untrained: no outcome reported yet')));
+  const names = ranked.map(x => x.remedy).concat(CONFIG.remedies.filter(n => !ranked.some(x => x.remedy === n)));
+  $('fb-remedy').replaceChildren(option('', 'none applied'), ...names.map(n => option(n)));
+  $('fb-history').replaceChildren(...r.feedback.map(historyLine));
+  $('feedback').classList.remove('hidden');
+}
+
+async function sendVerdict(verdict) {
+  const remedy = $('fb-remedy').value, res = $('fb-resolved').value;
+  const minutes = $('fb-minutes').value, who = $('fb-who').value;
+  localStorage.setItem('vigil-who', who);
+  const body = {incident: selected, verdict: verdict, who: who, remedy: remedy || null,
+                resolved: res === '' ? null : res === 'yes', minutes: minutes === '' ? null : +minutes};
+  const out = await fetch('/api/feedback', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                            body: JSON.stringify(body)});
+  const status = $('fb-status');
+  const answer = await out.json();
+  if (out.ok) {
+    status.className = 'ok'; status.textContent = `recorded: ${verdict} (feedback ${answer.id})`;
+    document.body.dataset.feedback = String(answer.id);
+  } else {
+    status.className = 'err';
+    status.textContent = typeof answer.detail === 'string' ? answer.detail : JSON.stringify(answer.detail);
+  }
+  await showRemedies(selected);
+  await refreshIncidents();
+}
+
+async function poll() {
+  if (!source) return;
+  const pts = await get(`/api/points?source=${encodeURIComponent(source)}&after=${lastId}`);
+  if (pts.length) {
+    lastId = pts[pts.length - 1].id;
+    const ts = pts.map(p => p.ts);
+    if (!drawn) {
+      Plotly.newPlot('scoreplot', [
+        {x: ts, y: pts.map(p => p.score), name: 'score', mode: 'lines', line: {color: '#333'}},
+        {x: ts, y: pts.map(p => p.threshold), name: 'threshold', mode: 'lines', line: {color: '#d33', dash: 'dash'}},
+      ], {title: {text: plotlyText(source) + ': anomaly score'}, margin: {t: 40}, shapes: incidentShapes()});
+      Plotly.newPlot('metricplot', features.map((f, j) => ({
+        x: ts, y: pts.map(p => p.metrics ? p.metrics[j] : null), name: plotlyText(f), mode: 'lines'})),
+        {title: {text: 'metrics'}, margin: {t: 40}, shapes: incidentShapes()});
+      drawn = true;
+    } else {
+      Plotly.extendTraces('scoreplot', {x: [ts, ts], y: [pts.map(p => p.score), pts.map(p => p.threshold)]}, [0, 1]);
+      Plotly.extendTraces('metricplot', {x: features.map(() => ts),
+        y: features.map((f, j) => pts.map(p => p.metrics ? p.metrics[j] : null))}, features.map((f, j) => j));
+    }
+    await refreshIncidents();
+  }
+  const total = +(document.body.dataset.points || 0) + pts.length;
+  document.body.dataset.points = total.toString();
+  if (pts.length) lastTs = String(pts[pts.length - 1].ts).slice(0, 19);
+  $('status').textContent = total ? `${total} steps, last ${lastTs}` : 'no points yet';
+}
+
+async function select(name, list) {
+  source = name; lastId = 0; drawn = false; incidents = [];
+  document.body.dataset.points = '0';
+  features = (list.find(s => s.source === name) || {features: []}).features;
+  Plotly.purge('scoreplot'); Plotly.purge('metricplot');
+  await poll();
+}
+
+(async () => {
+  CONFIG = await get('/api/config');
+  $('verdicts').replaceChildren(...CONFIG.verdicts.map(v => {
+    const b = el('button', {dataset: {verdict: v}}, v.replace('_', ' '));
+    b.onclick = () => sendVerdict(v);
+    return b;
+  }));
+  $('fb-who').value = localStorage.getItem('vigil-who') || CONFIG.who;
+  let list = await loadSources();
+  const sel = $('source');
+  sel.onchange = () => select(sel.value, list);
+  if (list.length) await select(list[0].source, list);
+  document.body.dataset.ready = '1';
+  setInterval(async () => {
+    if (!source) { list = await loadSources(); if (list.length) await select(list[0].source, list); }
+    else await poll();
+  }, CONFIG.refresh_ms);
+})();
