@@ -299,6 +299,7 @@ class StreamTopics(_Strict):
     responsetime: str = "responsetime"  # every request's response time
     aggregate: str = "aggregate"  # per-second records (`vigil stream aggregate`)
     predictions: str = "predictions"  # `vigil stream predict`
+    dead_letter: str = "vigil-dead-letter"  # messages set aside (unreadable, stamped too far ahead), as they came
 
 
 class SimulatorConfig(_Strict):
@@ -327,6 +328,10 @@ class StreamConfig(_Strict):
     partitions: int = Field(1, ge=1)  # of the input topics Vigil creates
     rt_limit: float = Field(1.0, gt=0)  # seconds: a response slower than this violates the SLO
     grace: float = Field(2.0, ge=0)  # seconds a message may arrive late and still join its second
+    # seconds an event time may lie ahead of the stream's latest (and of the clock) before the
+    # message is set aside on topics.dead_letter: one stamp in 2100 would otherwise hold back or
+    # fill every second up to it
+    max_skew: float = Field(300.0, gt=0)
     lead: int = Field(50, ge=1)  # seconds: a prediction is right when a violation follows within it
     early: int = Field(10, ge=0)  # event-level: violations predicted at least this many seconds ahead
     simulator: SimulatorConfig = SimulatorConfig()

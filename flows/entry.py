@@ -55,6 +55,30 @@ def _stop_on_signal() -> None:
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
+    _stop_fits_on_any_signal(request_stop)
+
+
+def _stop_fits_on_any_signal(request_stop: Callable[[], None]) -> None:
+    """While a flow runs, Prefect's engine holds SIGTERM with a handler of its own: it unwinds the
+    flow first and hands the signal on only then, so a fit in a task thread would train on (a
+    `timeout vigil run` took minutes). The wakeup fd hears every signal whatever handler is set:
+    a thread reading it asks the fits to stop at their next batch at once."""
+    import signal
+    import threading
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread: the handlers above do it alone
+        return
+
+    def watch() -> None:
+        while True:
+            if any(b in (signal.SIGINT, signal.SIGTERM) for b in os.read(read_end, 64)):
+                request_stop()
+
+    threading.Thread(target=watch, name="vigil-stop-on-signal", daemon=True).start()
 
 
 def _run_flows(body: Callable[[], str]) -> None:

@@ -57,6 +57,9 @@ def _start_server(env: dict, app_dir, startup_seconds: float, httpx):
         ],
         env=env,
         preexec_fn=_die_with_parent(os.getpid()),
+        # outside the command's process group: a SIGTERM to the group (`timeout`, a service
+        # manager) reaches the command, which unwinds while its API still answers, then stops it
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + startup_seconds

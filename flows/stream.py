@@ -113,7 +113,14 @@ def slo_predict_flow(params: str = "params.yaml", repo_root: str = ".") -> dict:
     models = predictor_models(cfg, ws.root, None)
     store, store_model = prediction_store(cfg, ws.root, models)
     return run_predictor(
-        bootstrap, cfg.stream.topics, models, cfg.stream.lead, PREDICT_GROUP, store=store, store_model=store_model
+        bootstrap,
+        cfg.stream.topics,
+        models,
+        cfg.stream.lead,
+        PREDICT_GROUP,
+        store=store,
+        store_model=store_model,
+        max_skew=cfg.stream.max_skew,
     )
 
 
@@ -150,11 +157,20 @@ def aggregate(args) -> str:
     ensure_topics(bootstrap, {st.topics.stats: st.partitions, st.topics.responsetime: st.partitions})
     stop = _stop_on_signals()
     c = run_aggregator(
-        bootstrap, st.topics, st.rt_limit, st.grace, args.group, args.idle_exit, stop, ready=_say_ready("aggregate")
+        bootstrap,
+        st.topics,
+        st.rt_limit,
+        st.grace,
+        args.group,
+        args.idle_exit,
+        stop,
+        ready=_say_ready("aggregate"),
+        max_skew=st.max_skew,
     )
     return (
         f"aggregated {c['messages']} message(s) into {c['records']} record(s) on {st.topics.aggregate}; "
-        f"{c['late']} late, {c['bad']} unreadable; resumed after second {c['resumed_after']}"
+        f"{c['late']} late, {c['bad']} unreadable, {c['ahead']} stamped too far ahead (those two set aside on "
+        f"{st.topics.dead_letter}); resumed after second {c['resumed_after']}"
     )
 
 
@@ -217,12 +233,14 @@ def predict(args) -> str:
         store,
         store_model,
         ready=_say_ready("predict"),
+        max_skew=st.max_skew,
     )
     versions = ", ".join(f"{n} v{v}" for n, v, _, _ in models)
     stored = f"; {c['stored']} of {store_model}'s in the alerts store as {store.source}" if store else ""
     return (
         f"predicted {c['records']} record(s) with {versions}: "
-        f"{c['predictions']} prediction(s) on {st.topics.predictions}{stored}"
+        f"{c['predictions']} prediction(s) on {st.topics.predictions}{stored}; {c['bad']} record(s) set aside on "
+        f"{st.topics.dead_letter}"
     )
 
 

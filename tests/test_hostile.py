@@ -667,3 +667,35 @@ def test_generated_hostile_log_lines_never_escape_or_crash_the_reader(tmp_path):
     r = report.to_dict()
     assert r["kept"] + r["dropped"] == r["lines"]
     assert all(source_name_problem(p) is None for p in events["pool"].unique())
+
+
+# --- generated data -------------------------------------------------------------------------------
+@pytest.mark.parametrize("root", ["/", "/root", "/etc", "/tmp"])
+def test_generated_data_is_never_written_into_a_folder_vigil_did_not_make(root):
+    """``dataset.root: /`` (or a home, or /etc): refused before anything is written."""
+    from components.datasets.synthetic_layout import generated_here_problem
+
+    assert "did not generate" in generated_here_problem(Path(root))
+
+
+def test_generate_refuses_a_users_folder_and_writes_nothing(tmp_path):
+    from components.datasets import DataError, DatasetSource
+    from components.datasets.synthetic_layout import generate
+
+    settings = {"seed": 0, "n_train": 200, "n_test": 300, "n_anomalies": 2}
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    (mine / "train.csv").write_text("my own data")
+    for folder in (mine, tmp_path / "theirs"):
+        if folder.name == "theirs":  # a user's dataset in the layout, not generated
+            folder.mkdir()
+            (folder / "train.csv").write_text("their data")
+            (folder / "causes.json").write_text('{"name": "theirs", "causes": []}')
+        before = files_under(folder)
+        with pytest.raises(DataError, match=r"dataset.root: .*did not generate"):
+            generate(DatasetSource("synthetic", folder, "synthetic", settings))
+        assert files_under(folder) == before
+    fresh = tmp_path / "fresh"
+    assert generate(DatasetSource("synthetic", fresh, "synthetic", settings))
+    assert generate(DatasetSource("synthetic", fresh, "synthetic", {**settings, "seed": 1}))  # its own: rewritten

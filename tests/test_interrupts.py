@@ -36,7 +36,13 @@ LONG_TRAINING = {**SMALL, "detectors": {"zscore": {}, "lstm_ae": {"epochs": 500,
 def _start_and_wait_for_training(ws):
     env = {**os.environ, "PREFECT_HOME": prefect_home(ws.parent / "prefect-home")}
     proc = subprocess.Popen(
-        [VIGIL, "run", "--new-data-version"], cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [VIGIL, "run", "--new-data-version"],
+        cwd=ws,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell job's: `timeout` and a service manager signal it
     )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
@@ -49,14 +55,20 @@ def _start_and_wait_for_training(ws):
     return proc, lines
 
 
-@pytest.mark.parametrize("presses", [1, 2])
-def test_ctrl_c_during_training_stops_within_seconds_and_leaves_nothing(tmp_path, presses):
+@pytest.mark.parametrize(
+    "presses, sig, group",
+    [(1, signal.SIGINT, False), (2, signal.SIGINT, False), (1, signal.SIGTERM, True), (2, signal.SIGTERM, True)],
+    ids=["ctrl-c", "ctrl-c twice", "sigterm to the group", "sigterm to the group twice"],
+)
+def test_ctrl_c_or_sigterm_during_training_stops_within_seconds_and_leaves_nothing(tmp_path, presses, sig, group):
+    """Ctrl-C, or SIGTERM to the whole process group (`timeout 120 vigil run`, a service
+    manager): the Prefect API child must not die first and leave the run retrying for minutes."""
     ws = make_workspace(tmp_path, LONG_TRAINING)
     proc, lines = _start_and_wait_for_training(ws)
     family = psutil.Process(proc.pid).children(recursive=True)  # Prefect's temporary server among them
     t0 = time.monotonic()
     for _ in range(presses):
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
         time.sleep(0.3)
     proc.wait(timeout=60)
     seconds = time.monotonic() - t0

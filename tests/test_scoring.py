@@ -45,7 +45,12 @@ def workspace_with(trained, tmp_path: Path, **scoring) -> Path:
     ws, _ = trained
     params = yaml.safe_load((ws / "params.yaml").read_text())
     params["scoring"].update(
-        {"landing": str(tmp_path / "landing"), "store": f"sqlite:///{tmp_path / 'alerts.db'}", **scoring}
+        {
+            "landing": str(tmp_path / "landing"),
+            "store": f"sqlite:///{tmp_path / 'alerts.db'}",
+            "settle_seconds": 0,
+            **scoring,
+        }
     )
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))

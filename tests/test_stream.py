@@ -203,6 +203,97 @@ def test_aggregator_killed_midway_resumes_exactly_once(tmp_path):
     assert got == reference  # nothing lost, nothing counted twice: the offline aggregation exactly
 
 
+def _raw_messages(bootstrap: str, topic: str) -> list:
+    """Every message of partition 0 of ``topic`` as it is: (value bytes or None, headers dict)."""
+    c = kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{time.monotonic_ns()}",
+                        "auto.offset.reset": "earliest"})  # fmt: skip
+    try:
+        c.assign([kafka.TopicPartition(topic, 0, kafka.OFFSET_BEGINNING)])
+        out, wait = [], 5.0
+        while True:
+            msgs = c.consume(1000, timeout=wait)
+            if not msgs:
+                return out
+            wait = 1.0
+            out += [(m.value(), {k: v.decode() for k, v in (m.headers() or [])}) for m in msgs if not m.error()]
+    finally:
+        c.close()
+
+
+YEAR_2100 = 4102444800.0
+
+
+def _hostile_inputs(last_ts: float) -> list[tuple[str, bytes | None, str]]:
+    """(topic, value, the reason the aggregator must give) for inputs no producer should send:
+    tombstones, non-JSON, wrong types, non-finite and negative numbers, times far ahead."""
+    from conftest import HOSTILE, hostile_names
+
+    rows = [
+        ("responsetime", None, "tombstone"),
+        ("stats", None, "tombstone"),
+        ("responsetime", b"not json at all", "not JSON"),
+        ("responsetime", b"\xff\xfe\x00", "not JSON"),
+        ("stats", b"[1, 2, 3]", "not a JSON object"),
+        ("responsetime", b"[" * 100000, "not JSON"),
+        ("responsetime", json.dumps({"ts": YEAR_2100, "rt": 0.1}).encode(), "ahead"),
+        ("stats", json.dumps({"ts": last_ts + 200_000, "cpu": 1.0, "mem": 1.0}).encode(), "ahead"),
+        ("responsetime", json.dumps({"ts": -5.0, "rt": 0.1}).encode(), "ts:"),
+        ("responsetime", b'{"ts": NaN, "rt": 0.1}', "ts:"),
+        ("responsetime", json.dumps({"ts": last_ts, "rt": "fast"}).encode(), "rt:"),
+        ("stats", json.dumps({"ts": last_ts, "cpu": "1", "mem": 1.0}).encode(), "cpu:"),
+        ("stats", json.dumps({"ts": last_ts}).encode(), "cpu:"),
+        ("responsetime", b'{"ts": 1e999, "rt": 0.1}', "ts:"),
+    ]
+    for name in HOSTILE + hostile_names(10, seed=3):
+        rows.append(("responsetime", name.encode("utf-8", "surrogatepass"), "JSON"))
+    return rows
+
+
+def test_hostile_messages_are_set_aside_and_the_aggregator_goes_on(tmp_path):
+    """Tombstones, non-JSON, wrong types, a time in 2100 and one 200,000 s ahead, spread through
+    a real run: the aggregator neither dies nor lets them move a watermark or fill seconds: its
+    records equal the offline aggregation of the good messages alone, each bad one sits on the
+    dead-letter topic with its reason, offset and value, and a restart does not die on them."""
+    from tasks.stream import broker, ensure_topics, produce_messages, read_topic
+
+    params = _params(tmp_path, partitions=1)
+    msgs = interleave(simulate_workload(11, duration=300, n_cpu_hogs=2, n_memory_leaks=2))
+    reference = aggregate_messages(msgs, 1.0, 2.0)
+    hostile = _hostile_inputs(msgs[len(msgs) // 2][1]["ts"])
+    rng = random.Random(1)
+    half = len(msgs) * 2 // 3
+    where = sorted(rng.sample(range(10, half - 10), len(hostile) - 1)) + [half]  # the last after the restart
+    with broker() as bootstrap:
+        ensure_topics(bootstrap, {"stats": 1, "responsetime": 1})
+        topics = {"stats": "stats", "responsetime": "responsetime"}
+        producer = kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        cmd = _stream_cmd("aggregate", "--bootstrap", bootstrap, "--idle-exit", "3", params=params, cwd=tmp_path)
+        start = 0
+        for at, (topic, value, _) in zip(where, hostile):
+            produce_messages(bootstrap, msgs[start:at], topics)
+            if at == half:  # a restart after the first part: it resumes past what it set aside
+                out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+                assert out.returncode == 0, out.stderr[-3000:]
+            producer.produce(topic, value, partition=0)
+            producer.flush()
+            start = at
+        produce_messages(bootstrap, msgs[start:], topics)
+        out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "unreadable" in out.stdout
+        records = read_topic(bootstrap, "aggregate")
+        letters = _raw_messages(bootstrap, "vigil-dead-letter")
+    got = [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
+    assert got == reference
+    assert len(letters) == len(hostile)
+    for name in ("stats", "responsetime"):  # in each topic's order (the two are read interleaved)
+        mine = [(v, h) for v, h in letters if h["vigil.topic"] == name]
+        sent = [(v, reason) for topic, v, reason in hostile if topic == name]
+        assert [v for v, _ in mine] == [v for v, _ in sent]
+        for (_, headers), (_, reason) in zip(mine, sent):
+            assert reason in headers["vigil.reason"] and int(headers["vigil.offset"]) >= 0, headers
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Recorded runs and the three predictors registered in a temporary MLflow (short runs)."""
@@ -311,6 +402,50 @@ def test_the_live_predictor_scores_as_the_registered_model_does_offline(trained)
         assert all(r["tried"] == 0 for r in ranking)  # no outcome reported yet
         proposed += [r["remedy"] for r in ranking]
     assert "kill_runaway_process" in proposed  # the hogs that break the SLO show in cpu
+
+
+def test_hostile_records_are_set_aside_and_the_predictor_goes_on(trained):
+    """Non-JSON, a tombstone, a record of the past, one far ahead and one without its fields on
+    ``aggregate``: the predictor sets each aside on the dead-letter topic and predicts every good
+    record, before and after a restart."""
+    from tasks.stream import broker, ensure_topics, read_topic
+
+    tmp, params, _ = trained
+    records = aggregate_messages(
+        interleave(simulate_workload(5, duration=200, n_cpu_hogs=1, n_memory_leaks=1)), 1.0, 2.0
+    )
+    mid = len(records) // 2
+    bad = [
+        None,
+        b"{not json",
+        json.dumps({**records[mid], "second": records[mid]["second"] - 50}).encode(),  # goes back
+        json.dumps({**records[mid], "second": records[mid]["second"] + 10**6}).encode(),  # far ahead
+        json.dumps({"second": records[mid]["second"] + 1}).encode(),  # no fields
+        json.dumps({**records[mid], "second": "soon"}).encode(),
+        b"[" * 100000,
+    ]
+    cmd = _stream_cmd("predict", "--bootstrap", "B", "--idle-exit", "3", "--no-store", params=params, cwd=tmp)
+    with broker() as bootstrap:
+        cmd[cmd.index("B")] = bootstrap
+        ensure_topics(bootstrap, {"aggregate": 1, "predictions": 1})
+        producer = kafka.Producer({"bootstrap.servers": bootstrap})
+        for k, r in enumerate(records):
+            producer.produce("aggregate", json.dumps(r).encode(), partition=0)
+            if k == mid:
+                for value in bad:
+                    producer.produce("aggregate", value, partition=0)
+            if k == mid + 20:  # a restart in the middle
+                producer.flush()
+                out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=180)
+                assert out.returncode == 0, out.stderr[-3000:]
+        producer.flush()
+        out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr[-3000:]
+        predictions = read_topic(bootstrap, "predictions")
+        letters = _raw_messages(bootstrap, "vigil-dead-letter")
+    assert [v for v, _ in letters] == bad
+    for model in {p["model"] for p in predictions}:
+        assert sorted(p["second"] for p in predictions if p["model"] == model) == [r["second"] for r in records]
 
 
 def test_a_running_predictor_ranks_remedies_with_the_feedback_reported_meanwhile(tmp_path, monkeypatch, caplog):

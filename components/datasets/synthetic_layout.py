@@ -52,10 +52,41 @@ def load_synthetic_layout(folder: str | Path) -> Dataset:
     return replace(data, name=meta.get("name", data.name), causes=causes)
 
 
+def generated_here_problem(folder: Path) -> str | None:
+    """Why generated data may not be written into ``folder``, or None: only a new or empty
+    folder, or one holding nothing but what Vigil generated there before (its ``causes.json``
+    with the generator's settings), is written. Anything else (``/``, a home, a user's own
+    train.csv) would be overwritten or littered."""
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    others = sorted(p.name for p in folder.iterdir() if p.name not in LAYOUT_FILES and p.name != ".gitignore")
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        return f"{folder} holds files Vigil did not generate ({shown})"
+    if any((folder / f).exists() for f in LAYOUT_FILES):
+        try:
+            generated = "generator" in json.loads((folder / LAYOUT_FILES[2]).read_text())
+        except (OSError, ValueError):
+            generated = False
+        if not generated:
+            return f"{folder} holds a dataset Vigil did not generate (no generator settings in its causes.json)"
+    return None
+
+
 def generate(source: DatasetSource, force: bool = False) -> bool:
     """Write the seeded dataset of ``source.options`` (`make_synthetic`'s keywords) to
-    ``source.root`` if it is absent or was made with other settings. True if written."""
+    ``source.root`` if it is absent or was made with other settings. True if written. A root
+    that holds anything else is refused by name (`generated_here_problem`), nothing written."""
     settings = dict(source.options)
+    problem = generated_here_problem(source.root)
+    if problem:
+        raise DataError(
+            f"dataset.root: {problem}; generated data is written only into a new or empty folder, or one Vigil "
+            "generated into before: point dataset.root (or --out) at such a folder, e.g. data/raw/synthetic"
+        )
     stamp = source.root / LAYOUT_FILES[2]
     if not force and stamp.is_file():
         try:

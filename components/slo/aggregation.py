@@ -19,6 +19,12 @@ first time (those before the restart offset are all older than ``s + 1``).
 
 Every partition must carry messages (``stats`` arrive each second): an idle one holds every
 second open.
+
+Event times come from outside: with ``max_skew`` set, a message stamped more than that many
+seconds after the latest watermark of any partition (or after the wall clock, where the caller
+gives it) is set aside (`too_far_ahead`, `set_aside`): counted, never folded in, never moving a
+watermark, so one message stamped in the year 2100 neither makes every later message late nor
+fills the seconds between with empty records.
 """
 
 from __future__ import annotations
@@ -50,9 +56,18 @@ class Aggregator:
     """`add_response` / `add_stats` fold one message of input ``partition`` in and return the
     records it closed. ``partitions``: every input partition (any hashable names)."""
 
-    def __init__(self, rt_limit: float, grace: float, partitions: list, last_emitted: int | None = None):
+    def __init__(
+        self,
+        rt_limit: float,
+        grace: float,
+        partitions: list,
+        last_emitted: int | None = None,
+        max_skew: float | None = None,
+    ):
         self.rt_limit = rt_limit
         self.grace = grace
+        self.max_skew = max_skew
+        self.ahead = 0  # messages set aside: stamped too far ahead
         self.last_emitted = last_emitted  # the last second emitted, None before the first
         # per partition: the latest event time read; after a restart, the least that closes last_emitted
         start = -math.inf if last_emitted is None else last_emitted + 1 + grace
@@ -62,9 +77,27 @@ class Aggregator:
         self._next_offset: dict = {}  # partition -> offset after the last message read from it
 
     @classmethod
-    def resume(cls, rt_limit: float, grace: float, partitions: list, last_record: dict | None) -> Aggregator:
+    def resume(
+        cls, rt_limit: float, grace: float, partitions: list, last_record: dict | None, max_skew: float | None = None
+    ) -> Aggregator:
         """The state right after ``last_record`` was emitted (None: from the start)."""
-        return cls(rt_limit, grace, partitions, None if last_record is None else int(last_record["second"]))
+        last = None if last_record is None else int(last_record["second"])
+        return cls(rt_limit, grace, partitions, last, max_skew)
+
+    def too_far_ahead(self, ts: float, now: float | None = None) -> bool:
+        """Whether event time ``ts`` lies more than ``max_skew`` seconds after every watermark
+        read so far, or after ``now`` (the wall clock, in the same seconds)."""
+        if self.max_skew is None:
+            return False
+        known = [w for w in self.watermarks.values() if w != -math.inf]
+        return bool(known and ts > max(known) + self.max_skew) or (now is not None and ts > now + self.max_skew)
+
+    def set_aside(self, partition, offset: int | None = None, ahead: bool = False) -> None:
+        """A message of ``partition`` not folded in (``ahead``: stamped too far ahead, counted;
+        else unreadable), and read past: its offset is not read again after a restart."""
+        self.ahead += int(ahead)
+        if offset is not None:
+            self._next_offset[partition] = offset + 1
 
     def _bucket(self, ts: float, partition, offset: int | None) -> _Bucket | None:
         if offset is not None:
@@ -146,15 +179,20 @@ def partition_of(m: dict, partitions: int) -> int:
     return int(m["ts"]) % partitions
 
 
-def aggregate_messages(messages, rt_limit: float, grace: float, partitions: int = 1) -> list[dict]:
+def aggregate_messages(
+    messages, rt_limit: float, grace: float, partitions: int = 1, max_skew: float | None = None
+) -> list[dict]:
     """The records of a whole sequence of (stream, message) sent to topics of ``partitions``
     partitions each: the offline reference the streaming aggregator must equal, and how a
     recorded run becomes training data."""
     keys = [(s, p) for s in ("stats", "responsetime") for p in range(partitions)]
-    agg = Aggregator(rt_limit, grace, keys)
+    agg = Aggregator(rt_limit, grace, keys, max_skew=max_skew)
     out = []
     for stream, m in messages:
         key = (stream, partition_of(m, partitions))
+        if agg.too_far_ahead(m["ts"]):
+            agg.set_aside(key, ahead=True)
+            continue
         if stream == "responsetime":
             out += agg.add_response(m["ts"], m["rt"], key)
         else:
