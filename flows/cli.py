@@ -20,6 +20,10 @@ def _run(args: argparse.Namespace) -> int:
     verbose = sys.stderr.isatty()
 
     def body() -> str:
+        if cfg.tuning.enabled and args.step in ("all", "tune"):  # an unusable study store: said before any work
+            from tasks.tune import check_storage
+
+            check_storage(cfg.tuning.storage, Path.cwd())
         if args.step == "prepare":
             from .prepare import prepare_flow, summary
 
@@ -391,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"vigil: {exc}", file=sys.stderr)
+        from components.text import printable
+
+        print(f"vigil: {printable(exc)}", file=sys.stderr)
         return 2
 
 

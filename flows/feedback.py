@@ -16,6 +16,7 @@ import getpass
 import json
 import sys
 
+from components.text import printable
 from tasks.alerts import INCIDENTS, VERDICTS, FeedbackError, feedback_of, open_store, rankings_of, record_feedback
 from tasks.remedies import RemedySettings, current_advisor
 from tasks.urls import storage_url
@@ -160,5 +161,5 @@ def run(args: argparse.Namespace) -> int:
     try:
         return run_entry(body, runs_flows=args.feedback_command == "export")
     except FeedbackError as exc:
-        print(f"vigil feedback: {exc}", file=sys.stderr)
+        print(f"vigil feedback: {printable(exc)}", file=sys.stderr)
         return 2

@@ -42,6 +42,47 @@ CAUGHT = (ValueError, ArithmeticError)  # a trial's parameters that cannot work 
 # --- storage and names --------------------------------------------------------------------
 
 
+def check_storage(url: str, root: Path, timeout_s: int = 5) -> None:
+    """Refuse, before any work, a ``tuning.storage`` that cannot be used: a URL that does not
+    parse, a driver that is not installed, a server that does not answer within ``timeout_s``
+    or refuses the login, a SQLite folder that cannot be written. One paragraph naming it.
+    ``url`` as params.yaml gives it (a relative SQLite path is taken from ``root``)."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from .alerts import StoreError
+    from .urls import shown_url, storage_url
+
+    def refuse(why: str) -> StoreError:
+        return StoreError(
+            f"tuning.storage {shown_url(url) if '://' in url else url!r}: {why}; give a reachable SQLAlchemy URL "
+            "(sqlite:///.vigil/optuna.db, postgresql+psycopg2://user:pass@host/db) or set tuning.enabled: false"
+        )
+
+    try:
+        parsed = make_url(storage_url(url, root))
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise refuse(f"not a database URL ({exc})") from None
+    sqlite = parsed.drivername.startswith("sqlite")
+    args = {} if sqlite else {"connect_timeout": timeout_s} if parsed.drivername.startswith("postgresql") else {}
+    try:
+        engine = sa.create_engine(parsed, connect_args=args)
+    except (ImportError, sa.exc.NoSuchModuleError) as exc:
+        raise refuse(f"its driver is not installed ({exc})") from None
+    except sa.exc.ArgumentError as exc:
+        raise refuse(str(exc)) from None
+    try:
+        with engine.connect() as conn:
+            if sqlite:
+                conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS vigil_storage_check (x INTEGER)")
+                conn.exec_driver_sql("DROP TABLE vigil_storage_check")
+    except sa.exc.DBAPIError as exc:
+        first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        raise refuse(f"cannot be reached or used: {first}") from None
+    finally:
+        engine.dispose()
+
+
 def open_storage(url: str):
     """RDB storage; on SQLite, writers wait for each other (up to a minute) instead of failing.
     Heartbeats let a study tell a trial of a dead worker on another host from a slow one.

@@ -699,3 +699,54 @@ def test_generate_refuses_a_users_folder_and_writes_nothing(tmp_path):
     fresh = tmp_path / "fresh"
     assert generate(DatasetSource("synthetic", fresh, "synthetic", settings))
     assert generate(DatasetSource("synthetic", fresh, "synthetic", {**settings, "seed": 1}))  # its own: rewritten
+
+
+# --- errors that are one paragraph, never a traceback --------------------------------------------
+def _plain_params(tmp_path: Path, **sections) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["registry"]["tracking_uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params["registry"]["artifact_root"] = str(tmp_path / "artifacts")
+    params["scoring"].update({"landing": str(tmp_path / "landing"), "store": f"sqlite:///{tmp_path / 'alerts.db'}",
+                              "model_name": "vigil-synthetic-seed0"})  # fmt: skip
+    for name, values in sections.items():
+        params[name].update(values)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _vigil(tmp_path: Path, *args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PREFECT_HOME": prefect_home(tmp_path / "prefect-home")}
+    return subprocess.run([VIGIL, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_scoring_before_any_champion_says_run_vigil_run_first(tmp_path):
+    params = _plain_params(tmp_path)
+    (tmp_path / "landing" / "web-1").mkdir(parents=True)
+    (tmp_path / "landing" / "web-1" / "part-0.csv").write_text("timestamp,cpu\n2026-01-01T00:00:00,1\n")
+    out = _vigil(tmp_path, "score", "--params", str(params))
+    assert out.returncode == 3, out.stderr[-2000:]
+    assert "no model vigil-synthetic-seed0@champion" in out.stderr and "run `vigil run` first" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert (tmp_path / "landing" / "web-1" / "part-0.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    "storage, why",
+    [
+        ("postgresql+psycopg2://vigil:secret@127.0.0.1:1/vigil", "cannot be reached"),
+        ("mysql://vigil:secret@127.0.0.1/vigil", "driver is not installed"),
+        ("not a url at all", "not a database URL"),
+    ],
+)
+def test_an_unusable_tuning_storage_is_named_before_any_work(tmp_path, storage, why):
+    import time
+
+    params = _plain_params(tmp_path, tuning={"enabled": True, "storage": storage})
+    t0 = time.monotonic()
+    out = _vigil(tmp_path, "run", "--params", str(params), "--new-data-version")
+    assert out.returncode == 3, out.stderr[-2000:]
+    assert "tuning.storage" in out.stderr and why in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert "secret" not in out.stderr  # the password is never shown
+    assert not (tmp_path / "data" / "processed").exists()
+    assert time.monotonic() - t0 < 40

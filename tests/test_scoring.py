@@ -457,3 +457,21 @@ def test_the_live_page_shows_new_scores_without_a_reload(trained, tmp_path):
         finally:
             browser.quit()
     print(f"screenshots: {tmp_path / 'reports'}")
+
+
+def test_a_champion_whose_artifacts_are_gone_is_one_paragraph(trained, tmp_path):
+    """The registry still names a champion, but its files were deleted: one paragraph saying
+    what to do, no traceback, the waiting file left where it is. (Last in this module: it moves
+    the shared workspace's artifacts away, and back.)"""
+    ws, frame = trained
+    params = workspace_with(trained, tmp_path)
+    drop(frame.iloc[:100], tmp_path / "landing", "web-1", "part-0")
+    artifacts = ws / "mlflow" / "artifacts"
+    artifacts.rename(ws / "mlflow" / "artifacts-gone")
+    try:
+        out = score(ws, params, check=False)
+    finally:
+        (ws / "mlflow" / "artifacts-gone").rename(artifacts)
+    assert out.returncode == 3, out.stderr[-2000:]
+    assert "cannot be loaded" in out.stderr and "run `vigil run`" in out.stderr and "Traceback" not in out.stderr
+    assert (tmp_path / "landing" / "web-1" / "part-0.csv").is_file()
