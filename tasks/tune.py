@@ -50,11 +50,12 @@ def check_storage(url: str, root: Path, timeout_s: int = 5) -> None:
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    from .alerts import StoreError
+    from components.datasets import DataError
+
     from .urls import shown_url, storage_url
 
-    def refuse(why: str) -> StoreError:
-        return StoreError(
+    def refuse(why: str) -> DataError:
+        return DataError(
             f"tuning.storage {shown_url(url) if '://' in url else url!r}: {why}; give a reachable SQLAlchemy URL "
             "(sqlite:///.vigil/optuna.db, postgresql+psycopg2://user:pass@host/db) or set tuning.enabled: false"
         )
@@ -63,6 +64,8 @@ def check_storage(url: str, root: Path, timeout_s: int = 5) -> None:
         parsed = make_url(storage_url(url, root))
     except (sa.exc.ArgumentError, ValueError) as exc:
         raise refuse(f"not a database URL ({exc})") from None
+    except OSError as exc:  # a SQLite file's folder that cannot be made
+        raise refuse(f"cannot be reached or used: {exc}") from None
     sqlite = parsed.drivername.startswith("sqlite")
     args = {} if sqlite else {"connect_timeout": timeout_s} if parsed.drivername.startswith("postgresql") else {}
     try:

@@ -737,16 +737,66 @@ def test_scoring_before_any_champion_says_run_vigil_run_first(tmp_path):
         ("postgresql+psycopg2://vigil:secret@127.0.0.1:1/vigil", "cannot be reached"),
         ("mysql://vigil:secret@127.0.0.1/vigil", "driver is not installed"),
         ("not a url at all", "not a database URL"),
+        (f"sqlite:///{Path('/proc/no-such-folder/optuna.db')}", "cannot be reached or used"),
     ],
 )
-def test_an_unusable_tuning_storage_is_named_before_any_work(tmp_path, storage, why):
+def test_an_unusable_tuning_storage_is_one_paragraph_naming_it(tmp_path, storage, why):
+    from components.datasets import DataError
+    from tasks.tune import check_storage
+
+    with pytest.raises(DataError) as exc:
+        check_storage(storage, tmp_path)
+    assert str(exc.value).startswith("tuning.storage") and why in str(exc.value) and "secret" not in str(exc.value)
+
+
+def test_vigil_run_names_an_unreachable_tuning_storage_before_any_work(tmp_path):
+    """End to end: refused within seconds (not after 42-53 s of preparing), nothing prepared."""
     import time
 
+    storage = "postgresql+psycopg2://vigil:secret@127.0.0.1:1/vigil"
     params = _plain_params(tmp_path, tuning={"enabled": True, "storage": storage})
     t0 = time.monotonic()
     out = _vigil(tmp_path, "run", "--params", str(params), "--new-data-version")
     assert out.returncode == 3, out.stderr[-2000:]
-    assert "tuning.storage" in out.stderr and why in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert "tuning.storage" in out.stderr and "cannot be reached" in out.stderr and "Traceback" not in out.stderr
     assert "secret" not in out.stderr  # the password is never shown
     assert not (tmp_path / "data" / "processed").exists()
     assert time.monotonic() - t0 < 40
+
+
+# --- terminals -------------------------------------------------------------------------------------
+def test_text_from_outside_reaches_a_terminal_with_control_characters_shown():
+    """Property over generated strings (every control, format and separator character among
+    them): what `printable` returns has no character a terminal acts on but newline and tab,
+    `one_line` not even those, and ordinary text (letters of any script, markup) is unchanged."""
+    import random
+    import unicodedata
+
+    from components.text import one_line, printable
+
+    rng = random.Random(7)
+    alphabet = [chr(c) for c in (*range(0, 0x250), *range(0x2000, 0x2070), 0x202E, 0xFEFF, 0x4E2D, 0xDCFF)]
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        shown, line = printable(text), one_line(text)
+        assert all(ch in "\n\t" or unicodedata.category(ch)[0] not in "CZ" or ch == " " for ch in shown), repr(shown)
+        assert all(unicodedata.category(ch)[0] not in "CZ" or ch == " " for ch in line), repr(line)
+    for plain in ("pool-1 <b>bold</b> é 中文 ../x", *HOSTILE[:9]):
+        assert printable(plain) == plain
+    assert printable("a\x1b[2Jb\u202ec") == "a\\x1b[2Jb\\u202ec"
+
+
+def test_score_prints_hostile_file_names_escaped(tmp_path):
+    """The summary `vigil score` prints names the files and reasons with their control
+    characters escaped (a file named to clear the screen does not)."""
+    from flows.score import summary
+
+    result = {
+        "model": "m", "version": "1", "detector": "pca", "previous_version": None, "files_scored": 0, "steps": 0,
+        "steps_scored": 0, "alerts": 0, "incidents": 0, "files_quarantined": 1, "files_waiting": 0,
+        "files_refused": 1,
+        "outcomes": [{"status": "quarantined", "source": "web-1", "file": "x\x1b[2J.csv", "reason": ["bad\x07"]}],
+        "skipped": [{"path": "/l/\x1b]0;t\x07", "reason": "a symbolic link", "waiting": False}],
+    }  # fmt: skip
+    text = summary(result)
+    assert "\x1b" not in text and "\x07" not in text and "x\\x1b[2J.csv" in text and "\\x1b]0;t\\x07" in text

@@ -57,8 +57,8 @@ def _start_and_wait_for_training(ws):
 
 @pytest.mark.parametrize(
     "presses, sig, group",
-    [(1, signal.SIGINT, False), (2, signal.SIGINT, False), (1, signal.SIGTERM, True), (2, signal.SIGTERM, True)],
-    ids=["ctrl-c", "ctrl-c twice", "sigterm to the group", "sigterm to the group twice"],
+    [(1, signal.SIGINT, False), (2, signal.SIGINT, False), (1, signal.SIGTERM, True)],
+    ids=["ctrl-c", "ctrl-c twice", "sigterm to the group"],  # a second SIGTERM takes Ctrl-C's second path
 )
 def test_ctrl_c_or_sigterm_during_training_stops_within_seconds_and_leaves_nothing(tmp_path, presses, sig, group):
     """Ctrl-C, or SIGTERM to the whole process group (`timeout 120 vigil run`, a service

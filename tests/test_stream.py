@@ -294,6 +294,36 @@ def test_hostile_messages_are_set_aside_and_the_aggregator_goes_on(tmp_path):
             assert reason in headers["vigil.reason"] and int(headers["vigil.offset"]) >= 0, headers
 
 
+def test_with_the_broker_gone_the_aggregator_stays_quiet_and_stops_on_sigterm(tmp_path):
+    """The broker stops under a running aggregator: its own log says so at most once every
+    QUIET_S (not ~15 lines a second), and SIGTERM still stops it within seconds, exit 0, with
+    its counts."""
+    from tasks.stream import QUIET_S, broker, ensure_topics, produce_messages, read_topic
+
+    params = _params(tmp_path)
+    msgs = interleave(simulate_workload(4, duration=200, n_cpu_hogs=1, n_memory_leaks=1))
+    cmd = _stream_cmd("aggregate", "--bootstrap", "B", params=params, cwd=tmp_path)
+    with broker() as bootstrap:
+        cmd[cmd.index("B")] = bootstrap
+        ensure_topics(bootstrap, {"stats": 1, "responsetime": 1})
+        produce_messages(bootstrap, msgs, {"stats": "stats", "responsetime": "responsetime"})
+        started = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        proc = wait_ready(started, "aggregate")
+        deadline = time.monotonic() + 60
+        while not read_topic(bootstrap, "aggregate"):
+            assert proc.poll() is None and time.monotonic() < deadline
+    down = QUIET_S + 2  # the broker is gone from here on
+    time.sleep(down)
+    assert proc.poll() is None
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 5 and proc.returncode == 0, "".join(proc.stderr_tail)[-2000:]
+    assert "aggregated" in out
+    ours = [line for line in proc.stderr_tail if "aggregate:" in line or "commit failed" in line]
+    assert len(ours) <= down / QUIET_S + 2, ours
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Recorded runs and the three predictors registered in a temporary MLflow (short runs)."""
