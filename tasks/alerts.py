@@ -7,6 +7,7 @@ watermark and state, and the file's own row, so a crash leaves either all of it 
 from __future__ import annotations
 
 import json
+import time
 import unicodedata
 import uuid
 from contextlib import contextmanager
@@ -152,7 +153,8 @@ RANKINGS = sa.Table(  # the remedies proposed for an incident when it opened, an
 STORE_INFO = sa.Table(  # one row: which store this is, so a deleted or replaced store is noticed
     "store_info",
     META,
-    sa.Column("store_id", sa.String(40), primary_key=True),
+    sa.Column("slot", sa.SmallInteger, primary_key=True, autoincrement=False),  # always 1: one row, first writer's
+    sa.Column("store_id", sa.String(40), nullable=False),
     sa.Column("created", sa.String(40), nullable=False),
 )
 sa.Index("points_by_source", POINTS.c.source, POINTS.c.id)
@@ -223,15 +225,42 @@ def open_store(url: str) -> sa.Engine:
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = _engine(url)
     with store_errors(url):
-        META.create_all(engine)
-        with engine.begin() as conn:
-            if conn.execute(sa.select(STORE_INFO.c.store_id)).first() is None:
-                conn.execute(sa.insert(STORE_INFO).values(store_id=uuid.uuid4().hex, created=now()))
+        _create_tables(engine)
+        _name_store(engine)
     return engine
 
 
+def _create_tables(engine: sa.Engine, attempts: int = 5) -> None:
+    """The store's tables where missing. Two processes making a new store at once both find a
+    table missing and one of them fails to create it: that one looks again."""
+    for attempt in range(attempts):
+        try:
+            META.create_all(engine)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+            if "already exists" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
+def _name_store(engine: sa.Engine) -> str:
+    """The store's id, given it where it has none yet; two processes doing this at once agree
+    (one row, slot 1: the second insert fails and reads the first)."""
+    with engine.connect() as conn:
+        found = store_id(conn)
+    if found is not None:
+        return found
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(STORE_INFO).values(slot=1, store_id=uuid.uuid4().hex, created=now()))
+    except sa.exc.IntegrityError:
+        pass
+    with engine.connect() as conn:
+        return store_id(conn)
+
+
 def store_id(conn) -> str | None:
-    row = conn.execute(sa.select(STORE_INFO.c.store_id)).first()
+    row = conn.execute(sa.select(STORE_INFO.c.store_id).where(STORE_INFO.c.slot == 1)).first()
     return row[0] if row else None
 
 
@@ -298,11 +327,8 @@ def open_existing_store(url: str) -> OpenStore:
             if not sa.inspect(conn).has_table(STORE_INFO.name) and not sa.inspect(conn).has_table(SOURCES.name):
                 engine.dispose()
                 raise StoreError(f"{shown_url(url)} holds no alerts store: run `vigil score` first")
-        META.create_all(engine)  # a store made by an earlier Vigil gains the tables added since
-        with engine.begin() as conn:
-            if store_id(conn) is None:
-                conn.execute(sa.insert(STORE_INFO).values(store_id=uuid.uuid4().hex, created=now()))
-            sid = store_id(conn)
+        _create_tables(engine)  # a store made by an earlier Vigil gains the tables added since
+        sid = _name_store(engine)
     st = path.stat() if path is not None else None
     return OpenStore(url, engine, sid, (st.st_dev, st.st_ino) if st else None)
 

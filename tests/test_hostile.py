@@ -800,3 +800,30 @@ def test_score_prints_hostile_file_names_escaped(tmp_path):
     }  # fmt: skip
     text = summary(result)
     assert "\x1b" not in text and "\x07" not in text and "x\\x1b[2J.csv" in text and "\\x1b]0;t\\x07" in text
+
+
+def test_processes_making_a_new_store_at_once_agree_on_its_identity(tmp_path):
+    """Scoring, the page and the predictor may open a new store at the same moment: no one
+    fails on a table another just made, and all see one store id (else the landing folder's
+    pairing would later call the store replaced)."""
+    import threading
+
+    from tasks.alerts import store_id
+
+    url, ids, errors = f"sqlite:///{tmp_path / 'alerts.db'}", [], []
+
+    def open_it():
+        try:
+            engine = open_store(url)
+            with engine.connect() as conn:
+                ids.append(store_id(conn))
+            engine.dispose()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=open_it) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(ids) == 8 and len(set(ids)) == 1

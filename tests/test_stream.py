@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import confluent_kafka as kafka
 import numpy as np
@@ -322,6 +323,67 @@ def test_with_the_broker_gone_the_aggregator_stays_quiet_and_stops_on_sigterm(tm
     assert "aggregated" in out
     ours = [line for line in proc.stderr_tail if "aggregate:" in line or "commit failed" in line]
     assert len(ours) <= down / QUIET_S + 2, ours
+
+
+@pytest.fixture
+def persistent_storage():
+    """Storage for a Tansu broker that outlives it: an S3-compatible server (moto's) on a
+    loopback port and a bucket of this test's own; (storage URL, the broker's environment)."""
+    import urllib.request
+    import uuid
+
+    from conftest import free_port, serving
+
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    with serving(cmd, f"http://127.0.0.1:{port}/"):
+        bucket = f"tansu-{uuid.uuid4().hex[:8]}"
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/{bucket}", method="PUT"))
+        env = {"AWS_ACCESS_KEY_ID": "vigil", "AWS_SECRET_ACCESS_KEY": "vigil", "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_ENDPOINT": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true"}  # fmt: skip
+        yield f"s3://{bucket}/", env
+
+
+def test_after_a_broker_restart_the_aggregator_resumes_within_seconds(tmp_path, persistent_storage):
+    """The broker (keeping its topics in storage that outlives it) stops under a running
+    aggregator and comes back on the same address: the aggregator, never restarted itself,
+    goes on within seconds with the traffic sent after the restart, and the records are the
+    offline aggregation exactly (nothing lost, nothing twice); SIGTERM then stops it."""
+    from conftest import free_port
+
+    from tasks.stream import broker, ensure_topics, produce_messages, read_topic
+
+    storage, env = persistent_storage
+    params = _params(tmp_path)
+    msgs = interleave(simulate_workload(6, duration=240, n_cpu_hogs=1, n_memory_leaks=1))
+    reference = aggregate_messages(msgs, 1.0, 2.0)
+    half, port = len(msgs) // 2, free_port()
+    topics = {"stats": "stats", "responsetime": "responsetime"}
+    with broker(port, storage=storage, env=env) as bootstrap:
+        ensure_topics(bootstrap, {"stats": 1, "responsetime": 1})
+        produce_messages(bootstrap, msgs[:half], topics)
+        cmd = _stream_cmd("aggregate", "--bootstrap", bootstrap, params=params, cwd=tmp_path)
+        started = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        proc = wait_ready(started, "aggregate")
+        deadline = time.monotonic() + 60
+        while len(read_topic(bootstrap, "aggregate")) < 50:
+            assert proc.poll() is None and time.monotonic() < deadline
+    time.sleep(3)  # the broker is down
+    with broker(port, storage=storage, env=env) as bootstrap:
+        before = len(read_topic(bootstrap, "aggregate"))
+        restarted = time.monotonic()
+        produce_messages(bootstrap, msgs[half:], topics)
+        while len(read_topic(bootstrap, "aggregate")) < len(reference):
+            assert proc.poll() is None, "".join(proc.stderr_tail)[-2000:]
+            assert time.monotonic() - restarted < 60, "the aggregator did not resume"
+        resumed = time.monotonic() - restarted
+        records = read_topic(bootstrap, "aggregate")
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0, "".join(proc.stderr_tail)[-2000:]
+    assert before < len(reference)
+    assert [{k: v for k, v in r.items() if not k.startswith("_")} for r in records] == reference
+    print(f"resumed {resumed:.1f} s after the broker came back")
 
 
 @pytest.fixture(scope="module")
