@@ -120,7 +120,8 @@ class Guard:
             given = query.get("token", [None])[0]
             if given is not None and scope["method"] == "GET" and self._same(given):
                 rest = urlencode([(k, v) for k, vs in query.items() if k != "token" for v in vs])
-                answer = RedirectResponse(scope["path"] + (f"?{rest}" if rest else ""), status_code=303)
+                here = "/" + scope["path"].lstrip("/")  # never "//host": the redirect stays on this server
+                answer = RedirectResponse(here + (f"?{rest}" if rest else ""), status_code=303)
                 answer.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="strict")
                 return await answer(scope, receive, self._with_headers(send))
             if not self._authorised(headers):

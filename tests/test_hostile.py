@@ -312,6 +312,8 @@ def test_serving_beyond_loopback_needs_expose_and_then_a_token(tmp_path, hostile
         cookie = headers["set-cookie"].split(";")[0]
         assert "httponly" in headers["set-cookie"].lower() and "samesite=strict" in headers["set-cookie"].lower()
         assert request(port, "GET", "/api/sources", headers={"Cookie": cookie})[0] == 200
+        status, headers, _ = request(port, "GET", f"//evil.example/?token={token}")
+        assert status == 303 and headers["location"] == "/evil.example/"  # stays on this server
         assert request(port, "GET", "/api/sources", host=f"evil.example:{port}", headers={"Cookie": cookie})[0] == 400
 
 
