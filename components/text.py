@@ -26,3 +26,30 @@ def printable(text: object, keep: frozenset[str] = KEEP) -> str:
 def one_line(text: object) -> str:
     """``printable`` with line breaks and tabs escaped too: a value shown inside one line."""
     return printable(text, keep=frozenset())
+
+
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a control, format, surrogate (bytes that were not UTF-8) or
+    unassigned character."""
+    return any(unicodedata.category(ch)[0] == "C" for ch in text)
+
+
+def folder_name_problem(name: str, max_chars: int) -> str | None:
+    """Why ``name``, which will name a folder (a series, a pool), cannot: empty, a path, ``.``
+    or ``..``, hidden, longer than ``max_chars``, or holding control characters; else None."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        return "not a folder name"
+    if name.startswith("."):
+        return "a hidden name"
+    if len(name) > max_chars:
+        return f"longer than {max_chars} characters"
+    if has_control(name):
+        return "has control characters or bytes that are not UTF-8"
+    return None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (of the driver's error it wraps, where it wraps
+    one), control characters shown; its type's name where it says nothing."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return one_line(text.splitlines()[0]) if text else type(exc).__name__

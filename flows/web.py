@@ -303,9 +303,16 @@ def serving_plan(host: str, expose: bool, configured_hosts: list[str]) -> tuple[
     token = os.environ.get("VIGIL_WEB_TOKEN") or secrets.token_urlsafe(24)
     if len(token) < 16 or not token.replace("-", "").replace("_", "").isalnum():
         raise ConfigError("VIGIL_WEB_TOKEN: at least 16 characters, letters, digits, - and _ only")
-    if host not in ("0.0.0.0", "::"):
+    if not _is_wildcard(host):  # every address: the names it is reached by are web.allowed_hosts
         hosts.append(host)
     return hosts, token
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
 
 
 def run(args: argparse.Namespace) -> int:

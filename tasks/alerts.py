@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-import unicodedata
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from components.datasets import DataError
+from components.text import first_line, has_control
 
 META = sa.MetaData()
 
@@ -176,25 +176,27 @@ class StoreError(DataError):
     and what to do. A `DataError`, so every command reports it as one."""
 
 
-def store_problem(url: str, exc: Exception) -> StoreError:
-    """A database error as one paragraph naming the store and what to do."""
+def store_problem(url: str, exc: Exception, name: str = "the alerts store", key: str = "scoring.store") -> StoreError:
+    """A database error as one paragraph naming the store (``name``, the params ``key`` that
+    names it) and what to do."""
     from .urls import shown_url
 
-    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc)
     if "readonly" in first.replace("-", "").replace(" ", "").lower() or "permission" in first.lower():
-        todo = "make it writable by this user, or point scoring.store at a store this user may write"
+        todo = f"make it writable by this user, or point {key} at a store this user may write"
     else:
-        todo = "check that it exists and is reachable (scoring.store in params.yaml names it)"
-    return StoreError(f"the alerts store {shown_url(url)} failed: {first}; {todo}")
+        todo = f"check that it exists and is reachable ({key} in params.yaml names it)"
+    return StoreError(f"{name} {shown_url(url)} failed: {first}; {todo}")
 
 
 @contextmanager
-def store_errors(url: str):
-    """Database errors inside as `StoreError` paragraphs (`store_problem`)."""
+def store_errors(url: str, name: str = "the alerts store", key: str = "scoring.store", also: tuple = ()):
+    """Database errors inside (and those of the types in ``also``) as `StoreError` paragraphs
+    (`store_problem`)."""
     try:
         yield
-    except (sa.exc.OperationalError, sa.exc.DatabaseError, sa.exc.InterfaceError) as exc:
-        raise store_problem(url, exc) from None
+    except (sa.exc.OperationalError, sa.exc.DatabaseError, sa.exc.InterfaceError, *also) as exc:
+        raise store_problem(url, exc, name, key) from None
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -472,7 +474,7 @@ def record_feedback(
         raise FeedbackError("who: give the operator's name (the audit row records it)")
     if len(who.strip()) > WHO_MAX or (remedy is not None and len(remedy) > REMEDY_MAX):
         raise FeedbackError(f"who, remedy: at most {WHO_MAX} characters each")
-    if _has_control(who):
+    if has_control(who):
         raise FeedbackError("who: a name without control characters")
     if note is not None and len(note) > NOTE_MAX:
         raise FeedbackError(f"note: at most {NOTE_MAX} characters ({len(note)} given)")
@@ -508,10 +510,6 @@ def record_feedback(
             )
         )
     return fid
-
-
-def _has_control(text: str) -> bool:
-    return any(unicodedata.category(ch)[0] == "C" for ch in text)
 
 
 def latest_verdicts(conn, incidents: list[int] | None = None) -> dict[int, dict]:

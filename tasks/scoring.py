@@ -29,9 +29,7 @@ import json
 import os
 import shutil
 import time
-import unicodedata
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +40,7 @@ from prefect import task
 
 from components.datasets import DataError, RawTable
 from components.streaming import StreamState, flagged_runs, score_batch
-from components.text import one_line, printable
+from components.text import first_line, folder_name_problem, printable
 
 from . import run_logger
 from .alerts import (
@@ -58,6 +56,7 @@ from .alerts import (
     now,
     read_source,
     store_errors,
+    store_id,
     write_source,
 )
 from .urls import shown_url
@@ -125,38 +124,24 @@ def load_champion(tracking_uri: str, name: str, alias: str = "champion") -> Cham
         except (MlflowException, OSError) as exc:
             raise DataError(
                 f"{name} version {mv.version} (@{alias}) cannot be loaded from {mv.source}: "
-                f"{one_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}; its artifacts are "
+                f"{first_line(exc)}; its artifacts are "
                 f"gone or unreadable: run `vigil run` to register a new champion, or restore them"
             ) from None
     return Champion(name, str(mv.version), model)
 
 
-@contextmanager
 def registry_errors(tracking_uri: str):
     """The MLflow registry out of reach, read-only or broken, as one `StoreError` paragraph."""
     from mlflow.exceptions import MlflowException
 
-    try:
-        yield
-    except (MlflowException, sa.exc.OperationalError, sa.exc.DatabaseError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise StoreError(
-            f"the MLflow registry {shown_url(tracking_uri)} failed: {one_line(first)}; check that it is reachable "
-            "and writable by this user (registry.tracking_uri in params.yaml names it)"
-        ) from None
+    return store_errors(tracking_uri, "the MLflow registry", "registry.tracking_uri", also=(MlflowException,))
 
 
 def source_name_problem(name: str) -> str | None:
     """Why ``name`` cannot name a source (a landing sub-folder), or None."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name:
-        return "not a folder name"
-    if name in SKIP or name.startswith("."):
-        return f"{SKIP} and hidden names are not sources"
-    if len(name) > SOURCE_MAX:
-        return f"longer than {SOURCE_MAX} characters"
-    if any(unicodedata.category(ch)[0] == "C" for ch in name):
-        return "has control characters or bytes that are not UTF-8"
-    return None
+    if name in SKIP:
+        return f"{SKIP} are not sources"
+    return folder_name_problem(name, SOURCE_MAX)
 
 
 def being_written(name: str) -> bool:
@@ -627,9 +612,7 @@ def check_store_pairing(engine: sa.Engine, landing: Path, store_url: str) -> Non
     the folder was scored into another store before (the store deleted, replaced or switched),
     scoring on would start every source afresh, re-scoring and losing context. Refused by name;
     a first run records the pairing."""
-    from .alerts import store_id
     from .files import write_atomic
-    from .urls import shown_url
 
     with store_errors(store_url), engine.connect() as conn:
         current = store_id(conn)

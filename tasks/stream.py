@@ -133,13 +133,11 @@ def _consumer(bootstrap: str, group: str) -> Consumer:
     )
 
 
-def _send(producer: Producer, topic: str, value: bytes, partition: int | None = None) -> None:
+def _send(producer: Producer, topic: str, value: bytes | None, partition: int | None = None, headers=None) -> None:
+    extra = {k: v for k, v in (("partition", partition), ("headers", headers)) if v is not None}
     while True:
         try:
-            if partition is None:
-                producer.produce(topic, value)
-            else:
-                producer.produce(topic, value, partition=partition)
+            producer.produce(topic, value, **extra)
             return
         except BufferError:  # the local queue is full: let deliveries drain it
             producer.poll(0.05)
@@ -223,12 +221,13 @@ def _dead_letter(producer: Producer, topic: str, m, reason: str, done: set | Non
         ("vigil.offset", str(m.offset()).encode()),
         ("vigil.reason", reason.encode()[:500]),
     ]
-    while True:
-        try:
-            producer.produce(topic, m.value(), headers=headers, partition=0)
-            return
-        except BufferError:
-            producer.poll(0.05)
+    _send(producer, topic, m.value(), 0, headers)
+
+
+def _set_aside(producer: Producer, topic: str, m, reason: str, done: set, quiet: _Quiet, service: str) -> None:
+    """A message a loop cannot use: to the dead-letter topic (`_dead_letter`), and said."""
+    _dead_letter(producer, topic, m, reason, done)
+    quiet.warn("%s: set aside %s[%d]@%d: %s", service, m.topic(), m.partition(), m.offset(), reason)
 
 
 def _flush(producer: Producer, stop) -> bool:
@@ -441,9 +440,8 @@ def run_aggregator(
                     agg.set_aside(key, m.offset(), ahead=True)
                     reason = f"ts {ts} is more than {max_skew} s ahead of the stream or the clock"
                 if reason is not None:
-                    _dead_letter(producer, topics.dead_letter, m, reason, set_aside)
+                    _set_aside(producer, topics.dead_letter, m, reason, set_aside, quiet, "aggregate")
                     aside += 1
-                    quiet.warn("aggregate: set aside %s[%d]@%d: %s", m.topic(), m.partition(), m.offset(), reason)
                     continue
                 if m.topic() == topics.responsetime:
                     out += agg.add_response(ts, values[0], key, m.offset())
@@ -552,8 +550,8 @@ class PredictionStore:
             write_source(conn, self.source, row, exists=src is not None)
 
 
-def _read_record(m, last: np.ndarray, previous: int | None, max_skew: float | None) -> tuple[dict, int, np.ndarray]:
-    """An ``aggregate`` record, checked: the record, its second and its signals' row."""
+def _read_record(m, last: np.ndarray, previous: int | None, max_skew: float | None) -> tuple[int, np.ndarray]:
+    """An ``aggregate`` record, checked: its second and its signals' row."""
     rec = _json_object(m)
     second = rec.get("second")
     if isinstance(second, bool) or not isinstance(second, int) or second < 0:
@@ -574,7 +572,7 @@ def _read_record(m, last: np.ndarray, previous: int | None, max_skew: float | No
         row = signal_matrix([rec], last)[0]
     except (KeyError, TypeError, ValueError) as exc:
         raise BadMessage(f"not a record of the aggregator: {exc!r}") from None
-    return rec, second, row
+    return second, row
 
 
 def run_predictor(
@@ -631,12 +629,11 @@ def run_predictor(
                     quiet.warn("predict: %s", m.error())
                     continue
                 try:
-                    rec, second, row = _read_record(m, last, previous, max_skew)
+                    second, row = _read_record(m, last, previous, max_skew)
                 except BadMessage as exc:
                     counts["bad"] += 1
-                    _dead_letter(producer, topics.dead_letter, m, str(exc), set_aside)
+                    _set_aside(producer, topics.dead_letter, m, str(exc), set_aside, quiet, "predict")
                     aside += 1
-                    quiet.warn("predict: set aside %s[%d]@%d: %s", m.topic(), m.partition(), m.offset(), exc)
                     continue
                 previous, last = second, row
                 window.append((m.offset(), last))

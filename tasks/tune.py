@@ -51,6 +51,7 @@ def check_storage(url: str, root: Path, timeout_s: int = 5) -> None:
     from sqlalchemy.engine import make_url
 
     from components.datasets import DataError
+    from components.text import first_line
 
     from .urls import shown_url, storage_url
 
@@ -67,7 +68,7 @@ def check_storage(url: str, root: Path, timeout_s: int = 5) -> None:
     except OSError as exc:  # a SQLite file's folder that cannot be made
         raise refuse(f"cannot be reached or used: {exc}") from None
     sqlite = parsed.drivername.startswith("sqlite")
-    args = {} if sqlite else {"connect_timeout": timeout_s} if parsed.drivername.startswith("postgresql") else {}
+    args = {"connect_timeout": timeout_s} if parsed.drivername.startswith("postgresql") else {}
     try:
         engine = sa.create_engine(parsed, connect_args=args)
     except (ImportError, sa.exc.NoSuchModuleError) as exc:
@@ -80,8 +81,7 @@ def check_storage(url: str, root: Path, timeout_s: int = 5) -> None:
                 conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS vigil_storage_check (x INTEGER)")
                 conn.exec_driver_sql("DROP TABLE vigil_storage_check")
     except sa.exc.DBAPIError as exc:
-        first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
-        raise refuse(f"cannot be reached or used: {first}") from None
+        raise refuse(f"cannot be reached or used: {first_line(exc)}") from None
     finally:
         engine.dispose()
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from components.datasets import DataError
+from components.text import folder_name_problem
 
 LINES_KEPT = 20  # line numbers kept per reason in a report (counts are always whole)
 MOSTLY_MALFORMED = 0.5  # a file with more than this share of malformed lines stops the run
@@ -190,14 +190,7 @@ def series_name(obj: dict, key: str) -> str:
     """A name that becomes a series and a folder (a pool, an RSE): a string of 1 to `NAME_MAX`
     characters without control characters, path separators or a leading dot; else `Drop`."""
     value = need(obj, key)
-    if (
-        not isinstance(value, str)
-        or not 0 < len(value) <= NAME_MAX
-        or value.startswith(".")
-        or "/" in value
-        or "\\" in value
-        or any(unicodedata.category(ch)[0] == "C" for ch in value)
-    ):
+    if not isinstance(value, str) or folder_name_problem(value, NAME_MAX):
         raise Drop(f"invalid:{key}")
     return value
 
