@@ -183,7 +183,11 @@ class CellRun:
 def run_cell(detector, series: PreparedSeries) -> CellRun:
     """Fit on train, score the validation head and the test tail, timing each and sampling
     memory. ``detector``: anything with fit, score, score_and_contributions and
-    calibration_scores_ (Vigil's detectors; the PyOD peers' adapter)."""
+    calibration_scores_ (Vigil's detectors; the PyOD peers' adapter), or with
+    ``run_series(series) -> CellRun`` where it runs elsewhere (a peer in its own environment
+    measures itself there)."""
+    if hasattr(detector, "run_series"):
+        return detector.run_series(series)
     with PeakMemory() as mem:
         t0 = time.perf_counter()
         detector.fit(series.train)

@@ -33,6 +33,11 @@ class CSVConfig(_Strict):
     train_fraction: float = Field(0.5, gt=0, lt=1)
 
 
+class SKABConfig(_Strict):
+    train: Literal["head", "anomaly_free"] = "head"  # head: SKAB's protocol, the first train_rows of each file
+    train_rows: int = Field(400, ge=2)
+
+
 class DatasetConfig(_Strict):
     """Where the raw input lives and how to read it.
 
@@ -46,6 +51,7 @@ class DatasetConfig(_Strict):
     name: str = "synthetic"
     synthetic: SyntheticConfig = SyntheticConfig()
     csv: CSVConfig = CSVConfig()
+    skab: SKABConfig = SKABConfig()
     min_rows: int = Field(50, ge=1)  # validation: fewer rows in train or test is an error
     min_value: float | None = None  # validation: value range of every metric, if known
     max_value: float | None = None

@@ -34,6 +34,11 @@ def nab_root() -> Path:
 
 
 @pytest.fixture
+def skab_root() -> Path:
+    return _folder("SKAB")
+
+
+@pytest.fixture
 def msl_root() -> Path:
     return _folder("MSL")
 

@@ -158,6 +158,42 @@ def test_real_nab_series(nab_root):
     assert w.max() <= pd.Timestamp("2014-04-16 11:54")
 
 
+# --- SKAB ----------------------------------------------------------------------------------
+
+
+def test_real_skab_experiments_under_both_protocols(skab_root):
+    from components.datasets.skab import SENSORS, list_skab_series, load_skab
+
+    names = list_skab_series(skab_root)
+    assert names[:3] == ["valve1/0", "valve1/1", "valve1/2"] and "valve1/10" in names  # numeric order
+    assert not [n for n in names if n.startswith("anomaly-free")]
+    d = load_skab(skab_root, "valve1/0")  # SKAB's protocol: the first 400 rows are train
+    raw = pd.read_csv(skab_root / "valve1/0.csv", sep=";")
+    assert len(d.train) == 400 and len(d.test) == len(raw) - 400
+    assert list(d.train.columns) == SENSORS
+    np.testing.assert_array_equal(d.labels, raw["anomaly"].to_numpy()[400:])
+    assert len(d.causes) == 1
+    free = load_skab(skab_root, "valve1/0", train="anomaly_free")
+    assert len(free.train) == len(pd.read_csv(skab_root / "anomaly-free/anomaly-free.csv", sep=";"))
+    assert len(free.test) == len(raw)
+
+
+def test_skab_bad_files_name_file_column_and_line(tmp_path):
+    from components.datasets.skab import COLUMNS, load_skab
+
+    (tmp_path / "valve1").mkdir()
+    rows = [";".join([f"2020-03-09 10:14:{i:02d}"] + ["1.0"] * 8 + ["0", "0"]) for i in range(10)]
+    good = ";".join(COLUMNS) + "\n" + "\n".join(rows) + "\n"
+    (tmp_path / "valve1/0.csv").write_text(good.replace("2020-03-09 10:14:05;1.0", "2020-03-09 10:14:05;x"))
+    with pytest.raises(DataError, match=r"valve1/0.csv: .*Accelerometer1RMS.*lines \[7\]"):
+        load_skab(tmp_path, "valve1/0", train_rows=4)
+    (tmp_path / "valve1/0.csv").write_text(good.replace("1.0;0;0\n2020-03-09 10:14:02", "1.0;1;0\n2020-03-09 10:14:02"))
+    with pytest.raises(DataError, match="an anomaly at file line 3 lies in the first 4 rows"):
+        load_skab(tmp_path, "valve1/0", train_rows=4)
+    with pytest.raises(DataError, match="leads outside"):
+        load_skab(tmp_path, "../valve1/0")
+
+
 # --- CSV -----------------------------------------------------------------------------------
 
 

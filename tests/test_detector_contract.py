@@ -31,6 +31,15 @@ NON_DEFAULT = {
         "random_state": 3,
         "calibration_fraction": 0.2,
     },
+    "kmeans": {
+        "window": 5,
+        "n_clusters": 4,
+        "normalize": "window",
+        "max_windows": 150,
+        "n_init": 2,
+        "random_state": 3,
+        "calibration_fraction": 0.2,
+    },
     "ensemble": {
         "members": ["zscore", "pca", "knn"],
         "member_params": {"pca": {"n_components": 2}, "knn": {"window": 3}},
@@ -59,6 +68,8 @@ NON_DEFAULT.update(
         "lstm_ae": TORCH_COMMON,
         "lstm_vae": {**TORCH_COMMON, "latent": 5, "n_samples": 3, "kl_weight": 0.5},
         "lstm_forecaster": {**TORCH_COMMON, "num_layers": 1, "dropout": 0.0},
+        "uae": {**TORCH_COMMON, "latent": 3, "combine": "max"},
+        "cnn": {**TORCH_COMMON, "window": 12, "num_layers": 1},
     }
 )
 
@@ -102,9 +113,10 @@ _BAD = {
     "pca": {"n_components": 0},
     "iforest": {"n_estimators": 0},
     "knn": {"n_neighbors": 0},
+    "kmeans": {"n_clusters": 0},
     "ensemble": {"members": ["pca", "no_such_detector"]},
 }
-_BAD.update({n: {"window": 1} for n in ("conv_bigru_ae", "lstm_ae", "lstm_vae", "lstm_forecaster")})
+_BAD.update({n: {"window": 1} for n in ("conv_bigru_ae", "lstm_ae", "lstm_vae", "lstm_forecaster", "uae", "cnn")})
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import csvfile, nab, smd, synthetic_layout, telemanom, telemetry_layout
+from . import csvfile, nab, skab, smd, synthetic_layout, telemanom, telemetry_layout
 from .base import Dataset, DatasetKind, DatasetSource, RawTable
 
 DATASET_KINDS: dict[str, DatasetKind] = {
     k.name: k
-    for k in (synthetic_layout.KIND, smd.KIND, telemanom.KIND, nab.KIND, csvfile.KIND, *telemetry_layout.KINDS)
+    for k in (
+        synthetic_layout.KIND,
+        smd.KIND,
+        telemanom.KIND,
+        nab.KIND,
+        skab.KIND,
+        csvfile.KIND,
+        *telemetry_layout.KINDS,
+    )
 }
 
 

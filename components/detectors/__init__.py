@@ -12,13 +12,27 @@ from .base import (
     stop_requested,
 )
 from .classical import IForest, PCADetector, ZScore
-from .deep import LSTMAE, LSTMVAE, ConvBiGRUAE, LSTMForecaster, TorchDetector
+from .clustering import KMeansSubsequences
+from .deep import LSTMAE, LSTMVAE, CNNForecaster, ConvBiGRUAE, LSTMForecaster, TorchDetector, UnivariateAE
 from .ensemble import ScoreEnsemble
 from .neighbours import KNNDistance
 
 DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls
-    for cls in (ZScore, PCADetector, IForest, KNNDistance, ConvBiGRUAE, LSTMAE, LSTMVAE, LSTMForecaster, ScoreEnsemble)
+    for cls in (
+        ZScore,
+        PCADetector,
+        IForest,
+        KNNDistance,
+        KMeansSubsequences,
+        ConvBiGRUAE,
+        LSTMAE,
+        LSTMVAE,
+        LSTMForecaster,
+        UnivariateAE,
+        CNNForecaster,
+        ScoreEnsemble,
+    )
 }
 
 

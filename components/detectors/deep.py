@@ -95,6 +95,10 @@ class TorchDetector(Detector):
         )
 
     # --- to implement ------------------------------------------------------------------
+    def _after_training(self, x: np.ndarray, holdout: int) -> None:
+        """Learn what scoring needs besides the weights, from train ``x`` whose steps from
+        ``holdout`` on the network did not learn from (before the calibration scores)."""
+
     def _build(self, n_features: int) -> nn.Module:
         raise NotImplementedError
 
@@ -151,10 +155,16 @@ class TorchDetector(Detector):
             )
         # the tail held out for early stopping, scored: the model did not learn from it
         cut = holdout_start(len(x), self._span, self.val_fraction)
+        self._after_training(x, cut)
         self.calibration_scores_ = self.score(x[cut:]) if len(x) - cut >= self.window else np.empty(0)
         return self
 
     def score_and_contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parts, contrib = self._step_parts(x)
+        return self._combine(parts), normalise_rows(contrib)
+
+    def _step_parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each step's per-metric score parts and contribution parts, [T, F] each."""
         import torch
 
         from .torch_loop import score_windows
@@ -166,7 +176,7 @@ class TorchDetector(Detector):
         k = self.window if self.span_extra == 0 else 1  # steps each window scores
         with _SEEDED, torch.random.fork_rng(devices=[self.device_] if self.device_.type == "cuda" else []):
             torch.manual_seed(self.seed)  # the VAE samples while scoring: same input, same scores
-            s, c = score_windows(
+            return score_windows(
                 lambda b: self._errors(self.model_, b),
                 torch.from_numpy(x).to(self.device_),
                 self._span,
@@ -175,7 +185,10 @@ class TorchDetector(Detector):
                 self.amp,
                 min(self.score_stride, k),
             )
-        return s, normalise_rows(c)
+
+    def _combine(self, parts: np.ndarray) -> np.ndarray:
+        """One score per step from its per-metric parts [T, F]: their sum."""
+        return parts.sum(axis=1)
 
     def _score_windows_per_batch(self) -> int:
         # score_batch_size counts model rows, so the VAE's n_samples draws per window do not
@@ -440,3 +453,158 @@ class LSTMForecaster(TorchDetector):
     def _errors(self, model, batch):
         e = ((model(batch[:, :-1]).float() - batch[:, -1].float()) ** 2).unsqueeze(1)
         return e, e
+
+
+class UnivariateAE(_ReconstructionAE):
+    """One small fully connected autoencoder per metric (Garg et al., TNNLS 2021: "UAE", the
+    best family of their evaluation), all trained at once as one network whose layers hold one
+    weight matrix per metric, so 55 metrics cost one batched product, not 55 models.
+
+    Each metric's window of ``window`` steps goes through ``num_layers`` layers of ``hidden``
+    units down to ``latent`` and back. A step's per-metric error is its squared reconstruction
+    error (mean over the windows covering it). ``combine`` makes one score of them: ``mean``,
+    ``max``, or ``gauss``: each metric's error standardised by the mean and spread of its
+    errors on the tail of train held out from training (Garg's static Gaussian scoring), then
+    the standardised errors' negative log tail probabilities summed (independent metrics), so
+    a metric that is always noisy does not drown one that is always quiet.
+    """
+
+    name = "uae"
+
+    def __init__(
+        self,
+        window: int = 30,
+        hidden: int = 32,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        lr: float = 1e-3,
+        batch_size: int = 64,
+        epochs: int = 10,
+        patience: int = 5,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        device: str = "auto",
+        amp: bool = True,
+        score_batch_size: int = 2048,
+        score_stride: int = 1,
+        latent: int = 8,
+        combine: str = "gauss",
+    ):
+        super().__init__(
+            window=window,
+            hidden=hidden,
+            num_layers=num_layers,
+            dropout=dropout,
+            lr=lr,
+            batch_size=batch_size,
+            epochs=epochs,
+            patience=patience,
+            val_fraction=val_fraction,
+            seed=seed,
+            device=device,
+            amp=amp,
+            score_batch_size=score_batch_size,
+            score_stride=score_stride,
+        )
+        self.latent = latent
+        self.combine = combine
+
+    def validate_params(self) -> None:
+        super().validate_params()
+        require(is_int(self.latent) and self.latent >= 1, self.name, "latent", "an integer >= 1", self.latent)
+        require(
+            self.combine in ("mean", "max", "gauss"), self.name, "combine", "'mean', 'max' or 'gauss'", self.combine
+        )
+
+    def _build(self, f):
+        from .nets import PerMetricAENet
+
+        return PerMetricAENet(f, self.window, self.hidden, self.latent, self.num_layers, self.dropout)
+
+    def _after_training(self, x, holdout):
+        # Gaussian scoring's per-metric error statistics: from the held-out tail where there is
+        # one (errors on steps the network learnt from are too small), else from all of train.
+        tail = x[holdout:] if len(x) - holdout >= self.window else x
+        parts = self._step_parts(tail)[0]
+        self.error_mean_ = parts.mean(axis=0)
+        self.error_std_ = np.maximum(parts.std(axis=0), 1e-6 + 1e-3 * np.abs(self.error_mean_))
+
+    def _combine(self, parts):
+        if self.combine == "mean":
+            return parts.mean(axis=1)
+        if self.combine == "max":
+            return parts.max(axis=1)
+        from scipy.special import log_ndtr
+
+        z = (parts - self.error_mean_) / self.error_std_
+        return -log_ndtr(-z).sum(axis=1)  # -log P(Z > z), summed over metrics
+
+    def _state(self):
+        arrays, values = super()._state()
+        return {**arrays, "error_mean_": self.error_mean_, "error_std_": self.error_std_}, values
+
+    def _set_state(self, arrays, values):
+        super()._set_state(arrays, values)
+        self.error_mean_, self.error_std_ = arrays["error_mean_"], arrays["error_std_"]
+
+
+class CNNForecaster(LSTMForecaster):
+    """A 1-D convolutional next-step forecaster (TSB-AD's CNN, after Munir et al.'s DeepAnT):
+    ``num_layers`` blocks of convolution (``hidden`` channels, kernel 3), ReLU and max-pooling
+    over the last ``window`` steps, average and max pooled over time, then two linear layers to
+    the next step. Score: squared error of the forecast, summed over metrics; each metric's
+    error is its contribution."""
+
+    name = "cnn"
+
+    def __init__(
+        self,
+        window: int = 50,
+        hidden: int = 32,
+        num_layers: int = 2,
+        dropout: float = 0.25,
+        lr: float = 1e-3,
+        batch_size: int = 128,
+        epochs: int = 10,
+        patience: int = 3,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        device: str = "auto",
+        amp: bool = True,
+        score_batch_size: int = 2048,
+        score_stride: int = 1,
+    ):
+        super().__init__(
+            window=window,
+            hidden=hidden,
+            num_layers=num_layers,
+            dropout=dropout,
+            lr=lr,
+            batch_size=batch_size,
+            epochs=epochs,
+            patience=patience,
+            val_fraction=val_fraction,
+            seed=seed,
+            device=device,
+            amp=amp,
+            score_batch_size=score_batch_size,
+            score_stride=score_stride,
+        )
+
+    def validate_params(self) -> None:
+        super().validate_params()
+        from .nets import cnn_min_window
+
+        low = cnn_min_window(self.num_layers) if is_int(self.num_layers) and self.num_layers >= 1 else 2
+        require(
+            is_int(self.window) and self.window >= low,
+            self.name,
+            "window",
+            f"an integer >= {low} (what {self.num_layers} convolution and pooling blocks need)",
+            self.window,
+        )
+
+    def _build(self, f):
+        from .nets import CNNForecasterNet
+
+        return CNNForecasterNet(f, self.hidden, self.num_layers, self.dropout)

@@ -158,7 +158,8 @@ def score_windows(
     amp: bool,
     stride: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step scores [T] and per-metric contributions [T, F] from windowed errors.
+    """Per-step, per-metric score parts [T, F] and contribution parts [T, F] from windowed
+    errors (a detector's score is its combination of the parts, most often their sum).
 
     ``window_errors(batch[B, span, F])`` returns (score part, contribution part), each
     [B, k, F], for the last ``k`` steps of each window. The series is edge-padded at the front
@@ -197,6 +198,4 @@ def score_windows(
                 acc_c.index_add_(0, pos, ec[:, j])
                 cover.index_add_(0, pos, ones[: len(idx)])
     acc_s, acc_c, cover = acc_s[pad:], acc_c[pad:], cover[pad:, None]
-    scores = (acc_s / cover).sum(dim=1)
-    contrib = acc_c / cover
-    return scores.double().cpu().numpy(), contrib.double().cpu().numpy()
+    return (acc_s / cover).double().cpu().numpy(), (acc_c / cover).double().cpu().numpy()
