@@ -208,31 +208,34 @@ def buffered_labels(labels, buffer: int) -> np.ndarray:
 
 
 def range_auc_pr(labels, scores, buffer: int) -> float:
-    """Range-based AUC-PR for one buffer length (the slice of VUS-PR at that length).
+    """Range-based AUC-PR for one buffer length (the slice of VUS-PR at that length), as
+    TSB-AD computes it (`basic_metricor.RangeAUC_volume_opt`, Liu & Paparrizos, NeurIPS 2024),
+    so Vigil's figures and the leaderboard's are one measure.
 
-    At each threshold: precision = sum(L * pred) / sum(pred); recall = sum(L * pred) / P' times
-    the share of (buffered) ranges hit, with P' = (sum(labels) + sum(L)) / 2 as in the paper's
-    code. Every distinct score is a threshold; the area is by the trapezoid rule from recall 0.
+    At each threshold (every distinct score; TSB-AD samples 250 of them): TP = the soft labels
+    of the flagged steps; precision = TP / flagged; recall = min(TP / P', 1) times the share of
+    (buffered) ranges hit, where P' = P + (the buffer weight of the flagged steps) / 2. (The
+    original VUS code took the whole buffer's weight for P', whatever was flagged: its figures
+    run a little lower.) The area is average precision: the sum of recall steps from 0 times
+    the precision at each threshold.
     """
     y, s = _scored(labels, scores)
     soft = buffered_labels(y, buffer)
     order = np.argsort(-s, kind="stable")
     s_sorted = s[order]
     tp = np.cumsum(soft[order])
+    buffer_hit = np.cumsum((soft - y)[order])
     flagged = np.arange(1, len(s) + 1)
-    last = np.r_[s_sorted[1:] != s_sorted[:-1], True]
-    tp, flagged, thresholds = tp[last], flagged[last], s_sorted[last]
-    p_new = (y.sum() + soft.sum()) / 2
-    recall = np.minimum(tp / p_new, 1.0)
+    last = np.r_[s_sorted[1:] != s_sorted[:-1], True]  # tied scores share one threshold
+    tp, buffer_hit, flagged, thresholds = tp[last], buffer_hit[last], flagged[last], s_sorted[last]
+    recall = np.minimum(tp / (y.sum() + buffer_hit / 2), 1.0)
     # existence reward: a range counts once its highest score is at or above the threshold
     ranges = ranges_from_labels(soft > 0)
     range_max = np.sort([s[a:b].max() for a, b in ranges])
     hit = len(ranges) - np.searchsorted(range_max, thresholds, side="left")
     recall = recall * hit / len(ranges)
     precision = tp / flagged
-    recall = np.r_[0.0, recall]
-    precision = np.r_[precision[0], precision]
-    return float(np.sum(np.diff(recall) * (precision[1:] + precision[:-1]) / 2))
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def vus_pr(labels, scores, window: int) -> float:

@@ -102,3 +102,35 @@ def score_outside_candidate(
     else:  # the champion's own threshold: the lowest score it flags
         threshold = float(np.min(scores[flags == 1])) if flags.any() else np.inf
     return metric_suite(val_labels, scores, threshold, vus_window=selection.vus_window)[selection.metric]
+
+
+# --- selection measured over many series (the benchmark's `vigil (selected)` row) ------------
+
+PRIOR = "prior"
+LABEL_FREE_RULES = (CONSENSUS, PRIOR)
+
+
+def prior_choice(validation_figures: dict[str, dict[str, float]], series: str) -> str | None:
+    """The label-free rule ``prior``: the detector with the best mean validation figure over
+    the *other* series whose validation heads hold labels (``validation_figures``: series ->
+    detector -> figure, labelled series only). It never reads the series it chooses for; None
+    where no other series is labelled."""
+    others = [figs for s, figs in validation_figures.items() if s != series]
+    if not others:
+        return None
+    names = sorted({d for figs in others for d in figs})
+    means = {d: float(np.nanmean([figs.get(d, math.nan) for figs in others])) for d in names}
+    return pick_best(means)
+
+
+def label_free_choice(
+    rule: str, series: str, val_scores: dict[str, np.ndarray], validation_figures: dict[str, dict[str, float]]
+) -> str | None:
+    """The detector a label-free ``rule`` picks for ``series`` from its validation scores
+    (``consensus``) or the other series' labelled validation heads (``prior``)."""
+    if rule == CONSENSUS:
+        members = list(val_scores.values())
+        return pick_best({name: agreement(s, members) for name, s in val_scores.items()})
+    if rule == PRIOR:
+        return prior_choice(validation_figures, series)
+    raise ValueError(f"unknown label-free selection rule {rule!r}; choose one of {LABEL_FREE_RULES}")

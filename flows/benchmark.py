@@ -34,6 +34,7 @@ from tasks.benchmark import (
 )
 from tasks.benchmark_report import update_readme, write_reports
 from tasks.peers import PEERS
+from tasks.tsb_peers import TSB_PEERS
 from tasks.versioning import dvc_hash, git_state
 
 from .config import Config, ConfigError, load_config
@@ -127,16 +128,25 @@ def benchmark_flow(
     cfg = load_config(root / params)
     bc = cfg.benchmark
     tuned = bc.tuned if tuned is None else tuned
-    unknown = sorted(set(bc.peers) - set(PEERS))
+    known = sorted({*PEERS, *TSB_PEERS})
+    unknown = sorted({*bc.peers, *(p for d in bc.datasets.values() for p in d.peers or [])} - set(known))
     if unknown:
-        raise ConfigError(f"{params}: benchmark.peers: unknown peer(s) {unknown}; known: {sorted(PEERS)}")
+        raise ConfigError(f"{params}: benchmark.peers: unknown peer(s) {unknown}; known: {known}")
     folder = root / bc.folder
     # One benchmark at a time per checkout (its cells and reports); the pipeline may run beside it.
     with checkout_lock(root, wait=wait_for_lock, name="benchmark"):
         plan, skipped = _plan(cfg, root, only)
         for why in skipped:
             progress(f"benchmark: {why}")
-        detectors = [(n, p, "vigil") for n, p in cfg.detectors.items()] + [(p, {}, "peer") for p in bc.peers]
+        budget = {"budget_seconds": bc.peer_budget_seconds}  # in the cell's key: another budget may finish
+        ours = [(n, p, "vigil") for n, p in cfg.detectors.items()]
+
+        def detectors_for(dataset: str) -> list[tuple[str, dict, str]]:
+            peers = bc.datasets[dataset].peers
+            return ours + [
+                (p, budget if p in TSB_PEERS else {}, "peer") for p in (bc.peers if peers is None else peers)
+            ]
+
         commit, dirty = git_state(root)
         th, window = cfg.threshold, cfg.evaluation.vus_window
         protocol = {
@@ -147,9 +157,9 @@ def benchmark_flow(
             "vus_window": window,
             "code": protocol_version(),
         }
-        versions = {name: code_version(name) for name, _, _ in detectors}
-        total, done, computed, started = len(plan) * len(detectors), 0, 0, time.perf_counter()
-        progress(f"benchmark: {len(plan)} series x {len(detectors)} detectors = {total} cells")
+        versions = {name: code_version(name) for d in bc.datasets for name, _, _ in detectors_for(d)}
+        total, done, computed, started = sum(len(detectors_for(d)) for d, _, _ in plan), 0, 0, time.perf_counter()
+        progress(f"benchmark: {len(plan)} series, {total} cells (series x detectors and peers)")
         rows = []
         for dataset, source, raw_md5 in plan:
             kind, data_root, series = source.kind, source.root, source.name
@@ -172,7 +182,7 @@ def benchmark_flow(
                 "raw_md5": raw_md5,
                 "processed_path": os.path.relpath(sfolder, root),
             }
-            for name, det_params, family in detectors:
+            for name, det_params, family in detectors_for(dataset):
                 if tuned and family == "vigil":
                     det_params = _tuned_params(cfg, root, name, prepared, processed_md5)
                 cell = {"detector": name, "params": det_params, "tuned": tuned and family == "vigil"}

@@ -175,6 +175,7 @@ class BenchmarkDataset(_Strict):
     root: Path  # read in place; an absent folder is skipped, saying so
     series: list[str] | None = None  # default: every series the root holds
     options: dict[str, Any] = Field(default_factory=dict)  # the kind's reading options (csv: column names)
+    peers: list[str] | None = None  # the peers run on this dataset (default: benchmark.peers)
 
 
 class BenchmarkConfig(_Strict):
@@ -184,7 +185,8 @@ class BenchmarkConfig(_Strict):
     sections apply as in the pipeline."""
 
     datasets: dict[str, BenchmarkDataset] = Field(default_factory=dict)  # a name (dvc.yaml's deps use it) -> where
-    peers: list[str] = Field(default_factory=list)  # keys of tasks/peers.PEERS
+    peers: list[str] = Field(default_factory=list)  # keys of tasks/peers.PEERS and tasks/tsb_peers.TSB_PEERS
+    peer_budget_seconds: float = Field(600.0, gt=0)  # a TSB-AD peer slower than this on a series: "over budget"
     tuned: bool = False  # tune each detector on each series first (tuning section; validation head only)
     folder: Path = Path("benchmark")  # processed series, stored cells (resume), their scores
     experiment: str = "vigil-benchmark"  # MLflow: one run per series x detector

@@ -32,6 +32,8 @@ from components.detectors import TrainingStopped
 from . import progress
 from .files import write_atomic
 from .peers import PEERS, Peer
+from .tsb_peers import TSB_PEERS, OverBudget, TSBPeer
+from .tsb_peers import code_version as tsb_code_version
 
 REPO = Path(__file__).resolve().parents[1]
 # The code a cell's figures depend on besides its detector: the protocol and every metric.
@@ -54,6 +56,8 @@ def code_version(detector: str) -> str:
     shared base, loop and nets), or the peer adapter and PyOD's version."""
     if detector in PEERS:
         return _md5_files([REPO / "tasks" / "peers.py"]) + f"+pyod{installed_version('pyod')}"
+    if detector in TSB_PEERS:
+        return tsb_code_version()
     return _md5_files(list((REPO / "components" / "detectors").glob("*.py")))
 
 
@@ -118,6 +122,8 @@ def load_cell(path: Path, key: str) -> dict | None:
 def make_detector(name: str, params: dict):
     if name in PEERS:
         return Peer(name)
+    if name in TSB_PEERS:
+        return TSBPeer(name, REPO, params["budget_seconds"])
     from components.detectors import get_detector
 
     return get_detector(name, **params)
@@ -168,8 +174,9 @@ def compute_cell(
     except TrainingStopped:  # Ctrl-C: the cell is not a result, and is not stored
         raise
     except Exception as exc:  # noqa: BLE001 - a failing detector is a result of the benchmark
+        status = "over budget" if isinstance(exc, OverBudget) else "failed"
         row.update(
-            status="failed", error=f"{type(exc).__name__}: {exc}", figures={}, seconds=time.perf_counter() - started
+            status=status, error=f"{type(exc).__name__}: {exc}", figures={}, seconds=time.perf_counter() - started
         )
         write_atomic(path, json.dumps(row, indent=1).encode())
         return row

@@ -136,7 +136,13 @@ def test_report_has_every_cell_figure_and_section(bench):
             assert r["figures"]["oracle_point_f1"] >= r["figures"]["point_f1"] - 1e-12
             assert r["figures"]["fit_seconds"] > 0 and r["figures"]["score_steps_per_second"] > 0
     md = (ws / "reports/benchmark.md").read_text()
-    for heading in ("## SMD", "## MSL", "VUS-PR per series", "wall time per detector", "## Failed cells"):
+    for heading in (
+        "## SMD",
+        "## MSL",
+        "VUS-PR per series",
+        "wall time per detector",
+        "## Failed and over-budget cells",
+    ):
         assert heading in md
     assert "oracle" in md and "point-adjusted (inflated)" in md
     html = (ws / "reports/benchmark.html").read_text()
@@ -163,6 +169,38 @@ def test_report_numbers_equal_metrics_recomputed_from_stored_scores(bench):
         vals = [r["figures"]["vus_pr"] for r in mine if r["status"] == "ok"]
         if vals:
             assert s["vus_pr"]["mean"] == pytest.approx(float(np.mean(vals)))
+
+
+def test_selected_and_oracle_rows_are_the_cells_their_rules_pick(bench):
+    """`vigil (selected)`: per series, the Vigil detector with the best validation VUS-PR
+    (recomputed here from the stored scores), its test figures unchanged; `oracle`: the one
+    best on the test tail. Both are averaged beside the detectors, never stored as cells."""
+    from components.metrics import vus_pr
+    from tasks.benchmark import cell_path
+    from tasks.benchmark_report import ORACLE, SELECTED
+
+    ws, _, _ = bench
+    report = _report(ws)
+    cells = {(r["series"], r["detector"]): r for r in report["rows"] if r["family"] == "vigil" and r["status"] == "ok"}
+    chosen = {(r["series"], r["detector"]): r for r in report["selection_rows"]}
+    for series in {s for s, _ in cells}:
+        mine = {d: r for (s, d), r in cells.items() if s == series}
+        any_row = next(iter(mine.values()))
+        labels = np.load(ws / any_row["processed_path"] / "validation_labels.npy")
+        assert labels.any()  # both synthetic series have labelled validation heads
+        val = {}
+        for d, r in mine.items():
+            z = np.load(cell_path(ws / "benchmark", r["kind"], series, d).with_suffix(".npz"))
+            val[d] = vus_pr(labels, z["validation"], 20)
+        sel, oracle = chosen[(series, SELECTED)], chosen[(series, ORACLE)]
+        assert sel["choice"] == max(val, key=val.get) and sel["choice_rule"] == "validation VUS-PR"
+        assert sel["figures"] == mine[sel["choice"]]["figures"]
+        assert oracle["choice"] == max(mine, key=lambda d: mine[d]["figures"]["vus_pr"])
+    families = {s["detector"]: s["family"] for s in report["summary"]}
+    assert families[SELECTED] == "selected" and families[ORACLE] == "oracle"
+    assert not [p for p in (ws / "benchmark/cells").rglob("*") if "selected" in p.name or "oracle" in p.name]
+    md = (ws / "reports/benchmark.md").read_text()
+    assert f"**{SELECTED}** picked, per series" in md and "## Label-free selection" in md
 
 
 def test_each_rows_hashes_are_dvcs(bench):

@@ -80,6 +80,20 @@ def test_consensus_prefers_the_detector_that_agrees_with_the_others():
     assert math.isnan(agreement(np.ones(500), members))
 
 
+def test_prior_picks_the_best_on_the_other_labelled_heads_never_the_series_itself():
+    from components.selection import label_free_choice, prior_choice
+
+    figures = {"a": {"knn": 0.9, "pca": 0.1}, "b": {"knn": 0.2, "pca": 0.6}, "c": {"knn": 0.3, "pca": 0.5}}
+    assert prior_choice(figures, "a") == "pca"  # b and c only: pca 0.55 > knn 0.25
+    assert prior_choice(figures, "b") == "knn"  # a and c: knn 0.6 > pca 0.3
+    assert prior_choice(figures, "unlabelled") == "knn"  # all three: knn 0.467 > pca 0.4
+    assert prior_choice({"a": figures["a"]}, "a") is None  # nothing else to learn from
+    scores = {"knn": np.arange(10.0), "pca": np.arange(10.0)[::-1], "zscore": np.arange(10.0) ** 2}
+    assert label_free_choice("consensus", "x", scores, {}) in ("knn", "zscore")
+    with pytest.raises(ValueError, match="unknown label-free selection rule"):
+        label_free_choice("vibes", "x", scores, {})
+
+
 def test_a_labelled_validation_split_keeps_the_configured_metric():
     selection = selection_rule("vus_pr", np.r_[np.zeros(90), np.ones(10)], 5)
     assert selection.labelled
