@@ -32,7 +32,7 @@ from components.detectors import TrainingStopped
 from . import progress
 from .files import write_atomic
 from .peers import PEERS, Peer
-from .tsb_peers import TSB_PEERS, OverBudget, TSBPeer
+from .tsb_peers import TSB_PEERS, OverBudget, PeerEnvError, TSBPeer
 from .tsb_peers import code_version as tsb_code_version
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,7 +171,9 @@ def compute_cell(
             pot_level=pot_level,
             vus_window=vus_window,
         )
-    except TrainingStopped:  # Ctrl-C: the cell is not a result, and is not stored
+    # Ctrl-C, or a peers' environment that cannot be made: not a result of the cell, not stored
+    # (a stored failure would be reused once the environment is fixed)
+    except (TrainingStopped, PeerEnvError):
         raise
     except Exception as exc:  # noqa: BLE001 - a failing detector is a result of the benchmark
         status = "over budget" if isinstance(exc, OverBudget) else "failed"

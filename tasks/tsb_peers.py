@@ -82,7 +82,10 @@ def ensure_env(repo_root: Path, python: str | None = None) -> Path:
     if env_python(repo_root).is_file() and stamp.is_file() and stamp.read_text().strip() == want:
         return env_python(repo_root)
     progress(f"benchmark: making the TSB-AD peers' environment in {folder} (once; a few minutes)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PeerEnvError(f"cannot make {folder.parent} for the TSB-AD peers' environment: {exc}") from None
     base = python or getattr(sys, "_base_executable", None) or sys.executable
     pip = [str(env_python(repo_root)), "-m", "pip"]
     steps = [
@@ -92,7 +95,10 @@ def ensure_env(repo_root: Path, python: str | None = None) -> Path:
         [*pip, "check"],
     ]
     for cmd in steps:
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True)
+        except OSError as exc:  # no such interpreter
+            done = subprocess.CompletedProcess(cmd, 1, "", str(exc))
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
             raise PeerEnvError(

@@ -79,3 +79,28 @@ def test_a_peer_past_its_budget_is_over_budget_not_dropped(tsb_env, series, tmp_
     assert out["status"] == "over budget"
     assert "within the budget of 2 s" in out["error"]
     assert (tmp_path / "cell.json").is_file()
+
+
+def test_an_environment_that_cannot_be_made_stops_the_benchmark_and_stores_nothing(tmp_path, series):
+    from tasks.benchmark import compute_cell
+    from tasks.tsb_peers import PeerEnvError, ensure_env
+
+    with pytest.raises(PeerEnvError, match=r"making the TSB-AD peers' environment failed .*no-python.*leave the tsb_"):
+        ensure_env(tmp_path, python=str(tmp_path / "no-python"))
+    # the repository's environment is fine; a scratch root has none, and compute_cell does not
+    # store the failure as the cell's result (it would be reused once the environment works)
+    import tasks.benchmark as tb
+
+    real, scratch = tb.REPO, tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / ".vigil").write_text("a file where the folder should be")
+    tb.REPO = scratch  # where TSBPeer looks for its environment: a root that cannot hold one
+    try:
+        row = {"detector": "tsb_kmeansad", "params": {"budget_seconds": 60}, "family": "peer"}
+        with pytest.raises(PeerEnvError):
+            compute_cell(
+                tmp_path / "cell.json", row, series, method="best_f1", pot_q=1e-3, pot_level=0.98, vus_window=20
+            )
+        assert not (tmp_path / "cell.json").exists()
+    finally:
+        tb.REPO = real
