@@ -74,6 +74,11 @@ def candidate_scores(
     """Each candidate's selection figure: its validation metric, or its consensus agreement."""
     if selection.labelled:
         return {name: val_metrics[name].get(selection.metric, math.nan) for name in val_scores}
+    return consensus_agreements(val_scores)
+
+
+def consensus_agreements(val_scores: dict[str, np.ndarray]) -> dict[str, float]:
+    """Each candidate's agreement with the consensus of all of them (the ``consensus`` rule)."""
     members = list(val_scores.values())
     return {name: agreement(s, members) for name, s in val_scores.items()}
 
@@ -129,8 +134,7 @@ def label_free_choice(
     """The detector a label-free ``rule`` picks for ``series`` from its validation scores
     (``consensus``) or the other series' labelled validation heads (``prior``)."""
     if rule == CONSENSUS:
-        members = list(val_scores.values())
-        return pick_best({name: agreement(s, members) for name, s in val_scores.items()})
+        return pick_best(consensus_agreements(val_scores))
     if rule == PRIOR:
         return prior_choice(validation_figures, series)
     raise ValueError(f"unknown label-free selection rule {rule!r}; choose one of {LABEL_FREE_RULES}")

@@ -250,13 +250,14 @@ def selection_rows(rows: list[dict], repo_root: Path, folder: Path, vus_window: 
                 how = f"label-free: {rule}"
         tests = {n: (r.get("figures") or {}).get("vus_pr") for n, r in named.items()}
         tests = {n: v for n, v in tests.items() if v is not None}
-        for name, pick, why in ((SELECTED, choice, how), (ORACLE, max(tests, key=tests.get) if tests else None, "")):
+        oracle = max(tests, key=tests.get) if tests else None
+        for name, pick, why in ((SELECTED, choice, how), (ORACLE, oracle, "")):
             if pick is None:
                 continue
             base = named[pick]
             family = "selected" if name == SELECTED else "oracle"
             out.append({**base, "detector": name, "family": family, "choice": pick, "choice_rule": why, "seconds": 0.0})
-        picks[f"{d}:{s}"] = {"selected": choice, "rule": how, "oracle": max(tests, key=tests.get) if tests else None}
+        picks[f"{d}:{s}"] = {"selected": choice, "rule": how, "oracle": oracle}
     meta = {
         "label_free_rule": rule,
         "label_free_shares": {
