@@ -23,10 +23,14 @@ class PointDetector(Detector):
 
     def fit(self, train, *, verbose: bool = False):
         self.validate_params()
-        x = self._check(train, fitting=True)
+        x = self._check(train, fitting=True, min_length=self._min_length())
         self._fit(x)
         self.calibration_scores_ = self._held_out_scores(x)
         return self
+
+    def _min_length(self) -> int:
+        """The fewest steps a series may have (a window's length, for detectors that read windows)."""
+        return 1
 
     def _held_out_scores(self, x: np.ndarray) -> np.ndarray:
         tail = int(len(x) * self.calibration_fraction)

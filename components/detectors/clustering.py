@@ -54,10 +54,8 @@ class KMeansSubsequences(PointDetector):
         require(self.normalize in ("none", "window"), self.name, "normalize", "'none' or 'window'", self.normalize)
         require(is_int(self.random_state), self.name, "random_state", "an integer", self.random_state)
 
-    def fit(self, train, *, verbose: bool = False):
-        self.validate_params()
-        self._check(train, fitting=True, min_length=self.window)  # checked before a copy fits on the head
-        return super().fit(train, verbose=verbose)
+    def _min_length(self) -> int:
+        return self.window
 
     def _held_out_scores(self, x: np.ndarray) -> np.ndarray:
         tail = int(len(x) * self.calibration_fraction)
@@ -89,7 +87,7 @@ class KMeansSubsequences(PointDetector):
         return np.ascontiguousarray(v.transpose(0, 2, 1).reshape(len(v), -1), dtype=np.float32)
 
     def score_and_contributions(self, x):
-        x = self._check(x, min_length=self.window)
+        x = self._check(x, min_length=self._min_length())
         n, w, f = len(x) - self.window + 1, self.window, self.n_features_
         c = self.centroids_
         c_sq = np.einsum("ij,ij->i", c, c)
