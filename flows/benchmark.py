@@ -25,11 +25,13 @@ from tasks.benchmark import (
     cell_path,
     code_version,
     compute_cell,
+    detector_of,
     load_cell,
     log_to_mlflow,
     protocol_version,
     series_folder,
     stable_hash,
+    tuned_row,
     write_series,
 )
 from tasks.benchmark_report import update_readme, write_reports
@@ -73,7 +75,7 @@ class _TuningData:
         return self._arrays[key]
 
 
-def _tuned_params(cfg: Config, root: Path, name: str, prepared, processed_md5: str) -> dict:
+def _tuned_params(cfg: Config, root: Path, name: str, prepared, processed_md5: str, n_trials: int) -> dict:
     from tasks.tune import run_study
     from tasks.urls import storage_url
 
@@ -94,7 +96,7 @@ def _tuned_params(cfg: Config, root: Path, name: str, prepared, processed_md5: s
         space,
         _TuningData(prepared, meta),
         objective=t.objective,
-        n_trials=t.n_trials,
+        n_trials=n_trials,
         timeout=t.timeout,
         pruner=t.pruner,
         seed=t.seed,
@@ -103,6 +105,19 @@ def _tuned_params(cfg: Config, root: Path, name: str, prepared, processed_md5: s
         vus_window=cfg.evaluation.vus_window,
     )
     return summary["params"]
+
+
+def _study_settings(cfg: Config, name: str, n_trials: int) -> dict:
+    t = cfg.tuning
+    return {
+        "objective": t.objective,
+        "pruner": t.pruner,
+        "seed": t.seed,
+        "timeout": t.timeout,
+        "label_free": t.label_free.model_dump(),
+        "n_trials": n_trials,
+        "space": {k: r.model_dump() for k, r in t.spaces.get(name, {}).items()},
+    }
 
 
 def _eta(started: float, computed: int, remaining: int) -> str:
@@ -122,16 +137,24 @@ def benchmark_flow(
     tuned: bool | None = None,
     wait_for_lock: bool = True,
 ) -> dict:
-    """``only``: ``kind:series`` names to run (default: all); ``tuned`` overrides
-    ``benchmark.tuned``."""
+    """``only``: ``kind:series`` names to run (default: all); ``tuned``: a tuned row for every
+    detector on every dataset (default: ``benchmark.tuned``'s subset)."""
     root = Path(repo_root).resolve()
     cfg = load_config(root / params)
     bc = cfg.benchmark
-    tuned = bc.tuned if tuned is None else tuned
     known = sorted({*PEERS, *TSB_PEERS})
     unknown = sorted({*bc.peers, *(p for d in bc.datasets.values() for p in d.peers or [])} - set(known))
     if unknown:
         raise ConfigError(f"{params}: benchmark.peers: unknown peer(s) {unknown}; known: {known}")
+    tuned_detectors = list(cfg.detectors) if tuned else bc.tuned.detectors
+    tuned_datasets = list(bc.datasets) if tuned or bc.tuned.datasets is None else bc.tuned.datasets
+    for what, names, choices in (
+        ("detectors", tuned_detectors, cfg.detectors),
+        ("datasets", tuned_datasets, bc.datasets),
+    ):
+        if unknown := sorted(set(names) - set(choices)):
+            raise ConfigError(f"{params}: benchmark.tuned.{what}: unknown {unknown}; known: {sorted(choices)}")
+    n_trials = bc.tuned.n_trials or cfg.tuning.n_trials
     folder = root / bc.folder
     # One benchmark at a time per checkout (its cells and reports); the pipeline may run beside it.
     with checkout_lock(root, wait=wait_for_lock, name="benchmark"):
@@ -143,9 +166,12 @@ def benchmark_flow(
 
         def detectors_for(dataset: str) -> list[tuple[str, dict, str]]:
             peers = bc.datasets[dataset].peers
-            return ours + [
-                (p, budget if p in TSB_PEERS else {}, "peer") for p in (bc.peers if peers is None else peers)
-            ]
+            tuned_rows = [(tuned_row(n), {}, "vigil") for n in tuned_detectors] if dataset in tuned_datasets else []
+            return (
+                ours
+                + tuned_rows
+                + [(p, budget if p in TSB_PEERS else {}, "peer") for p in (bc.peers if peers is None else peers)]
+            )
 
         commit, dirty = git_state(root)
         th, window = cfg.threshold, cfg.evaluation.vus_window
@@ -183,9 +209,12 @@ def benchmark_flow(
                 "processed_path": os.path.relpath(sfolder, root),
             }
             for name, det_params, family in detectors_for(dataset):
-                if tuned and family == "vigil":
-                    det_params = _tuned_params(cfg, root, name, prepared, processed_md5)
-                cell = {"detector": name, "params": det_params, "tuned": tuned and family == "vigil"}
+                is_tuned = name != detector_of(name)
+                if is_tuned:  # a finished study is read back, not rerun: cheap when the cell is stored
+                    det_params = _tuned_params(cfg, root, detector_of(name), prepared, processed_md5, n_trials)
+                cell = {"detector": name, "params": det_params, "tuned": is_tuned}
+                if is_tuned:  # the study's settings decide the parameters: a new setting is a new cell
+                    cell["tuning"] = _study_settings(cfg, detector_of(name), n_trials)
                 params_hash = stable_hash({**cell, "protocol": {k: v for k, v in protocol.items() if k != "code"}})
                 key = stable_hash(
                     {**cell, "processed_md5": processed_md5, "code": versions[name], "protocol": protocol}
@@ -235,7 +264,12 @@ def benchmark_flow(
         meta = {
             "git_commit": commit,
             "git_dirty": dirty,
-            "tuned": tuned,
+            "tuned": {
+                "detectors": tuned_detectors,
+                "datasets": tuned_datasets,
+                "n_trials": n_trials,
+                "objective": cfg.tuning.objective,
+            },
             "folder": str(bc.folder),
             "skipped": skipped,
             "protocol": protocol,

@@ -86,6 +86,9 @@ class RegistryConfig(_Strict):
     experiment: str = "vigil"
     model_name: str | None = None  # default: vigil-<dataset name>
     selection_metric: Literal[SELECTION_METRICS] = "vus_pr"  # on the validation split
+    # where validation holds no label: the rule the benchmark found best, or one named
+    label_free_rule: Literal["benchmark", "consensus", "prior", "prior_all"] = "benchmark"
+    benchmark_summary: Path = Path("reports/benchmark_summary.json")  # the benchmark's figures for the priors
 
 
 class ParamRange(_Strict):
@@ -178,16 +181,25 @@ class BenchmarkDataset(_Strict):
     peers: list[str] | None = None  # the peers run on this dataset (default: benchmark.peers)
 
 
+class TunedRows(_Strict):
+    """Rows "<detector> (tuned)" beside the configured ones: each detector tuned on each series
+    of ``datasets`` (train and validation head only, the tuning section's space and objective)."""
+
+    detectors: list[str] = Field(default_factory=list)  # keys of `detectors`; `--tuned`: all of them
+    datasets: list[str] | None = None  # keys of benchmark.datasets (default: all)
+    n_trials: int | None = Field(None, ge=1)  # per series (default: tuning.n_trials)
+
+
 class BenchmarkConfig(_Strict):
     """`vigil benchmark` (DVC stage ``benchmark``): every series of each dataset x every
-    detector of ``detectors`` (their configured parameters, or per-series tuned ones with
-    ``tuned``) and the PyOD ``peers``, on identical splits; the threshold and evaluation
-    sections apply as in the pipeline."""
+    detector of ``detectors`` (their configured parameters; ``tuned`` adds rows tuned per series)
+    and the ``peers``, on identical splits; the threshold and evaluation sections apply as in
+    the pipeline."""
 
     datasets: dict[str, BenchmarkDataset] = Field(default_factory=dict)  # a name (dvc.yaml's deps use it) -> where
     peers: list[str] = Field(default_factory=list)  # keys of tasks/peers.PEERS and tasks/tsb_peers.TSB_PEERS
     peer_budget_seconds: float = Field(600.0, gt=0)  # a TSB-AD peer slower than this on a series: "over budget"
-    tuned: bool = False  # tune each detector on each series first (tuning section; validation head only)
+    tuned: TunedRows = Field(default_factory=TunedRows)  # tuned rows for a subset (README: Benchmark)
     folder: Path = Path("benchmark")  # processed series, stored cells (resume), their scores
     experiment: str = "vigil-benchmark"  # MLflow: one run per series x detector
     plots: int = Field(2, ge=0)  # score plots per dataset in the HTML report: best and worst series of the best

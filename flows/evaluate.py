@@ -17,6 +17,7 @@ from components.selection import candidate_scores, selection_rule
 from tasks.data import Processed
 from tasks.measure import measure_detector
 from tasks.registry import RegistryDecision, register
+from tasks.selection_prior import label_free_prior
 from tasks.versioning import prepared_version
 
 from .config import load_config, params_hash
@@ -66,7 +67,15 @@ def evaluate_flow(
         for name in cfg.detectors
     ]
     data = Processed(ws.processed)
-    selection = selection_rule(cfg.registry.selection_metric, data["validation_labels"], window, len(results))
+    reg = cfg.registry
+    prior, why_not = None, ""
+    if not data["validation_labels"].any():
+        prior, why_not = label_free_prior(
+            root.root / reg.benchmark_summary, reg.label_free_rule, cfg.dataset.kind, [r.name for r in results]
+        )
+    selection = selection_rule(reg.selection_metric, data["validation_labels"], window, len(results), prior)
+    if why_not:
+        logger.info("label-free selection by consensus: %s", why_not)
     figures = candidate_scores(
         selection, {r.name: r.val_scores for r in results}, {r.name: r.validation for r in results}
     )
@@ -74,7 +83,6 @@ def evaluate_flow(
     out.reports.mkdir(parents=True, exist_ok=True)
     report = metrics_report(results, figures, selection.key)
     (out.reports / "metrics.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-    reg = cfg.registry
     decision = register(
         tracking_uri=reg.tracking_uri,
         experiment=reg.experiment,

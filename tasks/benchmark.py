@@ -51,9 +51,27 @@ def _md5_files(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
+# A tuned row: the detector with the parameters an Optuna study on that series' train and
+# validation head chose, stored and reported beside the configured one.
+TUNED = " (tuned)"
+TUNING_CODE = [REPO / "components" / "tuning.py", REPO / "tasks" / "tune.py"]
+
+
+def tuned_row(detector: str) -> str:
+    return detector + TUNED
+
+
+def detector_of(row_name: str) -> str:
+    """The registered detector behind a row's name (a tuned row's too)."""
+    return row_name.removesuffix(TUNED)
+
+
 def code_version(detector: str) -> str:
     """md5 of the code that computes the detector's scores: Vigil's detector package (one
-    shared base, loop and nets), or the peer adapter and PyOD's version."""
+    shared base, loop and nets; and the tuning code for a tuned row), or the peer adapter and
+    PyOD's version."""
+    if detector.endswith(TUNED):
+        return code_version(detector_of(detector)) + "+" + _md5_files(TUNING_CODE)
     if detector in PEERS:
         return _md5_files([REPO / "tasks" / "peers.py"]) + f"+pyod{installed_version('pyod')}"
     if detector in TSB_PEERS:
@@ -120,6 +138,7 @@ def load_cell(path: Path, key: str) -> dict | None:
 
 
 def make_detector(name: str, params: dict):
+    name = detector_of(name)
     if name in PEERS:
         return Peer(name)
     if name in TSB_PEERS:

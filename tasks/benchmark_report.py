@@ -201,14 +201,18 @@ def selection_rows(rows: list[dict], repo_root: Path, folder: Path, vus_window: 
     the best validation VUS-PR it reaches; the rule with the highest mean share picks where a
     head has no labels. Returns the rows and what was chosen, and why."""
     from components import metrics as M
-    from components.selection import LABEL_FREE_RULES, label_free_choice, pick_best
+    from components.selection import CONSENSUS, LABEL_FREE_RULES, PRIOR, label_free_choice, pick_best, prior_means
 
     by_series: dict[tuple[str, str], list[dict]] = {}
+    kinds: dict[str, str] = {}
     for r in rows:
-        if r["family"] == "vigil" and r["status"] == "ok":
+        # the pipeline's candidates: the configured detectors (tuned rows stand apart)
+        if r["family"] == "vigil" and r["status"] == "ok" and not r.get("tuned"):
             by_series.setdefault((r["dataset"], r["series"]), []).append(r)
+            kinds[r["dataset"]] = r["kind"]
     val_scores: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-    val_figures: dict[str, dict[str, dict[str, float]]] = {}  # dataset -> labelled series -> detector -> VUS-PR
+    # (kind, series) -> detector -> validation VUS-PR, labelled heads only: what the priors learn from
+    labelled: dict[tuple[str, str], dict[str, float]] = {}
     for (d, s), cells in by_series.items():
         for r in cells:
             arrays = _validation_arrays(repo_root, folder, r)
@@ -217,35 +221,36 @@ def selection_rows(rows: list[dict], repo_root: Path, folder: Path, vus_window: 
             scores, labels = arrays
             val_scores.setdefault((d, s), {})[r["detector"]] = scores
             if labels.any():
-                val_figures.setdefault(d, {}).setdefault(s, {})[r["detector"]] = M.vus_pr(labels, scores, vus_window)
+                labelled.setdefault((kinds[d], s), {})[r["detector"]] = M.vus_pr(labels, scores, vus_window)
     if not val_scores:
         return [], {}
     # each label-free rule on the labelled heads, as if they had none
     shares: dict[str, dict[str, list[float]]] = {rule: {} for rule in LABEL_FREE_RULES}
-    for d, labelled in val_figures.items():
-        for s, figs in labelled.items():
-            best = max(figs.values())
-            for rule in LABEL_FREE_RULES:
-                pick = label_free_choice(rule, s, val_scores[(d, s)], val_figures[d])
-                if pick is not None and best > 0:
-                    shares[rule].setdefault(d, []).append(figs[pick] / best)
+    for d, s in by_series:
+        figs = labelled.get((kinds[d], s))
+        if not figs or (best := max(figs.values())) <= 0:
+            continue
+        for rule in LABEL_FREE_RULES:
+            pick = label_free_choice(rule, (kinds[d], s), val_scores[(d, s)], labelled)
+            if pick is not None:
+                shares[rule].setdefault(d, []).append(figs[pick] / best)
     mean_share = {
         rule: float(np.mean([v for vs in per.values() for v in vs])) if per else math.nan
         for rule, per in shares.items()
     }
-    rule = pick_best(mean_share) if any(math.isfinite(v) for v in mean_share.values()) else LABEL_FREE_RULES[0]
+    rule = pick_best(mean_share) if any(math.isfinite(v) for v in mean_share.values()) else CONSENSUS
     out, picks = [], {}
     for (d, s), cells in sorted(by_series.items()):
         named = {r["detector"]: r for r in cells}
-        labelled = val_figures.get(d, {}).get(s)
+        figs = labelled.get((kinds[d], s))
         choice, how = None, ""
-        if labelled:
-            choice, how = pick_best(labelled), "validation VUS-PR"
+        if figs:
+            choice, how = pick_best(figs), "validation VUS-PR"
         elif (d, s) in val_scores:
-            choice = label_free_choice(rule, s, val_scores[(d, s)], val_figures.get(d, {}))
-            if choice is None:  # prior with no labelled series: fall back to consensus
-                choice = label_free_choice(LABEL_FREE_RULES[0], s, val_scores[(d, s)], {})
-                how = f"label-free: {LABEL_FREE_RULES[0]} (no labelled series for {rule})"
+            choice = label_free_choice(rule, (kinds[d], s), val_scores[(d, s)], labelled)
+            if choice is None:  # a prior with no labelled series to learn from: fall back to consensus
+                choice = label_free_choice(CONSENSUS, (kinds[d], s), val_scores[(d, s)], {})
+                how = f"label-free: {CONSENSUS} (no labelled series for {rule})"
             else:
                 how = f"label-free: {rule}"
         tests = {n: (r.get("figures") or {}).get("vus_pr") for n, r in named.items()}
@@ -258,11 +263,24 @@ def selection_rows(rows: list[dict], repo_root: Path, folder: Path, vus_window: 
             family = "selected" if name == SELECTED else "oracle"
             out.append({**base, "detector": name, "family": family, "choice": pick, "choice_rule": why, "seconds": 0.0})
         picks[f"{d}:{s}"] = {"selected": choice, "rule": how, "oracle": oracle}
+    # the priors' figures over every labelled head, for the pipeline's label-free rule (tasks/selection_prior.py)
+    by_kind = sorted({k for k, _ in labelled})
+    priors = {
+        "prior_all": {"means": prior_means(labelled), "n_series": len(labelled)},
+        PRIOR: {
+            kind: {
+                "means": prior_means({k: f for k, f in labelled.items() if k[0] == kind}),
+                "n_series": sum(1 for k in labelled if k[0] == kind),
+            }
+            for kind in by_kind
+        },
+    }
     meta = {
         "label_free_rule": rule,
         "label_free_shares": {
             r: {"mean": mean_share[r], **{d: float(np.mean(v)) for d, v in per.items()}} for r, per in shares.items()
         },
+        "priors": priors,
         "picks": picks,
     }
     return out, meta
@@ -288,7 +306,8 @@ def skab_protocol(rows: list[dict], repo_root: Path, folder: Path, pot_q: float,
 
     pooled: dict[str, dict[str, dict]] = {}  # dataset -> detector -> pooled counts and figures
     for r in rows:
-        if r.get("kind") != "skab" or r["family"] not in ("vigil", "peer"):
+        # tuned rows read the validation labels, which SKAB's protocol keeps from every choice
+        if r.get("kind") != "skab" or r["family"] not in ("vigil", "peer") or r.get("tuned"):
             continue
         per = pooled.setdefault(r["dataset"], {})
         entry = per.setdefault(r["detector"], {"tp": 0, "fp": 0, "fn": 0, "files": 0, "failed": 0})
@@ -380,6 +399,8 @@ def _selection_lines(report: dict, dataset: str) -> list[str]:
 
 
 def _label_free_lines(report: dict) -> list[str]:
+    from components.selection import RULE_POOLS
+
     sel = report["meta"].get("selection") or {}
     shares = sel.get("label_free_shares") or {}
     if not shares:
@@ -393,10 +414,10 @@ def _label_free_lines(report: dict) -> list[str]:
         "Where a validation head holds no labelled anomaly, the pipeline must pick a detector without labels. Each "
         "rule is measured on the series whose heads are labelled, as if they were not: the share of the best "
         "validation VUS-PR that its pick reaches (1 = it picked the validation-best detector). Rules: "
-        "**consensus**, agreement (Spearman) with the mean score rank of all detectors; **prior**, the detector "
-        "with the best mean validation VUS-PR on the other labelled series of the same dataset. "
+        + "; ".join(f"**{rule}**, {RULE_POOLS[rule]}" for rule in shares if rule in RULE_POOLS)
+        + ". Neither prior ever reads the series it picks for. "
         f"The rule with the highest mean, **{sel.get('label_free_rule')}**, picks for `{SELECTED}` where there "
-        "are no labels.",
+        "are no labels, and is the pipeline's rule (`registry.label_free_rule: benchmark`).",
         "",
         *_table(["rule", *[DATASET_TITLES.get(d, d) for d in datasets], "mean"], body),
     ]
@@ -472,7 +493,15 @@ def _verdict(report: dict, dataset: str) -> str:
 
 
 def _params_origin(meta: dict) -> str:
-    return "tuned per series (Optuna, validation head only)" if meta["tuned"] else "as configured in params.yaml"
+    t = meta.get("tuned")
+    if not isinstance(t, dict) or not t.get("detectors"):
+        return "as configured in params.yaml"
+    return (
+        "as configured in params.yaml; rows named `<detector> (tuned)` are tuned per series by Optuna "
+        f"({t['n_trials']} trials on train and the validation head only; objective {t.get('objective')}, the "
+        f"planted-anomaly one where the head holds no label) for {', '.join(t['detectors'])} on "
+        f"{', '.join(t['datasets'])}"
+    )
 
 
 def render_markdown(report: dict) -> str:
@@ -692,7 +721,7 @@ def readme_section(report: dict) -> str:
         README_START,
         "",
         PROTOCOL.format(val=meta["protocol"]["validation_fraction"]),
-        f"Commit {meta['git_commit'][:12]}; {'tuned' if meta['tuned'] else 'configured'} parameters; "
+        f"Commit {meta['git_commit'][:12]}; parameters {_params_origin(meta)}; "
         f"full tables, per-series figures and plots: `reports/benchmark.md`, `reports/benchmark.html`.",
     ]
     cols = [c for c in COLUMNS if c[1] in README_COLUMNS]

@@ -228,9 +228,14 @@ def find_champion(client, name: str):
     return client.get_model_version(name, models[0].aliases[CHAMPION])
 
 
-def score_champion(mlflow, name: str, selection: Selection, data: Processed, member_scores: list[np.ndarray]) -> float:
+def score_champion(
+    mlflow, name: str, selection: Selection, data: Processed, member_scores: list[np.ndarray], detector: str | None
+) -> float:
     """The current champion, scored now through its own pyfunc on this data version's
-    validation split, by the rule the candidates were scored by."""
+    validation split, by the rule the candidates were scored by (under a prior: its
+    ``detector``'s figure, which needs no scores)."""
+    if selection.prior is not None:
+        return score_outside_candidate(selection, np.empty(0), np.empty(0), data["validation_labels"], [], detector)
     frame = pd.DataFrame(data["raw_validation"], columns=data.meta["features"])
     out = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}").predict(frame)
     return score_outside_candidate(
@@ -238,9 +243,19 @@ def score_champion(mlflow, name: str, selection: Selection, data: Processed, mem
     )
 
 
-def promote_if_better(client, name: str, version: int, score: float, champion_score: float | None) -> bool:
-    """Move the alias when there is no champion or the new version beats it (a tie keeps it)."""
-    better = champion_score is None or (math.isfinite(score) and not score <= champion_score)
+def promote_if_better(
+    client, name: str, version: int, score: float, champion_score: float | None, tie_promotes: bool = False
+) -> bool:
+    """Move the alias when there is no champion or the new version beats it. A tie keeps the
+    champion, except with ``tie_promotes``: under a prior the figure belongs to the detector,
+    not to the model, so a new version of the champion's detector ties, and it has seen the
+    newest data."""
+    if champion_score is None:
+        better = True
+    elif not math.isfinite(score):
+        better = False
+    else:  # a NaN champion figure compares False both ways: the new version wins
+        better = not (score < champion_score if tie_promotes else score <= champion_score)
     if better:
         client.set_registered_model_alias(name, CHAMPION, version)
     return better
@@ -301,10 +316,19 @@ def register(
             champion_score, note = None, ""
             if current is not None:
                 try:
-                    champion_score = score_champion(mlflow, name, selection, data, [r.val_scores for r in results])
+                    champion_score = score_champion(
+                        mlflow,
+                        name,
+                        selection,
+                        data,
+                        [r.val_scores for r in results],
+                        current.tags.get("vigil.detector"),
+                    )
                 except FormatError as exc:  # only this: Vigil's old pickle format, which it no longer loads
                     note = f"version {current.version} is in a format this Vigil refuses to load ({exc}); replaced"
-            promoted = promote_if_better(client, name, mv.version, score, champion_score)
+            promoted = promote_if_better(
+                client, name, mv.version, score, champion_score, tie_promotes=selection.prior is not None
+            )
             decision = RegistryDecision(
                 model=name,
                 version=int(mv.version),

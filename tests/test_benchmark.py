@@ -184,6 +184,7 @@ def test_selected_and_oracle_rows_are_the_cells_their_rules_pick(bench):
     report = _report(ws)
     cells = {(r["series"], r["detector"]): r for r in report["rows"] if r["family"] == "vigil" and r["status"] == "ok"}
     chosen = {(r["series"], r["detector"]): r for r in report["selection_rows"]}
+    per_detector: dict[str, list[float]] = {}
     for series in {s for s, _ in cells}:
         mine = {d: r for (s, d), r in cells.items() if s == series}
         any_row = next(iter(mine.values()))
@@ -197,8 +198,20 @@ def test_selected_and_oracle_rows_are_the_cells_their_rules_pick(bench):
         assert sel["choice"] == max(val, key=val.get) and sel["choice_rule"] == "validation VUS-PR"
         assert sel["figures"] == mine[sel["choice"]]["figures"]
         assert oracle["choice"] == max(mine, key=lambda d: mine[d]["figures"]["vus_pr"])
+        for d, v in val.items():
+            per_detector.setdefault(d, []).append(v)
     families = {s["detector"]: s["family"] for s in report["summary"]}
     assert families[SELECTED] == "selected" and families[ORACLE] == "oracle"
+    # the priors the pipeline selects by where a head has no label: means over the labelled heads
+    priors = report["meta"]["selection"]["priors"]
+    assert priors["prior_all"]["n_series"] == 2 and priors["prior"]["csv"]["n_series"] == 2
+    for d, vs in per_detector.items():
+        assert priors["prior_all"]["means"][d] == pytest.approx(np.mean(vs))
+    from tasks.selection_prior import label_free_prior
+
+    prior, why = label_free_prior(ws / "reports/benchmark_summary.json", "prior_all", "csv", ["pca", "zscore", "x"])
+    assert why == "" and prior.rule == "prior_all" and set(prior.means) == {"pca", "zscore"}
+    assert prior.means["pca"] == pytest.approx(np.mean(per_detector["pca"])) and "commit" in prior.source
     assert not [p for p in (ws / "benchmark/cells").rglob("*") if "selected" in p.name or "oracle" in p.name]
     md = (ws / "reports/benchmark.md").read_text()
     assert f"**{SELECTED}** picked, per series" in md and "## Label-free selection" in md
@@ -297,7 +310,7 @@ def test_benchmark_deployment_runs_by_hand_on_a_worker(bench, tmp_path):
         assert [r["state_type"] for r in runs] == ["COMPLETED"]
 
 
-def test_tuned_flag_tunes_each_detector_per_series_on_validation_only(tmp_path):
+def test_tuned_rows_stand_beside_the_configured_ones_tuned_on_validation_only(tmp_path):
     params = {
         **BENCH,
         "detectors": {"zscore": {}, "pca": {"n_components": 2}},
@@ -312,15 +325,19 @@ def test_tuned_flag_tunes_each_detector_per_series_on_validation_only(tmp_path):
     _write_series_csv(ws / "bench/ops/web-1.csv", seed=1)
     _write_series_csv(ws / "bench/grid/storage-7.csv", seed=2)
     env = _env({"PREFECT_HOME": prefect_home(tmp_path / "prefect-home")})
-    out = sh(
-        str(REPO / ".venv/bin/python"), "-m", "flows.benchmark", "--tuned", "--only", "csv:web-1.csv", cwd=ws, env=env
-    )
-    assert "2 cell(s) computed" in out.stdout
+    run = [str(REPO / ".venv/bin/python"), "-m", "flows.benchmark", "--tuned", "--only", "csv:web-1.csv"]
+    out = sh(*run, cwd=ws, env=env)
+    assert "4 cell(s) computed" in out.stdout  # two configured, two tuned
     rows = {r["detector"]: r for r in _report(ws)["rows"]}
-    assert rows["pca"]["tuned"] and rows["zscore"]["tuned"]
-    assert rows["zscore"]["params"] == {}  # no search space: the configured parameters
-    assert 1 <= rows["pca"]["params"]["n_components"] <= 4
-    assert _report(ws)["meta"]["tuned"] is True
+    assert not rows["pca"]["tuned"] and rows["pca"]["params"] == {"n_components": 2}
+    assert rows["pca (tuned)"]["tuned"] and rows["zscore (tuned)"]["tuned"]
+    assert rows["zscore (tuned)"]["params"] == {}  # no search space: the configured parameters
+    assert 1 <= rows["pca (tuned)"]["params"]["n_components"] <= 4
+    assert sorted(_report(ws)["meta"]["tuned"]["detectors"]) == ["pca", "zscore"]
+    # tuned rows are not the pipeline's candidates: `vigil (selected)` picks among the configured ones
+    assert {r["choice"] for r in _report(ws)["selection_rows"]} <= {"zscore", "pca"}
+    again = sh(*run, cwd=ws, env=env)  # the finished study is read back, so every cell is reused
+    assert "0 cell(s) computed" in again.stdout
     import optuna
 
     studies = optuna.get_all_study_names(f"sqlite:///{ws}/.vigil/optuna.db")

@@ -1,6 +1,7 @@
 """The label-free path: a validation split with no labelled anomaly (most MSL channels; an
 operator's unlabelled data) is a normal case. Thresholds come from POT on held-out train-tail
-scores, the model from consensus agreement, and no figure that needs labels is invented."""
+scores, the model by the benchmark's prior (the detector best on labelled series like it) or
+by consensus agreement, and no figure that needs labels is invented."""
 
 from __future__ import annotations
 
@@ -89,9 +90,56 @@ def test_prior_picks_the_best_on_the_other_labelled_heads_never_the_series_itsel
     assert prior_choice(figures, "unlabelled") == "knn"  # all three: knn 0.467 > pca 0.4
     assert prior_choice({"a": figures["a"]}, "a") is None  # nothing else to learn from
     scores = {"knn": np.arange(10.0), "pca": np.arange(10.0)[::-1], "zscore": np.arange(10.0) ** 2}
-    assert label_free_choice("consensus", "x", scores, {}) in ("knn", "zscore")
+    assert label_free_choice("consensus", ("smd", "x"), scores, {}) in ("knn", "zscore")
     with pytest.raises(ValueError, match="unknown label-free selection rule"):
-        label_free_choice("vibes", "x", scores, {})
+        label_free_choice("vibes", ("smd", "x"), scores, {})
+    # prior: the series of its own kind; prior_all: every kind's (Ma et al.'s "global best")
+    labelled = {
+        ("smd", "m1"): {"knn": 0.9, "pca": 0.1},
+        ("nab", "n1"): {"knn": 0.1, "pca": 0.6},
+        ("nab", "n2"): {"knn": 0.1, "pca": 0.6},
+    }
+    assert label_free_choice("prior", ("smd", "m2"), scores, labelled) == "knn"
+    assert label_free_choice("prior_all", ("smd", "m2"), scores, labelled) == "pca"  # pca 0.433 > knn 0.367
+    assert label_free_choice("prior", ("smd", "m1"), scores, labelled) is None  # only itself of its kind
+
+
+def test_the_pipeline_reads_its_prior_from_the_benchmark_summary_and_says_why_not(tmp_path):
+    from components.datasets import DataError
+    from tasks.selection_prior import label_free_prior
+
+    summary = tmp_path / "benchmark_summary.json"
+    assert label_free_prior(summary, "benchmark", "smd", ["knn"])[0] is None  # absent: consensus, and why
+    assert "no benchmark summary" in label_free_prior(summary, "benchmark", "smd", ["knn"])[1]
+    priors = {
+        "prior_all": {"means": {"knn": 0.3, "pca": 0.5, "lstm_ae": None}, "n_series": 9},
+        "prior": {"smd": {"means": {"knn": 0.6, "pca": 0.2}, "n_series": 4}},
+    }
+    doc = {"meta": {"git_commit": "abc1234def", "selection": {"label_free_rule": "prior_all", "priors": priors}}}
+    summary.write_text(json.dumps(doc))
+    prior, why = label_free_prior(summary, "benchmark", "smd", ["knn", "pca", "lstm_ae", "zscore"])
+    assert why == "" and prior.rule == "prior_all" and prior.means == {"knn": 0.3, "pca": 0.5}  # no NaN, no zscore
+    assert prior.n_series == 9 and "abc1234" in prior.source
+    assert label_free_prior(summary, "prior", "smd", ["knn", "pca"])[0].means == {"knn": 0.6, "pca": 0.2}
+    none, why = label_free_prior(summary, "prior", "nab", ["knn"])
+    assert none is None and "no labelled series of kind 'nab'" in why
+    assert label_free_prior(summary, "consensus", "smd", ["knn"])[0] is None
+    assert "covers none" in label_free_prior(summary, "benchmark", "smd", ["zscore"])[1]
+    selection = selection_rule("vus_pr", np.zeros(50), 20, 2, prior)
+    assert selection.key == "val_prior_all" and not selection.labelled and "9 series" in selection.reason
+    figures = candidate_scores(selection, {"knn": np.zeros(5), "pca": np.zeros(5)}, {})
+    assert figures == {"knn": 0.3, "pca": 0.5}
+    # the champion is scored by its detector's prior figure; one outside the prior has none
+    assert score_outside_candidate(selection, np.zeros(5), np.zeros(5), np.zeros(5), [], "pca") == 0.5
+    assert math.isnan(score_outside_candidate(selection, np.zeros(5), np.zeros(5), np.zeros(5), [], "zscore"))
+    # a damaged summary is one paragraph naming the file and the field
+    doc["meta"]["selection"]["priors"]["prior_all"]["means"]["knn"] = "<b>high</b>"
+    summary.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"benchmark_summary.json.*prior_all.means.knn"):
+        label_free_prior(summary, "benchmark", "smd", ["knn"])
+    summary.write_text("{not json")
+    with pytest.raises(DataError, match="benchmark_summary.json: cannot read the label-free prior"):
+        label_free_prior(summary, "benchmark", "smd", ["knn"])
 
 
 def test_a_labelled_validation_split_keeps_the_configured_metric():
@@ -105,15 +153,18 @@ def test_a_labelled_validation_split_keeps_the_configured_metric():
 TORCH_SMALL = {"window": 10, "hidden": 16, "epochs": 2, "device": "cpu"}
 
 
-def _label_free_run(ws, out, expect_test_figures: bool):
+def _label_free_run(ws, out, expect_test_figures: bool, rule: str = "consensus"):
     assert out.returncode == 0, out.stderr[-3000:]
     assert (
         "Threshold: label-free: pot on held-out train-tail scores, as there is no labelled anomaly in the "
         "validation split" in out.stdout
     )
-    assert "Model choice: label-free: agreement (Spearman) with the consensus" in out.stdout
+    if rule == "consensus":
+        assert "Model choice: label-free: agreement (Spearman) with the consensus" in out.stdout
+    else:
+        assert f"Model choice: label-free ({rule}): the best mean validation VUS-PR" in out.stdout
     assert "made it @champion" in out.stdout
-    assert "val_consensus" in out.stdout
+    assert f"val_{rule}" in out.stdout
     report = json.loads((ws / "reports" / "metrics.json").read_text())
     for name, r in report.items():
         assert r["threshold_rule"].startswith("label-free"), name
@@ -126,7 +177,8 @@ def _label_free_run(ws, out, expect_test_figures: bool):
     assert champion.tags["vigil.selection"].startswith("label-free")
     run = client.get_run(champion.run_id)
     assert run.data.tags["vigil.threshold_rule"].startswith("label-free")
-    assert "val_consensus" in run.data.metrics
+    assert f"val_{rule}" in run.data.metrics
+    return champion
 
 
 @pytest.mark.usefixtures("msl_root")
@@ -136,8 +188,21 @@ def test_msl_m1_registers_a_champion_through_the_label_free_path(tmp_path, msl_r
         "detectors": {"zscore": {}, "pca": {}, "lstm_ae": TORCH_SMALL},
     }
     ws = make_workspace(tmp_path, params)
+    # the benchmark's verdict: prior_all, learnt from labelled heads elsewhere (figures made up here)
+    priors = {"prior_all": {"means": {"zscore": 0.2, "pca": 0.6, "lstm_ae": 0.4}, "n_series": 12}, "prior": {}}
+    summary = {"meta": {"git_commit": "f" * 40, "selection": {"label_free_rule": "prior_all", "priors": priors}}}
+    (ws / "reports").mkdir()
+    (ws / "reports/benchmark_summary.json").write_text(json.dumps(summary))
     out = vigil_run(ws, "--new-data-version", check=False)
-    _label_free_run(ws, out, expect_test_figures=True)  # M-1's test tail is labelled; its validation head is not
+    # M-1's test tail is labelled; its validation head is not
+    champion = _label_free_run(ws, out, expect_test_figures=True, rule="prior_all")
+    assert champion.tags["vigil.detector"] == "pca" and "12 series" in champion.tags["vigil.selection"]
+    # the same detector refitted ties with the champion on its prior figure, and takes over
+    again = vigil_run(ws, "--new-data-version", check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    _, client = _mlflow(ws)
+    name = next(iter(client.search_registered_models())).name
+    assert int(client.get_model_version_by_alias(name, "champion").version) == int(champion.version) + 1
 
 
 def test_an_unlabelled_csv_registers_a_champion_through_the_label_free_path(tmp_path):
