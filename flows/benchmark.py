@@ -146,14 +146,14 @@ def benchmark_flow(
     unknown = sorted({*bc.peers, *(p for d in bc.datasets.values() for p in d.peers or [])} - set(known))
     if unknown:
         raise ConfigError(f"{params}: benchmark.peers: unknown peer(s) {unknown}; known: {known}")
-    tuned_detectors = list(cfg.detectors) if tuned else bc.tuned.detectors
-    tuned_datasets = list(bc.datasets) if tuned or bc.tuned.datasets is None else bc.tuned.datasets
-    for what, names, choices in (
-        ("detectors", tuned_detectors, cfg.detectors),
-        ("datasets", tuned_datasets, bc.datasets),
-    ):
-        if unknown := sorted(set(names) - set(choices)):
-            raise ConfigError(f"{params}: benchmark.tuned.{what}: unknown {unknown}; known: {sorted(choices)}")
+    asked = {n: None for n in cfg.detectors} if tuned else bc.tuned.detectors
+    if unknown := sorted(set(asked) - set(cfg.detectors)):
+        raise ConfigError(f"{params}: benchmark.tuned.detectors: unknown {unknown}; known: {sorted(cfg.detectors)}")
+    if unknown := sorted({d for ds in asked.values() for d in ds or []} - set(bc.datasets)):
+        raise ConfigError(
+            f"{params}: benchmark.tuned.detectors: unknown datasets {unknown}; known: {sorted(bc.datasets)}"
+        )
+    tuned_on = {n: list(bc.datasets) if ds is None else ds for n, ds in asked.items()}  # detector -> datasets
     n_trials = bc.tuned.n_trials or cfg.tuning.n_trials
     folder = root / bc.folder
     # One benchmark at a time per checkout (its cells and reports); the pipeline may run beside it.
@@ -166,7 +166,7 @@ def benchmark_flow(
 
         def detectors_for(dataset: str) -> list[tuple[str, dict, str]]:
             peers = bc.datasets[dataset].peers
-            tuned_rows = [(tuned_row(n), {}, "vigil") for n in tuned_detectors] if dataset in tuned_datasets else []
+            tuned_rows = [(tuned_row(n), {}, "vigil") for n, ds in tuned_on.items() if dataset in ds]
             return (
                 ours
                 + tuned_rows
@@ -265,8 +265,7 @@ def benchmark_flow(
             "git_commit": commit,
             "git_dirty": dirty,
             "tuned": {
-                "detectors": tuned_detectors,
-                "datasets": tuned_datasets,
+                "detectors": tuned_on,
                 "n_trials": n_trials,
                 "objective": cfg.tuning.objective,
             },

@@ -183,10 +183,10 @@ class BenchmarkDataset(_Strict):
 
 class TunedRows(_Strict):
     """Rows "<detector> (tuned)" beside the configured ones: each detector tuned on each series
-    of ``datasets`` (train and validation head only, the tuning section's space and objective)."""
+    of its datasets (train and validation head only, the tuning section's space and objective)."""
 
-    detectors: list[str] = Field(default_factory=list)  # keys of `detectors`; `--tuned`: all of them
-    datasets: list[str] | None = None  # keys of benchmark.datasets (default: all)
+    # a key of `detectors` -> the benchmark.datasets it is tuned on (null: all); `--tuned`: all, everywhere
+    detectors: dict[str, list[str] | None] = Field(default_factory=dict)
     n_trials: int | None = Field(None, ge=1)  # per series (default: tuning.n_trials)
 
 

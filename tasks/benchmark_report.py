@@ -499,8 +499,8 @@ def _params_origin(meta: dict) -> str:
     return (
         "as configured in params.yaml; rows named `<detector> (tuned)` are tuned per series by Optuna "
         f"({t['n_trials']} trials on train and the validation head only; objective {t.get('objective')}, the "
-        f"planted-anomaly one where the head holds no label) for {', '.join(t['detectors'])} on "
-        f"{', '.join(t['datasets'])}"
+        "planted-anomaly one where the head holds no label): "
+        + "; ".join(f"{n} on {', '.join(DATASET_TITLES.get(d, d) for d in ds)}" for n, ds in t["detectors"].items())
     )
 
 
