@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.benchmark", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--only", nargs="+", metavar="KIND:SERIES", help="run these series only")
-    parser.add_argument("--tuned", action="store_true", help="tune each detector per series first")
+    parser.add_argument("--tuned", action="store_true", help="a tuned row for every detector on every series")
     parser.add_argument("--readme", action="store_true", help="rewrite README's Benchmark section from the report")
     parser.add_argument("--no-wait", action="store_true", help="refuse instead of waiting for a benchmark here")
     parser.add_argument("--debug", action="store_true", help="tracebacks and Prefect's console logs on errors")

@@ -330,7 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     bench.add_argument("--only", nargs="+", metavar="KIND:SERIES", help="these series only (e.g. smd:machine-1-2)")
-    bench.add_argument("--tuned", action="store_true", help="tune each detector on each series first")
+    bench.add_argument(
+        "--tuned",
+        action="store_true",
+        help="add a tuned row for every detector on every series (default: benchmark.tuned)",
+    )
     bench.add_argument("--readme", action="store_true", help="rewrite README's Benchmark section from the report")
     bench.add_argument("--no-wait", action="store_true", help="refuse instead of waiting for a benchmark running here")
     bench.add_argument("--deploy", action="store_true", help="register the flow on a work pool (PREFECT_API_URL)")
