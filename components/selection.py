@@ -158,6 +158,11 @@ def prior_means(validation_figures: dict, exclude=None) -> dict[str, float]:
     return {d: float(np.nanmean([figs.get(d, math.nan) for figs in others])) for d in names}
 
 
+def of_kind(labelled: dict, kind: str) -> dict:
+    """The labelled heads (keyed (kind, name)) of one kind: what ``prior`` learns from."""
+    return {k: f for k, f in labelled.items() if k[0] == kind}
+
+
 def prior_choice(validation_figures: dict, series) -> str | None:
     """The label-free rule ``prior``: the detector with the best mean validation figure over
     the *other* series whose validation heads hold labels (``validation_figures``: series ->
@@ -175,7 +180,7 @@ def label_free_choice(rule: str, key: tuple[str, str], val_scores: dict[str, np.
     if rule == CONSENSUS:
         return pick_best(consensus_agreements(val_scores))
     if rule == PRIOR:
-        return prior_choice({k: f for k, f in labelled.items() if k[0] == key[0]}, key)
+        return prior_choice(of_kind(labelled, key[0]), key)
     if rule == PRIOR_ALL:
         return prior_choice(labelled, key)
     raise ValueError(f"unknown label-free selection rule {rule!r}; choose one of {LABEL_FREE_RULES}")

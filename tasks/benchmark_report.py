@@ -201,7 +201,16 @@ def selection_rows(rows: list[dict], repo_root: Path, folder: Path, vus_window: 
     the best validation VUS-PR it reaches; the rule with the highest mean share picks where a
     head has no labels. Returns the rows and what was chosen, and why."""
     from components import metrics as M
-    from components.selection import CONSENSUS, LABEL_FREE_RULES, PRIOR, label_free_choice, pick_best, prior_means
+    from components.selection import (
+        CONSENSUS,
+        LABEL_FREE_RULES,
+        PRIOR,
+        PRIOR_ALL,
+        label_free_choice,
+        of_kind,
+        pick_best,
+        prior_means,
+    )
 
     by_series: dict[tuple[str, str], list[dict]] = {}
     kinds: dict[str, str] = {}
@@ -266,12 +275,9 @@ def selection_rows(rows: list[dict], repo_root: Path, folder: Path, vus_window: 
     # the priors' figures over every labelled head, for the pipeline's label-free rule (tasks/selection_prior.py)
     by_kind = sorted({k for k, _ in labelled})
     priors = {
-        "prior_all": {"means": prior_means(labelled), "n_series": len(labelled)},
+        PRIOR_ALL: {"means": prior_means(labelled), "n_series": len(labelled)},
         PRIOR: {
-            kind: {
-                "means": prior_means({k: f for k, f in labelled.items() if k[0] == kind}),
-                "n_series": sum(1 for k in labelled if k[0] == kind),
-            }
+            kind: {"means": prior_means(of_kind(labelled, kind)), "n_series": len(of_kind(labelled, kind))}
             for kind in by_kind
         },
     }
