@@ -4,12 +4,16 @@ measured on it, and the averages over series.
 
 Figures of a cell (one series x one detector), all on the test tail unless named otherwise:
 
-- at the validation threshold (`components.evaluation.choose_threshold`: best F1 on the
-  validation labels, or the label-free rule where the head holds none, and the row says so):
-  ``point_f1``, ``pa_f1`` (point-adjusted, inflated), ``event_f1``, ``affiliation_f1``;
+- at the alert rule chosen on validation (`components.evaluation.choose_alert_rule`:
+  smoothing and threshold rule picked on the validation head, or the label-free rule where
+  it holds none, and the row says so): ``point_f1``, ``pa_f1`` (point-adjusted, inflated),
+  ``event_f1``, ``affiliation_f1``; the incidents it raises (``incidents_per_event``,
+  ``false_incidents_per_1000_steps``, ``incident_event_recall``, ``time_to_detect_steps``);
 - threshold-free: ``auc_pr``, ``vus_pr``, ``auc_roc``;
-- ``oracle_point_f1``, ``oracle_pa_f1``: the best F1 over every threshold on the test tail
-  itself, for comparison with papers that report it, never a figure to choose by;
+- ``oracle_point_f1``, ``oracle_event_f1``, ``oracle_pa_f1``: the best F1 over every
+  threshold on the test tail itself, for comparison with papers that report it, never a
+  figure to choose by; ``threshold_retention`` (``event_retention``): the F1 at the rule
+  over the oracle's;
 - ``hitrate_100``, ``hitrate_150`` where the series names each anomaly's metrics (SMD);
 - ``fit_seconds``, ``score_steps_per_second`` (test tail), ``peak_memory_mb`` (resident
   memory the fit and scoring added, sampled).
@@ -28,15 +32,25 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .datasets.base import Anomaly, Dataset, ranges_from_labels
-from .evaluation import choose_threshold, metric_suite
+from .evaluation import AlertSettings, choose_alert_rule, metric_suite
 from .preprocessing import Scaler, split_validation
-from .thresholds import best_f1_threshold
 
 # What the report averages per dataset and detector, in its column order; `higher` is better
 # for all but the cost columns.
 HEADLINE = ("vus_pr", "auc_pr", "point_f1", "event_f1", "affiliation_f1", "pa_f1", "oracle_point_f1", "oracle_pa_f1")
 COSTS = ("fit_seconds", "score_steps_per_second", "peak_memory_mb")
-FIGURES = (*HEADLINE, "auc_roc", "hitrate_100", "hitrate_150", *COSTS)
+# what an operator sees of the alert rule: lower is better for the incident counts and delay
+ALERTING = (
+    "threshold_retention",
+    "event_retention",
+    "oracle_event_f1",
+    "incidents_per_event",
+    "false_incidents_per_1000_steps",
+    "incident_event_recall",
+    "incident_event_precision",
+    "time_to_detect_steps",
+)
+FIGURES = (*HEADLINE, "auc_roc", "hitrate_100", "hitrate_150", *ALERTING, *COSTS)
 
 
 @dataclass
@@ -113,23 +127,27 @@ def cell_figures(
     *,
     contributions: np.ndarray | None,
     causes: Sequence[Anomaly],
-    method: str,
-    pot_q: float,
-    pot_level: float,
+    alerting: AlertSettings,
     vus_window: int,
-) -> tuple[dict[str, float], dict[str, str]]:
-    """Every quality figure of a cell from its scores alone (so a stored cell can be checked
-    by recomputing them), and the threshold's rule and detail."""
-    th = choose_threshold(val_scores, val_labels, calibration_scores, method=method, pot_q=pot_q, pot_level=pot_level)
+) -> tuple[dict[str, float], dict]:
+    """Every quality figure of a cell from its scores alone (so a stored cell can be checked,
+    or refigured under a new protocol, by recomputing them), and its alert rule: how the
+    threshold was chosen, and the rule itself."""
+    rule = choose_alert_rule(val_scores, val_labels, calibration_scores, alerting)
     figures = metric_suite(
-        test_labels, test_scores, th.value, contributions=contributions, causes=causes, vus_window=vus_window
+        test_labels,
+        test_scores,
+        rule,
+        contributions=contributions,
+        causes=causes,
+        vus_window=vus_window,
+        past_scores=val_scores,
     )
     if np.asarray(test_labels).any():
-        figures["oracle_point_f1"] = best_f1_threshold(test_scores, test_labels)[1]
         figures["oracle_pa_f1"] = best_point_adjusted_f1(test_labels, test_scores)
     else:
-        figures["oracle_point_f1"] = figures["oracle_pa_f1"] = math.nan
-    return figures, {"threshold_rule": th.rule, "threshold_detail": th.detail}
+        figures["oracle_pa_f1"] = math.nan
+    return figures, {"threshold_rule": rule.rule, "threshold_detail": rule.detail, "alert_rule": rule.to_dict()}
 
 
 class PeakMemory:

@@ -1,12 +1,16 @@
-"""Threshold choice on validation, and the whole metric suite on test, in one place so that
-every caller reports the same, honestly labelled, figures.
+"""The alert rule's choice on validation, and the whole metric suite on test, in one place so
+that every caller reports the same, honestly labelled, figures.
 
-Two paths to a threshold, and the result records which one was taken:
+Paths to a model's `AlertRule` (smoothing, threshold, incident rule; `choose_alert_rule`),
+and the rule records which one was taken:
 
-- labelled: ``best_f1`` on the validation split's labels, or ``pot`` on its scores;
+- labelled: the (threshold rule, smoothing) pair with the best held-out F1 across the two
+  halves of the validation head (`THRESHOLD_RULES`: best F1, best event F1, POT, telemanom's
+  dynamic threshold, a Gaussian tail), or one rule forced;
 - label-free, where the validation split holds no labelled anomaly (operators' data often
-  has no labels at all): POT on the detector's ``calibration_scores_``, its scores on a tail
-  of train that the fitted model did not learn from (data assumed normal).
+  has no labels at all): by default POT on the detector's ``calibration_scores_``, its scores
+  on a tail of train that the fitted model did not learn from (data assumed normal), smoothed
+  as the scores it will be compared with.
 
 A metric that needs labels is never invented: where a split holds no labelled anomaly it is
 NaN, and the result says why.
@@ -21,12 +25,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import metrics as M
+from .alerting import RULES_NEED_LABELS, AlertRule, AlertSettings, incident_quality, smooth
 from .attribution import hit_rate
 from .datasets.base import Anomaly
 from .detectors import Detector
-from .thresholds import best_f1_threshold, pot_threshold, pot_threshold_from
+from .thresholds import (
+    best_event_f1_threshold,
+    best_f1_threshold,
+    dynamic_threshold,
+    gauss_tail_threshold,
+    pot_threshold,
+    pot_threshold_from,
+)
 
-THRESHOLD_METHODS = ("best_f1", "pot")
 POT_MIN_PEAKS = 10  # pot_threshold's floor on excesses for a GPD fit
 NO_LABELS = "no labelled anomaly in the {split} split"
 LABEL_METRICS = ("point", "pa", "event", "affiliation")  # prefixes of the figures that need labels
@@ -35,6 +46,8 @@ THRESHOLD_FREE = ("auc_roc", "auc_pr", "vus_pr")
 
 @dataclass(frozen=True)
 class Threshold:
+    """A label-free threshold on raw scores, how it was found and why (`label_free_threshold`)."""
+
     value: float
     rule: str  # how it was chosen, in words, with the split it saw
     label_free: bool
@@ -75,44 +88,6 @@ def feedback_steps(detector: Detector, x: np.ndarray, labels: np.ndarray, segmen
     return FeedbackSteps(np.concatenate(scores), np.concatenate(kept), len(scores), skipped)
 
 
-def choose_threshold(
-    val_scores: np.ndarray,
-    val_labels: np.ndarray,
-    calibration_scores: np.ndarray,
-    *,
-    method: str = "best_f1",
-    pot_q: float = 1e-3,
-    pot_level: float = 0.98,
-    feedback: FeedbackSteps | None = None,
-) -> Threshold:
-    """A threshold that never sees the test split. ``best_f1`` uses the validation labels
-    and the operators' labelled steps (``feedback``) where there are any anomalies among
-    them, else falls back to POT on the calibration scores (label-free); ``pot`` uses the
-    validation scores only."""
-    if method == "pot":
-        unused = f"; {feedback.describe()}, not used by pot" if feedback is not None and len(feedback.labels) else ""
-        return Threshold(
-            pot_threshold(val_scores, q=pot_q, level=pot_level),
-            "pot on validation scores",
-            True,
-            f"q={pot_q:g}, level={pot_level:g}{unused}",
-        )
-    if method != "best_f1":
-        raise ValueError(f"unknown threshold method {method!r}; choose one of {THRESHOLD_METHODS}")
-    if feedback is not None and len(feedback.labels):
-        scores = np.concatenate([np.asarray(val_scores, dtype=np.float64), feedback.scores])
-        labels = np.concatenate([np.asarray(val_labels).astype(np.int8), feedback.labels])
-        if labels.any():
-            source = "validation labels and operator feedback" if np.any(val_labels) else "operator feedback"
-            return Threshold(best_f1_threshold(scores, labels)[0], f"best_f1 on {source}", False, feedback.describe())
-        why = f"{feedback.describe()}: no confirmed anomaly, so "
-        free = label_free_threshold(calibration_scores, pot_q=pot_q, pot_level=pot_level)
-        return Threshold(free.value, free.rule, True, why + free.detail)
-    if np.asarray(val_labels).any():
-        return Threshold(best_f1_threshold(val_scores, val_labels)[0], "best_f1 on validation labels", False)
-    return label_free_threshold(calibration_scores, pot_q=pot_q, pot_level=pot_level)
-
-
 def label_free_threshold(calibration_scores: np.ndarray, *, pot_q: float, pot_level: float) -> Threshold:
     """POT on scores of data assumed normal. POT starts at the ``pot_level`` quantile, lowered
     where needed until `POT_MIN_PEAKS` scores exceed it (a short tail, or tied scores: MSL's
@@ -124,7 +99,7 @@ def label_free_threshold(calibration_scores: np.ndarray, *, pot_q: float, pot_le
         raise ValueError(
             f"label-free threshold: {n} calibration scores (the held-out tail of train) are too few for POT; "
             f"it needs {2 * POT_MIN_PEAKS}. Lengthen train, raise the detector's val_fraction/"
-            f"calibration_fraction, or use threshold.method: pot (on validation scores)"
+            f"calibration_fraction, or use threshold.label_free.rule: pot_validation (on validation scores)"
         )
     why = NO_LABELS.format(split="validation")
     start = float(np.quantile(x, pot_level))
@@ -147,6 +122,177 @@ def label_free_threshold(calibration_scores: np.ndarray, *, pot_q: float, pot_le
     )
 
 
+# --- alert rules: smoothing + a threshold rule + the incident rule, chosen per series ------
+
+
+# name -> threshold from (smoothed validation scores, labels, smoothed calibration scores, settings)
+_RULE_FUNCTIONS = {
+    "best_f1": lambda v, y, c, s: best_f1_threshold(v, y)[0],
+    "best_event_f1": lambda v, y, c, s: best_event_f1_threshold(v, y)[0],
+    "pot_train": lambda v, y, c, s: label_free_threshold(c, pot_q=s.pot_q, pot_level=s.pot_level).value,
+    "pot_validation": lambda v, y, c, s: pot_threshold(v, q=s.pot_q, level=s.pot_level),
+    "dynamic": lambda v, y, c, s: dynamic_threshold(v),
+    "gauss_tail": lambda v, y, c, s: gauss_tail_threshold(c, s.tail_p),
+}
+# name -> (needs labels, threshold function): the one registry of threshold rules
+THRESHOLD_RULES = {name: (RULES_NEED_LABELS[name], fn) for name, fn in _RULE_FUNCTIONS.items()}
+RULE_SPLITS = {
+    "best_f1": "validation labels",
+    "best_event_f1": "validation labels",
+    "pot_train": "held-out train-tail scores",
+    "pot_validation": "validation scores",
+    "dynamic": "validation scores",
+    "gauss_tail": "held-out train-tail scores",
+}
+
+
+def rule_threshold(
+    rule: str, smoothing: tuple[str, int], val_scores, val_labels, calibration_scores, settings
+) -> float:
+    """``rule``'s threshold on the smoothed scores (ValueError where it is undefined there)."""
+    kind, window = smoothing
+    v, c = smooth(val_scores, kind, window), smooth(calibration_scores, kind, window)
+    return float(THRESHOLD_RULES[rule][1](v, np.asarray(val_labels), c, settings))
+
+
+def _rule(
+    rule, smoothing, value, settings: AlertSettings, how: str, detail: str, *, labels_used: bool, labels_from: str
+) -> AlertRule:
+    kind, window = smoothing
+    split = labels_from if THRESHOLD_RULES[rule][0] else RULE_SPLITS[rule]
+    return AlertRule(
+        threshold=float(value),
+        smoothing=kind,
+        window=int(window) if kind != "none" else 1,
+        merge_gap=settings.merge_gap,
+        min_steps=settings.min_steps,
+        rule=f"{how}{rule} on {split}",
+        label_free=not labels_used,
+        detail=detail,
+    )
+
+
+def nested_scores(val_scores, val_labels, calibration_scores, settings: AlertSettings) -> dict[tuple, float] | None:
+    """Mean point F1 of every (rule, smoothing) pair on one half of the validation head with
+    its threshold set on the other, over the folds whose both halves hold labels; None where
+    no fold does."""
+    v, y = np.asarray(val_scores, dtype=np.float64), np.asarray(val_labels).astype(bool)
+    mid = len(v) // 2
+    halves = [(slice(0, mid), slice(mid, None)), (slice(mid, None), slice(0, mid))]
+    folds = [(a, b) for a, b in halves if y[a].any() and y[b].any()]
+    if not folds:
+        return None
+    out = {}
+    for rule in settings.rules:
+        for kind, window in settings.smoothing:
+            f1s = []
+            for a, b in folds:
+                try:
+                    t = rule_threshold(rule, (kind, window), v[a], y[a], calibration_scores, settings)
+                except ValueError:
+                    f1s.append(0.0)
+                    continue
+                # the held-out half is smoothed with the steps before it, as a stream would be
+                before = v[: b.start] if b.start else None
+                f1s.append(M.point_prf(y[b], smooth(v[b], kind, window, before) >= t)[2])
+            out[(rule, (kind, window))] = float(np.mean(f1s))
+    return out
+
+
+def choose_alert_rule(
+    val_scores: np.ndarray,
+    val_labels: np.ndarray,
+    calibration_scores: np.ndarray,
+    settings: AlertSettings,
+    *,
+    feedback: FeedbackSteps | None = None,
+) -> AlertRule:
+    """The model's alert rule, never from the test split (`AlertSettings`). Operators' labelled
+    steps (``feedback``) join the validation head where they hold a confirmed anomaly."""
+    v, y = np.asarray(val_scores, dtype=np.float64), np.asarray(val_labels).astype(np.int8)
+    note, labels_from = "", "validation labels"
+    if feedback is not None and len(feedback.labels):
+        if np.any(feedback.labels):
+            labels_from = "validation labels and operator feedback" if y.any() else "operator feedback"
+            v, y = np.concatenate([v, feedback.scores]), np.concatenate([y, feedback.labels])
+            note = f"{feedback.describe()}; "
+        else:
+            note = f"{feedback.describe()}: no confirmed anomaly, so "
+    labelled = bool(y.any())
+    free_rule, *free_smoothing = settings.label_free
+    fb_rule, *fb_smoothing = settings.fallback
+    if settings.method != "nested":
+        rule = settings.method
+        needs = THRESHOLD_RULES[rule][0]
+        if needs and not labelled:
+            how = f"label-free ({NO_LABELS.format(split='validation')}): "
+            rule, smoothing = free_rule, tuple(free_smoothing)
+        else:
+            smoothing, how = tuple(fb_smoothing if needs else free_smoothing), ""
+        value = rule_threshold(rule, smoothing, v, y, calibration_scores, settings)
+        return _rule(
+            rule,
+            smoothing,
+            value,
+            settings,
+            how,
+            note.rstrip("; "),
+            labels_used=needs and labelled,
+            labels_from=labels_from,
+        )
+    if not labelled:
+        why = NO_LABELS.format(split="validation")
+        free_smoothing = tuple(free_smoothing)
+        try:
+            value = rule_threshold(free_rule, free_smoothing, v, y, calibration_scores, settings)
+        except ValueError as exc:  # the configured rule undefined here: POT on the raw train-tail scores
+            why += f"; {_pair_text(free_rule, free_smoothing)} failed ({exc}), so pot_train on raw scores"
+            free_rule, free_smoothing = "pot_train", ("none", 1)
+            value = rule_threshold(free_rule, free_smoothing, v, y, calibration_scores, settings)
+        return _rule(
+            free_rule,
+            free_smoothing,
+            value,
+            settings,
+            "label-free: ",
+            note + why,
+            labels_used=False,
+            labels_from=labels_from,
+        )
+    scored = nested_scores(v, y, calibration_scores, settings)
+    if scored is None:
+        value = rule_threshold(fb_rule, tuple(fb_smoothing), v, y, calibration_scores, settings)
+        why = "the validation head's halves do not both hold labels, so no rule could be compared"
+        return _rule(
+            fb_rule, tuple(fb_smoothing), value, settings, "", note + why, labels_used=True, labels_from=labels_from
+        )
+    # best held-out F1 first; ties go to the earlier rule and smoothing in the settings' order.
+    # Set on the whole head, a pair's threshold must catch a labelled step there: a rule fitted
+    # to the data (dynamic: its pruning) can land above every score of a longer stretch.
+    ranked = sorted(scored.items(), key=lambda kv: -kv[1])
+    skipped = []
+    for (rule, smoothing), f1 in ranked:
+        try:
+            value = rule_threshold(rule, smoothing, v, y, calibration_scores, settings)
+        except ValueError:
+            skipped.append(_pair_text(rule, smoothing))
+            continue
+        if not np.any((smooth(v, *smoothing) >= value) & (y > 0)):
+            skipped.append(_pair_text(rule, smoothing))
+            continue
+        detail = f"{note}nested on the validation head: held-out point F1 {f1:.3f}, the best of {len(scored)} pairs"
+        if skipped:
+            detail += f" ({', '.join(skipped)} ranked higher but caught no labelled step set on the whole head)"
+        return _rule(rule, smoothing, value, settings, "", detail, labels_used=True, labels_from=labels_from)
+    value = rule_threshold(fb_rule, tuple(fb_smoothing), v, y, calibration_scores, settings)
+    why = f"{note}no pair's threshold, set on the whole head, caught a labelled step there"
+    return _rule(fb_rule, tuple(fb_smoothing), value, settings, "", why, labels_used=True, labels_from=labels_from)
+
+
+def _pair_text(rule: str, smoothing: tuple[str, int]) -> str:
+    return rule if smoothing[0] == "none" else f"{rule} on the trailing {smoothing[0]} of {smoothing[1]}"
+
+
 def _safe(fn, *args) -> float:
     try:
         return float(fn(*args))
@@ -157,29 +303,46 @@ def _safe(fn, *args) -> float:
 def metric_suite(
     labels: np.ndarray,
     scores: np.ndarray,
-    threshold: float,
+    threshold: float | AlertRule,
     *,
     contributions: np.ndarray | None = None,
     causes: Sequence[Anomaly] = (),
     vus_window: int = 20,
+    steps_per_day: float | None = None,
+    past_scores: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Every score Vigil reports, keyed by what it is:
 
     ``point_*`` point-wise; ``pa_*`` point-adjusted (inflated, for comparison with papers);
     ``event_*`` composite (point precision, event recall); ``affiliation_*``; ``auc_roc``,
-    ``auc_pr`` (average precision), ``vus_pr`` threshold-free; ``hitrate_100``/``hitrate_150``
-    where causes and contributions over two or more metrics are given (with one metric every
-    detector scores 1 by construction, so the figure would say nothing). NaN marks a metric
-    undefined on this data: all but ``threshold`` and ``flagged_share`` where ``labels`` hold
-    no anomaly.
+    ``auc_pr`` (average precision), ``vus_pr`` threshold-free, on the raw scores;
+    ``hitrate_100``/``hitrate_150`` where causes and contributions over two or more metrics
+    are given (with one metric every detector scores 1 by construction, so the figure would
+    say nothing). ``threshold`` is a model's `AlertRule` (or a bare threshold on raw scores):
+    the thresholded figures are those of its flags, and ``incidents*`` those of its incidents
+    (`alerting.IncidentQuality`; per day where ``steps_per_day`` is known). ``oracle_*_f1``:
+    the best F1 over every threshold on these raw scores, which sees the labels (context
+    only); ``*_retention``: the F1 at the rule over that oracle. ``past_scores``: the raw
+    scores just before these (the smoothing reads them). NaN marks a metric undefined
+    on this data: all that need labels where ``labels`` hold no anomaly.
     """
     labels = np.asarray(labels)
-    preds = (np.asarray(scores) >= threshold).astype(np.int8)
-    out: dict[str, float] = {"threshold": float(threshold), "flagged_share": float(preds.mean())}
+    rule = threshold if isinstance(threshold, AlertRule) else AlertRule(float(threshold))
+    preds = rule.flags(scores, past_scores).astype(np.int8)
+    incidents = rule.incidents(scores, past_scores)
+    raised = sum(i.raised for i in incidents)
+    n = max(len(preds), 1)
+    out: dict[str, float] = {
+        "threshold": rule.threshold,
+        "flagged_share": float(preds.mean()),
+        "incidents": float(raised),
+        "incidents_per_1000_steps": 1000.0 * raised / n,
+    }
     if not labels.any():
         for prefix in LABEL_METRICS:
             out.update({f"{prefix}_{m}": math.nan for m in ("precision", "recall", "f1")})
         out.update({k: math.nan for k in THRESHOLD_FREE})
+        out.update({k: math.nan for k in LABELLED_INCIDENT_FIGURES})
         return out
     for prefix, fn, p in (("point", M.point_prf, preds), ("pa", M.point_prf, None), ("event", M.event_f1, preds)):
         p = M.point_adjust(labels, preds) if p is None else p
@@ -192,6 +355,13 @@ def metric_suite(
     out["auc_roc"] = _safe(M.auc_roc, labels, scores)
     out["auc_pr"] = _safe(M.auc_pr, labels, scores)
     out["vus_pr"] = _safe(M.vus_pr, labels, scores, vus_window)
+    quality = incident_quality(labels, incidents, steps_per_day or math.nan)
+    out.update(quality.figures())
+    out["false_incidents_per_1000_steps"] = 1000.0 * quality.false / n
+    out["oracle_point_f1"] = best_f1_threshold(scores, labels)[1]
+    out["oracle_event_f1"] = best_event_f1_threshold(scores, labels)[1]
+    out["threshold_retention"] = out["point_f1"] / out["oracle_point_f1"] if out["oracle_point_f1"] > 0 else math.nan
+    out["event_retention"] = out["event_f1"] / out["oracle_event_f1"] if out["oracle_event_f1"] > 0 else math.nan
     if (
         contributions is not None
         and np.ndim(contributions) == 2
@@ -203,13 +373,27 @@ def metric_suite(
     return out
 
 
+LABELLED_INCIDENT_FIGURES = (
+    "incidents_per_event",
+    "false_incidents_per_day",
+    "false_incidents_per_1000_steps",
+    "incident_event_recall",
+    "incident_event_precision",
+    "time_to_detect_steps",
+    "oracle_point_f1",
+    "oracle_event_f1",
+    "threshold_retention",
+    "event_retention",
+)
+
+
 @dataclass
 class DetectorResult:
     """One fitted detector, thresholded on validation and measured on both splits."""
 
     name: str
     fit_seconds: float
-    threshold: Threshold
+    threshold: AlertRule  # with the smoothing and incident rule the model carries
     validation: dict[str, float]
     test: dict[str, float]
     val_scores: np.ndarray
@@ -227,34 +411,33 @@ def threshold_and_measure(
     test_x: np.ndarray,
     test_labels: np.ndarray,
     test_causes: Sequence[Anomaly],
-    method: str,
-    pot_q: float,
-    pot_level: float,
+    alerting: AlertSettings,
     vus_window: int,
+    steps_per_day: float | None = None,
     feedback: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> DetectorResult:
-    """Threshold from the validation split and the operators' feedback (``feedback``: steps,
-    labels, segments) or the label-free rule only; the whole metric suite on both splits
-    (validation figures on the validation split alone)."""
+    """The alert rule from the validation split and the operators' feedback (``feedback``:
+    steps, labels, segments) or the label-free rule only; the whole metric suite on both
+    splits (validation figures on the validation split alone; the test tail smoothed with
+    the validation head's last scores before it, as a stream would be)."""
     val_scores = detector.score(val_x)
     steps = feedback_steps(detector, *feedback) if feedback is not None else None
-    threshold = choose_threshold(
-        val_scores,
-        val_labels,
-        detector.calibration_scores_,
-        method=method,
-        pot_q=pot_q,
-        pot_level=pot_level,
-        feedback=steps,
-    )
-    val_metrics = metric_suite(val_labels, val_scores, threshold.value, vus_window=vus_window)
+    rule = choose_alert_rule(val_scores, val_labels, detector.calibration_scores_, alerting, feedback=steps)
+    val_metrics = metric_suite(val_labels, val_scores, rule, vus_window=vus_window, steps_per_day=steps_per_day)
     test_scores, test_contrib = detector.score_and_contributions(test_x)
     test_metrics = metric_suite(
-        test_labels, test_scores, threshold.value, contributions=test_contrib, causes=test_causes, vus_window=vus_window
+        test_labels,
+        test_scores,
+        rule,
+        contributions=test_contrib,
+        causes=test_causes,
+        vus_window=vus_window,
+        steps_per_day=steps_per_day,
+        past_scores=val_scores,
     )
     undefined = {
         split: NO_LABELS.format(split=split)
         for split, labels in (("validation", val_labels), ("test", test_labels))
         if not np.any(labels)
     }
-    return DetectorResult(name, fit_seconds, threshold, val_metrics, test_metrics, val_scores, test_scores, undefined)
+    return DetectorResult(name, fit_seconds, rule, val_metrics, test_metrics, val_scores, test_scores, undefined)

@@ -121,19 +121,24 @@ def score_outside_candidate(
     val_labels: np.ndarray,
     member_scores: Sequence[np.ndarray],
     detector: str | None = None,
+    alert_scores: np.ndarray | None = None,
 ) -> float:
     """The selection figure of a model that is not one of this run's candidates (the current
     champion), from its validation scores and flags (or, under a prior, its ``detector``'s
-    name), as the candidates got theirs."""
+    name), as the candidates got theirs. ``alert_scores``: the scores its flags compare with
+    its threshold (smoothed by its alert rule; a model from before rules has only ``scores``)."""
     if selection.prior is not None:
         return selection.prior.means.get(detector, math.nan) if detector else math.nan
     if not selection.labelled:
         return agreement(scores, member_scores)
-    if selection.metric in THRESHOLD_FREE:
-        threshold = np.inf
-    else:  # the champion's own threshold: the lowest score it flags
-        threshold = float(np.min(scores[flags == 1])) if flags.any() else np.inf
-    return metric_suite(val_labels, scores, threshold, vus_window=selection.vus_window)[selection.metric]
+    if selection.metric in THRESHOLD_FREE:  # on the raw scores; the threshold is not read
+        top = float(np.max(scores)) if len(scores) else 0.0
+        return metric_suite(val_labels, scores, top, vus_window=selection.vus_window)[selection.metric]
+    # its flags as they were: the lowest alert score it flags is a threshold that reproduces them
+    a = np.asarray(scores if alert_scores is None else alert_scores, dtype=np.float64)
+    flags = np.asarray(flags) == 1
+    threshold = float(np.min(a[flags])) if flags.any() else float(np.nextafter(np.max(a), np.inf))
+    return metric_suite(val_labels, a, threshold, vus_window=selection.vus_window)[selection.metric]
 
 
 # --- selection from what other series taught (the benchmark's `vigil (selected)` row, and the

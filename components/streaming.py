@@ -1,4 +1,5 @@
-"""Scoring a stream in batches with the scores of one pass, and grouping flagged steps.
+"""Scoring a stream in batches with the scores of one pass (flags and incidents of the scores:
+`components.alerting`).
 
 A detector's score at a step reads ``past`` steps before it and ``future`` steps after it
 (`Detector.context_steps`). A batch is therefore scored together with the last ``past`` steps
@@ -68,26 +69,3 @@ def score_batch(
     final = StreamScores(np.asarray(scores[done:end]), np.asarray(contrib[done:end]))
     keep = max(0, end - past)
     return final, StreamState(x[keep:], len(x) - end)
-
-
-@dataclass
-class Run:
-    """Consecutive flagged steps ``start`` .. ``end`` (inclusive) of a batch's scores;
-    ``continued``: it starts at the batch's first step and the step before was flagged too
-    (the incident the last batch ended in goes on)."""
-
-    start: int
-    end: int
-    continued: bool = False
-
-
-def flagged_runs(flags: np.ndarray, after_flagged: bool) -> list[Run]:
-    """Runs of flagged steps among ``flags``; ``after_flagged``: the step before ``flags[0]``
-    was flagged (an incident is open)."""
-    flags = np.asarray(flags, dtype=bool)
-    if not flags.any():
-        return []
-    edges = np.flatnonzero(np.diff(np.concatenate([[False], flags, [False]]).astype(np.int8)))
-    runs = [Run(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
-    runs[0].continued = after_flagged and runs[0].start == 0
-    return runs

@@ -29,6 +29,7 @@ from tasks.benchmark import (
     load_cell,
     log_to_mlflow,
     protocol_version,
+    refigure_cell,
     series_folder,
     stable_hash,
     tuned_row,
@@ -174,16 +175,25 @@ def benchmark_flow(
             )
 
         commit, dirty = git_state(root)
-        th, window = cfg.threshold, cfg.evaluation.vus_window
-        protocol = {
+        window, alerting = cfg.evaluation.vus_window, cfg.alert_settings()
+        # A cell's scores depend on the prepared data, the detector's code and parameters; its
+        # figures also on the alert rules and metrics. Two keys: a new threshold or incident
+        # rule refigures every cell from its stored scores in minutes instead of refitting.
+        preparation = {
             "validation_fraction": cfg.preprocessing.validation_fraction,
             "scaler": cfg.preprocessing.scaler,
             "clip": cfg.preprocessing.clip,
-            "threshold": th.model_dump(),
+        }
+        figuring = {
+            "threshold": cfg.threshold.model_dump(),
+            "incidents": cfg.incidents.model_dump(),
             "vus_window": window,
             "code": protocol_version(),
         }
+        figures_key = stable_hash(figuring)
+        protocol = {**preparation, **figuring}
         versions = {name: code_version(name) for d in bc.datasets for name, _, _ in detectors_for(d)}
+        refigured = 0
         total, done, computed, started = sum(len(detectors_for(d)) for d, _, _ in plan), 0, 0, time.perf_counter()
         progress(f"benchmark: {len(plan)} series, {total} cells (series x detectors and peers)")
         rows = []
@@ -217,11 +227,15 @@ def benchmark_flow(
                     cell["tuning"] = _study_settings(cfg, detector_of(name), n_trials)
                 params_hash = stable_hash({**cell, "protocol": {k: v for k, v in protocol.items() if k != "code"}})
                 key = stable_hash(
-                    {**cell, "processed_md5": processed_md5, "code": versions[name], "protocol": protocol}
+                    {**cell, "processed_md5": processed_md5, "code": versions[name], "preparation": preparation}
                 )
                 path = cell_path(folder, kind, series, name)
                 row = load_cell(path, key)
                 done += 1
+                if row is not None and row["status"] == "ok" and row.get("figures_key") != figures_key:
+                    stamp = {"commit": commit, "dirty": dirty}
+                    row = refigure_cell(path, row, prepared, figures_key, stamp, alerting=alerting, vus_window=window)
+                    refigured += 1
                 if row is not None:
                     row.update(where)
                 else:
@@ -235,6 +249,7 @@ def benchmark_flow(
                             "params": det_params,
                             "tuned": cell["tuned"],
                             "key": key,
+                            "figures_key": figures_key,
                             "git_commit": commit,
                             "git_dirty": dirty,
                             "processed_md5": processed_md5,
@@ -243,9 +258,7 @@ def benchmark_flow(
                             "code_version": versions[name],
                         },
                         prepared,
-                        method=th.method,
-                        pot_q=th.pot_q,
-                        pot_level=th.pot_level,
+                        alerting=alerting,
                         vus_window=window,
                     )
                     computed += 1
@@ -255,7 +268,10 @@ def benchmark_flow(
                         f"{_eta(started, computed, total - done)}"
                     )
                 rows.append(row)
-        progress(f"benchmark: {computed} cell(s) computed, {len(rows) - computed} reused from {folder}")
+        progress(
+            f"benchmark: {computed} cell(s) computed, {len(rows) - computed} reused from {folder} "
+            f"({refigured} of them refigured from their stored scores under the new alert rules)"
+        )
         reg = cfg.registry
         from tasks.urls import storage_url  # a relative SQLite store lives in the checkout, whatever the cwd
 
@@ -275,7 +291,7 @@ def benchmark_flow(
             "wall_seconds": time.perf_counter() - started,
             "computed": computed,
         }
-        reports = write_reports(rows, meta, root / "reports", root, plots=bc.plots)
+        reports = write_reports(rows, meta, root / "reports", root, plots=bc.plots, alerting=alerting)
     return {"computed": computed, "reused": len(rows) - computed, "logged": logged, "reports": reports, "rows": rows}
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from components.alerting import RULES_NEED_LABELS, SMOOTHING, AlertSettings
 from components.datasets import DATASET_KINDS, DatasetSource
 from components.detectors import DETECTORS, ParamError, get_detector
 from components.metrics import SELECTION_METRICS, TUNING_OBJECTIVES
@@ -70,10 +71,38 @@ class PreprocessingConfig(_Strict):
     validation_fraction: float = Field(0.3, gt=0, lt=1)
 
 
+Smoothing = tuple[Literal[SMOOTHING], Annotated[int, Field(ge=1, le=10_000)]]
+RuleName = Literal[tuple(RULES_NEED_LABELS)]
+
+
+class RuleChoice(_Strict):
+    rule: RuleName
+    smoothing: Literal[SMOOTHING] = "none"
+    window: int = Field(1, ge=1, le=10_000)
+
+
 class ThresholdConfig(_Strict):
-    method: Literal["best_f1", "pot"] = "best_f1"
+    """How each model's alert rule is chosen (`components.evaluation.AlertSettings`)."""
+
+    method: Literal[("nested", *RULES_NEED_LABELS)] = "nested"
+    rules: list[RuleName] = Field(default_factory=lambda: list(AlertSettings.rules), min_length=1)
+    smoothing: list[Smoothing] = Field(default_factory=lambda: list(AlertSettings.smoothing), min_length=1)
+    fallback: RuleChoice = RuleChoice(rule="best_f1", smoothing="max", window=20)
+    label_free: RuleChoice = RuleChoice(rule="pot_train", smoothing="max", window=100)
     pot_q: float = Field(1e-3, gt=0, lt=1)
     pot_level: float = Field(0.98, gt=0, lt=1)
+    tail_p: float = Field(1e-3, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _label_free_rule(self):
+        if RULES_NEED_LABELS[self.label_free.rule]:
+            raise ValueError(f"label_free.rule: {self.label_free.rule} needs labels; choose a label-free rule")
+        return self
+
+
+class IncidentsConfig(_Strict):
+    merge_gap: int = Field(50, ge=1, le=100_000)  # flagged steps fewer than this apart are one incident
+    min_steps: int = Field(2, ge=1, le=100_000)  # shorter incidents are kept as points, not raised
 
 
 class EvaluationConfig(_Strict):
@@ -467,6 +496,7 @@ class Config(_Strict):
     preprocessing: PreprocessingConfig = PreprocessingConfig()
     detectors: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"zscore": {}, "pca": {}, "iforest": {}})
     threshold: ThresholdConfig = ThresholdConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     registry: RegistryConfig = RegistryConfig()
     tuning: TuningConfig = TuningConfig()
@@ -478,6 +508,22 @@ class Config(_Strict):
     deployments: DeploymentsConfig = DeploymentsConfig()
     stream: StreamConfig = StreamConfig()
     logs: LogsConfig = LogsConfig()
+
+    def alert_settings(self) -> AlertSettings:
+        """The plain values `components.evaluation.choose_alert_rule` reads."""
+        t, i = self.threshold, self.incidents
+        return AlertSettings(
+            method=t.method,
+            rules=tuple(t.rules),
+            smoothing=tuple((k, int(w)) for k, w in t.smoothing),
+            fallback=(t.fallback.rule, t.fallback.smoothing, t.fallback.window),
+            label_free=(t.label_free.rule, t.label_free.smoothing, t.label_free.window),
+            pot_q=t.pot_q,
+            pot_level=t.pot_level,
+            tail_p=t.tail_p,
+            merge_gap=i.merge_gap,
+            min_steps=i.min_steps,
+        )
 
     @model_validator(mode="after")
     def _telemetry_root(self) -> Config:

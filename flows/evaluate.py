@@ -41,6 +41,7 @@ def metrics_report(results: list[DetectorResult], figures: dict[str, float], sel
             "selection": _json_figures({selection_key: figures[r.name]}),
             "threshold_rule": r.threshold.rule,
             "threshold_detail": r.threshold.detail,
+            "alert_rule": r.threshold.to_dict(),  # what the registered model applies
             "undefined": r.undefined,
         }
         for r in results
@@ -59,12 +60,9 @@ def evaluate_flow(
     cfg = load_config(root.root / params)
     out = root.run_folder(run_id)
     ws = out if run_id else root  # where the inputs are
-    th, window = cfg.threshold, cfg.evaluation.vus_window
+    th, window, alerting = cfg.threshold, cfg.evaluation.vus_window, cfg.alert_settings()
     results = [
-        measure_detector(
-            name, ws.processed, ws.models, method=th.method, pot_q=th.pot_q, pot_level=th.pot_level, vus_window=window
-        )
-        for name in cfg.detectors
+        measure_detector(name, ws.processed, ws.models, alerting=alerting, vus_window=window) for name in cfg.detectors
     ]
     data = Processed(ws.processed)
     reg = cfg.registry

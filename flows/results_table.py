@@ -16,7 +16,18 @@ COLUMNS = [
     ("auc_pr", "AUC-PR"),
     ("vus_pr", "VUS-PR"),
     ("hitrate_100", "HR@100"),
+    ("threshold_retention", "retention"),  # point F1 / the oracle's on the test split
+    ("incidents", "incidents"),
+    ("incidents_per_event", "inc/event"),
+    ("incident_event_recall", "ev recall"),
 ]
+
+
+def rule_text(r: DetectorResult) -> str:
+    """A result's alert rule in words: how its threshold was chosen, on which scores."""
+    a = r.threshold
+    on = "" if a.smoothing == "none" else f", trailing {a.smoothing} of {a.window} scores"
+    return f"{a.rule}{on}"
 
 
 def _cell(value: float | None, width: int) -> str:
@@ -31,9 +42,15 @@ def format_results_table(
     for r in results:
         cells = "".join(_cell(r.test.get(k), 10) for k, _ in COLUMNS)
         lines.append(f"{r.name:<16}{r.fit_seconds:>8.2f}{_cell(figures.get(r.name), 14)}{cells}")
-    rules = sorted({r.threshold.rule for r in results})
-    if selection.labelled and rules == ["best_f1 on validation labels"]:
-        lines.append("Test-split scores; thresholds and the selection metric come from the validation split.")
+    rules = sorted({rule_text(r) for r in results})
+    merge = sorted({(r.threshold.merge_gap, r.threshold.min_steps) for r in results})
+    incidents = "; ".join(f"flags under {g} steps apart are one incident, raised from {m} step(s)" for g, m in merge)
+    if selection.labelled and not any(r.threshold.label_free for r in results):
+        lines.append(
+            "Test-split scores; alert rules and the selection metric come from the validation split. Thresholds: "
+            + "; ".join(rules)
+            + "."
+        )
     else:
         why = sorted({r.undefined["validation"] for r in results if "validation" in r.undefined})
         lines.append(
@@ -43,6 +60,7 @@ def format_results_table(
             + " (each detector's figures: reports/metrics.json)."
         )
         lines.append(f"Model choice: {selection.reason}.")
+    lines.append(f"Incidents: {incidents}; retention = point F1 / the best point F1 over every test threshold.")
     lines.append("* PA = point-adjusted: a hit anywhere in a true segment counts the whole segment; it inflates F1.")
     undefined = sorted({why for r in results for split, why in r.undefined.items() if split == "test"})
     if undefined:

@@ -89,6 +89,8 @@ INCIDENTS = sa.Table(
     sa.Column("model", sa.String(200), nullable=False),
     sa.Column("version", sa.String(40), nullable=False),
     sa.Column("top_metrics", sa.Text, nullable=False),  # [[metric, share], ...] over its steps, JSON
+    # 1: shown and ranked; 0: shorter than the model's incidents.min_steps so far (its steps are flagged points)
+    sa.Column("raised", sa.SmallInteger, nullable=False, server_default="1"),
 )
 ALERTS = sa.Table(
     "alerts",
@@ -238,11 +240,30 @@ def _create_tables(engine: sa.Engine, attempts: int = 5) -> None:
     for attempt in range(attempts):
         try:
             META.create_all(engine)
-            return
+            break
         except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
             if "already exists" not in str(exc) or attempt == attempts - 1:
                 raise
             time.sleep(0.1 * (attempt + 1))
+    _add_missing_columns(engine)
+
+
+# Columns added after stores were made: name -> (table, DDL type and default). A store made
+# before gets them on opening; every row it holds reads as the default.
+ADDED_COLUMNS = {"raised": ("incidents", "SMALLINT NOT NULL DEFAULT 1")}
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    for column, (table, ddl) in ADDED_COLUMNS.items():
+        have = {c["name"] for c in sa.inspect(engine).get_columns(table)}
+        if column in have:
+            continue
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:  # another process added it first
+            if column not in {c["name"] for c in sa.inspect(engine).get_columns(table)}:
+                raise exc
 
 
 def _name_store(engine: sa.Engine) -> str:
@@ -430,10 +451,13 @@ def points_after(conn, source: str, after: int, limit: int) -> list[dict]:
 
 
 def incidents_of(conn, source: str) -> list[dict]:
-    """The source's incidents, oldest first, each with its latest verdict (or None) and the
-    remedies proposed for it."""
-    rows = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.source == source).order_by(INCIDENTS.c.id))
-    incidents = [{**r, "top_metrics": json.loads(r["top_metrics"])} for r in rows.mappings()]
+    """The source's raised incidents, oldest first, each with its latest verdict (or None) and
+    the remedies proposed for it (one shorter than the model's ``min_steps`` is not raised:
+    its steps show as flagged points)."""
+    rows = conn.execute(
+        sa.select(INCIDENTS).where(INCIDENTS.c.source == source, INCIDENTS.c.raised == 1).order_by(INCIDENTS.c.id)
+    )
+    incidents = [{**r, "top_metrics": json.loads(r["top_metrics"]), **severity(r)} for r in rows.mappings()]
     ids = [i["id"] for i in incidents]
     verdicts = latest_verdicts(conn, ids)
     rankings = rankings_of(conn, ids)
@@ -441,6 +465,13 @@ def incidents_of(conn, source: str) -> list[dict]:
         inc["verdict"] = verdicts.get(inc["id"])
         inc["remedies"] = rankings.get(inc["id"])
     return incidents
+
+
+def severity(incident) -> dict:
+    """How far over its threshold an incident peaked (``margin``, in score units; ``ratio``
+    where the threshold is positive) and how long it lasted (``steps``, first to last flagged)."""
+    peak, threshold = float(incident["peak_score"]), float(incident["threshold"])
+    return {"margin": peak - threshold, "ratio": peak / threshold if threshold > 0 else None}
 
 
 def alerts_of(conn, incident: int) -> list[dict]:

@@ -28,6 +28,7 @@ import numpy as np
 from components.benchmark import PreparedSeries, cell_figures, run_cell
 from components.datasets import Anomaly
 from components.detectors import TrainingStopped
+from components.evaluation import AlertSettings
 
 from . import progress
 from .files import write_atomic
@@ -165,9 +166,7 @@ def compute_cell(
     row: dict,
     prepared: PreparedSeries,
     *,
-    method: str,
-    pot_q: float,
-    pot_level: float,
+    alerting: AlertSettings,
     vus_window: int,
 ) -> dict:
     """Run one detector on one series and store the row and its scores. A detector that fails
@@ -185,9 +184,7 @@ def compute_cell(
             prepared.test_labels,
             contributions=contributions,
             causes=prepared.test_causes,
-            method=method,
-            pot_q=pot_q,
-            pot_level=pot_level,
+            alerting=alerting,
             vus_window=vus_window,
         )
     # Ctrl-C, or a peers' environment that cannot be made: not a result of the cell, not stored
@@ -239,14 +236,14 @@ def compute_cell(
     return row
 
 
-def stored_figures(path: Path, prepared: PreparedSeries, **protocol) -> dict:
-    """The quality figures recomputed from a cell's stored scores (for checking a report)."""
+def _figures_from_store(path: Path, prepared: PreparedSeries, **protocol) -> tuple[dict, dict]:
+    """A cell's figures and alert rule recomputed from its stored scores."""
     z = np.load(path.with_suffix(".npz"), allow_pickle=False)
     contributions = None
     if "cause_contributions" in z.files:
         contributions = np.zeros((len(prepared.test), prepared.test.shape[1]))
         contributions[z["cause_rows"]] = z["cause_contributions"]
-    figures, _ = cell_figures(
+    figures, rule = cell_figures(
         z["validation"],
         prepared.validation_labels,
         z["calibration"],
@@ -256,12 +253,31 @@ def stored_figures(path: Path, prepared: PreparedSeries, **protocol) -> dict:
         causes=prepared.test_causes,
         **protocol,
     )
-    return _finite_or_none(figures)
+    return _finite_or_none(figures), rule
+
+
+def stored_figures(path: Path, prepared: PreparedSeries, **protocol) -> dict:
+    """The quality figures recomputed from a cell's stored scores (for checking a report)."""
+    return _figures_from_store(path, prepared, **protocol)[0]
+
+
+def refigure_cell(path: Path, row: dict, prepared: PreparedSeries, figures_key: str, stamp: dict, **protocol) -> dict:
+    """A stored cell whose scores still hold (same data, detector code and parameters) under a
+    new figures protocol (threshold and incident rules, metrics): its figures recomputed from
+    the stored scores, no refit. The costs measured when it was computed are kept; ``stamp``
+    (commit, dirty) says which code computed the figures."""
+    figures, rule = _figures_from_store(path, prepared, **protocol)
+    for cost in ("fit_seconds", "score_steps_per_second", "peak_memory_mb"):
+        figures[cost] = (row.get("figures") or {}).get(cost)
+    row.update(figures=figures, figures_key=figures_key, figures_git=stamp, **rule)
+    write_atomic(path, json.dumps(row, indent=1).encode())
+    return row
 
 
 def log_to_mlflow(rows: list[dict], tracking_uri: str, experiment: str, artifact_root: Path) -> int:
     """One MLflow run per cell, tagged so the compare view lines detectors up; a cell already
-    logged (same key) is not logged again. Returns how many were logged now."""
+    logged (same scores and figures keys) is not logged again; a refigured one is logged anew.
+    Returns how many were logged now."""
     from .registry import setup_mlflow
 
     mlflow = setup_mlflow(tracking_uri, experiment, artifact_root)
@@ -274,11 +290,12 @@ def log_to_mlflow(rows: list[dict], tracking_uri: str, experiment: str, artifact
     from mlflow.entities import Metric, Param, RunTag
 
     for row in rows:
-        if row["key"] in logged:
+        key = f"{row['key']}+{row.get('figures_key', '')}"
+        if key in logged:
             continue
         tags = {
             "mlflow.runName": f"{row['series']} · {row['detector']}",
-            "vigil.benchmark.key": row["key"],
+            "vigil.benchmark.key": key,
             "dataset": row["dataset"],
             "series": row["series"],
             "detector": row["detector"],

@@ -18,9 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from components.alerting import smooth
 from components.benchmark import COSTS, summarise
 from components.datasets import ranges_from_labels
+from components.evaluation import RULE_SPLITS, AlertSettings, rule_threshold
 
+from .alert_report import alert_analysis
+from .alert_report import dataset_lines as alert_dataset_lines
+from .alert_report import summary_lines as alert_summary_lines
 from .benchmark import cell_path
 from .files import write_atomic
 
@@ -33,10 +38,10 @@ DATASET_TITLES = {"smd": "SMD", "msl": "MSL", "nab": "NAB", "skab": "SKAB"}  # p
 COLUMNS = [
     ("VUS-PR", "vus_pr", "threshold-free"),
     ("AUC-PR", "auc_pr", "threshold-free"),
-    ("F1", "point_f1", "point-wise, validation threshold"),
-    ("event F1", "event_f1", "composite, validation threshold"),
-    ("aff. F1", "affiliation_f1", "affiliation, validation threshold"),
-    ("PA F1", "pa_f1", "point-adjusted (inflated), validation threshold"),
+    ("F1", "point_f1", "point-wise, at the alert rule chosen on validation"),
+    ("event F1", "event_f1", "composite, at the alert rule"),
+    ("aff. F1", "affiliation_f1", "affiliation, at the alert rule"),
+    ("PA F1", "pa_f1", "point-adjusted (inflated), at the alert rule"),
     ("oracle F1", "oracle_point_f1", "best over thresholds on the test tail: for papers only"),
     ("oracle PA F1", "oracle_pa_f1", "best point-adjusted over thresholds on the test tail: for papers only"),
     ("HR@100", "hitrate_100", "HitRate@100% (SMD's interpretation labels)"),
@@ -44,6 +49,15 @@ COLUMNS = [
     ("fit s", "fit_seconds", "mean fit time"),
     ("steps/s", "score_steps_per_second", "scoring throughput, test tail"),
     ("peak MB", "peak_memory_mb", "resident memory fit and scoring added"),
+]
+# what an operator sees of the alert rule (test tail), in the Alerts tables
+ALERT_COLUMNS = [
+    ("retention", "threshold_retention", "point F1 at the alert rule / oracle point F1"),
+    ("event ret.", "event_retention", "event F1 at the alert rule / oracle event F1"),
+    ("incidents/event", "incidents_per_event", "raised incidents on a true event, per event caught (1 is ideal)"),
+    ("false/1k steps", "false_incidents_per_1000_steps", "raised incidents on no true event"),
+    ("event recall", "incident_event_recall", "true events a raised incident caught"),
+    ("TTD steps", "time_to_detect_steps", "from an event's first step to its first incident's"),
 ]
 README_COLUMNS = ["vus_pr", "auc_pr", "point_f1", "event_f1", "pa_f1", "oracle_point_f1", "fit_seconds"]
 PROTOCOL = (
@@ -303,12 +317,16 @@ SKAB_LEADERBOARD = [
 ]
 
 
-def skab_protocol(rows: list[dict], repo_root: Path, folder: Path, pot_q: float, pot_level: float) -> dict:
+def skab_protocol(rows: list[dict], repo_root: Path, folder: Path, alerting: AlertSettings) -> tuple[dict, str]:
     """Every detector on SKAB under SKAB's own protocol, from its stored cells: the threshold
-    from train alone (the label-free rule: POT on the held-out train tail's scores, no label
-    read), applied to the whole rest of each file (the validation head and the test tail,
-    scored as stored), point-wise TP, FP and FN summed over the files, one F1."""
-    from components.evaluation import label_free_threshold
+    from train alone (Vigil's label-free alert rule, `threshold.label_free`, where it reads the
+    held-out train tail's scores only; else POT on them without smoothing), applied to the
+    whole rest of each file (the validation head and the test tail, scored as stored, smoothed
+    as the rule says), point-wise TP, FP and FN summed over the files, one F1. Returns the
+    pooled figures per dataset and detector, and the rule in words."""
+    rule, *smoothing = alerting.label_free
+    if RULE_SPLITS[rule] != "held-out train-tail scores":  # SKAB's protocol: train alone
+        rule, smoothing = "pot_train", ["none", 1]
 
     pooled: dict[str, dict[str, dict]] = {}  # dataset -> detector -> pooled counts and figures
     for r in rows:
@@ -328,11 +346,11 @@ def skab_protocol(rows: list[dict], repo_root: Path, folder: Path, pot_q: float,
             [np.load(processed / f"{k}_labels.npy", allow_pickle=False) for k in ("validation", "test")]
         ).astype(bool)
         try:
-            threshold = label_free_threshold(calibration, pot_q=pot_q, pot_level=pot_level).value
+            threshold = rule_threshold(rule, tuple(smoothing), scores, labels, calibration, alerting)
         except ValueError:
             entry["failed"] += 1
             continue
-        flags = scores >= threshold
+        flags = smooth(scores, *smoothing) >= threshold
         entry["tp"] += int((flags & labels).sum())
         entry["fp"] += int((flags & ~labels).sum())
         entry["fn"] += int((~flags & labels).sum())
@@ -342,7 +360,8 @@ def skab_protocol(rows: list[dict], repo_root: Path, folder: Path, pot_q: float,
         entry["precision"] = tp / (tp + fp) if tp + fp else math.nan
         entry["recall"] = tp / (tp + fn) if tp + fn else math.nan
         entry["f1"] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan
-    return pooled
+    how = rule if smoothing[0] == "none" else f"{rule} on the trailing {smoothing[0]} of {smoothing[1]} scores"
+    return pooled, how
 
 
 def _skab_lines(report: dict, dataset: str) -> list[str]:
@@ -367,9 +386,10 @@ def _skab_lines(report: dict, dataset: str) -> list[str]:
         "",
         "### SKAB under SKAB's own protocol",
         "",
-        "The first 400 rows of each file are train; the threshold comes from train alone (Vigil's label-free rule: "
-        "POT on the scores of the held-out tail of train); point-wise TP, FP and FN are summed over the files (the "
-        "rest of each file: validation head and test tail) into one F1. No label is read to set a threshold.",
+        "The first 400 rows of each file are train; the threshold comes from train alone (Vigil's label-free alert "
+        f"rule: {report['meta'].get('skab_rule', 'pot_train')}, on the scores of the held-out tail of train); "
+        "point-wise TP, FP and FN are summed over the files (the rest of each file: validation head and test tail, "
+        "smoothed as the rule says) into one F1. No label is read to set a threshold.",
         "",
         *_table(["detector", "kind", "files", "pooled F1", "precision", "recall"], body),
     ]
@@ -445,7 +465,7 @@ def _num(v) -> float:
 
 
 def _averages_table(report: dict, dataset: str, figures: list[str], median: bool) -> list[str]:
-    cols = [c for c in COLUMNS if c[1] in figures]
+    cols = [c for c in COLUMNS + ALERT_COLUMNS if c[1] in figures]
     summary = [s for s in report["summary"] if s["dataset"] == dataset]
     cols = [c for c in cols if not c[1].startswith("hitrate") or any(s[c[1]]["n"] for s in summary)]
     header = ["detector", "kind", "series"] + [c[0] for c in cols]
@@ -457,9 +477,9 @@ def _averages_table(report: dict, dataset: str, figures: list[str], median: bool
             _ran(s),
         ]
         for _, f, _ in cols:
-            mean = _num(s[f]["mean"])
+            mean = _num((s.get(f) or {}).get("mean"))
             text = _fmt(mean, f)
-            if median and f not in COSTS and math.isfinite(mean):
+            if median and f not in COSTS and math.isfinite(mean) and f in s:
                 text += f" / {_fmt(_num(s[f]['median']), f)}"
             cells.append(text)
         out.append(cells)
@@ -542,6 +562,7 @@ def render_markdown(report: dict) -> str:
         lines += ["", *_averages_table(report, d, [c[1] for c in COLUMNS], median=True), "", _verdict(report, d)]
         lines += _selection_lines(report, d)
         lines += _skab_lines(report, d)
+        lines += alert_dataset_lines(report, d)
         lines += ["", f"### {DATASET_TITLES.get(d, d)}: VUS-PR per series (test tail)", ""]
         ranked = _ranked(report["summary"], d)
         dets = [s["detector"] for s in ranked]
@@ -555,6 +576,7 @@ def render_markdown(report: dict) -> str:
         lines += _table(["detector", "seconds"], [[x, f"{v:.0f}"] for x, v in secs.items()])
         lines += ["", f"All detectors on {DATASET_TITLES.get(d, d)}: {sum(secs.values()) / 60:.1f} min."]
     lines += _label_free_lines(report)
+    lines += alert_summary_lines(report)
     failed = [r for r in report["rows"] if r["status"] != "ok"]
     if failed:
         lines += ["", "## Failed and over-budget cells", ""]
@@ -689,11 +711,15 @@ def render_html_report(report: dict, repo_root: Path, plots: int) -> str:
     return "\n".join(parts)
 
 
-def write_reports(rows: list[dict], meta: dict, reports_dir: Path, repo_root: Path, plots: int) -> list[Path]:
+def write_reports(
+    rows: list[dict], meta: dict, reports_dir: Path, repo_root: Path, plots: int, alerting: AlertSettings
+) -> list[Path]:
     folder, protocol = repo_root / meta["folder"], meta["protocol"]
     extra, selection = selection_rows(rows, repo_root, folder, protocol["vus_window"])
-    skab = skab_protocol(rows, repo_root, folder, protocol["threshold"]["pot_q"], protocol["threshold"]["pot_level"])
-    report = _clean(build_report(rows, {**meta, "selection": selection}, extra, skab))
+    skab, skab_rule = skab_protocol(rows, repo_root, folder, alerting)
+    report = build_report(rows, {**meta, "selection": selection, "skab_rule": skab_rule}, extra, skab)
+    report["alerts"] = alert_analysis(rows, repo_root, folder, alerting)
+    report = _clean(report)
     reports_dir.mkdir(parents=True, exist_ok=True)
     out = {
         "json": reports_dir / "benchmark.json",
@@ -740,7 +766,9 @@ def readme_section(report: dict) -> str:
             body.append([s["detector"], s["family"], ran, *figures])
         lines += _table(["detector", "kind", "series", *[c[0] for c in cols]], body)
         lines += ["", _verdict(report, d), *_selection_lines(report, d), *_skab_lines(report, d)]
+        lines += alert_dataset_lines(report, d)
     lines += _label_free_lines(report)
+    lines += alert_summary_lines(report)
     lines += _published()
     lines += ["", README_END]
     return "\n".join(lines)

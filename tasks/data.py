@@ -175,9 +175,22 @@ def prepare_data(
         "causes": {"validation": _causes(val), "test": _causes(test)},
         "raw_md5": raw_md5,
         "feedback": None if feedback is None else feedback["summary"],
+        "step_seconds": step_seconds(data.test),
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return out_dir
+
+
+def step_seconds(frame) -> float | None:
+    """The median spacing of a frame's timestamps in seconds (false incidents per day need it),
+    or None where its rows carry no time (SMD, telemanom) or no two of them."""
+    import pandas as pd
+
+    if not isinstance(frame.index, pd.DatetimeIndex) or len(frame.index) < 2:
+        return None
+    gaps = np.diff(frame.index.values.astype("datetime64[ns]").astype(np.int64)) / 1e9
+    gaps = gaps[gaps > 0]
+    return float(np.median(gaps)) if gaps.size else None
 
 
 def feedback_arrays(data) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

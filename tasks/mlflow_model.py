@@ -1,7 +1,11 @@
-"""The MLflow pyfunc model that bundles scaler, detector (with its windowing) and threshold.
+"""The MLflow pyfunc model that bundles scaler, detector (with its windowing) and alert rule.
 
-``predict(DataFrame of raw metrics)`` returns one row per input row: ``score``, ``flag``
-(score >= threshold) and ``top_metrics`` (the three metrics contributing most, by name).
+``predict(DataFrame of raw metrics, rows in time order)`` returns one row per input row:
+``score`` (the detector's), ``alert_score`` (smoothed as the model's rule says), ``flag``
+(alert score >= threshold), ``incident`` (1, 2, ... for the rows of each raised incident the
+rule finds in this input, flagged or inside it; 0 elsewhere) and ``top_metrics`` (the three
+metrics contributing most, by name). The rule is the one evaluation measured
+(`components.alerting.AlertRule`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ class VigilAnomalyModel(mlflow.pyfunc.PythonModel):
         bundle = Path(context.artifacts["bundle"])
         meta = json.loads((bundle / "meta.json").read_text())
         self.features = meta["features"]
-        self.threshold = float(meta["threshold"])
+        from components.alerting import AlertRule
+
+        # a bundle written before alert rules holds its threshold only
+        self.rule = AlertRule.from_dict(meta.get("alert_rule") or {"threshold": float(meta["threshold"])})
+        self.threshold = self.rule.threshold
         self.scaler = Scaler.from_dict(meta["scaler"])
         self.detector = load_detector(bundle / "detector.npz")
 
@@ -47,10 +55,16 @@ class VigilAnomalyModel(mlflow.pyfunc.PythonModel):
         scores, contrib = self.detector.score_and_contributions(x)
         top = np.argsort(-contrib, axis=1)[:, :TOP_K]
         names = np.asarray(self.features)[top]
+        alert = self.rule.smoothed(scores)
+        incident = np.zeros(len(scores), dtype=np.int64)
+        for k, inc in enumerate((i for i in self.rule.incidents(scores) if i.raised), start=1):
+            incident[inc.start : inc.end + 1] = k
         return pd.DataFrame(
             {
                 "score": scores,
-                "flag": (scores >= self.threshold).astype(np.int8),
+                "alert_score": alert,
+                "flag": (alert >= self.threshold).astype(np.int8),
+                "incident": incident,
                 "top_metrics": [",".join(row) for row in names],
             },
             index=model_input.index,

@@ -1,4 +1,5 @@
-"""Scores against labels with the threshold: a PNG (matplotlib) and an interactive HTML (plotly)."""
+"""Scores against labels with the alert rule (the smoothed score where the rule smooths, and
+the threshold it is compared with): a PNG (matplotlib) and an interactive HTML (plotly)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,15 @@ def write_plots(folder: Path, result, labels: np.ndarray) -> list[Path]:
     import matplotlib.pyplot as plt
     import plotly.graph_objects as go
 
+    rule = result.threshold
     scores = result.test_scores
+    alert = rule.smoothed(scores, result.val_scores)  # what the threshold is compared with
     t = np.arange(len(scores))
     fig, ax = plt.subplots(figsize=(12, 3.5))
     ax.plot(t, scores, lw=0.7, label="score")
-    ax.axhline(result.threshold.value, color="red", ls="--", lw=1, label="threshold")
+    if rule.smoothing != "none":
+        ax.plot(t, alert, lw=0.9, label=f"trailing {rule.smoothing} of {rule.window}")
+    ax.axhline(rule.value, color="red", ls="--", lw=1, label="threshold")
     for s, e in ranges_from_labels(labels):
         ax.axvspan(s, e, color="orange", alpha=0.25, lw=0)
     ax.set(
@@ -37,6 +42,8 @@ def write_plots(folder: Path, result, labels: np.ndarray) -> list[Path]:
 
     go_fig = go.Figure()
     go_fig.add_trace(go.Scatter(x=t, y=scores, mode="lines", name="score", line={"width": 1}))
+    if rule.smoothing != "none":
+        go_fig.add_trace(go.Scatter(x=t, y=alert, mode="lines", name=f"trailing {rule.smoothing} of {rule.window}"))
     go_fig.add_hline(y=result.threshold.value, line_dash="dash", line_color="red", annotation_text="threshold")
     for s, e in ranges_from_labels(labels):
         go_fig.add_vrect(x0=s, x1=e, fillcolor="orange", opacity=0.25, line_width=0)

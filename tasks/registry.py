@@ -25,6 +25,7 @@ import pandas as pd
 import psutil
 from prefect import task
 
+from components.alerting import AlertRule
 from components.detectors import FormatError
 from components.evaluation import DetectorResult
 from components.selection import Selection, pick_best, score_outside_candidate
@@ -101,12 +102,19 @@ def pip_requirements() -> list[str]:
 
 
 def write_bundle(
-    folder: Path, detector_path: Path, scaler: dict, features: list[str], threshold: float, detector: str
+    folder: Path, detector_path: Path, scaler: dict, features: list[str], rule: AlertRule, detector: str
 ) -> Path:
-    """What the pyfunc model loads: the fitted detector, its scaler and threshold, the features."""
+    """What the pyfunc model loads: the fitted detector, its scaler, its alert rule (smoothing,
+    threshold, incident rule: what evaluation measured), the features."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(detector_path, folder / "detector.npz")
-    meta = {"detector": detector, "threshold": threshold, "scaler": scaler, "features": features}
+    meta = {
+        "detector": detector,
+        "threshold": rule.threshold,
+        "alert_rule": rule.to_dict(),
+        "scaler": scaler,
+        "features": features,
+    }
     (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return folder
 
@@ -119,7 +127,15 @@ def model_signature(features: list[str]):
     from mlflow.types import ColSpec, Schema
 
     inputs = Schema([ColSpec("double", f, required=False) for f in features])
-    outputs = Schema([ColSpec("double", "score"), ColSpec("integer", "flag"), ColSpec("string", "top_metrics")])
+    outputs = Schema(
+        [
+            ColSpec("double", "score"),
+            ColSpec("double", "alert_score"),
+            ColSpec("integer", "flag"),
+            ColSpec("long", "incident"),
+            ColSpec("string", "top_metrics"),
+        ]
+    )
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -152,11 +168,20 @@ def log_detector_run(
     }
     with mlflow.start_run(run_name=result.name, nested=True, tags={**tags, **compare, "vigil.detector": result.name}):
         mlflow.log_params({f"detector.{k}": v for k, v in info.get("params", {}).items()})
-        mlflow.log_params({"detector": result.name, "threshold": result.threshold.value})
+        rule = result.threshold
+        mlflow.log_params(
+            {
+                "detector": result.name,
+                "threshold": rule.value,
+                "smoothing": f"{rule.smoothing} {rule.window}",
+                "incidents.merge_gap": rule.merge_gap,
+                "incidents.min_steps": rule.min_steps,
+            }
+        )
         mlflow.set_tags(
             {
-                "vigil.threshold_rule": result.threshold.rule,
-                "vigil.threshold_detail": result.threshold.detail,
+                "vigil.threshold_rule": rule.rule,
+                "vigil.threshold_detail": rule.detail,
                 **{f"vigil.undefined.{split}": why for split, why in result.undefined.items()},
                 # where tuned: the study, and the tuning run whose children are its trials
                 **{f"vigil.tuning.{k}": str(v) for k, v in (info.get("tuning") or {}).items() if v is not None},
@@ -180,7 +205,7 @@ def log_detector_run(
                 detector_file,
                 data.meta["scaler"],
                 data.meta["features"],
-                result.threshold.value,
+                result.threshold,
                 result.name,
             )
             example = pd.DataFrame(data["raw_validation"][:64], columns=data.meta["features"])
@@ -238,8 +263,15 @@ def score_champion(
         return score_outside_candidate(selection, np.empty(0), np.empty(0), data["validation_labels"], [], detector)
     frame = pd.DataFrame(data["raw_validation"], columns=data.meta["features"])
     out = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}").predict(frame)
+    alert = out["alert_score"].to_numpy() if "alert_score" in out else None
     return score_outside_candidate(
-        selection, out["score"].to_numpy(), out["flag"].to_numpy(), data["validation_labels"], member_scores
+        selection,
+        out["score"].to_numpy(),
+        out["flag"].to_numpy(),
+        data["validation_labels"],
+        member_scores,
+        None,
+        alert,
     )
 
 

@@ -38,8 +38,9 @@ import pandas as pd
 import sqlalchemy as sa
 from prefect import task
 
+from components.alerting import AlertCarry, AlertRule
 from components.datasets import DataError, RawTable
-from components.streaming import StreamState, flagged_runs, score_batch
+from components.streaming import StreamState, score_batch
 from components.text import first_line, folder_name_problem, printable
 
 from . import run_logger
@@ -88,6 +89,13 @@ class Champion:
     @property
     def features(self) -> list[str]:
         return list(self.model.features)
+
+    @property
+    def rule(self) -> AlertRule:
+        """The alert rule evaluation measured; a model logged before rules existed carries its
+        threshold only (no smoothing, no merging)."""
+        rule = getattr(self.model, "rule", None)
+        return rule if isinstance(rule, AlertRule) else AlertRule(float(self.model.threshold))
 
     def score_batch(self, raw: np.ndarray, state: StreamState):
         """A batch of a stream (raw metrics [T, features]) after ``state``: the steps that
@@ -328,60 +336,82 @@ def _stream_state(src: dict | None, features: list[str]) -> tuple[StreamState, l
 
 @dataclass(frozen=True)
 class Scorer:
-    """What scored a source's steps, as the store records it on points, incidents and alerts."""
+    """What scored a source's steps, as the store records it on points, incidents and alerts,
+    and the alert rule that turns its scores into flags and incidents."""
 
     model: str
     version: str
     detector: str
-    threshold: float
+    rule: AlertRule
     names: list[str]  # the metrics its contributions are over
 
+    @property
+    def threshold(self) -> float:
+        return self.rule.threshold
 
-def store_steps(conn, source, scorer: Scorer, step_times, scores, contributions, values, open_incident):
-    """Final steps of ``source`` into the store, inside the caller's transaction: a point each,
-    an alert for each step at or over the threshold, and incidents for runs of them (the first
-    run continues ``open_incident``, the incident the source's last step belonged to, if any).
-    Returns the open incident after these steps, the new incidents' ids and the alerts written."""
-    n = len(scores)
-    threshold, names = scorer.threshold, scorer.names
-    flags = scores >= threshold
+
+def store_steps(conn, source, scorer: Scorer, step_times, scores, contributions, values, open_incident, carried):
+    """Final steps of ``source`` into the store, inside the caller's transaction: a point each
+    (its alert score: the raw score smoothed as the model's rule says), an alert for each step
+    at or over the threshold, and incidents by the rule (flagged steps fewer than
+    ``merge_gap`` apart are one; one shorter than ``min_steps`` is stored but not raised). The
+    first flagged steps may continue ``open_incident``, the incident the source's last batch
+    left open; ``carried``: the rule's `AlertCarry` from that batch (JSON, or None).
+    Returns the open incident and the carry after these steps, the incidents raised by them
+    (new, or grown to ``min_steps`` now) and the alerts written."""
+    rule, names = scorer.rule, scorer.names
+    carry = AlertCarry.from_json(carried)
+    if open_incident is None:
+        carry.quiet, carry.span = None, 0
+    alert, flags, groups, carry = carry.advance(np.asarray(scores, dtype=np.float64), rule)
+    n = len(alert)
     if n:
-        insert_points(conn, source, step_times, scores, threshold, flags, scorer.version, values)
-    incidents, alerts = [], 0
-    for run_ in flagged_runs(flags, after_flagged=open_incident is not None):
-        idx = slice(run_.start, run_.end + 1)
+        insert_points(conn, source, step_times, alert, rule.threshold, flags, scorer.version, values)
+    raised_now, alerts = [], 0
+    inc_id = None
+    for group in groups:
+        idx = group.flagged
         shares = contributions[idx]
-        run_steps = len(shares)
-        if run_.continued:  # the incident the last file ended in goes on
+        peak = float(alert[idx].max())
+        raised = group.span >= rule.min_steps
+        if group.continued:  # the incident the last batch left open goes on
             inc_id = open_incident
             old = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.id == inc_id)).mappings().one()
-            merged = _merge_shares(json.loads(old["top_metrics"]), old["steps"], names, shares)
+            n_old = conn.execute(
+                sa.select(sa.func.count()).select_from(ALERTS).where(ALERTS.c.incident == inc_id)
+            ).scalar_one()
+            merged = _merge_shares(json.loads(old["top_metrics"]), n_old, names, shares)
             conn.execute(
                 sa.update(INCIDENTS)
                 .where(INCIDENTS.c.id == inc_id)
                 .values(
-                    end=step_times[run_.end],
-                    steps=old["steps"] + run_steps,
-                    peak_score=max(old["peak_score"], float(scores[idx].max())),
+                    end=step_times[int(idx[-1])],
+                    steps=group.span,
+                    peak_score=max(old["peak_score"], peak),
                     top_metrics=dumps(_ranked(list(merged), np.array(list(merged.values())), TOP_INCIDENT)),
+                    raised=int(raised),
                 )
             )
+            if raised and not old["raised"]:
+                raised_now.append(int(inc_id))
         else:
             inc_id = conn.execute(
                 sa.insert(INCIDENTS).values(
                     source=source,
-                    start=step_times[run_.start],
-                    end=step_times[run_.end],
-                    steps=run_steps,
-                    peak_score=float(scores[idx].max()),
-                    threshold=threshold,
+                    start=step_times[int(idx[0])],
+                    end=step_times[int(idx[-1])],
+                    steps=group.span,
+                    peak_score=peak,
+                    threshold=rule.threshold,
                     detector=scorer.detector,
                     model=scorer.model,
                     version=scorer.version,
                     top_metrics=dumps(_ranked(names, shares.mean(axis=0), TOP_INCIDENT)),
+                    raised=int(raised),
                 )
             ).inserted_primary_key[0]
-            incidents.append(int(inc_id))
+            if raised:
+                raised_now.append(int(inc_id))
         conn.execute(
             sa.insert(ALERTS),
             [
@@ -389,21 +419,22 @@ def store_steps(conn, source, scorer: Scorer, step_times, scores, contributions,
                     "incident": inc_id,
                     "source": source,
                     "ts": step_times[i],
-                    "score": float(scores[i]),
-                    "threshold": threshold,
+                    "score": float(alert[i]),
+                    "threshold": rule.threshold,
                     "detector": scorer.detector,
                     "model": scorer.model,
                     "version": scorer.version,
                     "top_metrics": dumps(_ranked(names, contributions[i], TOP_ALERT)),
                 }
-                for i in range(run_.start, run_.end + 1)
+                for i in idx.tolist()
             ],
         )
-        alerts += run_steps
-        open_incident = inc_id if run_.end == n - 1 else None
-    if n and not flags[-1]:
+        alerts += len(idx)
+    if carry.quiet is None:
         open_incident = None
-    return open_incident, incidents, alerts
+    elif groups:
+        open_incident = inc_id
+    return open_incident, carry.to_json(), raised_now, alerts
 
 
 def score_file(
@@ -473,19 +504,24 @@ def score_file(
             n = len(final.scores)
             step_times, pending_times = all_times[:n], all_times[n:]
             values = np.concatenate([pending_raw, raw])[:n] if keep_values else None
-            threshold = float(champion.model.threshold)
             open_incident = src["open_incident"] if src else None
+            carried = json.loads(src["state"]).get("alerting") if src else None
             if src and src["version"] != champion.version:
-                open_incident = None  # an incident belongs to one model version
-            scorer = Scorer(champion.name, champion.version, champion.detector, threshold, champion.features)
-            open_incident, incidents, alerts = store_steps(
-                conn, source, scorer, step_times, final.scores, final.contributions, values, open_incident
+                open_incident = carried = None  # an incident, and the scores smoothed, belong to one model version
+            scorer = Scorer(champion.name, champion.version, champion.detector, champion.rule, champion.features)
+            open_incident, carried, incidents, alerts = store_steps(
+                conn, source, scorer, step_times, final.scores, final.contributions, values, open_incident, carried
             )
             if advisor is not None:
                 advisor.store_rankings(conn, incidents, kind)
             outcome.incidents += incidents
             outcome.alerts += alerts
-            saved = {"features": champion.features, "stream": state.to_json(), "times": pending_times}
+            saved = {
+                "features": champion.features,
+                "stream": state.to_json(),
+                "times": pending_times,
+                "alerting": carried,
+            }
             row = {
                 "watermark": stamps[-1],
                 "steps": (src["steps"] if src else 0) + len(raw),

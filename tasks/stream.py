@@ -480,12 +480,16 @@ class PredictionStore:
         tracking_uri: str | None = None,
         artifact_root: Path | None = None,
     ):
+        from components.alerting import AlertRule
+
         from .alerts import open_store
         from .scoring import Scorer
 
         self.engine = open_store(url)
         self.source = source
-        self.scorer = Scorer(model, version, predictor, threshold, list(SIGNALS))
+        # a predictor's probability against its threshold, each second over it an alert and a
+        # run of them one incident: its threshold is all the rule it was measured with
+        self.scorer = Scorer(model, version, predictor, AlertRule(float(threshold)), list(SIGNALS))
         # remedies (`tasks.remedies.RemedySettings`): each new incident gets its remedies ranked,
         # as the scoring service ranks those of scored files, its source being of kind SLO_KIND
         self.remedies, self.tracking_uri, self.artifact_root = remedies, tracking_uri, artifact_root
@@ -533,15 +537,16 @@ class PredictionStore:
         with self.engine.begin() as conn:
             src = read_source(conn, self.source)
             open_incident = src["open_incident"] if src and src["version"] == self.scorer.version else None
-            open_incident, incidents, _ = store_steps(
-                conn, self.source, self.scorer, times, scores, contributions, values, open_incident
+            carried = json.loads(src["state"]).get("alerting") if open_incident is not None else None
+            open_incident, carried, incidents, _ = store_steps(
+                conn, self.source, self.scorer, times, scores, contributions, values, open_incident, carried
             )
             if advisor is not None:
                 advisor.store_rankings(conn, incidents, SLO_KIND)
             row = {
                 "watermark": times[-1],
                 "steps": (src["steps"] if src else 0) + len(seconds),
-                "state": dumps({"features": list(SIGNALS), "stream": {}, "times": []}),
+                "state": dumps({"features": list(SIGNALS), "stream": {}, "times": [], "alerting": carried}),
                 "model": self.scorer.model,
                 "version": self.scorer.version,
                 "open_incident": open_incident,

@@ -151,11 +151,12 @@ def test_report_has_every_cell_figure_and_section(bench):
 
 
 def test_report_numbers_equal_metrics_recomputed_from_stored_scores(bench):
+    from flows.config import load_config
     from tasks.benchmark import cell_path, read_series, stored_figures
 
     ws, _, _ = bench
     report = _report(ws)
-    protocol = {"method": "best_f1", "pot_q": 1e-3, "pot_level": 0.98, "vus_window": 20}
+    protocol = {"alerting": load_config(ws / "params.yaml").alert_settings(), "vus_window": 20}
     for r in report["rows"]:
         if r["status"] != "ok":
             continue

@@ -171,13 +171,3 @@ def test_a_stream_scored_in_ten_batches_gets_the_scores_of_one_pass(name):
     np.testing.assert_allclose(s10, s1, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(c10, c1, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(s1, det.score(x)[: len(x) - future], rtol=1e-4, atol=1e-6)
-
-
-def test_flagged_runs_continue_the_incident_of_the_last_batch():
-    from components.streaming import Run, flagged_runs
-
-    flags = np.array([1, 1, 0, 0, 1, 0, 1, 1], dtype=bool)
-    assert flagged_runs(flags, after_flagged=True) == [Run(0, 1, True), Run(4, 4), Run(6, 7)]
-    assert flagged_runs(flags, after_flagged=False) == [Run(0, 1, False), Run(4, 4), Run(6, 7)]
-    assert flagged_runs(~flags[:2], after_flagged=True) == []
-    assert flagged_runs(np.array([0, 1], dtype=bool), after_flagged=True) == [Run(1, 1, False)]

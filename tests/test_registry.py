@@ -23,7 +23,7 @@ from conftest import free_port
 
 from components.datasets import DatasetSource, make_synthetic, write_synthetic_layout
 from components.detectors import get_detector
-from components.evaluation import threshold_and_measure
+from components.evaluation import AlertSettings, threshold_and_measure
 from components.selection import candidate_scores, selection_rule
 from tasks.data import Processed, prepare_data
 from tasks.registry import CHAMPION, pip_requirements, register
@@ -140,9 +140,7 @@ def prepared(tmp_path_factory):
                 test_x=data["test"],
                 test_labels=data["test_labels"],
                 test_causes=data.causes("test"),
-                method="best_f1",
-                pot_q=1e-3,
-                pot_level=0.98,
+                alerting=AlertSettings(),
                 vus_window=5,
             )
         )

@@ -12,6 +12,7 @@ from components import metrics as M
 from components.benchmark import PreparedSeries, prepare_series
 from components.datasets import make_synthetic
 from components.detectors import get_detector
+from components.evaluation import AlertSettings
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_a_peer_past_its_budget_is_over_budget_not_dropped(tsb_env, series, tmp_
     from tasks.benchmark import compute_cell
 
     row = {"detector": "tsb_omnianomaly", "params": {"budget_seconds": 2}, "family": "peer"}
-    out = compute_cell(tmp_path / "cell.json", row, series, method="best_f1", pot_q=1e-3, pot_level=0.98, vus_window=20)
+    out = compute_cell(tmp_path / "cell.json", row, series, alerting=AlertSettings(), vus_window=20)
     assert out["status"] == "over budget"
     assert "within the budget of 2 s" in out["error"]
     assert (tmp_path / "cell.json").is_file()
@@ -98,9 +99,7 @@ def test_an_environment_that_cannot_be_made_stops_the_benchmark_and_stores_nothi
     try:
         row = {"detector": "tsb_kmeansad", "params": {"budget_seconds": 60}, "family": "peer"}
         with pytest.raises(PeerEnvError):
-            compute_cell(
-                tmp_path / "cell.json", row, series, method="best_f1", pot_q=1e-3, pot_level=0.98, vus_window=20
-            )
+            compute_cell(tmp_path / "cell.json", row, series, alerting=AlertSettings(), vus_window=20)
         assert not (tmp_path / "cell.json").exists()
     finally:
         tb.REPO = real

@@ -42,6 +42,7 @@ async function refreshIncidents() {
   const rows = incidents.slice().reverse().map(i => {
     const row = el('tr', {class: 'incident' + (i.id === selected ? ' selected' : ''), dataset: {id: String(i.id)}},
       el('td', {}, String(i.start).slice(0, 19)), el('td', {}, i.steps), el('td', {}, Number(i.peak_score).toFixed(3)),
+      el('td', {}, i.ratio === null ? '+' + Number(i.margin).toFixed(3) : '\u00d7' + Number(i.ratio).toFixed(2)),
       el('td', {}, i.verdict ? i.verdict.verdict : ''));
     row.onclick = () => showIncident(i.id, row);
     return row;

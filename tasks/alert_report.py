@@ -1,0 +1,267 @@
+"""The benchmark's alerting figures, from its stored cells: how each threshold rule of the
+field transfers to the test tail, which label-free rule the labelled validation heads favour,
+the incident rule's defaults on the validation heads, and telemanom's event-wise protocol on
+MSL. Every choice Vigil makes is read off validation; the test-tail tables compare, never pick.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from components import metrics as M
+from components.alerting import group_incidents, incident_quality, smooth
+from components.evaluation import THRESHOLD_RULES, AlertSettings, choose_alert_rule, rule_threshold
+from components.thresholds import best_f1_threshold
+
+from .benchmark import cell_path
+
+# label-free (rule, smoothing) pairs compared on the labelled validation heads
+LABEL_FREE_SMOOTHING = (("none", 1), ("mean", 20), ("mean", 50), ("max", 20), ("max", 50), ("max", 100))
+TELEMANOM_SMOOTHING = ("mean", 20)  # telemanom smooths its errors (an EWMA) before thresholding
+INCIDENT_GRID = ((1, 5, 10, 20, 50, 100), (1, 2, 3, 5))  # merge_gap x min_steps on the validation heads
+
+
+def _key(rule: str, smoothing) -> str:
+    kind, window = smoothing
+    return rule if kind == "none" else f"{rule} · {kind} {window}"
+
+
+def _cells(rows: list[dict], repo_root: Path, folder: Path):
+    """(row, validation, calibration, test scores, validation and test labels) of every stored
+    Vigil cell as configured (not tuned)."""
+    for r in rows:
+        if r["family"] != "vigil" or r.get("tuned") or r["status"] != "ok":
+            continue
+        cell = cell_path(folder, r["kind"], r["series"], r["detector"]).with_suffix(".npz")
+        processed = repo_root / r["processed_path"]
+        if not cell.is_file():
+            continue
+        with np.load(cell, allow_pickle=False) as z:
+            v, c, t = z["validation"], z["calibration"], z["test"]
+        yv, yt = (np.load(processed / f"{k}_labels.npy", allow_pickle=False) for k in ("validation", "test"))
+        yield r, v, c, t, yv.astype(bool), yt.astype(bool)
+
+
+def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: AlertSettings) -> dict:
+    rules_test: dict = defaultdict(lambda: defaultdict(list))  # dataset -> pair -> [(retention, ipe, recall)]
+    label_free: dict = defaultdict(lambda: defaultdict(list))  # pair -> dataset -> [share of validation oracle]
+    grid: dict = defaultdict(lambda: defaultdict(list))  # dataset -> "gap|min" -> [(ipe, recall, false/1k)]
+    telemanom: dict = defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0, "channels": 0})
+    pairs = {(r, s) for r in THRESHOLD_RULES for s in settings.smoothing}
+    pairs |= {(settings.label_free[0], tuple(settings.label_free[1:]))}
+    free_rules = [r for r, (needs, _) in THRESHOLD_RULES.items() if not needs]
+    chosen_rules: dict = defaultdict(lambda: defaultdict(int))  # dataset -> rule -> cells
+    for row, v, c, t, yv, yt in _cells(rows, repo_root, folder):
+        d = row["dataset"]
+        rule_text = row.get("alert_rule") or {}
+        chosen_rules[d][
+            f"{row.get('threshold_rule', '?')} · {rule_text.get('smoothing', 'none')} {rule_text.get('window', 1)}"
+        ] += 1
+        if yt.any():
+            oracle = best_f1_threshold(t, yt)[1]
+            for rule, sm in pairs:
+                if THRESHOLD_RULES[rule][0] and not yv.any():
+                    continue
+                try:
+                    th = rule_threshold(rule, sm, v, yv, c, settings)
+                except ValueError:
+                    continue
+                s = smooth(t, *sm, past=v)
+                f1 = M.point_prf(yt, s >= th)[2]
+                q = incident_quality(yt, group_incidents(s >= th, s, settings.merge_gap, settings.min_steps), math.nan)
+                rules_test[d][_key(rule, sm)].append(
+                    (f1 / oracle if oracle > 0 else math.nan, q.incidents_per_event, q.event_recall)
+                )
+        if yv.any():
+            oracle_v = best_f1_threshold(v, yv)[1]
+            if oracle_v > 0:
+                for rule in free_rules:
+                    for sm in LABEL_FREE_SMOOTHING:
+                        try:
+                            th = rule_threshold(rule, sm, v, yv, c, settings)
+                            share = M.point_prf(yv, smooth(v, *sm) >= th)[2] / oracle_v
+                        except ValueError:
+                            share = 0.0
+                        label_free[_key(rule, sm)][d].append(share)
+            chosen = choose_alert_rule(v, yv, c, settings)
+            s = chosen.smoothed(v)
+            for gap in INCIDENT_GRID[0]:
+                for low in INCIDENT_GRID[1]:
+                    q = incident_quality(yv, group_incidents(s >= chosen.threshold, s, gap, low), math.nan)
+                    grid[d][f"{gap}|{low}"].append((q.incidents_per_event, q.event_recall, 1000 * q.false / len(v)))
+        if row["kind"] == "telemanom" and yt.any():
+            # telemanom's protocol: its dynamic threshold (label-free) on smoothed errors,
+            # sequences counted event-wise
+            sm = TELEMANOM_SMOOTHING
+            th = rule_threshold("dynamic", sm, v, yv, c, settings)
+            s = smooth(t, *sm, past=v)
+            q = incident_quality(yt, group_incidents(s >= th, s, settings.merge_gap, settings.min_steps), math.nan)
+            e = telemanom[row["detector"]]
+            e["tp"] += q.detected
+            e["fn"] += q.events - q.detected
+            e["fp"] += q.false
+            e["channels"] += 1
+
+    def means(items):
+        a = np.asarray(items, dtype=float)
+        return [float(np.nanmean(a[:, i])) if np.isfinite(a[:, i]).any() else None for i in range(a.shape[1])]
+
+    out = {
+        "rules_test": {
+            d: {
+                k: dict(zip(("retention", "incidents_per_event", "event_recall"), means(v)), n=len(v))
+                for k, v in p.items()
+            }
+            for d, p in rules_test.items()
+        },
+        "label_free": {
+            k: {d: float(np.mean(v)) for d, v in by.items()}
+            | {"mean": float(np.mean([np.mean(v) for v in by.values()]))}
+            for k, by in label_free.items()
+        },
+        "incident_grid": {
+            d: {k: dict(zip(("incidents_per_event", "event_recall", "false_per_1000"), means(v))) for k, v in g.items()}
+            for d, g in grid.items()
+        },
+        "telemanom": {},
+        "chosen": {d: dict(sorted(c.items(), key=lambda kv: -kv[1])) for d, c in chosen_rules.items()},
+        "settings": {
+            "label_free": _key(settings.label_free[0], settings.label_free[1:]),
+            "fallback": _key(settings.fallback[0], settings.fallback[1:]),
+            "merge_gap": settings.merge_gap,
+            "min_steps": settings.min_steps,
+            "method": settings.method,
+        },
+    }
+    for det, e in telemanom.items():
+        tp, fp, fn = e["tp"], e["fp"], e["fn"]
+        out["telemanom"][det] = {
+            **e,
+            "precision": tp / (tp + fp) if tp + fp else None,
+            "recall": tp / (tp + fn) if tp + fn else None,
+        }
+    return out
+
+
+TELEMANOM_PUBLISHED = (0.875, 0.80)  # event precision, recall on SMAP + MSL (khundman/telemanom README)
+
+
+def dataset_lines(report: dict, dataset: str) -> list[str]:
+    """A dataset's Alerts section: every detector at its alert rule (test tail), then each
+    threshold rule forced on Vigil's detectors, and the rules the nested choice picked."""
+    from .benchmark_report import ALERT_COLUMNS, DATASET_TITLES, _averages_table, _fmt, _table
+
+    a = report.get("alerts") or {}
+    title = DATASET_TITLES.get(dataset, dataset)
+    lines = [
+        "",
+        f"### {title}: alerts (test tail, at each cell's alert rule chosen on validation)",
+        "",
+        *_averages_table(report, dataset, [c[1] for c in ALERT_COLUMNS], median=False),
+    ]
+    forced = (a.get("rules_test") or {}).get(dataset)
+    if forced:
+        body = sorted(forced.items(), key=lambda kv: -(kv[1]["retention"] or 0))
+        lines += [
+            "",
+            f"Each threshold rule forced on every Vigil detector of {title} (means over cells; context only, the "
+            "test tail never picks a rule; rules that read labels only where the validation head holds some):",
+            "",
+            *_table(
+                ["rule · smoothing", "cells", "retention", "incidents/event", "event recall"],
+                [
+                    [k, str(v["n"]), _fmt(v["retention"]), _fmt(v["incidents_per_event"]), _fmt(v["event_recall"])]
+                    for k, v in body
+                ],
+            ),
+        ]
+    chosen = (a.get("chosen") or {}).get(dataset)
+    if chosen:
+        lines += [
+            "",
+            "Rules the cells' alert rules came from (cells): "
+            + "; ".join(f"{k}: {n}" for k, n in chosen.items())
+            + ".",
+        ]
+    return lines
+
+
+def summary_lines(report: dict) -> list[str]:
+    """How the defaults were chosen (validation heads only) and telemanom's protocol on MSL."""
+    from .benchmark_report import DATASET_TITLES, _fmt, _table
+
+    a = report.get("alerts") or {}
+    if not a:
+        return []
+    st = a["settings"]
+    lines = ["", "## Alert rules: how the defaults were chosen (validation heads only)", ""]
+    free = sorted(a["label_free"].items(), key=lambda kv: -kv[1]["mean"])
+    datasets = [d for d in report["datasets"] if any(d in v for _, v in free)]
+    lines += [
+        f"**Label-free rule** (`threshold.label_free`, used where a validation head holds no label): each label-free "
+        "rule and smoothing on every labelled validation head as if it had none, as the share of that head's best "
+        "point F1 it reaches (Vigil's detectors; mean per dataset, then over datasets). "
+        f"Configured: **{st['label_free']}**.",
+        "",
+        *_table(
+            ["rule · smoothing", *[DATASET_TITLES.get(d, d) for d in datasets], "mean"],
+            [[k, *[_fmt(v.get(d)) for d in datasets], _fmt(v["mean"])] for k, v in free[:8]],
+        ),
+    ]
+    grid = a.get("incident_grid") or {}
+    if grid:
+        keys = list(next(iter(grid.values())))
+        lines += [
+            "",
+            "**Incident rule** (`incidents.merge_gap`, `incidents.min_steps`): on every labelled validation head, at "
+            "the alert rule chosen there, raised incidents per event caught / event recall / false incidents per "
+            f"1,000 steps. Configured: merge_gap {st['merge_gap']}, min_steps {st['min_steps']}.",
+            "",
+            *_table(
+                ["merge_gap", "min_steps", *[DATASET_TITLES.get(d, d) for d in grid]],
+                [
+                    [
+                        *k.split("|"),
+                        *[
+                            f"{_fmt(g[k]['incidents_per_event'])} / {_fmt(g[k]['event_recall'])} / "
+                            f"{_fmt(g[k]['false_per_1000'])}"
+                            for g in grid.values()
+                        ],
+                    ]
+                    for k in keys
+                ],
+            ),
+        ]
+    tm = a.get("telemanom") or {}
+    if tm:
+        p, r = TELEMANOM_PUBLISHED
+        body = sorted(tm.items(), key=lambda kv: -((kv[1]["precision"] or 0) + (kv[1]["recall"] or 0)))
+        lines += [
+            "",
+            "**Telemanom's protocol on MSL**: its non-parametric dynamic threshold (label-free, set on each channel's "
+            f"validation head, scores smoothed by a trailing mean of {TELEMANOM_SMOOTHING[1]}), anomalous sequences "
+            "counted event-wise over all channels: a true event overlapped by a raised incident is a true positive, "
+            f"an incident on no event a false positive. Telemanom's own LSTM reported precision {p:.3f} and recall "
+            f"{r:.2f} on SMAP and MSL together, thresholding on the test stream itself (khundman/telemanom README).",
+            "",
+            *_table(
+                ["detector", "channels", "TP", "FP", "FN", "event precision", "event recall"],
+                [
+                    [
+                        k,
+                        str(v["channels"]),
+                        str(v["tp"]),
+                        str(v["fp"]),
+                        str(v["fn"]),
+                        _fmt(v["precision"]),
+                        _fmt(v["recall"]),
+                    ]
+                    for k, v in body
+                ],
+            ),
+        ]
+    return lines
