@@ -190,8 +190,9 @@ def dataset_lines(report: dict, dataset: str) -> list[str]:
     return lines
 
 
-def summary_lines(report: dict) -> list[str]:
-    """How the defaults were chosen (validation heads only) and telemanom's protocol on MSL."""
+def summary_lines(report: dict, compact: bool = False) -> list[str]:
+    """How the defaults were chosen (validation heads only) and telemanom's protocol on MSL;
+    ``compact`` (README) leaves out the grid's rows with min_steps above 2."""
     from .benchmark_report import DATASET_TITLES, _fmt, _table
 
     a = report.get("alerts") or {}
@@ -214,7 +215,7 @@ def summary_lines(report: dict) -> list[str]:
     ]
     grid = a.get("incident_grid") or {}
     if grid:
-        keys = list(next(iter(grid.values())))
+        keys = [k for k in next(iter(grid.values())) if not compact or int(k.split("|")[1]) <= 2]
         lines += [
             "",
             "**Incident rule** (`incidents.merge_gap`, `incidents.min_steps`): on every labelled validation head, at "
