@@ -468,8 +468,8 @@ def incidents_of(conn, source: str) -> list[dict]:
 
 
 def severity(incident) -> dict:
-    """How far over its threshold an incident peaked (``margin``, in score units; ``ratio``
-    where the threshold is positive) and how long it lasted (``steps``, first to last flagged)."""
+    """How far over its threshold an incident peaked: ``margin`` in score units, ``ratio``
+    where the threshold is positive (its duration is its ``steps``, first to last flagged)."""
     peak, threshold = float(incident["peak_score"]), float(incident["threshold"])
     return {"margin": peak - threshold, "ratio": peak / threshold if threshold > 0 else None}
 
