@@ -219,6 +219,10 @@ def choose_alert_rule(
         else:
             note = f"{feedback.describe()}: no confirmed anomaly, so "
     labelled = bool(y.any())
+
+    def made(rule, smoothing, value, how: str, detail: str, labels_used: bool) -> AlertRule:
+        return _rule(rule, smoothing, value, settings, how, detail, labels_used=labels_used, labels_from=labels_from)
+
     free_rule, *free_smoothing = settings.label_free
     fb_rule, *fb_smoothing = settings.fallback
     if settings.method != "nested":
@@ -230,16 +234,7 @@ def choose_alert_rule(
         else:
             smoothing, how = tuple(fb_smoothing if needs else free_smoothing), ""
         value = rule_threshold(rule, smoothing, v, y, calibration_scores, settings)
-        return _rule(
-            rule,
-            smoothing,
-            value,
-            settings,
-            how,
-            note.rstrip("; "),
-            labels_used=needs and labelled,
-            labels_from=labels_from,
-        )
+        return made(rule, smoothing, value, how, note.rstrip("; "), needs and labelled)
     if not labelled:
         why = NO_LABELS.format(split="validation")
         free_smoothing = tuple(free_smoothing)
@@ -249,23 +244,12 @@ def choose_alert_rule(
             why += f"; {_pair_text(free_rule, free_smoothing)} failed ({exc}), so pot_train on raw scores"
             free_rule, free_smoothing = "pot_train", ("none", 1)
             value = rule_threshold(free_rule, free_smoothing, v, y, calibration_scores, settings)
-        return _rule(
-            free_rule,
-            free_smoothing,
-            value,
-            settings,
-            "label-free: ",
-            note + why,
-            labels_used=False,
-            labels_from=labels_from,
-        )
+        return made(free_rule, free_smoothing, value, "label-free: ", note + why, False)
     scored = nested_scores(v, y, calibration_scores, settings)
     if scored is None:
         value = rule_threshold(fb_rule, tuple(fb_smoothing), v, y, calibration_scores, settings)
         why = "the validation head's halves do not both hold labels, so no rule could be compared"
-        return _rule(
-            fb_rule, tuple(fb_smoothing), value, settings, "", note + why, labels_used=True, labels_from=labels_from
-        )
+        return made(fb_rule, tuple(fb_smoothing), value, "", note + why, True)
     # best held-out F1 first; ties go to the earlier rule and smoothing in the settings' order.
     # Set on the whole head, a pair's threshold must catch a labelled step there: a rule fitted
     # to the data (dynamic: its pruning) can land above every score of a longer stretch.
@@ -283,10 +267,10 @@ def choose_alert_rule(
         detail = f"{note}nested on the validation head: held-out point F1 {f1:.3f}, the best of {len(scored)} pairs"
         if skipped:
             detail += f" ({', '.join(skipped)} ranked higher but caught no labelled step set on the whole head)"
-        return _rule(rule, smoothing, value, settings, "", detail, labels_used=True, labels_from=labels_from)
+        return made(rule, smoothing, value, "", detail, True)
     value = rule_threshold(fb_rule, tuple(fb_smoothing), v, y, calibration_scores, settings)
     why = f"{note}no pair's threshold, set on the whole head, caught a labelled step there"
-    return _rule(fb_rule, tuple(fb_smoothing), value, settings, "", why, labels_used=True, labels_from=labels_from)
+    return made(fb_rule, tuple(fb_smoothing), value, "", why, True)
 
 
 def _pair_text(rule: str, smoothing: tuple[str, int]) -> str:
