@@ -164,13 +164,6 @@ class AlertRule:
             raise ValueError(f"alert rule: unknown field(s) {unknown}")
         return cls(**d)
 
-    def describe(self) -> str:
-        how = "raw scores" if self.smoothing == "none" else f"trailing {self.smoothing} of {self.window} scores"
-        return (
-            f"{how} >= {self.threshold:.6g} ({self.rule}); incidents: gaps under {self.merge_gap} step(s) merged, "
-            f"raised from {self.min_steps} step(s)"
-        )
-
 
 def check_rule(d: dict) -> list[str]:
     """What is wrong with an alert rule's fields (read from a model's metadata or params)."""
@@ -210,7 +203,6 @@ class IncidentQuality:
     event_precision: float
     time_to_detect: float
     detected: int = 0
-    notes: list[str] = field(default_factory=list)
 
     def figures(self) -> dict[str, float]:
         return {

@@ -40,7 +40,15 @@ REPO = Path(__file__).resolve().parents[1]
 # The code a cell's figures depend on besides its detector: the protocol and every metric.
 PROTOCOL_CODE = [
     REPO / "components" / f
-    for f in ("benchmark.py", "evaluation.py", "metrics.py", "thresholds.py", "attribution.py", "preprocessing.py")
+    for f in (
+        "benchmark.py",
+        "evaluation.py",
+        "alerting.py",  # smoothing and incidents: the alert rule's figures
+        "metrics.py",
+        "thresholds.py",
+        "attribution.py",
+        "preprocessing.py",
+    )
 ]
 
 

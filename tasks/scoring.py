@@ -345,10 +345,6 @@ class Scorer:
     rule: AlertRule
     names: list[str]  # the metrics its contributions are over
 
-    @property
-    def threshold(self) -> float:
-        return self.rule.threshold
-
 
 def store_steps(conn, source, scorer: Scorer, step_times, scores, contributions, values, open_incident, carried):
     """Final steps of ``source`` into the store, inside the caller's transaction: a point each
