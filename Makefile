@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run lint test test-all bench clean debian-test-deps
+.PHONY: install run lint test test-quick bench clean debian-test-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,11 +35,15 @@ debian-test-deps:
 	  else echo "make: $(strip $(DEBIAN_PKGS)) absent and not installable here; their tests will skip"; fi; \
 	fi
 
+# Every test (the slow ones too: what CI runs), test files spread over TEST_WORKERS processes.
+# Most tests wait on the servers and commands they start, so more workers than cores pays.
+TEST_WORKERS ?= 3
 test: lint debian-test-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS) --dist loadfile
 
-test-all: lint debian-test-deps
-	$(PY) -m pytest -q -m ""
+# The quick loop while developing: the tests not marked slow, in parallel.
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(PY) benchmarks/detectors.py

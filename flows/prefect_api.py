@@ -7,36 +7,26 @@ kernel stops it when its parent dies (``PR_SET_PDEATHSIG``), whatever the parent
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
 
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def _die_with_parent(parent: int):
-    def set_up() -> None:  # runs in the child, between fork and exec
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the parent died before the line above took effect
-            os._exit(1)
-
-    return set_up
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from vigil.plumbing import (
+    OWNER_HOST,
+    die_with_parent,
+    free_port,
+    marks_as_tags,
+    marks_from_tags,
+    owner_gone,
+    owner_marks,
+)
 
 
 def _start_server(env: dict, app_dir, startup_seconds: float, httpx):
     """Start the API on a free loopback port; return once it answers, or has exited."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,
@@ -56,7 +46,7 @@ def _start_server(env: dict, app_dir, startup_seconds: float, httpx):
             "on",
         ],
         env=env,
-        preexec_fn=_die_with_parent(os.getpid()),
+        preexec_fn=die_with_parent(os.getpid()),
         # outside the command's process group: a SIGTERM to the group (`timeout`, a service
         # manager) reaches the command, which unwinds while its API still answers, then stops it
         start_new_session=True,
@@ -132,7 +122,7 @@ def _drain_to(url: str) -> None:
 def process_tags() -> list[str]:
     """Tags on every flow run of this command: which process runs it, so that an interrupted or
     killed run can be told from a live one."""
-    return [f"vigil-pid:{os.getpid()}", f"vigil-host:{socket.gethostname()}"]
+    return marks_as_tags(owner_marks())
 
 
 def _open_runs(client, tags: list[str], also_crashed: bool = False):
@@ -166,16 +156,15 @@ def cancel_own_runs(message: str) -> int:
 
 def crash_runs_of_dead_processes() -> int:
     """Flow runs still open whose process on this machine is gone (SIGKILL, power) become Crashed."""
-    import psutil
     from prefect.client.orchestration import get_client
     from prefect.states import Crashed
 
-    host = f"vigil-host:{socket.gethostname()}"
+    host = marks_as_tags({OWNER_HOST: owner_marks()[OWNER_HOST]})
     crashed = 0
     with get_client(sync_client=True) as client:
-        for run in _open_runs(client, [host]):
-            pid = next((t.split(":", 1)[1] for t in run.tags if t.startswith("vigil-pid:")), None)
-            if pid is None or psutil.pid_exists(int(pid)):
+        for run in _open_runs(client, host):
+            pid = owner_gone(marks_from_tags(run.tags))
+            if pid is None:
                 continue
             client.set_flow_run_state(
                 run.id, Crashed(message=f"process {pid} was gone; found by a later run"), force=True

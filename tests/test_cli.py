@@ -3,13 +3,14 @@ import sys
 
 import numpy as np
 import pandas as pd
-from conftest import REPO, free_port
+from support import REPO
+from support.servers import free_port
 
 from components.datasets import load_synthetic_layout, make_synthetic
 
 
 def _vigil(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "vigil.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
 def test_bad_params_are_named_before_anything_runs(tmp_path):
@@ -68,7 +69,7 @@ def test_bad_detector_parameters_are_named_before_torch_or_scikit_learn_loads(tm
     # The check answers in seconds because it loads neither torch nor scikit-learn; asserted as what it
     # imports, not as a wall-clock bound, which a loaded CI machine broke once (2.01 s against 2).
     probe = (
-        "import sys\nfrom flows.cli import main\n"
+        "import sys\nfrom vigil.cli import main\n"
         f"rc = main(['run', '--params', {str(params)!r}])\n"
         "print(rc, sorted(m for m in ('torch', 'sklearn') if m in sys.modules))\n"
     )
@@ -101,7 +102,7 @@ def test_vigil_ui_stops_on_sigterm_leaving_no_process(tmp_path):
     import os
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "ui", "--prefect-port", str(ports[0]), "--mlflow-port", str(ports[1])],
+        [sys.executable, "-m", "vigil.cli", "ui", "--prefect-port", str(ports[0]), "--mlflow-port", str(ports[1])],
         cwd=REPO,
         env={**os.environ, **env_home},
         stdout=subprocess.PIPE,
@@ -128,6 +129,6 @@ def test_vigil_ui_stops_on_sigterm_leaving_no_process(tmp_path):
     assert alive == [], [p.cmdline() for p in alive]
     listening = {c.laddr.port for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
     assert not listening & set(ports)
-    from flows.cli import _port_holder
+    from vigil.cli import _port_holder
 
     assert [_port_holder(p) for p in ports] == [None, None]  # `vigil ui` could start again at once

@@ -18,8 +18,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import REPO, fitted_champion, prefect_home
-from test_pipeline import SMALL, VIGIL, make_workspace, sh, vigil_run
+from support import REPO
+from support.servers import prefect_home
+from support.workspace import SMALL, VIGIL, fitted_champion, make_workspace, sh, vigil_run
 
 from components.datasets import make_synthetic
 from components.detectors import get_detector, load_detector

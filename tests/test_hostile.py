@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import HOSTILE, REPO, WebDriver, fitted_champion, free_port, hostile_names, prefect_home, serving
-from test_pipeline import VIGIL
+from support import REPO
+from support.hostile import HOSTILE, hostile_names
+from support.servers import WebDriver, free_port, prefect_home, serving
+from support.workspace import VIGIL, fitted_champion
 
 from tasks.alerts import FEEDBACK, INCIDENTS, NOTE_MAX, POINTS, RANKINGS, SOURCES, dumps, now, open_store
 

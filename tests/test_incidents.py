@@ -10,8 +10,8 @@ import json
 
 import pandas as pd
 import yaml
-from test_pipeline import make_workspace, vigil_run
-from test_scoring import drop, score, table
+from support.workspace import drop, make_workspace, table, vigil_run
+from support.workspace import vigil_score as score
 
 from components.datasets import DatasetSource
 from components.datasets.base import ranges_from_labels

@@ -11,8 +11,9 @@ import time
 
 import psutil
 import pytest
-from conftest import REPO, prefect_home
-from test_pipeline import SMALL, VIGIL, full, make_workspace
+from support import REPO
+from support.servers import prefect_home
+from support.workspace import SMALL, VIGIL, full, make_workspace
 
 
 def _prefect_states(ws, crash_dead_first=False) -> set[str]:

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pandas as pd
 import yaml
-from conftest import prefect_home
-from test_pipeline import SMALL, VIGIL, _mlflow, full, make_workspace
+from support.servers import prefect_home
+from support.workspace import SMALL, VIGIL, full, make_workspace, mlflow_client
 
 
 def _labelled_csv(folder):
@@ -55,7 +55,7 @@ def test_two_runs_at_once_on_different_data_keep_their_own_lineage(tmp_path):
     assert first.returncode == 0, outs[0][1][-2000:]
     assert second.returncode == 0, outs[1][1][-2000:]
     assert any("vigil: waiting for the run holding" in err for _, err in outs)
-    _, client = _mlflow(ws)
+    _, client = mlflow_client(ws)
     expected = {
         "vigil-synthetic-seed0": ("data/raw/synthetic", dvc_hash(ws, ws / "data/raw/synthetic")),
         "vigil-csv-node3.csv": (str(tmp_path / "ops"), dvc_hash(ws, tmp_path / "ops")),

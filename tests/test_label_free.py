@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from test_pipeline import _mlflow, make_workspace, vigil_run
+from support.workspace import make_workspace, mlflow_client, vigil_run
 
 from components.evaluation import (
     POT_MIN_PEAKS,
@@ -178,7 +178,7 @@ def _label_free_run(ws, out, expect_test_figures: bool, rule: str = "consensus")
         assert r["undefined"]["validation"] == "no labelled anomaly in the validation split"
         assert r["validation"]["vus_pr"] is None  # undefined, not invented
         assert (r["test"]["vus_pr"] is not None) == expect_test_figures
-    mlflow, client = _mlflow(ws)
+    mlflow, client = mlflow_client(ws)
     model = next(m for m in client.search_registered_models())
     champion = client.get_model_version_by_alias(model.name, "champion")
     assert champion.tags["vigil.selection"].startswith("label-free")
@@ -207,7 +207,7 @@ def test_msl_m1_registers_a_champion_through_the_label_free_path(tmp_path, msl_r
     # the same detector refitted ties with the champion on its prior figure, and takes over
     again = vigil_run(ws, "--new-data-version", check=False)
     assert again.returncode == 0, again.stderr[-3000:]
-    _, client = _mlflow(ws)
+    _, client = mlflow_client(ws)
     name = next(iter(client.search_registered_models())).name
     assert int(client.get_model_version_by_alias(name, "champion").version) == int(champion.version) + 1
 

@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from conftest import REPO
+from support import REPO
 
 
 def test_import_mlflow_reaches_the_installed_package():
@@ -36,63 +36,9 @@ def test_components_import_no_orchestration_libraries():
 
 import ast  # noqa: E402
 import inspect  # noqa: E402
-import shlex  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-import yaml  # noqa: E402
-
-PACKAGES = ("components", "tasks", "flows")
-
-
-def _module_file(module: str) -> Path | None:
-    base = REPO.joinpath(*module.split("."))
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
-def _imports(path: Path) -> set[str]:
-    """Every module inside the repo that ``path`` imports, at any depth of its code (imports
-    inside functions count: they run too), with the packages each passes through."""
-    package = ".".join(path.relative_to(REPO).with_suffix("").parts)
-    if path.name == "__init__.py":
-        package = package.removesuffix(".__init__")
-    else:
-        package = package.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            names = [base] + [f"{base}.{a.name}" for a in node.names]
-        else:
-            continue
-        for name in names:
-            if name.split(".")[0] not in PACKAGES:
-                continue
-            parts = name.split(".")
-            found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return {m for m in found if _module_file(m) is not None}
-
-
-def import_closure(module: str) -> set[Path]:
-    """The files of every repo module that importing (and running) ``module`` executes."""
-    seen, todo = set(), [module]
-    parts = module.split(".")
-    todo += [".".join(parts[:i]) for i in range(1, len(parts))]
-    while todo:
-        m = todo.pop()
-        path = _module_file(m)
-        if path is None or path in seen:
-            continue
-        seen.add(path)
-        todo.extend(_imports(path))
-    return seen
+from vigil.dvc_deps import import_closure, stale_stages  # noqa: E402
+from vigil.dvc_deps import imported_modules as _imports  # noqa: E402
 
 
 def test_tasks_never_import_flows():
@@ -129,22 +75,21 @@ def test_no_task_takes_the_whole_config():
     assert whole == []
 
 
-def _stage_module(cmd: str) -> str:
-    words = shlex.split(cmd)
-    assert words[:2] == ["python", "-m"], f"a stage runs `python -m <module>`: {cmd}"
-    return words[2]
+def test_dvc_yaml_code_deps_are_generated_from_what_each_stage_imports():
+    # `vigil dvc-deps` writes them; a stage whose code moved or grew is named here
+    assert stale_stages((REPO / "dvc.yaml").read_text()) == [], "run `vigil dvc-deps`"
 
 
-def test_every_dvc_stage_lists_the_code_it_runs_as_deps():
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    missing = {}
-    for name, stage in stages.items():
-        deps = [REPO / d for d in stage.get("deps", []) if "${" not in d]
-        files = import_closure(_stage_module(stage["cmd"]))
-        uncovered = sorted(str(f.relative_to(REPO)) for f in files if not any(f == d or d in f.parents for d in deps))
-        if uncovered:
-            missing[name] = uncovered
-    assert missing == {}, "add these to the stages' deps in dvc.yaml"
+def test_plumbing_is_a_leaf_and_only_the_shell_imports_the_rest_of_vigil():
+    # tasks and flows may use the process plumbing (ports, process ownership), nothing else of
+    # the application shell, which sits on top of them
+    assert _imports(REPO / "vigil" / "plumbing.py") == _imports(REPO / "vigil" / "__init__.py") == set()
+    offenders = {
+        str(p.relative_to(REPO)): sorted(m for m in _imports(p) if m.startswith("vigil.") and m != "vigil.plumbing")
+        for folder in ("components", "tasks", "flows")
+        for p in (REPO / folder).rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
 
 
 def test_the_closure_sees_what_a_module_imports():
@@ -153,3 +98,16 @@ def test_the_closure_sees_what_a_module_imports():
     assert "components/thresholds.py" in files
     assert "components/evaluation.py" in files
     assert "flows/prepare.py" not in files
+
+
+def test_no_test_module_imports_another():
+    # what tests share lies in tests/support/; a test module is run, never imported
+    offenders = {}
+    for path in (REPO / "tests").glob("test_*.py"):
+        tree = ast.parse(path.read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        bad = sorted(m for m in names if m.split(".")[0].startswith("test_") or m.split(".")[0] == "conftest")
+        if bad:
+            offenders[path.name] = bad
+    assert offenders == {}

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, prefect_home
+from support import REPO
+from support.servers import prefect_home
 
 from components.datasets import DataError, get_kind, load_dataset
 from components.datasets.base import DatasetSource
@@ -278,7 +279,7 @@ VIGIL = str(Path(sys.executable).parent / "vigil")
 
 def workspace(root: Path, params: dict) -> Path:
     sys.path.insert(0, str(REPO))
-    from test_pipeline import make_workspace
+    from support.workspace import make_workspace
 
     return make_workspace(root, params)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_pipeline import make_workspace, vigil_run
+from support.workspace import make_workspace, vigil_run
 
 
 def _csv(path, n=200, seed=0):

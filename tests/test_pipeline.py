@@ -3,80 +3,11 @@ DVC and git on a temporary repository. No mocks."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, prefect_home
-
-VIGIL = str(Path(sys.executable).parent / "vigil")
-DVC = str(Path(sys.executable).parent / "dvc")
-SMALL = {
-    "dataset": {
-        "kind": "synthetic",
-        "root": "data/raw/synthetic",
-        "synthetic": {"seed": 0, "n_train": 800, "n_test": 1200, "n_anomalies": 8},
-    },
-    "detectors": {"zscore": {}, "pca": {"n_components": 0.9}},
-    "registry": {"tracking_uri": "sqlite:///mlflow/mlflow.db", "artifact_root": "mlflow/artifacts"},
-}
-
-
-def sh(*cmd, cwd, check=True, env=None):
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
-    if check and out.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return out
-
-
-def full(params: dict) -> dict:
-    """params with every default written out, as dvc.yaml's params sections need them all."""
-    sys.path.insert(0, str(REPO))
-    from flows.config import parse_config
-
-    return parse_config(params).model_dump(mode="json")
-
-
-def make_workspace(root: Path, params: dict) -> Path:
-    """A fresh git + DVC repository holding Vigil's code, dvc.yaml and the given params."""
-    ws = root / "ws"
-    ws.mkdir()
-    for d in ("components", "tasks", "flows"):
-        shutil.copytree(REPO / d, ws / d, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "dvc.yaml", ws / "dvc.yaml")
-    (ws / ".gitignore").write_text("mlflow/\nreports/\n__pycache__/\n")
-    (ws / "params.yaml").write_text(yaml.safe_dump(full(params)))
-    sh("git", "init", "-q", cwd=ws)
-    sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init", cwd=ws)
-    sh(DVC, "init", "-q", cwd=ws)
-    sh("git", "add", "-A", cwd=ws)
-    sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "vigil", cwd=ws)
-    return ws
-
-
-def vigil_run(ws: Path, *args, check=True):
-    env = {**os.environ, "PREFECT_HOME": prefect_home(ws.parent / "prefect-home")}
-    return sh(VIGIL, "run", *args, cwd=ws, check=check, env=env)
-
-
-def tree_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(path)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-def lock_md5(ws: Path, stage: str, kind: str, path: str) -> str:
-    lock = yaml.safe_load((ws / "dvc.lock").read_text())
-    return next(e["md5"] for e in lock["stages"][stage][kind] if e["path"] == path)
+from support.workspace import SMALL, full, lock_md5, make_workspace, mlflow_client, sh, tree_digest, vigil_run
 
 
 @pytest.fixture(scope="module")
@@ -86,18 +17,11 @@ def first_run(tmp_path_factory):
     return ws, out
 
 
-def _mlflow(ws: Path):
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{ws}/mlflow/mlflow.db")
-    return mlflow, mlflow.MlflowClient()
-
-
 def test_run_registers_a_loadable_champion_with_the_data_version(first_run):
     ws, out = first_run
     assert "made it @champion" in out.stdout
     assert "mlflow ui" in out.stdout
-    mlflow, client = _mlflow(ws)
+    mlflow, client = mlflow_client(ws)
     name = "vigil-synthetic-seed0"
     champion = client.get_model_version_by_alias(name, "champion")
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
@@ -147,7 +71,7 @@ def test_run_registers_a_loadable_champion_with_the_data_version(first_run):
 
 def test_a_worse_model_does_not_move_the_champion(first_run):
     ws, _ = first_run
-    _, client = _mlflow(ws)
+    _, client = mlflow_client(ws)
     name = "vigil-synthetic-seed0"
     before = client.get_model_version_by_alias(name, "champion").version
     worse = {**SMALL, "detectors": {"zscore": {"aggregate": "mean"}}}

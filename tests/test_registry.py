@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import free_port
+from support.servers import free_port
 
 from components.datasets import DatasetSource, make_synthetic, write_synthetic_layout
 from components.detectors import get_detector

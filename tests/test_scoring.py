@@ -18,8 +18,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import REPO, WebDriver, free_port, prefect_home, prefect_server, serving
-from test_pipeline import SMALL, VIGIL, make_workspace, sh, vigil_run
+from support import REPO
+from support.servers import WebDriver, free_port, prefect_home, prefect_server, serving
+from support.workspace import SMALL, VIGIL, drop, make_workspace, sh, table, vigil_run
+from support.workspace import vigil_score as score
 
 WINDOW = 8
 MODEL = "vigil-synthetic-seed0"  # the pipeline's name for the model of synthetic/seed0
@@ -59,28 +61,6 @@ def workspace_with(trained, tmp_path: Path, **scoring) -> Path:
 
 def split(frame: pd.DataFrame, n: int) -> list[pd.DataFrame]:
     return [frame.iloc[idx] for idx in np.array_split(np.arange(len(frame)), n)]
-
-
-def drop(frame: pd.DataFrame, landing: Path, source: str, name: str, fmt: str = "csv") -> Path:
-    folder = landing / source
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.{fmt}"
-    frame.to_parquet(path) if fmt == "parquet" else frame.to_csv(path, index=False)
-    return path
-
-
-def score(ws: Path, params: Path, *args, check=True, env=None):
-    env = {**os.environ, "PREFECT_HOME": prefect_home(ws.parent / "prefect-home"), **(env or {})}
-    return sh(VIGIL, "score", "--params", str(params), *args, cwd=ws, check=check, env=env)
-
-
-def table(url: str, name: str) -> pd.DataFrame:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return pd.read_sql_table(name, conn)
-    finally:
-        engine.dispose()
 
 
 def test_score_fills_the_store_moves_files_and_keeps_the_watermark(trained, tmp_path):

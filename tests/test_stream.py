@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
+from support import REPO
 
 from components.slo.aggregation import Aggregator, aggregate_messages, partition_of
 from components.slo.evaluation import evaluate_predictions, violation_ahead, violation_events
@@ -227,7 +227,7 @@ YEAR_2100 = 4102444800.0
 def _hostile_inputs(last_ts: float) -> list[tuple[str, bytes | None, str]]:
     """(topic, value, the reason the aggregator must give) for inputs no producer should send:
     tombstones, non-JSON, wrong types, non-finite and negative numbers, times far ahead."""
-    from conftest import HOSTILE, hostile_names
+    from support.hostile import HOSTILE, hostile_names
 
     rows = [
         ("responsetime", None, "tombstone"),
@@ -332,7 +332,7 @@ def persistent_storage():
     import urllib.request
     import uuid
 
-    from conftest import free_port, serving
+    from support.servers import free_port, serving
 
     port = free_port()
     cmd = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
@@ -349,7 +349,7 @@ def test_after_a_broker_restart_the_aggregator_resumes_within_seconds(tmp_path, 
     aggregator and comes back on the same address: the aggregator, never restarted itself,
     goes on within seconds with the traffic sent after the restart, and the records are the
     offline aggregation exactly (nothing lost, nothing twice); SIGTERM then stops it."""
-    from conftest import free_port
+    from support.servers import free_port
 
     from tasks.stream import broker, ensure_topics, produce_messages, read_topic
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import REPO
+from support import REPO
 
 from components import metrics as M
 from components.benchmark import PreparedSeries, prepare_series

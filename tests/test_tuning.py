@@ -16,70 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, free_port, prefect_server, serving
-from test_pipeline import SMALL, _mlflow, full, make_workspace, vigil_run
+from support import REPO
+from support.servers import free_port, prefect_server, serving
+from support.tuning import IFOREST_SPACE, LABEL_FREE, LSTM_FIXED, LSTM_SPACE, Prepared, study, trials
+from support.workspace import SMALL, full, make_workspace, mlflow_client, vigil_run
 
-from components.datasets.synthetic import make_synthetic
 from components.tuning import correlation_groups, objective_value, planted_tail, tuning_set
 from flows.config import ConfigError, parse_config
 from flows.train import fit_params
-from tasks.tune import in_space, open_storage, run_study
-
-LABEL_FREE = {"holdout_fraction": 0.25, "n_anomalies": 6, "seed": 0}
-IFOREST_SPACE = {
-    "n_estimators": {"type": "int", "low": 20, "high": 120, "step": 20, "log": False},
-    "max_features": {"type": "float", "low": 0.3, "high": 1.0, "step": None, "log": False},
-}
-LSTM_SPACE = {
-    "lr": {"type": "float", "low": 1e-5, "high": 1e-2, "step": None, "log": True},
-    "hidden": {"type": "categorical", "choices": [8, 16]},
-}
-LSTM_FIXED = {"window": 8, "epochs": 6, "patience": 6, "batch_size": 64, "device": "cpu"}
-
-
-class Prepared:
-    """The prepared data as `tasks.data.Processed` serves it, from memory; the test tail's
-    arrays raise on access, so a study that reads them fails."""
-
-    TAIL = ("test", "test_labels", "raw_test")
-
-    def __init__(self, seed: int = 0, n_train: int = 1200, n_test: int = 1600, labelled_validation: bool = True):
-        d = make_synthetic(seed=seed, n_train=n_train, n_test=n_test, n_metrics=6, n_anomalies=8)
-        lo, hi = d.train.min().to_numpy(), d.train.max().to_numpy()
-        scale = lambda f: ((f.to_numpy() - lo) / (hi - lo)).astype(np.float32)  # noqa: E731
-        cut = int(n_test * 0.3)
-        labels = d.labels[:cut] if labelled_validation else np.zeros(cut, dtype=np.int8)
-        self.arrays = {"train": scale(d.train), "validation": scale(d.test.iloc[:cut]), "validation_labels": labels}
-        self.meta = {"dataset": f"synthetic/seed{seed}", "raw_md5": f"md5-of-seed-{seed}", "validation_fraction": 0.3}
-        self.read: list[str] = []
-
-    def __getitem__(self, key):
-        if key in self.TAIL:
-            raise AssertionError(f"tuning read the test tail: {key}")
-        self.read.append(key)
-        return self.arrays[key]
-
-
-def study(name, fixed, space, data, storage, **kw):
-    settings = {
-        "objective": "vus_pr",
-        "n_trials": 6,
-        "timeout": None,
-        "pruner": "median",
-        "seed": 0,
-        "storage": storage,
-        "label_free": LABEL_FREE,
-        "vus_window": 10,
-        **kw,
-    }
-    return run_study(name, fixed, space, data, **settings)
-
-
-def trials(storage: str, study_name: str):
-    import optuna
-
-    return optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False)
-
+from tasks.tune import in_space, open_storage
 
 # --- the objectives -------------------------------------------------------------------------
 
@@ -211,7 +156,7 @@ WORKER = textwrap.dedent(
     import json, sys, time
     from pathlib import Path
     sys.path[:0] = [{repo!r}, {tests!r}]
-    from test_tuning import Prepared, study, LSTM_FIXED, LSTM_SPACE, IFOREST_SPACE
+    from support.tuning import Prepared, study, LSTM_FIXED, LSTM_SPACE, IFOREST_SPACE
     go = Path(sys.argv[2])
     while not go.exists():
         time.sleep(0.05)
@@ -250,7 +195,7 @@ def test_two_processes_share_one_study(tmp_path, backend, request):
 
     (summary,) = optuna.get_all_study_summaries(storage)
     finished = [t for t in trials(storage, summary.study_name) if t.state.name in ("COMPLETE", "PRUNED")]
-    pids = {t.user_attrs["vigil.pid"] for t in finished}
+    pids = {int(t.user_attrs["vigil.pid"]) for t in finished}
     assert pids == {w.pid for w in workers}, name
     assert 16 <= len(finished) <= 17  # the shared budget; a trial in flight when it was reached finishes
 
@@ -350,7 +295,7 @@ def test_unlabelled_data_gets_a_tuned_registered_model(tmp_path):
     assert fitted["params"]["n_estimators"] == tuned["detectors"]["iforest"]["params"].get("n_estimators", 100)
     assert fitted["tuning"]["study"] == tuned["detectors"]["iforest"]["study"]
 
-    mlflow, client = _mlflow(ws)
+    mlflow, client = mlflow_client(ws)
     model = next(m for m in client.search_registered_models())
     champion = client.get_model_version_by_alias(model.name, "champion")
     run = client.get_run(champion.run_id)
@@ -369,7 +314,7 @@ def test_tune_deployment_runs_on_a_gpu_pool_worker(tmp_path):
     work pool gpu, and a process worker started with `prefect worker start --pool gpu` runs it."""
     import urllib.request
 
-    from test_pipeline import VIGIL, sh
+    from support.workspace import VIGIL, sh
 
     params = {
         **SMALL,
@@ -418,7 +363,7 @@ def test_optuna_dashboard_shows_the_studies(tmp_path):
 
 
 def test_vigil_tune_says_when_tuning_is_off(tmp_path):
-    from test_pipeline import VIGIL, sh
+    from support.workspace import VIGIL, sh
 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(full(SMALL)))
     out = sh(VIGIL, "tune", "--params", "p.yaml", cwd=tmp_path, check=False)

@@ -1,5 +1,5 @@
 """The `vigil` command line: `vigil run`, `vigil tune`, `vigil benchmark`, `vigil generate`, `vigil ui`,
-`vigil serve`, `vigil score`, `vigil web`, `vigil feedback`, `vigil stream`, `vigil logs`."""
+`vigil serve`, `vigil score`, `vigil web`, `vigil feedback`, `vigil stream`, `vigil logs`, `vigil dvc-deps`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, load_config
-from .entry import run_entry
+from flows.config import ConfigError, load_config
+from flows.entry import run_entry
 
 STEPS = ("all", "prepare", "tune", "train", "evaluate")
 
@@ -25,23 +25,23 @@ def _run(args: argparse.Namespace) -> int:
 
             check_storage(cfg.tuning.storage, Path.cwd())
         if args.step == "prepare":
-            from .prepare import prepare_flow, summary
+            from flows.prepare import prepare_flow, summary
 
             return summary(prepare_flow(args.params, args.new_data_version, wait_for_lock=not args.no_wait))
         if args.step == "tune":
-            from .tune import summary, tune_flow
+            from flows.tune import summary, tune_flow
 
             return summary(tune_flow(args.params, wait_for_lock=not args.no_wait))
         if args.step == "train":
-            from .train import summary, train_flow
+            from flows.train import summary, train_flow
 
             return summary(train_flow(args.params, verbose=verbose, wait_for_lock=not args.no_wait))
-        from .evaluate import evaluate_flow, summary
+        from flows.evaluate import evaluate_flow, summary
 
         if args.step == "evaluate":
             out = evaluate_flow(args.params, wait_for_lock=not args.no_wait)
         else:
-            from .pipeline import pipeline
+            from flows.pipeline import pipeline
 
             out = pipeline(args.params, args.new_data_version, verbose=verbose, wait_for_lock=not args.no_wait)
         ui = (
@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         tuned = ""
         if out.get("tune", {}).get("enabled"):
-            from .tune import summary as tune_summary
+            from flows.tune import summary as tune_summary
 
             tuned = tune_summary(out["tune"]) + "\n\n"
         return tuned + summary(out) + "\n" + ui
@@ -85,7 +85,7 @@ def _deploy(args: argparse.Namespace, command: str, deploy_fn) -> str:
 
 
 def _deploy_tune(args: argparse.Namespace) -> int:
-    from .deployments import TUNE_DEPLOYMENT, deploy_tune
+    from flows.deployments import TUNE_DEPLOYMENT, deploy_tune
 
     deployment_id = _deploy(args, "tune", deploy_tune)
     print(
@@ -101,7 +101,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     ``--readme``, rewrite README's Benchmark section from the report; with ``--deploy``,
     register the flow on a work pool to trigger from the Prefect UI."""
     if args.deploy:
-        from .deployments import BENCHMARK_DEPLOYMENT, deploy_benchmark
+        from flows.deployments import BENCHMARK_DEPLOYMENT, deploy_benchmark
 
         deployment_id = _deploy(args, "benchmark", deploy_benchmark)
         print(
@@ -109,13 +109,13 @@ def _benchmark(args: argparse.Namespace) -> int:
             f"prefect worker start --pool {args.pool}; run it: prefect deployment run benchmark/{BENCHMARK_DEPLOYMENT}"
         )
         return 0
-    from .benchmark import run_benchmark
+    from flows.benchmark import run_benchmark
 
     return run_benchmark(args)
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from .generate import generate_synthetic
+    from flows.generate import generate_synthetic
 
     return run_entry(lambda: generate_synthetic(args.params, args.out), runs_flows=False)
 
@@ -123,9 +123,9 @@ def _generate(args: argparse.Namespace) -> int:
 def _logs(args: argparse.Namespace) -> int:
     load_config(args.params)  # a named error, exit 2, before Prefect starts
     if args.logs_command == "reference":
-        from .logs_reference import run
+        from flows.logs_reference import run
     else:
-        from .logs import run
+        from flows.logs import run
     return run(args)
 
 
@@ -161,7 +161,7 @@ def _ui(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    from .prefect_api import _die_with_parent
+    from vigil.plumbing import die_with_parent
 
     cfg = load_config(args.params)
     for name, port in (("Prefect", args.prefect_port), ("MLflow", args.mlflow_port)):
@@ -202,7 +202,7 @@ def _ui(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)  # as Ctrl-C
     procs = {}
     for name, cmd in commands.items():
-        procs[name] = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
+        procs[name] = subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_parent(os.getpid()))
     print(
         f"Prefect UI: http://127.0.0.1:{args.prefect_port}   "
         f"MLflow UI: http://127.0.0.1:{args.mlflow_port}   (Ctrl-C stops both)",
@@ -248,7 +248,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import os
 
-    from .deployments import SCORE_DEPLOYMENT, TRAIN_DEPLOYMENT, register_pool_deployments, serve
+    from flows.deployments import SCORE_DEPLOYMENT, TRAIN_DEPLOYMENT, register_pool_deployments, serve
 
     cfg = load_config(args.params)
     if os.environ.get("PREFECT_API_URL"):
@@ -267,27 +267,33 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from .score import run
+    from flows.score import run
 
     return run(args)
 
 
 def _web(args: argparse.Namespace) -> int:
-    from .web import run
+    from flows.web import run
 
     return run(args)
 
 
 def _feedback(args: argparse.Namespace) -> int:
-    from .feedback import run
+    from flows.feedback import run
 
     return run(args)
 
 
 def _stream(args: argparse.Namespace) -> int:
-    from .stream import run
+    from flows.stream import run
 
     return run(args)
+
+
+def _dvc_deps(args: argparse.Namespace) -> int:
+    from vigil.dvc_deps import main as dvc_deps
+
+    return dvc_deps(["--check"] if args.check else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     score = sub.add_parser(
         "score", parents=[common], help="the champion scores the landing folder's new files into the alerts store"
     )
-    from .score import add_arguments
+    from flows.score import add_arguments
 
     add_arguments(score)
     score.set_defaults(func=_score)
@@ -377,24 +383,27 @@ def main(argv: list[str] | None = None) -> int:
         parents=[common],
         help="verdicts on incidents and the remedies applied; remedies ranked; labels for the next run",
     )
-    from .feedback import add_arguments as add_feedback_arguments
+    from flows.feedback import add_arguments as add_feedback_arguments
 
     add_feedback_arguments(feedback)
     feedback.set_defaults(func=_feedback)
     stream = sub.add_parser(
         "stream", parents=[common], help="SLO-violation prediction over Kafka: record, train, aggregate, predict, demo"
     )
-    from .stream import add_arguments as add_stream_arguments
+    from flows.stream import add_arguments as add_stream_arguments
 
     add_stream_arguments(stream)
     stream.set_defaults(func=_stream)
     logs = sub.add_parser(
         "logs", parents=[common], help="telemetry from dCache billing and Rucio transfer logs; their reference models"
     )
-    from .logs import add_arguments as add_logs_arguments
+    from flows.logs import add_arguments as add_logs_arguments
 
     add_logs_arguments(logs)
     logs.set_defaults(func=_logs)
+    deps = sub.add_parser("dvc-deps", help="regenerate dvc.yaml's code deps from what each stage imports")
+    deps.add_argument("--check", action="store_true", help="exit 1, naming them, if any stage's deps are stale")
+    deps.set_defaults(func=_dvc_deps)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,183 @@
+"""Real servers for the tests, started on a free loopback port in a temporary folder and
+stopped after: any command (`serving`), Prefect (`prefect_home`, `prefect_server`),
+PostgreSQL (`postgres`), and Chromium through Debian's chromedriver (`WebDriver`)."""
+
+import atexit
+import base64
+import contextlib
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from vigil.plumbing import free_port
+
+from . import REPO
+
+__all__ = ["WebDriver", "free_port", "postgres", "prefect_home", "prefect_server", "serving"]
+
+
+@contextlib.contextmanager
+def serving(cmd: list[str], url: str, *, env: dict | None = None, timeout: float = 120, cwd=None, refusal_ok=False):
+    """Start a real server, ``cmd`` (in ``cwd``), in its own process group; wait until ``url``
+    answers (``refusal_ok``: an HTTP error status counts as an answer); yield the process; then
+    stop the whole group (SIGTERM)."""
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except urllib.error.HTTPError:
+                if refusal_ok:
+                    break
+                assert time.monotonic() < deadline and proc.poll() is None, f"{cmd[0]} did not start"
+                time.sleep(0.5)
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, f"{cmd[0]} did not start"
+                time.sleep(0.5)
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+class WebDriver:
+    """The W3C WebDriver protocol spoken to Debian's chromedriver: a real headless Chromium."""
+
+    def __init__(self, port: int):
+        self.base = f"http://127.0.0.1:{port}"
+        self._urlopen = urllib.request.urlopen
+        args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1400,900"]  # fmt: skip
+        caps = {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}}}}
+        self.session = self._call("POST", "/session", caps)["sessionId"]
+
+    def _call(self, method: str, path: str, body: dict | None = None):
+        data = json.dumps(body or {}).encode() if method == "POST" else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        return json.loads(self._urlopen(req, timeout=60).read())["value"]
+
+    def go(self, url: str) -> None:
+        self._call("POST", f"/session/{self.session}/url", {"url": url})
+
+    def js(self, script: str):
+        return self._call("POST", f"/session/{self.session}/execute/sync", {"script": script, "args": []})
+
+    def wait_for(self, script: str, deadline_s: float = 60):
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            value = self.js(script)
+            if value:
+                return value
+            time.sleep(0.3)
+        raise AssertionError(f"page never satisfied: {script}")
+
+    def screenshot(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(self._call("GET", f"/session/{self.session}/screenshot")))
+
+    def alert_open(self) -> bool:
+        """Whether a dialog (alert, confirm, prompt) is open on the page."""
+        try:
+            self._call("GET", f"/session/{self.session}/alert/text")
+            return True
+        except urllib.error.HTTPError as exc:  # 404 "no such alert"
+            if exc.code == 404:
+                return False
+            raise
+
+    def quit(self) -> None:
+        self._call("DELETE", f"/session/{self.session}")
+
+
+@functools.cache
+def _migrated_prefect_home() -> Path:
+    """A Prefect home whose database a temporary API has created and migrated, once a session."""
+    home = Path(tempfile.mkdtemp(prefix="vigil-prefect-home-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    code = "from flows.prefect_api import prefect_api\nwith prefect_api():\n    pass\n"
+    subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PREFECT_HOME": str(home)}, check=True, timeout=300
+    )
+    return home
+
+
+def prefect_home(path: Path) -> str:
+    """``path`` as the Prefect home of a test's commands: its own database, started as a copy of
+    one migrated once a session (a new database spends some 5 s on migrations at the first
+    command that opens it, a cost a user pays once and the tests would pay in every workspace).
+    A home that has a database already keeps it."""
+    path = Path(path)
+    if not (path / "prefect.db").exists():
+        path.mkdir(parents=True, exist_ok=True)
+        template = _migrated_prefect_home()
+        for name in ("prefect.db", "prefect.db-wal", "memo_store.toml"):  # the log it was left with; block types done
+            if (template / name).exists():
+                shutil.copy2(template / name, path / name)
+    return str(path)
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path):
+    """A real `prefect server` on a free loopback port, its state under ``home``; yields the
+    `prefect` command and the environment that points clients at it."""
+    port = free_port()
+    prefect = str(Path(sys.executable).parent / "prefect")
+    env = {**os.environ, "PREFECT_HOME": prefect_home(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    server = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with serving(server, f"http://127.0.0.1:{port}/api/health", env=env):
+        yield prefect, env
+
+
+@contextlib.contextmanager
+def postgres():
+    """A real PostgreSQL server (Debian's package) on a free loopback port, in a temporary data
+    folder, stopped after the session; its SQLAlchemy URL. Skips where the package is absent
+    (`make test` installs it where the machine allows).
+    The `postgres_url` fixture holds one for the session."""
+    import glob
+    import pwd
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        pytest.skip("PostgreSQL absent: no /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)")
+    bin_dir = Path(bins[-1]).parent
+    as_user: list[str] = []
+    folder = Path(tempfile.mkdtemp(prefix="vigil-postgres-"))  # not under pytest's 0700 folder: postgres reads it
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as its own user
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres")
+    data, sockets, port = folder / "data", folder, free_port()
+
+    def run(*cmd):
+        subprocess.run([*as_user, *map(str, cmd)], check=True, capture_output=True, text=True, cwd=folder)
+
+    run(bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "postgres")
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1"
+    run(bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", folder / "log", "-w", "start")
+    try:
+        run(bin_dir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "vigil")
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/vigil"
+    finally:
+        run(bin_dir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
