@@ -6,11 +6,12 @@ how long it took. Each becomes an `Observation`: the incident's features, the re
 bandit's arm) and a reward, `reward(resolved, minutes)`: 0 if it did not resolve the
 incident, else 1 / (1 + minutes / time_scale), so a fix that works sooner counts for more.
 
-Rankers follow the detectors' rules: every parameter an explicit keyword of ``__init__``, no
-logic there, learned state ending in ``_``, JSON state only (`to_dict` / `ranker_from_dict`;
-nothing is pickled). ``fit`` starts from nothing and takes the observations in (incident,
-remedy) order, so the same feedback always gives the same ranker, whichever order it arrived
-in; ``update`` adds one observation (the simulation's online loop).
+Rankers share the detectors' base (`components.estimator.Estimator`): every parameter an
+explicit keyword of ``__init__``, no logic there, learned state ending in ``_``, state as JSON
+(`to_dict` / `ranker_from_dict`, or a file through `save` / `Ranker.load`; nothing is
+pickled). ``fit`` starts from nothing and takes the observations in (incident, remedy) order,
+so the same feedback always gives the same ranker, whichever order it arrived in; ``update``
+adds one observation (the simulation's online loop).
 
 - ``linucb``: disjoint LinUCB (Li et al., WWW 2010): per remedy a ridge regression of reward on
   the incident's features, ranked by prediction plus ``alpha`` times its uncertainty, so a
@@ -27,8 +28,11 @@ import fnmatch
 import math
 import zlib
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
+
+from .estimator import Estimator
 
 # --- the catalogue ----------------------------------------------------------------------------
 
@@ -127,20 +131,18 @@ class Observation:
 # --- rankers ----------------------------------------------------------------------------------
 
 
-class Ranker:
+class Ranker(Estimator):
     """A remedy ranking policy. ``rank`` orders ``arms`` (the applicable remedies) for an
     incident with features ``x``; ``key`` (the incident id) seeds any randomness, so one
     incident is always ranked the same by one state."""
 
-    name = "ranker"
+    name = ""
+    FILE_FORMAT: ClassVar[str] = "vigil-ranker/1"
+    FILE_KIND: ClassVar[str] = "ranker"
 
-    def _param_names(self) -> list[str]:
-        import inspect
-
-        return [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-
-    def get_params(self) -> dict:
-        return {p: getattr(self, p) for p in self._param_names()}
+    @classmethod
+    def registry(cls) -> dict[str, type[Ranker]]:
+        return RANKERS
 
     def fit(self, observations: list[Observation]) -> Ranker:
         self._reset()
@@ -178,11 +180,22 @@ class Ranker:
         order = np.argsort(-s, kind="stable")
         return [(arms[i], float(s[i])) for i in order]
 
-    def _state(self) -> dict:
+    def _learned(self) -> dict:
+        """The learned state as JSON-ready data (subclasses add theirs)."""
         return {}
 
-    def _load_state(self, state: dict) -> None:
-        pass
+    def _restore(self, learned: dict) -> None:
+        """Back from `_learned`'s data."""
+
+    # the estimator's file holds the same JSON state as `to_dict`
+    def _state(self) -> tuple[dict, dict]:
+        self._ready()
+        return {}, {"n_observations_": self.n_observations_, "learned": self._learned()}
+
+    def _set_state(self, arrays: dict, values: dict) -> None:
+        self._reset()
+        self._restore(values.get("learned", {}))
+        self.n_observations_ = int(values.get("n_observations_", 0))
 
     def to_dict(self) -> dict:
         """The ranker as JSON-ready data: name, parameters, learned state."""
@@ -191,7 +204,7 @@ class Ranker:
             "name": self.name,
             "params": self.get_params(),
             "n_observations": self.n_observations_,
-            "state": self._state(),
+            "state": self._learned(),
         }
 
 
@@ -232,12 +245,12 @@ class LinUCB(Ranker):
             out.append(mean + self.alpha * width)
         return out
 
-    def _state(self) -> dict:
+    def _learned(self) -> dict:
         return {arm: {"a_inv": self.a_inv_[arm].tolist(), "b": self.b_[arm].tolist()} for arm in sorted(self.a_inv_)}
 
-    def _load_state(self, state: dict) -> None:
+    def _restore(self, learned: dict) -> None:
         self._reset()
-        for arm, s in state.items():
+        for arm, s in learned.items():
             self.a_inv_[arm] = np.asarray(s["a_inv"], dtype=np.float64)
             self.b_[arm] = np.asarray(s["b"], dtype=np.float64)
 
@@ -280,13 +293,13 @@ class SuccessRate(Ranker):
         a, b = self.prior_successes, self.prior_failures
         return [(self.successes_.get(r, 0) + a) / (self.tries_.get(r, 0) + a + b) for r in arms]
 
-    def _state(self) -> dict:
+    def _learned(self) -> dict:
         return {"tries": dict(sorted(self.tries_.items())), "successes": dict(sorted(self.successes_.items()))}
 
-    def _load_state(self, state: dict) -> None:
+    def _restore(self, learned: dict) -> None:
         self._reset()
-        self.tries_ = {k: int(v) for k, v in state.get("tries", {}).items()}
-        self.successes_ = {k: int(v) for k, v in state.get("successes", {}).items()}
+        self.tries_ = {k: int(v) for k, v in learned.get("tries", {}).items()}
+        self.successes_ = {k: int(v) for k, v in learned.get("successes", {}).items()}
 
 
 class CatalogueOrder(Ranker):
@@ -323,9 +336,7 @@ def get_ranker(name: str, **params) -> Ranker:
 def ranker_from_dict(data: dict) -> Ranker:
     """A ranker from `Ranker.to_dict`'s data (JSON read back)."""
     ranker = get_ranker(data["name"], **data["params"])
-    ranker._reset()
-    ranker._load_state(data["state"])
-    ranker.n_observations_ = int(data["n_observations"])
+    ranker._set_state({}, {"n_observations_": data["n_observations"], "learned": data["state"]})
     return ranker
 
 

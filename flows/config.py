@@ -552,7 +552,7 @@ def _detector_problems(detectors: dict[str, dict[str, Any]]) -> list[str]:
     read; one line per problem, with the key path."""
     problems = []
     for name, params in detectors.items():
-        allowed = DETECTORS[name]._param_names()
+        allowed = DETECTORS[name].param_names()
         for key in sorted(set(params) - set(allowed)):
             problems.append(f"  detectors.{name}.{key}: unknown parameter of {name}; known: {allowed}")
         try:
@@ -570,7 +570,7 @@ def _space_problems(spaces: dict[str, dict[str, ParamRange]], detectors: dict[st
         if name not in DETECTORS:
             problems.append(f"  tuning.spaces.{name}: unknown detector; registered: {sorted(DETECTORS)}")
             continue
-        allowed = DETECTORS[name]._param_names()
+        allowed = DETECTORS[name].param_names()
         fixed = {k: v for k, v in detectors.get(name, {}).items() if k in allowed}
         for param, rng in space.items():
             if param not in allowed:

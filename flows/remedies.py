@@ -19,7 +19,7 @@ def remedy_settings(cfg: Config, root: Path) -> RemedySettings:
     rem = cfg.remedies
     if rem.ranker.name not in RANKERS:
         raise ConfigError(f"remedies.ranker.name: {rem.ranker.name!r} is not one of {sorted(RANKERS)}")
-    allowed = RANKERS[rem.ranker.name]()._param_names()
+    allowed = RANKERS[rem.ranker.name].param_names()
     unknown = sorted(set(rem.ranker.params) - set(allowed))
     if unknown:
         raise ConfigError(f"remedies.ranker.params: {unknown} unknown to {rem.ranker.name}; known: {allowed}")

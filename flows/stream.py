@@ -46,9 +46,9 @@ def check_predictors(cfg: Config) -> None:
         if name not in PREDICTORS:
             problems.append(f"  stream.predictors.{name}: unknown predictor; registered: {sorted(PREDICTORS)}")
             continue
-        for key in sorted(set(params or {}) - set(PREDICTORS[name]._params)):
+        for key in sorted(set(params or {}) - set(PREDICTORS[name].param_names())):
             problems.append(
-                f"  stream.predictors.{name}.{key}: unknown parameter; known: {list(PREDICTORS[name]._params)}"
+                f"  stream.predictors.{name}.{key}: unknown parameter; known: {list(PREDICTORS[name].param_names())}"
             )
     if problems:
         raise ConfigError("\n".join([f"{len(problems)} problem(s) in stream.predictors", *problems]))

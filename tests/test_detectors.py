@@ -139,10 +139,10 @@ def test_a_crafted_pickle_is_refused_unread(tmp_path):
     marker = tmp_path / "pwned"
     crafted = tmp_path / "zscore.npz"  # where the evaluate step looks for a model
     crafted.write_bytes(pickle.dumps({"format": 1, "detector": "zscore", "x": _RunsCode(marker)}))
-    with pytest.raises(ValueError, match="a pickle, which Vigil no longer loads .* retrain"):
+    with pytest.raises(ValueError, match="a pickle, which Vigil does not load .* retrain"):
         load_detector(crafted)
     old_name = crafted.rename(tmp_path / "zscore.pkl")  # the old format's file name
-    with pytest.raises(ValueError, match="a pickle, which Vigil no longer loads .* retrain"):
+    with pytest.raises(ValueError, match="a pickle, which Vigil does not load .* retrain"):
         load_detector(old_name)
     assert not marker.exists()  # nothing in the file ran
 

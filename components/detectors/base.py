@@ -14,22 +14,17 @@ on when no labelled anomaly is available. ``save``/``load`` round-trip a fitted 
 
 from __future__ import annotations
 
-import inspect
-import json
 import threading
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ..estimator import Estimator, FormatError
+
 FORMAT_VERSION = 2  # 1 was a pickle; 2 is .npz arrays + a JSON header
 HEADER = "__vigil__"
-ZIP_MAGIC = b"PK\x03\x04"  # .npz files are zip archives
-
-
-class FormatError(ValueError):
-    """A detector file Vigil refuses to load: not its format, or an old one."""
+__all__ = ["FORMAT_VERSION", "Detector", "FormatError", "NotFittedError", "ParamError", "TrainingStopped", "require"]
 
 
 class NotFittedError(RuntimeError):
@@ -66,35 +61,25 @@ class ParamError(ValueError):
         self.rule = rule
 
 
-class Detector(ABC):
+class Detector(Estimator, ABC):
     name: ClassVar[str]
     n_features_: int | None = None
 
-    # --- parameters -----------------------------------------------------------------
+    FILE_FORMAT: ClassVar[int] = FORMAT_VERSION
+    FILE_KIND: ClassVar[str] = "detector"
+    FILE_HEADER: ClassVar[str] = HEADER
+    RETRAIN: ClassVar[str] = "retrain (`vigil run --step train`)"
+
     @classmethod
-    def _param_names(cls) -> list[str]:
-        params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # skip self
-        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    def registry(cls) -> dict[str, type[Detector]]:
+        from . import DETECTORS
 
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._param_names()}
-
-    def set_params(self, **params: Any) -> Detector:
-        unknown = sorted(set(params) - set(self._param_names()))
-        if unknown:
-            raise ValueError(f"{self.name}: unknown parameter(s) {unknown}; known: {self._param_names()}")
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
+        return DETECTORS
 
     @abstractmethod
     def validate_params(self) -> None:
         """Raise ValueError naming the first hyper-parameter of a wrong type or out of range.
         Called by `fit`; cheap, so configuration can call it before any data is read."""
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     # --- the contract ----------------------------------------------------------------
     @abstractmethod
@@ -139,72 +124,6 @@ class Detector(ABC):
         elif x.shape[1] != self.n_features_:
             raise ValueError(f"{self.name}: fitted on {self.n_features_} metrics, got {x.shape[1]}")
         return x
-
-    # --- persistence: arrays and JSON, never pickle --------------------------------------
-    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """The fitted state: arrays, and JSON-able values (numbers, strings, lists, dicts).
-        The default takes every attribute ending in ``_``; override where that is not enough."""
-        arrays, values = {}, {}
-        for k, v in self.__dict__.items():
-            if k.endswith("_"):
-                (arrays if isinstance(v, np.ndarray) else values)[k] = v.item() if isinstance(v, np.generic) else v
-        return arrays, values
-
-    def _set_state(self, arrays: dict[str, np.ndarray], values: dict[str, Any]) -> None:
-        self.__dict__.update(arrays)
-        self.__dict__.update(values)
-
-    def save(self, path: str | Path) -> None:
-        """One ``.npz`` file: a JSON header (format, detector, parameters, small state) and the
-        state's arrays. Loading it runs no code (`load` reads it with ``allow_pickle=False``)."""
-        arrays, values = self._state()
-        header = {"format": FORMAT_VERSION, "detector": self.name, "params": self.get_params(), "state": values}
-        blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        with Path(path).open("wb") as fh:
-            np.savez(fh, **{HEADER: blob}, **{f"state.{k}": v for k, v in arrays.items()})
-
-    @classmethod
-    def load(cls, path: str | Path) -> Detector:
-        """Load a detector written by `save`. The format is checked before anything is read,
-        and nothing in the file is executed: a pickle (Vigil's format before version 2, or a
-        crafted file) is refused unread."""
-        from . import DETECTORS
-
-        path = Path(path)
-        with path.open("rb") as fh:
-            magic = fh.read(4)
-        if magic[:1] == b"\x80":
-            raise FormatError(
-                f"{path}: a pickle, which Vigil no longer loads (loading a pickle can run code); "
-                f"if Vigil wrote it, it is a model of the old format: retrain (`vigil run --step train`)"
-            )
-        if magic != ZIP_MAGIC:
-            raise FormatError(f"{path}: not a Vigil detector file (expected a .npz written by Detector.save)")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                header = json.loads(bytes(z[HEADER]).decode()) if HEADER in z.files else None
-                arrays = {k.removeprefix("state."): z[k] for k in z.files if k.startswith("state.")}
-        except (ValueError, OSError, UnicodeDecodeError) as exc:  # object arrays, a damaged zip, bad JSON
-            raise FormatError(f"{path}: not a readable Vigil detector file ({exc})") from None
-        if not isinstance(header, dict):
-            raise FormatError(f"{path}: a .npz without Vigil's header: not a Vigil detector file")
-        if header.get("format") != FORMAT_VERSION:
-            raise FormatError(
-                f"{path}: detector file format {header.get('format')!r}, this Vigil reads "
-                f"{FORMAT_VERSION}: retrain (`vigil run --step train`)"
-            )
-        name = header.get("detector")
-        if name not in DETECTORS:
-            raise FormatError(f"{path}: unknown detector {name!r}; registered: {sorted(DETECTORS)}")
-        klass = DETECTORS[name]
-        if cls is not Detector and not issubclass(klass, cls):
-            raise FormatError(f"{path}: holds a {name!r} detector, not {cls.name!r}")
-        try:
-            det = klass(**header["params"])
-        except TypeError as exc:
-            raise FormatError(f"{path}: parameters {header['params']} do not fit {name} ({exc})") from None
-        det._set_state(arrays, header["state"])
-        return det
 
 
 def require(ok: bool, detector: str, param: str, must: str, value: Any) -> None:

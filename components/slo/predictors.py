@@ -14,16 +14,19 @@ predictor use one object.
   trained on labelled runs for "a violation within the next ``lead`` seconds". The labels come
   from the SLO itself (a response slower than the limit), so no operator has to label anything.
 
-State is arrays and JSON (`save` / `load`), never pickle.
+Predictors share the detectors' base (`components.estimator.Estimator`): explicit keyword
+parameters, fitted state ending in ``_``, state as arrays and JSON (`save` / `load_predictor`),
+never pickle.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from ..estimator import Estimator
 from .evaluation import violation_ahead
 
 SIGNALS = ("rt_mean", "rt_max", "cpu", "mem", "n")
@@ -59,8 +62,16 @@ def _windows(x: np.ndarray, width: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(pad, width, axis=0).transpose(0, 2, 1)
 
 
-class SLOPredictor:
+class SLOPredictor(Estimator):
     name = ""
+    FILE_FORMAT: ClassVar[str] = FORMAT
+    FILE_KIND: ClassVar[str] = "predictor"
+    FILE_HEADER: ClassVar[str] = "header"
+    RETRAIN: ClassVar[str] = "retrain (`vigil stream train`)"
+
+    @classmethod
+    def registry(cls) -> dict[str, type[SLOPredictor]]:
+        return PREDICTORS
 
     def history(self) -> int:
         raise NotImplementedError
@@ -72,21 +83,12 @@ class SLOPredictor:
     def score(self, x: np.ndarray) -> np.ndarray:
         return self.score_with_contributions(x)[0]
 
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in self._params}
-
-    def save(self, path: str | Path) -> None:
-        arrays = {k: v for k, v in self.__dict__.items() if k.endswith("_") and isinstance(v, np.ndarray)}
-        values = {k: v for k, v in self.__dict__.items() if k.endswith("_") and not isinstance(v, np.ndarray)}
-        header = {"format": FORMAT, "predictor": self.name, "params": self.get_params(), "state": values}
-        blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        with Path(path).open("wb") as fh:
-            np.savez(fh, header=blob, **{f"state.{k}": v for k, v in arrays.items()})
-
 
 class ResponseTimeThreshold(SLOPredictor):
     name = "rt_threshold"
-    _params = ()
+
+    def __init__(self):
+        pass
 
     def history(self) -> int:
         return 1
@@ -102,7 +104,6 @@ class ResponseTimeThreshold(SLOPredictor):
 
 class ForecastPredictor(SLOPredictor):
     name = "forecast"
-    _params = ("window", "horizon", "alpha")
 
     def __init__(self, window: int = 30, horizon: int = 7, alpha: float = 1.0):
         self.window = window
@@ -156,7 +157,6 @@ N_FEATURES_PER_SIGNAL = 6
 
 class ViolationClassifier(SLOPredictor):
     name = "classifier"
-    _params = ("window", "C")
 
     def __init__(self, window: int = 30, C: float = 1.0):
         self.window = window
@@ -192,15 +192,8 @@ PREDICTORS: dict[str, type[SLOPredictor]] = {
 
 
 def load_predictor(path: str | Path) -> SLOPredictor:
-    with np.load(path, allow_pickle=False) as z:
-        header = json.loads(bytes(z["header"]).decode())
-        arrays = {k.removeprefix("state."): z[k] for k in z.files if k.startswith("state.")}
-    if header.get("format") != FORMAT or header.get("predictor") not in PREDICTORS:
-        raise ValueError(f"{path}: not a Vigil SLO predictor file (header {header.get('format')!r})")
-    p = PREDICTORS[header["predictor"]](**header["params"])
-    p.__dict__.update(arrays)
-    p.__dict__.update(header["state"])
-    return p
+    """A predictor written by `SLOPredictor.save` (format checked, nothing executed)."""
+    return SLOPredictor.load(path)
 
 
 def best_threshold(scores: np.ndarray, violation: np.ndarray, lead: int) -> tuple[float, float]:
