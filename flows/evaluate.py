@@ -20,7 +20,7 @@ from tasks.registry import RegistryDecision, register
 from tasks.selection_prior import label_free_prior
 from tasks.versioning import prepared_version
 
-from .config import load_config, params_hash
+from .config import Config, load_config, params_hash
 from .entry import run_entry
 from .results_table import format_results_table
 from .run_lock import holds_checkout
@@ -51,13 +51,18 @@ def metrics_report(results: list[DetectorResult], figures: dict[str, float], sel
 @flow(name="evaluate")
 @holds_checkout
 def evaluate_flow(
-    params: str = "params.yaml", repo_root: str = ".", wait_for_lock: bool = True, run_id: str | None = None
+    params: str = "params.yaml",
+    repo_root: str = ".",
+    wait_for_lock: bool = True,
+    run_id: str | None = None,
+    cfg: Config | None = None,
 ) -> dict:
     """Standalone (no ``run_id``) it reads the published data and models and publishes
-    reports/metrics.json at the end; inside the pipeline it works in the run's folder."""
+    reports/metrics.json at the end; inside the pipeline it works in the run's folder.
+    ``cfg``: the parameters, parsed once by the caller (else read from ``params``)."""
     logger = get_run_logger()
     root = Workspace.at(repo_root)
-    cfg = load_config(root.root / params)
+    cfg = cfg or load_config(root.root / params)
     out = root.run_folder(run_id)
     ws = out if run_id else root  # where the inputs are
     th, window, alerting = cfg.threshold, cfg.evaluation.vus_window, cfg.alert_settings()

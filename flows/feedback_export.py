@@ -16,7 +16,7 @@ from tasks.feedback import export_feedback
 from tasks.files import write_atomic
 from tasks.urls import storage_url
 
-from .config import load_config
+from .config import Config, load_config
 from .entry import run_entry
 from .workspace import Workspace
 
@@ -30,10 +30,11 @@ def store_exists(url: str) -> bool:
 
 
 @flow(name="feedback-export")
-def export_flow(params: str = "params.yaml", repo_root: str = ".") -> dict:
-    """The alerts store's verdicts as the feedback dataset (``feedback.folder``)."""
+def export_flow(params: str = "params.yaml", repo_root: str = ".", cfg: Config | None = None) -> dict:
+    """The alerts store's verdicts as the feedback dataset (``feedback.folder``). ``cfg``: the
+    parameters, parsed once by the caller (else read from ``params``)."""
     ws = Workspace.at(repo_root)
-    cfg = load_config(ws.root / params)
+    cfg = cfg or load_config(ws.root / params)
     store = storage_url(cfg.scoring.store, ws.root)
     folder = ws.root / cfg.feedback.folder
     if not store_exists(store):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from .config import Config, load_config
 from .evaluate import evaluate_flow
 from .prepare import prepare_flow, record_if_new
 from .run_lock import holds_checkout
@@ -26,15 +27,19 @@ def pipeline(
     repo_root: str = ".",
     verbose: bool = False,
     wait_for_lock: bool = True,
+    cfg: Config | None = None,
 ) -> dict:
     """The whole run, holding the checkout from the first step to the last (flows/run_lock.py),
     in its own folder: data/processed, tuned/, models/, reports/ and dvc.lock change only once every
-    step has succeeded (flows/workspace.py)."""
-    run = Workspace.at(repo_root).run_folder()
-    version = prepare_flow(params, new_data_version, repo_root, run_id=run.run_id)
-    tuned = tune_flow(params, repo_root, run_id=run.run_id)
-    train_flow(params, repo_root, verbose, run_id=run.run_id)
-    out = evaluate_flow(params, repo_root, run_id=run.run_id)
+    step has succeeded (flows/workspace.py). The parameters are parsed once (``cfg`` from the
+    caller, else ``params`` read here) and handed to every step."""
+    ws = Workspace.at(repo_root)
+    cfg = cfg or load_config(ws.root / params)
+    run = ws.run_folder()
+    version = prepare_flow(params, new_data_version, repo_root, run_id=run.run_id, cfg=cfg)
+    tuned = tune_flow(params, repo_root, run_id=run.run_id, cfg=cfg)
+    train_flow(params, repo_root, verbose, run_id=run.run_id, cfg=cfg)
+    out = evaluate_flow(params, repo_root, run_id=run.run_id, cfg=cfg)
     run.publish(*PARTS)
     record_if_new(run, params, version["status"])
     run.discard()

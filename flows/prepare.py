@@ -18,7 +18,7 @@ from tasks.data import ensure_generated, prepare_data
 from tasks.validation import validate_raw
 from tasks.versioning import check_data_version, record_data_version
 
-from .config import ConfigError, load_config, params_hash
+from .config import Config, ConfigError, load_config, params_hash
 from .entry import run_entry
 from .feedback_export import export_flow
 from .logs import make_telemetry
@@ -34,12 +34,14 @@ def prepare_flow(
     repo_root: str = ".",
     wait_for_lock: bool = True,
     run_id: str | None = None,
+    cfg: Config | None = None,
 ) -> dict:
     """Standalone (no ``run_id``) it publishes data/processed and the validation report, and
     records a new data version in dvc.lock, once it has succeeded; inside the pipeline it
-    writes into the run's folder and the pipeline publishes at the end."""
+    writes into the run's folder and the pipeline publishes at the end. ``cfg``: the
+    parameters, parsed once by the caller (else read from ``params``)."""
     ws = Workspace.at(repo_root)
-    cfg = load_config(ws.root / params)
+    cfg = cfg or load_config(ws.root / params)
     d, p = cfg.dataset, cfg.preprocessing
     check_root_is_portable(ws.root, d.root)
     out = ws.run_folder(run_id)
@@ -55,7 +57,7 @@ def prepare_flow(
         source, out.reports / "validation.json", min_rows=d.min_rows, min_value=d.min_value, max_value=d.max_value
     )
     if "DVC_STAGE" not in os.environ:  # under DVC the feedback stage exports it, before this one
-        export_flow(params, str(ws.root))
+        export_flow(params, str(ws.root), cfg=cfg)
     prepare_data(
         source,
         scaler=p.scaler,

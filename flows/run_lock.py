@@ -90,6 +90,7 @@ def holds_checkout(flow_fn):
     parameter says whether to wait. Put it under ``@flow``: Prefect sees the same signature."""
     import functools
     import inspect
+    import typing
 
     signature = inspect.signature(flow_fn)
 
@@ -100,4 +101,12 @@ def holds_checkout(flow_fn):
         with checkout_lock(bound.arguments["repo_root"], wait=bound.arguments["wait_for_lock"]):
             return flow_fn(*args, **kwargs)
 
+    # the signature with its annotations resolved where the flow was written: Prefect
+    # validates the parameters against it in this module, where a name such as Config is
+    # not defined
+    hints = typing.get_type_hints(flow_fn)
+    run_holding.__signature__ = signature.replace(
+        parameters=[p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()],
+        return_annotation=hints.get("return", signature.return_annotation),
+    )
     return run_holding

@@ -135,9 +135,9 @@ def _bootstrap(cfg: Config, given: str | None) -> str:
 
 
 def _stop_on_signals():
-    from tasks.stream import _Stop
+    from tasks.stream import StopSignal
 
-    stop = _Stop()
+    stop = StopSignal()
     signal.signal(signal.SIGTERM, stop.set)
     signal.signal(signal.SIGINT, stop.set)
     return stop
@@ -174,7 +174,8 @@ def aggregate(args) -> str:
     )
 
 
-def predictor_models(cfg: Config, root: Path, names: list[str] | None):
+def predictor_models(cfg: Config, root: Path, names: list[str] | None) -> list:
+    """The registered predictors (`tasks.slo.RegisteredPredictor`) named, else all of params'."""
     from tasks.slo import load_models
 
     names = names or list(cfg.stream.predictors)

@@ -27,11 +27,13 @@ def train_flow(
     verbose: bool = False,
     wait_for_lock: bool = True,
     run_id: str | None = None,
+    cfg: Config | None = None,
 ) -> dict:
     """Standalone (no ``run_id``) it reads the published data/processed and publishes models/
-    whole once every detector is fitted; inside the pipeline it works in the run's folder."""
+    whole once every detector is fitted; inside the pipeline it works in the run's folder.
+    ``cfg``: the parameters, parsed once by the caller (else read from ``params``)."""
     ws = Workspace.at(repo_root)
-    cfg = load_config(ws.root / params)
+    cfg = cfg or load_config(ws.root / params)
     out = ws.run_folder(run_id)
     inputs = out if run_id else ws
     chosen = fit_params(cfg, inputs.tuned)

@@ -40,12 +40,17 @@ def tuning_jobs(cfg: Config) -> tuple[dict[str, dict], list[str]]:
 @flow(name="tune")
 @holds_checkout
 def tune_flow(
-    params: str = "params.yaml", repo_root: str = ".", wait_for_lock: bool = True, run_id: str | None = None
+    params: str = "params.yaml",
+    repo_root: str = ".",
+    wait_for_lock: bool = True,
+    run_id: str | None = None,
+    cfg: Config | None = None,
 ) -> dict:
     """Standalone (no ``run_id``) it reads the published data/processed and publishes tuned/ at
-    the end; inside the pipeline it works in the run's folder."""
+    the end; inside the pipeline it works in the run's folder. ``cfg``: the parameters, parsed
+    once by the caller (else read from ``params``)."""
     ws = Workspace.at(repo_root)
-    cfg = load_config(ws.root / params)
+    cfg = cfg or load_config(ws.root / params)
     out = ws.run_folder(run_id)
     inputs = out if run_id else ws
     t = cfg.tuning

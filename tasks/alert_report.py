@@ -153,7 +153,7 @@ TELEMANOM_PUBLISHED = (0.875, 0.80)  # event precision, recall on SMAP + MSL (kh
 def dataset_lines(report: dict, dataset: str) -> list[str]:
     """A dataset's Alerts section: every detector at its alert rule (test tail), then each
     threshold rule forced on Vigil's detectors, and the rules the nested choice picked."""
-    from .benchmark_report import ALERT_COLUMNS, DATASET_TITLES, _averages_table, _fmt, _table
+    from .benchmark_report import ALERT_COLUMNS, DATASET_TITLES, averages_table, fmt, md_table
 
     a = report.get("alerts") or {}
     title = DATASET_TITLES.get(dataset, dataset)
@@ -161,7 +161,7 @@ def dataset_lines(report: dict, dataset: str) -> list[str]:
         "",
         f"### {title}: alerts (test tail, at each cell's alert rule chosen on validation)",
         "",
-        *_averages_table(report, dataset, [c[1] for c in ALERT_COLUMNS], median=False),
+        *averages_table(report, dataset, [c[1] for c in ALERT_COLUMNS], median=False),
     ]
     forced = (a.get("rules_test") or {}).get(dataset)
     if forced:
@@ -171,10 +171,10 @@ def dataset_lines(report: dict, dataset: str) -> list[str]:
             f"Each threshold rule forced on every Vigil detector of {title} (means over cells; context only, the "
             "test tail never picks a rule; rules that read labels only where the validation head holds some):",
             "",
-            *_table(
+            *md_table(
                 ["rule · smoothing", "cells", "retention", "incidents/event", "event recall"],
                 [
-                    [k, str(v["n"]), _fmt(v["retention"]), _fmt(v["incidents_per_event"]), _fmt(v["event_recall"])]
+                    [k, str(v["n"]), fmt(v["retention"]), fmt(v["incidents_per_event"]), fmt(v["event_recall"])]
                     for k, v in body
                 ],
             ),
@@ -193,7 +193,7 @@ def dataset_lines(report: dict, dataset: str) -> list[str]:
 def summary_lines(report: dict, compact: bool = False) -> list[str]:
     """How the defaults were chosen (validation heads only) and telemanom's protocol on MSL;
     ``compact`` (README) leaves out the grid's rows with min_steps above 2."""
-    from .benchmark_report import DATASET_TITLES, _fmt, _table
+    from .benchmark_report import DATASET_TITLES, fmt, md_table
 
     a = report.get("alerts") or {}
     if not a:
@@ -208,9 +208,9 @@ def summary_lines(report: dict, compact: bool = False) -> list[str]:
         "point F1 it reaches (Vigil's detectors; mean per dataset, then over datasets). "
         f"Configured: **{st['label_free']}**.",
         "",
-        *_table(
+        *md_table(
             ["rule · smoothing", *[DATASET_TITLES.get(d, d) for d in datasets], "mean"],
-            [[k, *[_fmt(v.get(d)) for d in datasets], _fmt(v["mean"])] for k, v in free[:8]],
+            [[k, *[fmt(v.get(d)) for d in datasets], fmt(v["mean"])] for k, v in free[:8]],
         ),
     ]
     grid = a.get("incident_grid") or {}
@@ -222,14 +222,14 @@ def summary_lines(report: dict, compact: bool = False) -> list[str]:
             "the alert rule chosen there, raised incidents per event caught / event recall / false incidents per "
             f"1,000 steps. Configured: merge_gap {st['merge_gap']}, min_steps {st['min_steps']}.",
             "",
-            *_table(
+            *md_table(
                 ["merge_gap", "min_steps", *[DATASET_TITLES.get(d, d) for d in grid]],
                 [
                     [
                         *k.split("|"),
                         *[
-                            f"{_fmt(g[k]['incidents_per_event'])} / {_fmt(g[k]['event_recall'])} / "
-                            f"{_fmt(g[k]['false_per_1000'])}"
+                            f"{fmt(g[k]['incidents_per_event'])} / {fmt(g[k]['event_recall'])} / "
+                            f"{fmt(g[k]['false_per_1000'])}"
                             for g in grid.values()
                         ],
                     ]
@@ -249,7 +249,7 @@ def summary_lines(report: dict, compact: bool = False) -> list[str]:
             f"an incident on no event a false positive. Telemanom's own LSTM reported precision {p:.3f} and recall "
             f"{r:.2f} on SMAP and MSL together, thresholding on the test stream itself (khundman/telemanom README).",
             "",
-            *_table(
+            *md_table(
                 ["detector", "channels", "TP", "FP", "FN", "event precision", "event recall"],
                 [
                     [
@@ -258,8 +258,8 @@ def summary_lines(report: dict, compact: bool = False) -> list[str]:
                         str(v["tp"]),
                         str(v["fp"]),
                         str(v["fn"]),
-                        _fmt(v["precision"]),
-                        _fmt(v["recall"]),
+                        fmt(v["precision"]),
+                        fmt(v["recall"]),
                     ]
                     for k, v in body
                 ],

@@ -120,7 +120,8 @@ PUBLISHED += [
 PUBLISHED_HEAD = "Published figures, for context (other protocols and machine sets; quoted, not computed here):"
 
 
-def _fmt(v, figure: str = "") -> str:
+def fmt(v, figure: str = "") -> str:
+    """A figure as the report prints it: "n/a" where there is none."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     if figure == "score_steps_per_second":
@@ -130,7 +131,8 @@ def _fmt(v, figure: str = "") -> str:
     return f"{v:.3f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
@@ -377,9 +379,9 @@ def _skab_lines(report: dict, dataset: str) -> list[str]:
             name,
             family.get(name, ""),
             f"{e['files']}" + (f" ({e['failed']} failed)" if e["failed"] else ""),
-            _fmt(_num(e["f1"])),
-            _fmt(_num(e["precision"])),
-            _fmt(_num(e["recall"])),
+            fmt(_num(e["f1"])),
+            fmt(_num(e["precision"])),
+            fmt(_num(e["recall"])),
         ]
         for name, e in ranked
     ]
@@ -393,12 +395,12 @@ def _skab_lines(report: dict, dataset: str) -> list[str]:
         "point-wise TP, FP and FN are summed over the files (the rest of each file: validation head and test tail, "
         "smoothed as the rule says) into one F1. No label is read to set a threshold.",
         "",
-        *_table(["detector", "kind", "files", "pooled F1", "precision", "recall"], body),
+        *md_table(["detector", "kind", "files", "pooled F1", "precision", "recall"], body),
     ]
     if best:
         lines += [
             "",
-            f"Best Vigil detector under SKAB's protocol: **{best[0]}**, pooled F1 {_fmt(_num(best[1]['f1']))} on "
+            f"Best Vigil detector under SKAB's protocol: **{best[0]}**, pooled F1 {fmt(_num(best[1]['f1']))} on "
             f"{best[1]['files']} valve1 files. SKAB's leaderboard (all 34 files of the full release, same rule): "
             + ", ".join(f"{n} {v:.2f}" for n, v in SKAB_LEADERBOARD)
             + " (Katser & Kozitsin, Skoltech Anomaly Benchmark, 2020, as quoted in `../shared/data/README.md`).",
@@ -434,7 +436,7 @@ def _label_free_lines(report: dict) -> list[str]:
     if not shares:
         return []
     datasets = sorted({d for v in shares.values() for d in v if d != "mean"})
-    body = [[rule, *[_fmt(_num(v.get(d))) for d in datasets], _fmt(_num(v.get("mean")))] for rule, v in shares.items()]
+    body = [[rule, *[fmt(_num(v.get(d))) for d in datasets], fmt(_num(v.get("mean")))] for rule, v in shares.items()]
     return [
         "",
         "## Label-free selection",
@@ -447,7 +449,7 @@ def _label_free_lines(report: dict) -> list[str]:
         f"The rule with the highest mean, **{sel.get('label_free_rule')}**, picks for `{SELECTED}` where there "
         "are no labels, and is the pipeline's rule (`registry.label_free_rule: benchmark`).",
         "",
-        *_table(["rule", *[DATASET_TITLES.get(d, d) for d in datasets], "mean"], body),
+        *md_table(["rule", *[DATASET_TITLES.get(d, d) for d in datasets], "mean"], body),
     ]
 
 
@@ -466,7 +468,7 @@ def _num(v) -> float:
     return math.nan if v is None else float(v)
 
 
-def _averages_table(report: dict, dataset: str, figures: list[str], median: bool) -> list[str]:
+def averages_table(report: dict, dataset: str, figures: list[str], median: bool) -> list[str]:
     cols = [c for c in COLUMNS + ALERT_COLUMNS if c[1] in figures]
     summary = [s for s in report["summary"] if s["dataset"] == dataset]
     cols = [c for c in cols if not c[1].startswith("hitrate") or any(s[c[1]]["n"] for s in summary)]
@@ -480,12 +482,12 @@ def _averages_table(report: dict, dataset: str, figures: list[str], median: bool
         ]
         for _, f, _ in cols:
             mean = _num((s.get(f) or {}).get("mean"))
-            text = _fmt(mean, f)
+            text = fmt(mean, f)
             if median and f not in COSTS and math.isfinite(mean) and f in s:
-                text += f" / {_fmt(_num(s[f]['median']), f)}"
+                text += f" / {fmt(_num(s[f]['median']), f)}"
             cells.append(text)
         out.append(cells)
-    return _table(header, out)
+    return md_table(header, out)
 
 
 def _ran(s: dict) -> str:
@@ -506,16 +508,16 @@ def _verdict(report: dict, dataset: str) -> str:
     if not v["best_vigil"] or not v["best_peer"]:
         return ""
     text = (
-        f"Best single Vigil detector by mean VUS-PR: **{v['best_vigil']}** ({_fmt(_num(v['vigil_vus_pr']))}; "
-        f"point F1 at its alert rule {_fmt(_num(v['vigil_point_f1']))}); best peer (PyOD and TSB-AD): "
-        f"**{v['best_peer']}** ({_fmt(_num(v['peer_vus_pr']))}; {_fmt(_num(v['peer_point_f1']))}): "
+        f"Best single Vigil detector by mean VUS-PR: **{v['best_vigil']}** ({fmt(_num(v['vigil_vus_pr']))}; "
+        f"point F1 at its alert rule {fmt(_num(v['vigil_point_f1']))}); best peer (PyOD and TSB-AD): "
+        f"**{v['best_peer']}** ({fmt(_num(v['peer_vus_pr']))}; {fmt(_num(v['peer_point_f1']))}): "
         f"{_ratio(v['vigil_vus_pr'], v['peer_vus_pr'])}."
     )
     if v.get("selected_vus_pr") is not None:
         text += (
             f" **{SELECTED}**, the detector the pipeline selects per series on the validation head: "
-            f"{_fmt(_num(v['selected_vus_pr']))} ({_ratio(v['selected_vus_pr'], v['peer_vus_pr'])} the best peer; "
-            f"point F1 {_fmt(_num(v['selected_point_f1']))})."
+            f"{fmt(_num(v['selected_vus_pr']))} ({_ratio(v['selected_vus_pr'], v['peer_vus_pr'])} the best peer; "
+            f"point F1 {fmt(_num(v['selected_point_f1']))})."
         )
     return text
 
@@ -561,7 +563,7 @@ def render_markdown(report: dict) -> str:
                 f"The validation head of {len(label_free)} series holds no labelled anomaly; their thresholds come "
                 f"from the label-free rule: {', '.join(label_free)}."
             )
-        lines += ["", *_averages_table(report, d, [c[1] for c in COLUMNS], median=True), "", _verdict(report, d)]
+        lines += ["", *averages_table(report, d, [c[1] for c in COLUMNS], median=True), "", _verdict(report, d)]
         lines += _selection_lines(report, d)
         lines += _skab_lines(report, d)
         lines += alert_dataset_lines(report, d)
@@ -569,20 +571,20 @@ def render_markdown(report: dict) -> str:
         ranked = _ranked(report["summary"], d)
         dets = [s["detector"] for s in ranked]
         grid = _grid(report, d, "vus_pr")
-        lines += _table(
-            ["series", *dets], [[s, *[_fmt(grid[s].get(x), "vus_pr") for x in dets]] for s in report["series"][d]]
+        lines += md_table(
+            ["series", *dets], [[s, *[fmt(grid[s].get(x), "vus_pr") for x in dets]] for s in report["series"][d]]
         )
         lines += ["", f"### {DATASET_TITLES.get(d, d)}: wall time per detector (fit, scoring, metrics; seconds)", ""]
         cells = [s["detector"] for s in ranked if s["family"] in ("vigil", "peer")]
         secs = {x: report["wall_seconds"].get(f"{d}|{x}", 0.0) for x in cells}
-        lines += _table(["detector", "seconds"], [[x, f"{v:.0f}"] for x, v in secs.items()])
+        lines += md_table(["detector", "seconds"], [[x, f"{v:.0f}"] for x, v in secs.items()])
         lines += ["", f"All detectors on {DATASET_TITLES.get(d, d)}: {sum(secs.values()) / 60:.1f} min."]
     lines += _label_free_lines(report)
     lines += alert_summary_lines(report)
     failed = [r for r in report["rows"] if r["status"] != "ok"]
     if failed:
         lines += ["", "## Failed and over-budget cells", ""]
-        lines += _table(
+        lines += md_table(
             ["dataset", "series", "detector", "status", "error"],
             [
                 [r["dataset"], r["series"], r["detector"], r["status"], r["error"].replace("|", "\\|")[:200]]
@@ -689,7 +691,7 @@ def render_html_report(report: dict, repo_root: Path, plots: int) -> str:
         title = DATASET_TITLES.get(d, d)
         parts += [
             f"<h2>{html.escape(title)}</h2>",
-            _html_table(_averages_table(report, d, [c[1] for c in COLUMNS], True)),
+            _html_table(averages_table(report, d, [c[1] for c in COLUMNS], True)),
         ]
         parts.append(f"<p>{html.escape(_verdict(report, d).replace('**', ''))}</p>")
         parts.append(
@@ -743,7 +745,7 @@ def write_reports(
 def _published() -> list[str]:
     if not PUBLISHED:
         return []
-    return ["", PUBLISHED_HEAD, "", *_table(["figure", "value", "covers", "source"], [list(p) for p in PUBLISHED])]
+    return ["", PUBLISHED_HEAD, "", *md_table(["figure", "value", "covers", "source"], [list(p) for p in PUBLISHED])]
 
 
 def readme_section(report: dict) -> str:
@@ -764,9 +766,9 @@ def readme_section(report: dict) -> str:
         body = []
         for s in _ranked(report["summary"], d):
             ran = _ran(s)
-            figures = [_fmt(_num(s[f]["mean"]), f) for _, f, _ in cols]
+            figures = [fmt(_num(s[f]["mean"]), f) for _, f, _ in cols]
             body.append([s["detector"], s["family"], ran, *figures])
-        lines += _table(["detector", "kind", "series", *[c[0] for c in cols]], body)
+        lines += md_table(["detector", "kind", "series", *[c[0] for c in cols]], body)
         lines += ["", _verdict(report, d), *_selection_lines(report, d), *_skab_lines(report, d)]
     lines += _label_free_lines(report)
     lines += alert_summary_lines(report, compact=True)

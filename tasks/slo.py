@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -219,15 +220,24 @@ def _client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def load_models(tracking_uri: str, name: str, aliases: list[str]) -> list[tuple[str, str, SLOPredictor, float]]:
-    """(alias, version, predictor, threshold) of ``models:/<name>@<alias>`` for each alias,
-    each pinned to the version its alias names now."""
+class RegisteredPredictor(NamedTuple):
+    """One registered SLO predictor as the live loop runs it: a prediction is
+    ``score >= threshold``, the threshold chosen on the validation run."""
+
+    alias: str  # the predictor's name, the alias its registered version carries
+    version: str
+    predictor: SLOPredictor
+    threshold: float
+
+
+def load_models(tracking_uri: str, name: str, aliases: list[str]) -> list[RegisteredPredictor]:
+    """``models:/<name>@<alias>`` for each alias, each pinned to the version its alias names now."""
     client = _client(tracking_uri)
     out = []
     for alias in aliases:
         mv = client.get_model_version_by_alias(name, alias)
         model = load_logged_model(tracking_uri, mv.source)
-        out.append((alias, str(mv.version), model.predictor, model.threshold))
+        out.append(RegisteredPredictor(alias, str(mv.version), model.predictor, model.threshold))
     return out
 
 

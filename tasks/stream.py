@@ -35,14 +35,18 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from components.slo.aggregation import RECORD_FIELDS, Aggregator, partition_of
-from components.slo.predictors import SIGNALS, SLOPredictor, signal_matrix
+from components.slo.predictors import SIGNALS, signal_matrix
 from vigil.plumbing import free_port
+
+if TYPE_CHECKING:  # an annotation only: the live loops need not import MLflow's side
+    from .slo import RegisteredPredictor
 
 log = logging.getLogger("vigil.stream")
 TOP_SIGNALS = 3
@@ -360,7 +364,7 @@ def _idle_too_long(idle_exit: float | None, idle_since: float, started: bool) ->
     return time.monotonic() - idle_since > limit
 
 
-class _Stop:
+class StopSignal:
     """Why a loop ends: asked to (``stop.set()``, from a signal handler), or idle too long."""
 
     def __init__(self):
@@ -386,7 +390,7 @@ def run_aggregator(
     grace: float,
     group: str = "vigil-aggregate",
     idle_exit: float | None = None,
-    stop: _Stop | None = None,
+    stop: StopSignal | None = None,
     batch: int = 5000,
     ready: Callable[[], None] | None = None,
     max_skew: float | None = None,
@@ -395,7 +399,7 @@ def run_aggregator(
     stopped (or ``idle_exit`` seconds pass with no message). ``ready`` is called once the inputs
     are assigned. A message stamped more than ``max_skew`` seconds ahead of the stream or the
     wall clock, and one that cannot be read, goes to the dead-letter topic. Returns counts."""
-    stop = stop or _Stop()
+    stop = stop or StopSignal()
     ensure_topics(bootstrap, {topics.aggregate: 1, topics.dead_letter: 1})
     last = _tail(bootstrap, topics.aggregate, 1)
     consumer = _consumer(bootstrap, group)
@@ -578,23 +582,23 @@ def _read_record(m, last: np.ndarray, previous: int | None, max_skew: float | No
 def run_predictor(
     bootstrap: str,
     topics,
-    models: list[tuple[str, str, SLOPredictor, float]],
+    models: list[RegisteredPredictor],
     lead: int,
     group: str = "vigil-predict",
     idle_exit: float | None = None,
-    stop: _Stop | None = None,
+    stop: StopSignal | None = None,
     store: PredictionStore | None = None,
     store_model: str | None = None,
     ready: Callable[[], None] | None = None,
     max_skew: float | None = None,
 ) -> dict:
-    """Consume ``aggregate``; for every record and every (name, version, predictor, threshold)
-    produce a prediction to ``predictions``, and the ``store_model``'s to ``store`` where given.
-    After a restart, a second already on the topic (or in the store) is not written there again.
+    """Consume ``aggregate``; for every record and every registered predictor produce a
+    prediction to ``predictions``, and the ``store_model``'s to ``store`` where given. After a
+    restart, a second already on the topic (or in the store) is not written there again.
     ``ready`` is called once ``aggregate`` is assigned. A record that cannot be read, whose
     second does not follow the last one, or lies more than ``max_skew`` seconds ahead of it or of
     the clock, goes to the dead-letter topic. Returns counts."""
-    stop = stop or _Stop()
+    stop = stop or StopSignal()
     ensure_topics(bootstrap, {topics.aggregate: 1, topics.predictions: 1, topics.dead_letter: 1})
     done: dict[str, float] = {}  # model -> last second on the predictions topic
     for p in _tail(bootstrap, topics.predictions, 50 * len(models)):

@@ -37,7 +37,7 @@ def test_components_import_no_orchestration_libraries():
 import ast  # noqa: E402
 import inspect  # noqa: E402
 
-from vigil.dvc_deps import import_closure, stale_stages  # noqa: E402
+from vigil.dvc_deps import PACKAGES, import_closure, stale_stages  # noqa: E402
 from vigil.dvc_deps import imported_modules as _imports  # noqa: E402
 
 
@@ -98,6 +98,18 @@ def test_the_closure_sees_what_a_module_imports():
     assert "components/thresholds.py" in files
     assert "components/evaluation.py" in files
     assert "flows/prepare.py" not in files
+
+
+def test_no_module_imports_a_private_name_of_another():
+    # a name with a leading underscore is its module's own; what others need is public
+    offenders = []
+    for folder in ("components", "tasks", "flows", "vigil"):
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith(PACKAGES)):
+                    private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                    offenders += [f"{path.relative_to(REPO)}:{node.lineno} {name}" for name in private]
+    assert offenders == []
 
 
 def test_no_test_module_imports_another():

@@ -4,10 +4,21 @@ DVC and git on a temporary repository. No mocks."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import yaml
-from support.workspace import SMALL, full, lock_md5, make_workspace, mlflow_client, sh, tree_digest, vigil_run
+from support.workspace import (
+    SMALL,
+    full,
+    lock_md5,
+    make_workspace,
+    mlflow_client,
+    sh,
+    tree_digest,
+    vigil_env,
+    vigil_run,
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +80,34 @@ def test_run_registers_a_loadable_champion_with_the_data_version(first_run):
     assert any(p.endswith(".html") for p in artifacts)
 
 
+# `vigil run` itself (vigil.cli.main, what the console script calls), counting every parse of
+# a params file: the command tree parses it once and hands the parsed config to every flow
+COUNT_PARSES = """
+import sys
+import flows.config
+from vigil.cli import main
+
+parse, parsed = flows.config.parse_config, []
+flows.config.parse_config = lambda *a, **k: parsed.append(1) or parse(*a, **k)
+rc = main(["run"])
+print(f"params parsed {len(parsed)} time(s)")
+sys.exit(rc)
+"""
+
+
+def test_one_vigil_run_parses_params_once(first_run):
+    ws, _ = first_run
+    out = sh(sys.executable, "-c", COUNT_PARSES, cwd=ws, env=vigil_env(ws))
+    assert "registered" in out.stdout or "champion stays" in out.stdout, out.stdout[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "params parsed 1 time(s)"
+
+
 def test_a_worse_model_does_not_move_the_champion(first_run):
     ws, _ = first_run
     _, client = mlflow_client(ws)
     name = "vigil-synthetic-seed0"
     before = client.get_model_version_by_alias(name, "champion").version
+    registered = len(client.search_model_versions(f"name='{name}'"))
     worse = {**SMALL, "detectors": {"zscore": {"aggregate": "mean"}}}
     (ws / "params.yaml").write_text(yaml.safe_dump(full(worse)))
     try:
@@ -82,7 +116,7 @@ def test_a_worse_model_does_not_move_the_champion(first_run):
         (ws / "params.yaml").write_text(yaml.safe_dump(full(SMALL)))
     assert "champion stays version" in out.stdout
     versions = client.search_model_versions(f"name='{name}'")
-    assert len(versions) == 2  # registered, never deleted
+    assert len(versions) == registered + 1  # registered, never deleted
     assert client.get_model_version_by_alias(name, "champion").version == before
 
 

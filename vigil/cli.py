@@ -15,8 +15,9 @@ from flows.entry import run_entry
 STEPS = ("all", "prepare", "tune", "train", "evaluate")
 
 
-def _run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.params)  # fail fast, with the named problem, before Prefect starts
+def _run(args: argparse.Namespace, cfg=None) -> int:
+    # parsed once, here: the flows get it from here (fail fast, with the named problem, before Prefect starts)
+    cfg = cfg or load_config(args.params)
     verbose = sys.stderr.isatty()
 
     def body() -> str:
@@ -27,23 +28,23 @@ def _run(args: argparse.Namespace) -> int:
         if args.step == "prepare":
             from flows.prepare import prepare_flow, summary
 
-            return summary(prepare_flow(args.params, args.new_data_version, wait_for_lock=not args.no_wait))
+            return summary(prepare_flow(args.params, args.new_data_version, wait_for_lock=not args.no_wait, cfg=cfg))
         if args.step == "tune":
             from flows.tune import summary, tune_flow
 
-            return summary(tune_flow(args.params, wait_for_lock=not args.no_wait))
+            return summary(tune_flow(args.params, wait_for_lock=not args.no_wait, cfg=cfg))
         if args.step == "train":
             from flows.train import summary, train_flow
 
-            return summary(train_flow(args.params, verbose=verbose, wait_for_lock=not args.no_wait))
+            return summary(train_flow(args.params, verbose=verbose, wait_for_lock=not args.no_wait, cfg=cfg))
         from flows.evaluate import evaluate_flow, summary
 
         if args.step == "evaluate":
-            out = evaluate_flow(args.params, wait_for_lock=not args.no_wait)
+            out = evaluate_flow(args.params, wait_for_lock=not args.no_wait, cfg=cfg)
         else:
             from flows.pipeline import pipeline
 
-            out = pipeline(args.params, args.new_data_version, verbose=verbose, wait_for_lock=not args.no_wait)
+            out = pipeline(args.params, args.new_data_version, verbose=verbose, wait_for_lock=not args.no_wait, cfg=cfg)
         ui = (
             f"open the MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.registry.tracking_uri}   (or `vigil ui`)"
         )
@@ -62,12 +63,13 @@ def _tune(args: argparse.Namespace) -> int:
     with ``--deploy``, register it on a Prefect server's ``gpu`` work pool instead."""
     if args.deploy:
         return _deploy_tune(args)
-    if not load_config(args.params).tuning.enabled:
+    cfg = load_config(args.params)
+    if not cfg.tuning.enabled:
         raise ConfigError(
             f"{args.params}: tuning.enabled is false; set it to true to tune (train then fits the tuned parameters)"
         )
     args.step = "tune"
-    return _run(args)
+    return _run(args, cfg)
 
 
 def _deploy(args: argparse.Namespace, command: str, deploy_fn) -> str:
