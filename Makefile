@@ -35,8 +35,8 @@ debian-test-deps:
 	  else echo "make: $(strip $(DEBIAN_PKGS)) absent and not installable here; their tests will skip"; fi; \
 	fi
 
-# Every test (the slow ones too: what CI runs), test files spread over TEST_WORKERS processes.
-# Most tests wait on the servers and commands they start, so more workers than cores pays.
+# Every test (the slow ones too: what CI runs), test files spread over TEST_WORKERS processes
+# (most tests wait on the servers and commands they start, so there are more than cores).
 TEST_WORKERS ?= 3
 test: lint debian-test-deps
 	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS) --dist loadfile
