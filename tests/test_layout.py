@@ -37,7 +37,7 @@ def test_components_import_no_orchestration_libraries():
 import ast  # noqa: E402
 import inspect  # noqa: E402
 
-from vigil.dvc_deps import PACKAGES, import_closure, stale_stages  # noqa: E402
+from vigil.dvc_deps import PACKAGES, import_closure, render, stale_stages  # noqa: E402
 from vigil.dvc_deps import imported_modules as _imports  # noqa: E402
 
 
@@ -78,6 +78,20 @@ def test_no_task_takes_the_whole_config():
 def test_dvc_yaml_code_deps_are_generated_from_what_each_stage_imports():
     # `vigil dvc-deps` writes them; a stage whose code moved or grew is named here
     assert stale_stages((REPO / "dvc.yaml").read_text()) == [], "run `vigil dvc-deps`"
+
+
+def test_dvc_deps_restores_code_deps_and_keeps_what_was_written_by_hand():
+    text = (REPO / "dvc.yaml").read_text()
+    by_hand = "      - tasks/mlflow_model.py   # loaded by MLflow from its path, not imported"
+    assert by_hand in text
+    edited = text.replace("      - flows/evaluate.py\n", "", 1)  # a dep lost
+    edited = edited.replace(by_hand, by_hand + "\n      - some/data:\n          cache: false")  # one with options
+    edited = edited.replace("      - components/evaluation.py\n", "      - components/no_such_module.py\n", 1)
+    assert set(stale_stages(edited)) >= {"evaluate"}
+    out = render(edited)
+    assert "      - flows/evaluate.py\n" in out and "no_such_module" not in out
+    assert by_hand in out and "\n      - some/data:\n          cache: false\n" in out
+    assert render(out) == out
 
 
 def test_plumbing_is_a_leaf_and_only_the_shell_imports_the_rest_of_vigil():

@@ -102,6 +102,13 @@ def _is_code(entry: str) -> bool:
     return "${" not in entry and entry.split("/")[0] in PACKAGES
 
 
+def _entry(item: str) -> tuple[str, bool]:
+    """(path, written by hand) of a deps line: one with a comment, or of another shape (a path
+    with options), is the author's and stays as it is."""
+    m = _ITEM.match(item)
+    return (m.group(1), bool(m.group(2))) if m else (item.strip(), True)
+
+
 def render(text: str, root: Path = REPO) -> str:
     """``dvc.yaml``'s text with each stage's code deps regenerated, everything else as it was."""
     lines, out = text.splitlines(), []
@@ -116,16 +123,19 @@ def render(text: str, root: Path = REPO) -> str:
         elif line == "    deps:" and stage is not None:
             if cmd is None:
                 raise ValueError(f"dvc.yaml: stage {stage}: `cmd` must come before `deps`")
-            items = []
-            while i + 1 < len(lines) and (lines[i + 1].startswith("      - ") or not lines[i + 1].strip()):
+            items: list[str] = []
+            while i + 1 < len(lines) and (lines[i + 1].startswith("      ") or not lines[i + 1].strip()):
                 i += 1
-                if lines[i].strip():
+                if lines[i].startswith("      - "):
                     items.append(lines[i])
-            kept = [it for it in items if not _is_code(_ITEM.match(it).group(1)) or _ITEM.match(it).group(2)]
-            commented = {_ITEM.match(it).group(1) for it in kept}
-            generated = [f"      - {d}" for d in code_deps(stage_module(cmd), root) if d not in commented]
-            data = [it for it in kept if not _is_code(_ITEM.match(it).group(1))]
-            out += [line, *data, *generated, *(it for it in kept if it not in data)]
+                elif lines[i].strip() and items:  # an option of the entry above
+                    items[-1] += "\n" + lines[i]
+            entries = [(it, *_entry(it)) for it in items]
+            data = [it for it, path, _ in entries if not _is_code(path)]
+            by_hand = [it for it, path, commented in entries if _is_code(path) and commented]
+            named = {path for _, path, commented in entries if commented}
+            generated = [f"      - {d}" for d in code_deps(stage_module(cmd), root) if d not in named]
+            out += [line, *data, *generated, *by_hand]
             i += 1
             continue
         out.append(line)
@@ -139,7 +149,8 @@ def stale_stages(text: str, root: Path = REPO) -> list[str]:
 
     now = yaml.safe_load(text)["stages"]
     want = yaml.safe_load(render(text, root))["stages"]
-    return [name for name in now if sorted(now[name].get("deps", [])) != sorted(want[name].get("deps", []))]
+    deps = lambda stage: sorted(map(str, stage.get("deps", [])))  # an entry with options is a mapping
+    return [name for name in now if deps(now[name]) != deps(want[name])]
 
 
 def main(argv: list[str] | None = None, root: Path = REPO) -> int:
