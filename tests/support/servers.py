@@ -148,9 +148,9 @@ def prefect_server(home: Path):
 @contextlib.contextmanager
 def postgres():
     """A real PostgreSQL server (Debian's package) on a free loopback port, in a temporary data
-    folder, stopped after the session; its SQLAlchemy URL. Skips where the package is absent
-    (`make test` installs it where the machine allows).
-    The `postgres_url` fixture holds one for the session."""
+    folder, stopped and removed when the block ends; yields its SQLAlchemy URL. Skips where the
+    package is absent (`make test` installs it where the machine allows). The `postgres_url`
+    fixture holds one for the session."""
     import glob
     import pwd
 
@@ -172,12 +172,14 @@ def postgres():
     def run(*cmd):
         subprocess.run([*as_user, *map(str, cmd)], check=True, capture_output=True, text=True, cwd=folder)
 
-    run(bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "postgres")
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1"
-    run(bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", folder / "log", "-w", "start")
     try:
-        run(bin_dir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "vigil")
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/vigil"
+        run(bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "postgres")
+        options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1"
+        run(bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", folder / "log", "-w", "start")
+        try:
+            run(bin_dir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "vigil")
+            yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/vigil"
+        finally:
+            run(bin_dir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
     finally:
-        run(bin_dir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)
