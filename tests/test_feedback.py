@@ -7,7 +7,6 @@ run's threshold search, with the remedy ranker versioned in MLflow."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 import time
@@ -19,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from support import REPO
-from support.servers import prefect_home
+from support.servers import prefect_env
 from support.workspace import SMALL, VIGIL, fitted_champion, make_workspace, sh, vigil_run
 
 from components.datasets import make_synthetic
@@ -411,7 +410,7 @@ def test_feedback_labels_reach_the_next_threshold_search(tmp_path):
     arriving["timestamp"] = arriving["timestamp"] + pd.Timedelta(days=30)  # later than the training data
     path = tmp_path / "arriving.csv"
     arriving.to_csv(path, index=False)
-    env = {**os.environ, "PREFECT_HOME": prefect_home(tmp_path / "prefect-home")}
+    env = prefect_env(tmp_path)
     out = sh(VIGIL, "score", str(path), "--source", "web-7", cwd=ws, env=env)
     assert "ranked by the untrained remedy ranker (no outcome reported yet)" in out.stdout, out.stdout
     url = f"sqlite:///{ws / '.vigil' / 'alerts.db'}"

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import yaml
 from support import REPO
 from support.hostile import HOSTILE, hostile_names
-from support.servers import WebDriver, free_port, prefect_home, serving
+from support.servers import WebDriver, free_port, prefect_env, serving
 from support.workspace import VIGIL, fitted_champion
 
 from tasks.alerts import FEEDBACK, INCIDENTS, NOTE_MAX, POINTS, RANKINGS, SOURCES, dumps, now, open_store
@@ -118,7 +118,7 @@ def hostile_web(tmp_path_factory):
     params["web"]["allowed_hosts"] = ["vigil.example.org"]
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     port = free_port()
-    env = {**os.environ, "PREFECT_HOME": prefect_home(root / "prefect-home")}
+    env = prefect_env(root)
     cmd = [VIGIL, "web", "--params", str(root / "params.yaml"), "--port", str(port)]
     with serving(cmd, f"http://127.0.0.1:{port}/api/sources", env=env, cwd=root):
         yield {"port": port, "store": store, "root": root, **seeded}
@@ -296,7 +296,7 @@ def test_serving_beyond_loopback_needs_expose_and_then_a_token(tmp_path, hostile
     start is required on every request (link, cookie, or bearer header). Traffic stays on
     127.0.0.1: the server listens on every address only for the few seconds of the test."""
     params = hostile_web["root"] / "params.yaml"
-    env = {**os.environ, "PREFECT_HOME": prefect_home(tmp_path / "prefect-home")}
+    env = prefect_env(tmp_path)
     refused = subprocess.run(
         [VIGIL, "web", "--params", str(params), "--host", "0.0.0.0"],
         cwd=hostile_web["root"], env=env, capture_output=True, text=True, timeout=120,
@@ -325,7 +325,7 @@ def test_web_on_a_missing_or_deleted_store_says_so(tmp_path, hostile_web):
     params = yaml.safe_load((hostile_web["root"] / "params.yaml").read_text())
     params["scoring"]["store"] = f"sqlite:///{tmp_path / 'nowhere' / 'alerts.db'}"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PREFECT_HOME": prefect_home(tmp_path / "prefect-home")}
+    env = prefect_env(tmp_path)
     out = subprocess.run(
         [VIGIL, "web", "--params", str(tmp_path / "params.yaml")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
@@ -720,7 +720,7 @@ def _plain_params(tmp_path: Path, **sections) -> Path:
 
 
 def _vigil(tmp_path: Path, *args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PREFECT_HOME": prefect_home(tmp_path / "prefect-home")}
+    env = prefect_env(tmp_path)
     return subprocess.run([VIGIL, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 

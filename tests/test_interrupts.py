@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 from support import REPO
-from support.servers import prefect_home
+from support.servers import prefect_env
 from support.workspace import SMALL, VIGIL, full, make_workspace
 
 
@@ -26,7 +26,7 @@ def _prefect_states(ws, crash_dead_first=False) -> set[str]:
         "    with get_client(sync_client=True) as c:\n"
         "        print(sorted({r.state_type.value for r in c.read_flow_runs()}))\n"
     )
-    env = {**os.environ, "PREFECT_HOME": prefect_home(ws.parent / "prefect-home")}
+    env = prefect_env(ws.parent)
     out = subprocess.run([os.sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     return set(eval(out.stdout.strip().splitlines()[-1]))
 
@@ -35,7 +35,7 @@ LONG_TRAINING = {**SMALL, "detectors": {"zscore": {}, "lstm_ae": {"epochs": 500,
 
 
 def _start_and_wait_for_training(ws):
-    env = {**os.environ, "PREFECT_HOME": prefect_home(ws.parent / "prefect-home")}
+    env = prefect_env(ws.parent)
     proc = subprocess.Popen(
         [VIGIL, "run", "--new-data-version"],
         cwd=ws,

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 import yaml
-from support.servers import prefect_home
+from support.servers import prefect_env
 from support.workspace import SMALL, VIGIL, full, make_workspace, mlflow_client
 
 
@@ -35,7 +35,7 @@ def _labelled_csv(folder):
 
 
 def _start(ws, *args):
-    env = {**os.environ, "PREFECT_HOME": prefect_home(ws.parent / "prefect-home")}
+    env = prefect_env(ws.parent)
     return subprocess.Popen(
         [VIGIL, "run", *args], cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

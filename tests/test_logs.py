@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 from support import REPO
-from support.servers import prefect_home
+from support.servers import prefect_env
 
 from components.datasets import DataError, get_kind, load_dataset
 from components.datasets.base import DatasetSource
@@ -298,7 +297,7 @@ def test_vigil_run_on_generated_logs_registers_a_champion(tmp_path, kind, series
     if kind == "rucio_transfers":
         params["logs"][kind]["generate"] = {**settings, "links": 6}  # the series named above is the third link
     ws = workspace(tmp_path, params)
-    env = {**os.environ, "PREFECT_HOME": prefect_home(tmp_path / "prefect-home")}
+    env = prefect_env(tmp_path)
     out = subprocess.run([VIGIL, "run"], cwd=ws, capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert f"dataset {kind}/{series}" in out.stdout
@@ -316,7 +315,7 @@ def test_vigil_logs_reference_writes_its_report_and_an_mlflow_run_per_model(tmp_
         "logs": {**{k: {"generate": v} for k, v in SMALL.items()}, "reference": {"transfers": tiny}},
     }
     ws = workspace(tmp_path, params)
-    env = {**os.environ, "PREFECT_HOME": prefect_home(tmp_path / "prefect-home")}
+    env = prefect_env(tmp_path)
     out = subprocess.run([VIGIL, "logs", "reference"], cwd=ws, capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert "within 180 s" in out.stdout and "prediction + 600 s" in out.stdout

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from support import REPO
-from support.servers import WebDriver, free_port, prefect_home, prefect_server, serving
+from support.servers import WebDriver, free_port, prefect_env, prefect_server, serving
 from support.workspace import SMALL, VIGIL, drop, make_workspace, sh, table, vigil_run
 from support.workspace import vigil_score as score
 
@@ -222,7 +222,7 @@ def test_a_killed_scoring_run_neither_duplicates_nor_skips_steps(trained, tmp_pa
     n_files = 120
     for i, part in enumerate(split(frame, n_files)):
         drop(part, landing, "db-1", f"part-{i:03d}")
-    env = {**os.environ, "PREFECT_HOME": prefect_home(tmp_path / "prefect-home")}
+    env = prefect_env(tmp_path)
     proc = subprocess.Popen(
         [VIGIL, "score", "--params", str(params)], cwd=ws, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -368,7 +368,7 @@ def test_the_live_page_shows_new_scores_without_a_reload(trained, tmp_path):
     (ws / "reports").mkdir(exist_ok=True)
     shutil.copy(REPO / "reports" / "benchmark_summary.json", ws / "reports" / "benchmark_summary.json")
     web_port, driver_port = free_port(), free_port()
-    env = {**os.environ, "PREFECT_HOME": prefect_home(tmp_path / "prefect-home")}
+    env = prefect_env(tmp_path)
     web = [VIGIL, "web", "--params", str(params), "--port", str(web_port)]
     with (
         serving(web, f"http://127.0.0.1:{web_port}/api/sources", env=env, cwd=ws),

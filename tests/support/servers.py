@@ -24,7 +24,7 @@ from vigil.plumbing import free_port
 
 from . import REPO
 
-__all__ = ["WebDriver", "free_port", "postgres", "prefect_home", "prefect_server", "serving"]
+__all__ = ["WebDriver", "free_port", "postgres", "prefect_env", "prefect_home", "prefect_server", "serving"]
 
 
 @contextlib.contextmanager
@@ -131,6 +131,11 @@ def prefect_home(path: Path) -> str:
             if (template / name).exists():
                 shutil.copy2(template / name, path / name)
     return str(path)
+
+
+def prefect_env(folder: Path, **extra: str) -> dict:
+    """The environment of a command with its own Prefect home, ``folder/prefect-home``."""
+    return {**os.environ, "PREFECT_HOME": prefect_home(Path(folder) / "prefect-home"), **extra}
 
 
 @contextlib.contextmanager

@@ -2,7 +2,6 @@
 params), the commands run in it, and what the tests read back from its stores."""
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pandas as pd
 import yaml
 
 from . import REPO
-from .servers import prefect_home
+from .servers import prefect_env
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -61,7 +60,7 @@ def make_workspace(root: Path, params: dict) -> Path:
 
 def vigil_env(ws: Path, **extra) -> dict:
     """The environment of a `vigil` command in ``ws``: its own Prefect home beside it."""
-    return {**os.environ, "PREFECT_HOME": prefect_home(ws.parent / "prefect-home"), **extra}
+    return prefect_env(ws.parent, **extra)
 
 
 def vigil_run(ws: Path, *args, check=True):
