@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import subprocess
 import sys
 import time
@@ -268,28 +269,26 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score(args: argparse.Namespace) -> int:
-    from flows.score import run
-
-    return run(args)
-
-
 def _web(args: argparse.Namespace) -> int:
     from flows.web import run
 
     return run(args)
 
 
-def _feedback(args: argparse.Namespace) -> int:
-    from flows.feedback import run
+# commands whose arguments and body live in their flow module: name -> (module, help)
+DELEGATED = {
+    "score": ("flows.score", "the champion scores the landing folder's new files into the alerts store"),
+    "feedback": (
+        "flows.feedback",
+        "verdicts on incidents and the remedies applied; remedies ranked; labels for the next run",
+    ),
+    "stream": ("flows.stream", "SLO-violation prediction over Kafka: record, train, aggregate, predict, demo"),
+}
 
-    return run(args)
 
-
-def _stream(args: argparse.Namespace) -> int:
-    from flows.stream import run
-
-    return run(args)
+def _delegated(module: str):
+    """The command body of a delegated command: its module's ``run(args)``, imported when run."""
+    return lambda args: importlib.import_module(module).run(args)
 
 
 def _dvc_deps(args: argparse.Namespace) -> int:
@@ -302,29 +301,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vigil", description="Anomaly detection for system telemetry.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="tracebacks and Prefect's console logs on errors")
+    with_params = argparse.ArgumentParser(add_help=False)
+    with_params.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    waits = argparse.ArgumentParser(add_help=False)  # a command that holds the checkout
+    waits.add_argument(
+        "--no-wait", action="store_true", help="refuse, naming it, instead of waiting for a run holding this checkout"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
-        "run", parents=[common], help="data version check, validation, prepare, train, evaluate, register"
+        "run",
+        parents=[common, with_params, waits],
+        help="data version check, validation, prepare, train, evaluate, register",
     )
-    run.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     run.add_argument("--step", choices=STEPS, default="all", help="one step only (as the dvc stages do)")
     run.add_argument(
         "--new-data-version",
         action="store_true",
         help="accept raw data that dvc.lock does not record, as a new data version",
     )
-    run.add_argument(
-        "--no-wait", action="store_true", help="refuse, naming it, instead of waiting for a run holding this checkout"
-    )
     run.set_defaults(func=_run)
     tune = sub.add_parser(
         "tune",
-        parents=[common],
+        parents=[common, with_params, waits],
         help="Optuna tuning of every detector on the prepared data (train and validation only); writes tuned/",
-    )
-    tune.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
-    tune.add_argument(
-        "--no-wait", action="store_true", help="refuse, naming it, instead of waiting for a run holding this checkout"
     )
     tune.add_argument(
         "--deploy", action="store_true", help="register the tune flow on a work pool (PREFECT_API_URL) instead"
@@ -333,10 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     tune.set_defaults(func=_tune, new_data_version=False)
     bench = sub.add_parser(
         "benchmark",
-        parents=[common],
+        parents=[common, with_params],
         help="every benchmark series x every detector and PyOD peer: reports/benchmark.{md,html,json}, MLflow",
     )
-    bench.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     bench.add_argument("--only", nargs="+", metavar="KIND:SERIES", help="these series only (e.g. smd:machine-1-2)")
     bench.add_argument(
         "--tuned",
@@ -348,54 +346,33 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--deploy", action="store_true", help="register the flow on a work pool (PREFECT_API_URL)")
     bench.add_argument("--pool", help="work pool for --deploy (default: deployments.benchmark.pool, made if missing)")
     bench.set_defaults(func=_benchmark)
-    gen = sub.add_parser("generate", parents=[common], help="write the synthetic dataset named in params")
-    gen.add_argument("--params", default="params.yaml")
+    gen = sub.add_parser("generate", parents=[common, with_params], help="write the synthetic dataset named in params")
     gen.add_argument("--out", help="folder (default: dataset.root for the synthetic kind, else data/raw/synthetic)")
     gen.set_defaults(func=_generate)
-    ui = sub.add_parser("ui", parents=[common], help="start the Prefect and MLflow UIs on 127.0.0.1")
-    ui.add_argument("--params", default="params.yaml")
+    ui = sub.add_parser("ui", parents=[common, with_params], help="start the Prefect and MLflow UIs on 127.0.0.1")
     ui.add_argument("--prefect-port", type=int, default=4200)
     ui.add_argument("--mlflow-port", type=int, default=5000)
     ui.set_defaults(func=_ui)
     srv = sub.add_parser(
         "serve",
-        parents=[common],
+        parents=[common, with_params],
         help="deployments in the Prefect UI: serve vigil-train, vigil-score and the stream's; register vigil-tune, "
         "vigil-benchmark",
     )
-    srv.add_argument("--params", default="params.yaml")
     srv.set_defaults(func=_serve)
-    score = sub.add_parser(
-        "score", parents=[common], help="the champion scores the landing folder's new files into the alerts store"
+    web = sub.add_parser(
+        "web", parents=[common, with_params], help="the live view of the alerts store (127.0.0.1 by default)"
     )
-    from flows.score import add_arguments
-
-    add_arguments(score)
-    score.set_defaults(func=_score)
-    web = sub.add_parser("web", parents=[common], help="the live view of the alerts store (127.0.0.1 by default)")
-    web.add_argument("--params", default="params.yaml")
     web.add_argument("--host", help="default: web.host")
     web.add_argument("--port", type=int, help="default: web.port")
     web.add_argument(
         "--expose", action="store_true", help="allow an address other than loopback (every request then needs a token)"
     )
     web.set_defaults(func=_web)
-    feedback = sub.add_parser(
-        "feedback",
-        parents=[common],
-        help="verdicts on incidents and the remedies applied; remedies ranked; labels for the next run",
-    )
-    from flows.feedback import add_arguments as add_feedback_arguments
-
-    add_feedback_arguments(feedback)
-    feedback.set_defaults(func=_feedback)
-    stream = sub.add_parser(
-        "stream", parents=[common], help="SLO-violation prediction over Kafka: record, train, aggregate, predict, demo"
-    )
-    from flows.stream import add_arguments as add_stream_arguments
-
-    add_stream_arguments(stream)
-    stream.set_defaults(func=_stream)
+    for name, (module, text) in DELEGATED.items():
+        command = sub.add_parser(name, parents=[common], help=text)
+        importlib.import_module(module).add_arguments(command)
+        command.set_defaults(func=_delegated(module))
     logs = sub.add_parser(
         "logs", parents=[common], help="telemetry from dCache billing and Rucio transfer logs; their reference models"
     )
