@@ -35,14 +35,14 @@ sys.path.insert(0, str(REPO))
 
 from components.remedies import get_ranker  # noqa: E402
 from components.remedy_simulation import SimulationConfig, default_world, generate_incidents, simulate  # noqa: E402
-from flows.config import load_config  # noqa: E402
-from flows.remedies import remedy_settings  # noqa: E402
+from tasks.remedies import remedy_settings  # noqa: E402
+from vigil.config import load_config  # noqa: E402
 
 POLICIES = ("linucb", "thompson", "success_rate", "catalogue_order", "random")
 
 
 def run(n_incidents: int, seeds: int, window: int) -> dict:
-    settings = remedy_settings(load_config(REPO / "params.yaml"), REPO)
+    settings = remedy_settings(load_config(REPO / "params.yaml").remedies, REPO)
     catalogue = list(settings.catalogue)
     out = {}
     for name in POLICIES:
@@ -119,7 +119,7 @@ def store_overhead(n: int) -> str:
     from tasks.alerts import INCIDENTS, open_store, record_feedback
     from tasks.remedies import current_advisor, fit_advisor
 
-    settings = remedy_settings(load_config(REPO / "params.yaml"), REPO)
+    settings = remedy_settings(load_config(REPO / "params.yaml").remedies, REPO)
     folder = Path(tempfile.mkdtemp(prefix="vigil-remedies-"))
     engine = open_store(f"sqlite:///{folder / 'alerts.db'}")
     incidents = generate_incidents(default_world(), SimulationConfig(n_incidents=n))

@@ -35,15 +35,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from components.slo.simulator import interleave, simulate_workload  # noqa: E402
-from flows.stream import wait_ready  # noqa: E402
 from tasks.stream import broker, ensure_topics, produce_messages, read_topic  # noqa: E402
+from vigil.stream import wait_ready  # noqa: E402
 
 
 def _services(params: Path, bootstrap: str, idle: float):
     procs = []
     for role in ("predict", "aggregate"):
         p = subprocess.Popen(
-            [sys.executable, "-m", "flows.stream", role, "--params", str(params), "--bootstrap", bootstrap]
+            [sys.executable, "-m", "vigil", "stream", role, "--params", str(params), "--bootstrap", bootstrap]
             + ["--idle-exit", str(idle)],
             cwd=REPO,
             stdout=subprocess.PIPE,

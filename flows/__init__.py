@@ -1,10 +1,9 @@
-"""Vigil's flows, config and command line.
+"""Vigil's Prefect flows and deployments: each module defines flows and nothing else.
 
-Importing the package sets the console defaults every entry point wants before Prefect is
-imported (Prefect reads its settings then): Prefect without a server and at WARNING, MLflow
-without progress bars. A value already in the environment wins.
+Importing the package sets the console defaults before Prefect is imported (Prefect reads its
+settings then), for a Prefect worker that imports a flow without going through `vigil`.
 """
 
-from .entry import quiet_prefect
+from vigil.plumbing import quiet_prefect
 
 quiet_prefect()

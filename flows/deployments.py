@@ -14,6 +14,10 @@
 `vigil serve` registers all six and serves the first four until interrupted. Start a Prefect
 server first (`vigil ui`, or `prefect server start`) and point ``PREFECT_API_URL`` at it
 (``http://127.0.0.1:4200/api``) so that they, their schedules and their runs show in the UI.
+
+A deployment carries the parameters as parsed and checked when it was registered (the ``cfg``
+parameter, shown and editable per run in the UI): flows never read params.yaml. After editing
+params.yaml, restart `vigil serve` (or `vigil tune --deploy`) to register them again.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from .config import Config
+from vigil.config import Config
+
 from .pipeline import pipeline
 
 TRAIN_DEPLOYMENT = "vigil-train"
@@ -33,35 +38,40 @@ STREAM_PREDICT_DEPLOYMENT = "vigil-stream-predict"
 GPU_POOL = "gpu"
 
 
+def _parameters(cfg: Config, repo_root: str | None, **more) -> dict:
+    """A deployment's parameters: the parsed config as JSON, the checkout where one is named."""
+    return {"cfg": cfg.model_dump(mode="json"), **({"repo_root": repo_root} if repo_root else {}), **more}
+
+
 def build_train_deployment(cfg: Config, params: str = "params.yaml", repo_root: str | None = None):
     """The pipeline on its cron (a real Prefect RunnerDeployment; nothing is started)."""
     return pipeline.to_deployment(
         name=TRAIN_DEPLOYMENT,
         cron=cfg.deployments.train.cron,
-        parameters={"params": params, **({"repo_root": repo_root} if repo_root else {})},
+        parameters=_parameters(cfg, repo_root, params=params),
         description="Vigil pipeline on a schedule: data version, validation, training, evaluation, registry.",
         tags=["vigil", "train"],
     )
 
 
-def build_score_deployment(cfg: Config, params: str = "params.yaml", repo_root: str | None = None):
+def build_score_deployment(cfg: Config, repo_root: str | None = None):
     """The score flow every few minutes: new files of the landing folder into the alerts store."""
     from .score import score_flow
 
     return score_flow.to_deployment(
         name=SCORE_DEPLOYMENT,
         interval=timedelta(minutes=cfg.deployments.score.interval_minutes),
-        parameters={"params": params, **({"repo_root": repo_root} if repo_root else {})},
+        parameters=_parameters(cfg, repo_root),
         description="The champion scores the files waiting in the landing folder; alerts and incidents to the store.",
         tags=["vigil", "score"],
     )
 
 
-def build_stream_deployments(params: str = "params.yaml", repo_root: str | None = None):
+def build_stream_deployments(cfg: Config, repo_root: str | None = None):
     """The SLO predictors' training and the live predictor, both started by hand."""
     from .stream import slo_predict_flow, slo_train_flow
 
-    parameters = {"params": params, **({"repo_root": repo_root} if repo_root else {})}
+    parameters = _parameters(cfg, repo_root)
     return [
         slo_train_flow.to_deployment(
             name=SLO_TRAIN_DEPLOYMENT,
@@ -94,7 +104,7 @@ def ensure_process_pool(name: str) -> bool:
             return True
 
 
-def _deploy_from_checkout(flow_fn, entrypoint: str, name: str, checkout: Path, params: str, pool: str, **kw):
+def _deploy_from_checkout(flow_fn, entrypoint: str, name: str, checkout: Path, cfg: Config, pool: str, **kw):
     """Register ``flow_fn`` (at ``entrypoint`` of ``checkout``: a path that each worker's host
     has, holding Vigil and its data) as deployment ``name`` on work pool ``pool`` (made if
     missing), run on demand. Returns the deployment id."""
@@ -104,7 +114,7 @@ def _deploy_from_checkout(flow_fn, entrypoint: str, name: str, checkout: Path, p
     return source.deploy(
         name=name,
         work_pool_name=pool,
-        parameters={"params": params, "repo_root": str(checkout)},
+        parameters=_parameters(cfg, str(checkout)),
         build=False,
         push=False,
         print_next_steps=False,
@@ -112,7 +122,7 @@ def _deploy_from_checkout(flow_fn, entrypoint: str, name: str, checkout: Path, p
     )
 
 
-def deploy_tune(checkout: Path, params: str = "params.yaml", pool: str = GPU_POOL):
+def deploy_tune(checkout: Path, cfg: Config, pool: str = GPU_POOL):
     """`tune` as deployment ``tune/vigil-tune``."""
     from .tune import tune_flow
 
@@ -121,14 +131,14 @@ def deploy_tune(checkout: Path, params: str = "params.yaml", pool: str = GPU_POO
         "flows/tune.py:tune_flow",
         TUNE_DEPLOYMENT,
         checkout,
-        params,
+        cfg,
         pool,
         description="Optuna tuning of every detector (train and validation only); trials on the worker's GPU if any.",
         tags=["vigil", "tuning"],
     )
 
 
-def deploy_benchmark(checkout: Path, params: str = "params.yaml", pool: str = GPU_POOL):
+def deploy_benchmark(checkout: Path, cfg: Config, pool: str = GPU_POOL):
     """`benchmark` as deployment ``benchmark/vigil-benchmark``, triggered by hand (no schedule)."""
     from .benchmark import benchmark_flow
 
@@ -137,14 +147,14 @@ def deploy_benchmark(checkout: Path, params: str = "params.yaml", pool: str = GP
         "flows/benchmark.py:benchmark_flow",
         BENCHMARK_DEPLOYMENT,
         checkout,
-        params,
+        cfg,
         pool,
         description="Every benchmark series x every detector and PyOD peer; reports/benchmark.* and MLflow.",
         tags=["vigil", "benchmark"],
     )
 
 
-def register_pool_deployments(cfg: Config, checkout: Path, params: str = "params.yaml") -> list[str]:
+def register_pool_deployments(cfg: Config, checkout: Path) -> list[str]:
     """vigil-tune and vigil-benchmark on their pools; one line each."""
     d = cfg.deployments
     lines = []
@@ -152,7 +162,7 @@ def register_pool_deployments(cfg: Config, checkout: Path, params: str = "params
         (deploy_tune, d.tune.pool, f"tune/{TUNE_DEPLOYMENT}"),
         (deploy_benchmark, d.benchmark.pool, f"benchmark/{BENCHMARK_DEPLOYMENT}"),
     ):
-        fn(checkout, params, pool)
+        fn(checkout, cfg, pool)
         lines.append(
             f"registered {name} on work pool {pool!r} (runs by hand; workers: prefect worker start --pool {pool})"
         )
@@ -166,6 +176,6 @@ def serve(cfg: Config, params: str = "params.yaml", checkout: Path | None = None
     root = str(Path(checkout).resolve()) if checkout else None
     prefect_serve(
         build_train_deployment(cfg, params, root),
-        build_score_deployment(cfg, params, root),
-        *build_stream_deployments(params, root),
+        build_score_deployment(cfg, root),
+        *build_stream_deployments(cfg, root),
     )

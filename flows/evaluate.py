@@ -1,68 +1,33 @@
-"""The `evaluate` flow (DVC stage ``evaluate``): threshold on validation (or by the label-free
-rule), measure on test, choose the best model, log to MLflow, register and maybe promote.
-Run alone: ``python -m flows.evaluate [--params FILE]``."""
+"""The `evaluate` flow (DVC stage ``evaluate``, `vigil stage evaluate`): every trained detector
+measured on the prepared splits, the best by the validation split registered in MLflow, and
+reports/metrics.json."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import sys
 
 from prefect import flow
 from prefect.logging import get_run_logger
 
-from components.evaluation import DetectorResult
+from components.reporting import format_results_table, metrics_report
 from components.selection import candidate_scores, selection_rule
 from tasks.data import Processed
 from tasks.measure import measure_detector
-from tasks.registry import RegistryDecision, register
+from tasks.registry import register
 from tasks.selection_prior import label_free_prior
 from tasks.versioning import prepared_version
-
-from .config import Config, load_config, params_hash
-from .entry import run_entry
-from .results_table import format_results_table
-from .run_lock import holds_checkout
-from .workspace import Workspace
-
-
-def _json_figures(metrics: dict[str, float]) -> dict[str, float | None]:
-    return {k: (v if v is not None and math.isfinite(v) else None) for k, v in metrics.items()}
-
-
-def metrics_report(results: list[DetectorResult], figures: dict[str, float], selection_key: str) -> dict:
-    """reports/metrics.json: per detector, both splits (undefined figures as null), the
-    selection figure, the threshold rule and why any figure is undefined."""
-    return {
-        r.name: {
-            "test": _json_figures(r.test),
-            "validation": _json_figures(r.validation),
-            "selection": _json_figures({selection_key: figures[r.name]}),
-            "threshold_rule": r.threshold.rule,
-            "threshold_detail": r.threshold.detail,
-            "alert_rule": r.threshold.to_dict(),  # what the registered model applies
-            "undefined": r.undefined,
-        }
-        for r in results
-    }
+from vigil.config import Config, params_hash
+from vigil.run_lock import holds_checkout
+from vigil.workspace import Workspace
 
 
 @flow(name="evaluate")
 @holds_checkout
-def evaluate_flow(
-    params: str = "params.yaml",
-    repo_root: str = ".",
-    wait_for_lock: bool = True,
-    run_id: str | None = None,
-    cfg: Config | None = None,
-) -> dict:
+def evaluate_flow(cfg: Config, repo_root: str = ".", wait_for_lock: bool = True, run_id: str | None = None) -> dict:
     """Standalone (no ``run_id``) it reads the published data and models and publishes
-    reports/metrics.json at the end; inside the pipeline it works in the run's folder.
-    ``cfg``: the parameters, parsed once by the caller (else read from ``params``)."""
+    reports/metrics.json at the end; inside the pipeline it works in the run's folder."""
     logger = get_run_logger()
     root = Workspace.at(repo_root)
-    cfg = cfg or load_config(root.root / params)
     out = root.run_folder(run_id)
     ws = out if run_id else root  # where the inputs are
     th, window, alerting = cfg.threshold, cfg.evaluation.vus_window, cfg.alert_settings()
@@ -111,36 +76,3 @@ def evaluate_flow(
         out.publish("reports")
         out.discard()
     return {"table": table, "decision": decision, "version": version.__dict__}
-
-
-def summary(out: dict) -> str:
-    d: RegistryDecision = out["decision"]
-    if d.promoted:
-        if d.champion_before is None:
-            before = ""
-        elif d.champion_note:
-            before = f" (the champion before it, {d.champion_note})"
-        else:
-            before = f" (beat version {d.champion_before}: {d.champion_before_score:.4f})"
-        verdict = (
-            f"registered {d.model} version {d.version} ({d.detector}, {d.criterion} {d.score:.4f}) "
-            f"and made it @champion{before}"
-        )
-    else:
-        verdict = (
-            f"registered {d.model} version {d.version} ({d.detector}, {d.criterion} {d.score:.4f}); "
-            f"champion stays version {d.champion} ({d.champion_before_score:.4f} on this data)"
-        )
-    return "\n".join([out["table"], "", verdict])
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.evaluate", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--debug", action="store_true", help="tracebacks and Prefect's console logs on errors")
-    args = parser.parse_args(argv)
-    return run_entry(lambda: summary(evaluate_flow(args.params)))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -221,6 +221,12 @@ def _engine(url: str) -> sa.Engine:
     return engine
 
 
+def store_exists(url: str) -> bool:
+    """False for a SQLite store whose file is not there yet (nothing to read; not made here)."""
+    parsed = sa.engine.make_url(url)
+    return not parsed.drivername.startswith("sqlite") or Path(parsed.database or "").is_file()
+
+
 def open_store(url: str) -> sa.Engine:
     """The store at ``url`` (``sqlite:///path`` or any SQLAlchemy URL), its tables made if
     missing. SQLite waits up to 30 s for another writer (the web view reads meanwhile: WAL)."""

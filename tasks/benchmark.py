@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from components.benchmark import PreparedSeries, cell_figures, run_cell
-from components.datasets import Anomaly
+from components.datasets import Anomaly, DatasetSource, list_series
 from components.detectors import TrainingStopped
 from components.evaluation import AlertSettings
 
@@ -324,3 +324,107 @@ def log_to_mlflow(rows: list[dict], tracking_uri: str, experiment: str, artifact
     if n:
         progress(f"benchmark: {n} cell(s) logged to MLflow experiment {experiment!r}")
     return n
+
+
+# --- one benchmark run: which series, each cell's keys, and a cell reused, refigured or computed ---
+
+
+def plan_series(
+    datasets: dict, root: Path, only: list[str] | None
+) -> tuple[list[tuple[str, DatasetSource, str]], list[str]]:
+    """(dataset name, source, raw DVC hash) of every series to run of ``datasets`` (the
+    ``benchmark.datasets`` section), and why any dataset was skipped. Stored cells are filed by
+    kind and series (one series read twice is one cell)."""
+    from .versioning import dvc_hash
+
+    plan, skipped = [], []
+    for dataset, d in datasets.items():
+        folder = (root / d.root).resolve()
+        if not folder.is_dir():
+            skipped.append(f"{d.kind} at {d.root}: folder absent, skipped")
+            continue
+        names = d.series or list_series(d.kind, folder)
+        if not names:
+            skipped.append(f"{d.kind} at {d.root}: holds no series of that kind, skipped")
+            continue
+        names = [s for s in names if not only or f"{d.kind}:{s}" in only]
+        if not names:
+            continue
+        raw_md5 = dvc_hash(root, folder)
+        plan += [(dataset, DatasetSource(d.kind, folder, s, d.options), raw_md5) for s in names]
+    return plan, skipped
+
+
+class _TuningData:
+    """What `tasks.tune.run_study` reads of prepared data: arrays by name and their metadata."""
+
+    def __init__(self, prepared, meta: dict):
+        self._arrays, self.meta = prepared.arrays(), meta
+
+    def __getitem__(self, key):
+        return self._arrays[key]
+
+
+def tuned_params(
+    name: str,
+    fixed: dict,
+    space: dict,
+    prepared: PreparedSeries,
+    processed_md5: str,
+    *,
+    scaler: str,
+    validation_fraction: float,
+    **study,
+) -> dict:
+    """The parameters a study on this series' train and validation head chose for detector
+    ``name`` (``space``: its plain search space; ``study``: the study's settings as
+    `tasks.tune.run_study` takes them); ``fixed`` where there is no space. A finished study is
+    read back, not rerun."""
+    from .tune import run_study
+
+    if not space:
+        return fixed
+    meta = {
+        "dataset": f"benchmark.{prepared.dataset}.{prepared.series}",
+        "raw_md5": processed_md5.removesuffix(".dir"),
+        "scaler": scaler,
+        "validation_fraction": validation_fraction,
+    }
+    return run_study(name, fixed, space, _TuningData(prepared, meta), **study)["params"]
+
+
+def cell_keys(cell: dict, processed_md5: str, code: str, preparation: dict, protocol: dict) -> tuple[str, str]:
+    """(params hash, key) of a cell: the key names what its scores depend on (the prepared
+    data, the detector's code and parameters); the params hash, what a reader compares
+    across runs (parameters and protocol, not code)."""
+    params_hash = stable_hash({**cell, "protocol": {k: v for k, v in protocol.items() if k != "code"}})
+    key = stable_hash({**cell, "processed_md5": processed_md5, "code": code, "preparation": preparation})
+    return params_hash, key
+
+
+def stored_or_computed_cell(
+    path: Path, row: dict, prepared: PreparedSeries, stamp: dict, **protocol
+) -> tuple[dict, str]:
+    """The cell at ``path``: reused when stored under ``row['key']``, refigured from its stored
+    scores when only the figures' key (``row['figures_key']``: alert rules, metrics) changed,
+    else computed. ``row``: the new row's fields. Returns the row and which of "reused",
+    "refigured", "computed" happened."""
+    stored = load_cell(path, row["key"])
+    how = "reused"
+    if stored is not None and stored["status"] == "ok" and stored.get("figures_key") != row["figures_key"]:
+        stored = refigure_cell(path, stored, prepared, row["figures_key"], stamp, **protocol)
+        how = "refigured"
+    if stored is not None:
+        where = ("dataset", "kind", "raw_path", "raw_md5", "processed_path")
+        stored.update({k: row[k] for k in where})  # same prepared data, named as this run names it
+        return stored, how
+    return compute_cell(path, row, prepared, **protocol), "computed"
+
+
+def eta(started: float, computed: int, remaining: int) -> str:
+    """Rough: the mean time of the cells computed so far times the cells left (long series and
+    the torch detectors cost most, so it swings as the run moves between datasets)."""
+    if not computed:
+        return "ETA unknown"
+    left = (time.perf_counter() - started) / computed * remaining
+    return f"ETA ~{left / 60:.0f} min" if left >= 60 else f"ETA ~{left:.0f} s"

@@ -51,6 +51,13 @@ def model_name(dataset: str, override: str | None = None) -> str:
     return override or "vigil-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset).strip("-")
 
 
+def prepared_kind(processed: Path, default: str) -> str:
+    """The dataset kind of what is scored: the prepared dataset's (its model is the champion
+    scored by default), else ``default`` (``dataset.kind``)."""
+    meta = Path(processed) / "meta.json"
+    return json.loads(meta.read_text()).get("kind", default) if meta.is_file() else default
+
+
 def longest_window(detectors: dict[str, dict]) -> tuple[str, int]:
     """The detector with the longest window (1 for point-wise detectors) and that window."""
     windows = {n: {**DETECTORS[n]().get_params(), **p}.get("window", 1) for n, p in detectors.items()}
@@ -154,7 +161,7 @@ def prepare_data(
             "feedback_segments": feedback["segments"],
         }
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=False)  # a run's own folder: publishing it is the flow's (flows/workspace.py)
+    out_dir.mkdir(parents=True, exist_ok=False)  # a run's own folder: publishing it is the flow's (vigil/workspace.py)
     np.savez(
         out_dir / "arrays.npz",
         train=fitted.transform(train),

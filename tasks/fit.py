@@ -9,6 +9,7 @@ from pathlib import Path
 from prefect import task
 
 from components.detectors import TrainingStopped, get_detector, stop_requested
+from vigil.config import ConfigError
 
 from . import progress
 from .data import Processed
@@ -59,3 +60,36 @@ def fit_detector(
     (models_dir / f"{name}.json").write_text(json.dumps(info, indent=1) + "\n")
     progress(f"[{name}] fitted in {seconds:.1f} s")
     return info
+
+
+TUNED_FILE = "params.json"  # in tuned/: what the tune flow chose, read here
+TUNING_KEYS = ("study", "storage", "objective_used", "best_value", "default_value", "chosen", "mlflow_run_id")
+
+
+def fit_params(
+    detectors: dict[str, dict], tuning_enabled: bool, tuned_dir: Path
+) -> dict[str, tuple[dict, dict | None]]:
+    """Each detector's parameters for the fit, and where they came from: the configured ones
+    (``detectors``), or with tuning enabled those in ``tuned/params.json`` (the `tune` step's),
+    after checking that they were tuned with the detector settings params.yaml holds now."""
+    if not tuning_enabled:
+        return {name: (params, None) for name, params in detectors.items()}
+    path = Path(tuned_dir) / TUNED_FILE
+    rerun = "run `vigil tune` (or `vigil run`, which tunes first) or set tuning.enabled: false"
+    tuned = json.loads(path.read_text()) if path.is_file() else {"enabled": False}
+    if not tuned["enabled"]:
+        raise ConfigError(f"tuning.enabled is set, but {path} holds no tuned parameters; {rerun}")
+    out = {}
+    for name, configured in detectors.items():
+        if name in tuned["untuned"]:
+            out[name] = (configured, None)
+            continue
+        entry = tuned["detectors"].get(name)
+        if entry is None:
+            raise ConfigError(f"{path}: detector {name} was not tuned (added since?); {rerun}")
+        fixed = {k: v for k, v in configured.items() if k not in entry["best_params"]}
+        changed = sorted(k for k, v in fixed.items() if entry["params"].get(k) != v)
+        if changed:
+            raise ConfigError(f"{path}: {name} was tuned with other detectors.{name} settings ({changed}); {rerun}")
+        out[name] = (entry["params"], {k: entry.get(k) for k in TUNING_KEYS})
+    return out

@@ -177,3 +177,24 @@ def _swap_in(staging: Path, out: Path) -> None:
     os.rename(staging, out)
     if old is not None:
         shutil.rmtree(old)
+
+
+def make_telemetry(root: Path, logs, log_format: str, engine: str | None = None, force: bool = False) -> dict:
+    """One format's generated logs (where configured) and its telemetry, each only if stale;
+    ``logs``: params.yaml's ``logs`` section; paths relative to ``root``. Returns the telemetry
+    stamp, with ``generated`` and ``rebuilt``."""
+    source = logs.source(log_format)
+    generated = ensure_logs(log_format, root / source.logs, logs.generator_settings(log_format))
+    stamp = build_telemetry(
+        log_format,
+        root / source.logs,
+        root / source.out,
+        engine=engine or logs.engine,
+        bin_seconds=logs.bin_seconds,
+        train_fraction=logs.train_fraction,
+        spark_master=logs.spark_master,
+        spark_partitions=logs.spark_partitions,
+        force=force or generated,
+        max_span_days=logs.max_span_days,
+    )
+    return {**stamp, "generated": generated}

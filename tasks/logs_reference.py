@@ -13,6 +13,8 @@ from components.logs.formats import get_format
 
 from .logs import day_files
 
+REFERENCE_REPORT = Path("reports/logs_reference.json")  # relative to the checkout
+
 
 def read_all_events(log_format: str, folder: Path) -> pd.DataFrame:
     """Every event of ``folder``'s day files, in one table (for the reference models)."""

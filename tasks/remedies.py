@@ -55,6 +55,25 @@ class RemedySettings:
         return [r.name for r in self.catalogue]
 
 
+def remedy_settings(section, root: Path) -> RemedySettings:
+    """params.yaml's ``remedies`` section (its ranker and parameters checked when it was
+    parsed) as plain values: the catalogue read, from its file where it names one (relative to
+    ``root``)."""
+    catalogue = tuple(
+        Remedy(e.name, e.description, tuple(e.kinds), tuple(e.detectors), tuple(e.metrics))
+        for e in section.entries(root)
+    )
+    return RemedySettings(
+        catalogue=catalogue,
+        ranker=section.ranker.name,
+        ranker_params=dict(section.ranker.params),
+        time_scale=section.time_scale_minutes,
+        dim=section.features,
+        model_name=section.model_name,
+        experiment=section.experiment,
+    )
+
+
 def context_of(incident: dict, kind: str) -> IncidentContext:
     """What the ranker sees of an incident row of the alerts store."""
     threshold = float(incident["threshold"])

@@ -757,3 +757,22 @@ def log_scoring_run(tracking_uri: str, experiment: str, artifact_root: Path, res
     with mlflow.start_run(tags=tags) as run:
         mlflow.log_metrics({k: float(result[k]) for k in counts})
     return run.info.run_id
+
+
+def scoring_model(configured: str | None, processed: Path) -> str:
+    """The registered model to score with: ``configured`` (``scoring.model_name``, else
+    ``registry.model_name``), else the name the pipeline gives the model of the prepared dataset
+    (vigil-<dataset>, as ``processed``/meta.json names it)."""
+    from vigil.config import ConfigError
+
+    from .data import model_name
+
+    if configured:
+        return configured
+    meta = Path(processed) / "meta.json"
+    if not meta.is_file():
+        raise ConfigError(
+            "scoring.model_name is not set and there is no prepared dataset to name the model after: "
+            "set scoring.model_name to the registered model to score with (models:/<name>@champion)"
+        )
+    return model_name(json.loads(meta.read_text())["dataset"])

@@ -27,6 +27,8 @@ from components.slo.simulator import MEMORY_LEAK, interleave, simulate_workload
 from .registry import CHAMPION, REPO, find_champion, load_logged_model, log_code_model, process_tags, setup_mlflow
 
 MODEL_CODE = REPO / "tasks" / "slo_model.py"
+VALIDATION_REPORT = Path("reports/slo_validation.json")  # relative to the checkout: `slo-train` writes it
+DEMO_REPORT = Path("reports/slo_demo.json")  # `vigil stream demo` writes it
 
 
 @dataclass
@@ -245,3 +247,31 @@ def champion_predictor(tracking_uri: str, name: str) -> str | None:
     """The predictor ``models:/<name>@champion`` is (None: no champion yet)."""
     mv = find_champion(_client(tracking_uri), name)
     return None if mv is None else mv.tags["predictor"]
+
+
+def leak_only_check(models: list[RegisteredPredictor], stream) -> dict:
+    """The negative case alone: a run of the same length with memory leaks and no CPU hog
+    (so no violation), scored offline by the registered predictors with the services' code.
+    Every prediction on it is a false alarm. ``stream``: params.yaml's ``stream`` section."""
+    st = stream
+    sim = {**st.simulator.model_dump(), "n_cpu_hogs": 0}
+    run = simulate_run("leaks-only", "demo", st.demo_seed, sim, st.rt_limit, st.grace)
+    rows = {}
+    for name, version, predictor, threshold in models:
+        predicted = predictor.score(run.signals) >= threshold
+        r = evaluate_predictions(predicted, run.violation, st.lead, st.early, run.leak_windows())
+        rows[name] = {
+            "version": version,
+            "leaks": r["leaks"],
+            "leaks_with_any_prediction": r["leaks_with_any_prediction"],
+            "predicted_seconds": int(predicted.sum()),
+            "false_alarms_per_hour": r["false_alarms_per_hour"],
+        }
+    return {
+        "run": (
+            f"memory leaks alone ({st.simulator.n_memory_leaks} leaks, no CPU hog, seed {st.demo_seed}, "
+            f"{len(run.records)} s, offline with the services' code)"
+        ),
+        "violating_seconds": int(run.violation.sum()),
+        "predictors": rows,
+    }

@@ -45,13 +45,16 @@ from components.slo.aggregation import RECORD_FIELDS, Aggregator, partition_of
 from components.slo.predictors import SIGNALS, signal_matrix
 from vigil.plumbing import free_port
 
-if TYPE_CHECKING:  # an annotation only: the live loops need not import MLflow's side
+if TYPE_CHECKING:  # annotations only: the live loops need not import MLflow's side
+    from .remedies import RemedySettings
     from .slo import RegisteredPredictor
 
 log = logging.getLogger("vigil.stream")
 TOP_SIGNALS = 3
 SLO_KIND = "slo"  # the source kind of predicted SLO violations, as remedies.catalogue's kinds name it
 ADVISOR_REFRESH_S = 60.0  # how stale the remedy ranker of a running predictor may get
+AGGREGATE_GROUP = "vigil-aggregate"  # the consumer groups of the two services
+PREDICT_GROUP = "vigil-predict"
 QUIET_S = 10.0  # a repeated warning (the broker out of reach) is logged at most this often
 
 
@@ -552,6 +555,38 @@ class PredictionStore:
                 "updated": now(),
             }
             write_source(conn, self.source, row, exists=src is not None)
+
+
+def prediction_store(
+    models: list,
+    tracking_uri: str,
+    model_name: str,
+    store_url: str,
+    source: str,
+    remedies: RemedySettings,
+    artifact_root: Path,
+) -> tuple[PredictionStore | None, str | None]:
+    """The champion's predictions into the alerts store at ``store_url`` as ``source``, the
+    remedies of each new incident ranked: the store and the champion's alias; (None, None)
+    where the champion of ``model_name`` is not among ``models``."""
+    from .slo import champion_predictor
+
+    champion = champion_predictor(tracking_uri, model_name)
+    for name, version, _, threshold in models:
+        if name == champion:
+            store = PredictionStore(
+                store_url,
+                source,
+                model_name,
+                version,
+                name,
+                threshold,
+                remedies=remedies,
+                tracking_uri=tracking_uri,
+                artifact_root=artifact_root,
+            )
+            return store, name
+    return None, None
 
 
 def _read_record(m, last: np.ndarray, previous: int | None, max_skew: float | None) -> tuple[int, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -124,3 +125,13 @@ def record_data_version(repo_root: Path, stage: str = "prepare") -> None:
 
     with Repo(str(Path(repo_root).resolve())) as repo:
         repo.commit(stage, force=True)
+
+
+def record_if_new(repo_root: Path, params: str, status: str) -> None:
+    """Write a new data version to dvc.lock (after the data it describes is published);
+    ``params``: the parameters file the run read."""
+    under_dvc = "DVC_STAGE" in os.environ  # `dvc repro` writes dvc.lock itself
+    # dvc.lock describes the stages of params.yaml; data read under another params file is not
+    # what the prepare stage tracks, so it runs as "new" without being written there.
+    if status == "new" and not under_dvc and Path(params).name == "params.yaml":
+        record_data_version(repo_root, "prepare")

@@ -105,7 +105,7 @@ def bench(tmp_path_factory):
     from tasks.benchmark_report import README_END, README_START
 
     (ws / "README.md").write_text(f"# scratch\n\n## Benchmark\n\n{README_START}\n{README_END}\n")
-    # dvc runs the stage's `python -m flows.benchmark` with the first python on PATH: this venv's
+    # dvc runs the stage's `python -m vigil stage benchmark` with the first python on PATH: this venv's
     home = prefect_home(ws.parent / "prefect-home")
     env = {"PREFECT_HOME": home, "PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}"}
     first = sh(DVC, "repro", "benchmark", cwd=ws, env=_env(env))
@@ -152,8 +152,8 @@ def test_report_has_every_cell_figure_and_section(bench):
 
 
 def test_report_numbers_equal_metrics_recomputed_from_stored_scores(bench):
-    from flows.config import load_config
     from tasks.benchmark import cell_path, read_series, stored_figures
+    from vigil.config import load_config
 
     ws, _, _ = bench
     report = _report(ws)
@@ -242,7 +242,7 @@ def test_rerun_recomputes_nothing_and_logs_nothing_twice(bench):
 
     ws, _, env = bench
     before = {p: p.stat().st_mtime_ns for p in (ws / "benchmark/cells").rglob("*.*")}
-    again = sh(str(REPO / ".venv/bin/python"), "-m", "flows.benchmark", cwd=ws, env=_env(env))
+    again = sh(str(REPO / ".venv/bin/python"), "-m", "vigil", "stage", "benchmark", cwd=ws, env=_env(env))
     assert "0 cell(s) computed, 14 reused" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in (ws / "benchmark/cells").rglob("*.*")} == before
     client = mlflow.MlflowClient(f"sqlite:///{ws}/mlflow/mlflow.db")
@@ -257,7 +257,7 @@ def test_readme_section_is_rendered_from_the_report(bench):
     from tasks.benchmark_report import readme_section
 
     ws, _, env = bench
-    sh(str(REPO / ".venv/bin/python"), "-m", "flows.benchmark", "--readme", cwd=ws, env=_env(env))
+    sh(str(REPO / ".venv/bin/python"), "-m", "vigil", "benchmark", "--readme", cwd=ws, env=_env(env))
     assert readme_section(_report(ws)) in (ws / "README.md").read_text()
     summary = json.loads((ws / "reports/benchmark_summary.json").read_text())
     assert summary == {k: v for k, v in _report(ws).items() if k not in ("rows", "selection_rows")}
@@ -268,8 +268,7 @@ def test_repository_readme_agrees_with_the_report():
 
     report = json.loads((REPO / "reports/benchmark_summary.json").read_text())
     assert readme_section(report) in (REPO / "README.md").read_text(), (
-        "README's Benchmark section differs from reports/benchmark_summary.json: "
-        "run `python -m flows.benchmark --readme`"
+        "README's Benchmark section differs from reports/benchmark_summary.json: run `vigil benchmark --readme`"
     )
 
 
@@ -327,7 +326,7 @@ def test_tuned_rows_stand_beside_the_configured_ones_tuned_on_validation_only(tm
     _write_series_csv(ws / "bench/ops/web-1.csv", seed=1)
     _write_series_csv(ws / "bench/grid/storage-7.csv", seed=2)
     env = _env({"PREFECT_HOME": prefect_home(tmp_path / "prefect-home")})
-    run = [str(REPO / ".venv/bin/python"), "-m", "flows.benchmark", "--tuned", "--only", "csv:web-1.csv"]
+    run = [str(REPO / ".venv/bin/python"), "-m", "vigil", "stage", "benchmark", "--tuned", "--only", "csv:web-1.csv"]
     out = sh(*run, cwd=ws, env=env)
     assert "4 cell(s) computed" in out.stdout  # two configured, two tuned
     rows = {r["detector"]: r for r in _report(ws)["rows"]}

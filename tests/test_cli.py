@@ -39,17 +39,19 @@ def test_generate_writes_the_seeded_layout(tmp_path):
 
 
 def test_deployments_carry_their_schedules_from_params():
-    from flows.config import parse_config
     from flows.deployments import build_score_deployment, build_train_deployment
+    from vigil.config import parse_config
 
     cfg = parse_config({"deployments": {"train": {"cron": "*/30 * * * *"}, "score": {"interval_minutes": 2}}})
     train = build_train_deployment(cfg, "params.yaml")
     assert train.name == "vigil-train"
-    assert train.parameters == {"params": "params.yaml"}
+    # the parameters as parsed when registered: a scheduled run never reads params.yaml itself
+    assert train.parameters == {"cfg": cfg.model_dump(mode="json"), "params": "params.yaml"}
+    assert parse_config(train.parameters["cfg"]) == cfg
     assert [s.schedule.cron for s in train.schedules] == ["*/30 * * * *"]
-    score = build_score_deployment(cfg, "params.yaml", "/srv/vigil")
+    score = build_score_deployment(cfg, "/srv/vigil")
     assert score.name == "vigil-score"
-    assert score.parameters == {"params": "params.yaml", "repo_root": "/srv/vigil"}
+    assert score.parameters == {"cfg": cfg.model_dump(mode="json"), "repo_root": "/srv/vigil"}
     assert [s.schedule.interval.total_seconds() for s in score.schedules] == [120.0]
 
 

@@ -142,3 +142,25 @@ def test_a_member_loads_only_its_own_kind(family, tmp_path):
     assert type(registry[first].load(tmp_path / "m.npz")) is registry[first]
     with pytest.raises(FormatError, match=f"holds a '{first}' {FAMILIES[family][1].FILE_KIND}"):
         registry[second].load(tmp_path / "m.npz")
+
+
+def test_params_yaml_checks_every_family_member_in_one_place():
+    # detectors, SLO predictors and the remedy ranker: an unknown name or parameter is refused
+    # when params.yaml is parsed, with its key path, before any command runs
+    from vigil.config import ConfigError, parse_config
+
+    raw = {
+        "detectors": {"zscore": {"windw": 3}},
+        "stream": {"predictors": {"classifer": {}, "forecast": {"horizn": 2}}},
+        "remedies": {"ranker": {"name": "linucb", "params": {"alpah": 1.0}}},
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, "params.yaml")
+    text = str(err.value)
+    assert text.startswith("params.yaml: 4 problem(s)")
+    assert "detectors.zscore.windw: unknown parameter of zscore" in text
+    assert "stream.predictors.classifer: 'classifer' is not registered" in text
+    assert "stream.predictors.forecast.horizn: unknown parameter of forecast" in text
+    assert "remedies.ranker.params.alpah: unknown parameter of linucb" in text
+    with pytest.raises(ConfigError, match="remedies.ranker.name: 'bandit' is not registered"):
+        parse_config({"remedies": {"ranker": {"name": "bandit"}}})

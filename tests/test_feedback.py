@@ -38,12 +38,11 @@ from components.remedies import (
 )
 from components.remedy_simulation import SimulationConfig, default_world, generate_incidents, simulate
 from components.thresholds import best_f1_threshold
-from flows.config import load_config, parse_config
-from flows.remedies import remedy_settings
 from tasks.alerts import AUDIT, FEEDBACK, FeedbackError, latest_verdicts, open_store, record_feedback
 from tasks.data import Processed
-from tasks.remedies import fit_advisor
+from tasks.remedies import fit_advisor, remedy_settings
 from tasks.scoring import _read_in_groups, score_file
+from vigil.config import load_config, parse_config
 
 REMEDIES = yaml.safe_load((REPO / "params.yaml").read_text())["remedies"]
 
@@ -308,7 +307,7 @@ def test_verdicts_written_while_scoring_writes_alerts_lose_nothing(store_url, tm
     for i, part in enumerate(np.array_split(np.arange(len(frame)), 80)):
         frame.iloc[part].to_csv(landing / source / f"part-{i:03d}.csv", index=False)
     engine = open_store(store_url)
-    settings = remedy_settings(parse_config({"remedies": REMEDIES}), REPO)
+    settings = remedy_settings(parse_config({"remedies": REMEDIES}).remedies, REPO)
     advisor = fit_advisor(engine, settings, "synthetic")
     scoring_done, errors, written, while_scoring = threading.Event(), [], {}, []
 
@@ -450,7 +449,7 @@ def test_feedback_labels_reach_the_next_threshold_search(tmp_path):
     from tasks.remedies import current_advisor
 
     client = mlflow.MlflowClient(f"sqlite:///{ws / 'mlflow' / 'mlflow.db'}")
-    settings = remedy_settings(load_config(ws / "params.yaml"), ws)
+    settings = remedy_settings(load_config(ws / "params.yaml").remedies, ws)
     tracking = f"sqlite:///{ws / 'mlflow' / 'mlflow.db'}"
     again = current_advisor(engine, tracking, ws / "mlflow" / "artifacts", settings, "synthetic")
     assert again.version == "1" and len(client.search_model_versions("name='vigil-remedies'")) == 1

@@ -435,9 +435,9 @@ def test_score_file_source_cannot_leave_the_landing_folder(tmp_path, source):
     """`vigil score FILE --source NAME` for any name: refused by name, or the file lands as a
     source directly under the landing folder and nothing is written anywhere else."""
     from components.datasets import DataError
-    from flows.config import ConfigError
-    from flows.score import land
     from tasks.scoring import landing_files
+    from vigil.config import ConfigError
+    from vigil.score import land
 
     file = tmp_path / "incoming" / "part-0.csv"
     file.parent.mkdir()
@@ -459,7 +459,7 @@ def test_score_file_source_cannot_leave_the_landing_folder(tmp_path, source):
 
 def test_a_landed_name_already_waiting_is_never_overwritten(tmp_path):
     from components.datasets import DataError
-    from flows.score import land
+    from vigil.score import land
 
     landing = tmp_path / "landing"
     (landing / "web-1").mkdir(parents=True)
@@ -793,7 +793,7 @@ def test_text_from_outside_reaches_a_terminal_with_control_characters_shown():
 def test_score_prints_hostile_file_names_escaped(tmp_path):
     """The summary `vigil score` prints names the files and reasons with their control
     characters escaped (a file named to clear the screen does not)."""
-    from flows.score import summary
+    from vigil.score import summary
 
     result = {
         "model": "m", "version": "1", "detector": "pca", "previous_version": None, "files_scored": 0, "steps": 0,

@@ -19,7 +19,7 @@ from support.workspace import SMALL, VIGIL, full, make_workspace
 def _prefect_states(ws, crash_dead_first=False) -> set[str]:
     """The states of the flow runs in the workspace's Prefect database, read as a later command would."""
     code = (
-        "from flows.prefect_api import prefect_api, crash_runs_of_dead_processes\n"
+        "from vigil.prefect_api import prefect_api, crash_runs_of_dead_processes\n"
         "from prefect.client.orchestration import get_client\n"
         "with prefect_api():\n"
         f"    {'crash_runs_of_dead_processes()' if crash_dead_first else 'pass'}\n"
@@ -121,7 +121,7 @@ def test_sigkill_leaves_no_orphan_and_no_lock(tmp_path):
     proc.wait(timeout=30)
     gone, alive = psutil.wait_procs(family, timeout=15)
     assert alive == [], [p.cmdline() for p in alive]
-    from flows.run_lock import checkout_lock
+    from vigil.run_lock import checkout_lock
 
     with checkout_lock(ws, wait=False):  # the kernel dropped the dead run's lock
         pass

@@ -71,7 +71,7 @@ def test_two_runs_at_once_on_different_data_keep_their_own_lineage(tmp_path):
 
 
 def test_no_wait_refuses_naming_the_run_that_holds_the_checkout(tmp_path):
-    from flows.run_lock import checkout_lock
+    from vigil.run_lock import checkout_lock
 
     ws = make_workspace(tmp_path, SMALL)
     with checkout_lock(ws):

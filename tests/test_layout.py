@@ -70,7 +70,8 @@ def test_no_task_takes_the_whole_config():
             if not inspect.isfunction(fn) or fn.__module__ != mod.__name__:
                 continue
             for p in inspect.signature(fn).parameters.values():
-                if p.name in ("cfg", "config") or "Config" in str(p.annotation).split(".")[-1].split("[")[0]:
+                # one section (LogsConfig, ...) is fine; the whole Config is not
+                if p.name in ("cfg", "config") or str(p.annotation).split(".")[-1] in ("Config", "Config | None"):
                     whole.append(f"{mod.__name__}.{name}({p.name})")
     assert whole == []
 
@@ -94,16 +95,77 @@ def test_dvc_deps_restores_code_deps_and_keeps_what_was_written_by_hand():
     assert render(out) == out
 
 
+# the application shell's foundations: what the layers below may use of it
+FOUNDATIONS = {"vigil", "vigil.plumbing", "vigil.config", "vigil.workspace", "vigil.run_lock"}
+
+
 def test_plumbing_is_a_leaf_and_only_the_shell_imports_the_rest_of_vigil():
-    # tasks and flows may use the process plumbing (ports, process ownership), nothing else of
-    # the application shell, which sits on top of them
-    assert _imports(REPO / "vigil" / "plumbing.py") == _imports(REPO / "vigil" / "__init__.py") == set()
+    # tasks and flows may use the shell's foundations (process plumbing, the typed parameters,
+    # the checkout's folders and lock), nothing else of it: the shell sits on top of them
+    assert _imports(REPO / "vigil" / "plumbing.py") == set()
+    assert _imports(REPO / "vigil" / "__init__.py") == {"vigil", "vigil.plumbing"}
     offenders = {
-        str(p.relative_to(REPO)): sorted(m for m in _imports(p) if m.startswith("vigil.") and m != "vigil.plumbing")
+        str(p.relative_to(REPO)): sorted(m for m in _imports(p) if m.startswith("vigil") and m not in FOUNDATIONS)
         for folder in ("components", "tasks", "flows")
         for p in (REPO / folder).rglob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+    # and the foundations import neither flows nor the rest of the shell
+    below = {
+        name: sorted(m for m in _imports(REPO / (name.replace(".", "/") + ".py")) if m.startswith("flows"))
+        + sorted(
+            m
+            for m in _imports(REPO / (name.replace(".", "/") + ".py"))
+            if m.startswith("vigil") and m not in FOUNDATIONS
+        )
+        for name in FOUNDATIONS - {"vigil"}
+    }
+    assert {k: v for k, v in below.items() if v} == {}
+
+
+def test_flows_modules_define_flows_and_nothing_else():
+    # a flow module holds @flow definitions (and deployments.py its deployments); commands,
+    # summaries, argument parsing and logic live in vigil/, tasks/ and components/
+    import importlib
+
+    from prefect import Flow
+
+    offenders = []
+    for path in sorted((REPO / "flows").glob("*.py")):
+        if path.name in ("__init__.py", "deployments.py"):
+            continue
+        mod = importlib.import_module(f"flows.{path.stem}")
+        for name, obj in vars(mod).items():
+            if getattr(obj, "__module__", None) == mod.__name__ and not isinstance(obj, Flow):
+                offenders.append(f"{path.name}: {name}")
+        if "argparse" in _imports_any(path) or "sys.argv" in path.read_text():
+            offenders.append(f"{path.name}: parses a command line")
+    assert offenders == []
+
+
+def test_no_flow_reads_params_yaml():
+    # a flow receives its parameters parsed (typed sections or plain values) from its caller
+    offenders = []
+    for path in sorted((REPO / "flows").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in (
+                "load_config",
+                "parse_config",
+            ):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
+
+
+def _imports_any(path) -> set[str]:
+    """Every module name ``path`` imports, of the repo or not."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.add(node.module or "")
+    return names
 
 
 def test_the_closure_sees_what_a_module_imports():

@@ -70,7 +70,7 @@ def test_run_registers_a_loadable_champion_with_the_data_version(first_run):
     assert tags["vigil.git_commit"] == head
     assert tags["vigil.raw_md5"] == lock_md5(ws, "prepare", "deps", "data/raw/synthetic")
     assert tags["vigil.processed_md5"] == lock_md5(ws, "prepare", "outs", "data/processed")
-    from flows.config import load_config, params_hash
+    from vigil.config import load_config, params_hash
 
     assert tags["vigil.params_hash"] == params_hash(load_config(ws / "params.yaml"))
     assert "val_vus_pr" in run.data.metrics
@@ -84,11 +84,11 @@ def test_run_registers_a_loadable_champion_with_the_data_version(first_run):
 # a params file: the command tree parses it once and hands the parsed config to every flow
 COUNT_PARSES = """
 import sys
-import flows.config
+import vigil.config
 from vigil.cli import main
 
-parse, parsed = flows.config.parse_config, []
-flows.config.parse_config = lambda *a, **k: parsed.append(1) or parse(*a, **k)
+parse, parsed = vigil.config.parse_config, []
+vigil.config.parse_config = lambda *a, **k: parsed.append(1) or parse(*a, **k)
 rc = main(["run"])
 print(f"params parsed {len(parsed)} time(s)")
 sys.exit(rc)

@@ -21,7 +21,7 @@ from support import REPO
 from components.slo.aggregation import Aggregator, aggregate_messages, partition_of
 from components.slo.evaluation import evaluate_predictions, violation_ahead, violation_events
 from components.slo.simulator import CPU_HOG, interleave, simulate_workload
-from flows.stream import wait_ready
+from vigil.stream import wait_ready
 
 SMALL_SIM = {"duration": 600, "n_cpu_hogs": 5, "n_memory_leaks": 8}
 
@@ -38,7 +38,7 @@ def _params(tmp_path, **stream):
 
 
 def _stream_cmd(*args, params, cwd):
-    return [sys.executable, "-m", "flows.stream", *args, "--params", str(params)]
+    return [sys.executable, "-m", "vigil", "stream", *args, "--params", str(params)]
 
 
 # --- the lead-window evaluation, by hand ------------------------------------------------------
@@ -136,9 +136,8 @@ def test_unknown_predictor_or_parameter_is_named_before_training(tmp_path):
         _stream_cmd("train", params=params, cwd=tmp_path), cwd=tmp_path, capture_output=True, text=True
     )
     assert out.returncode == 2, out.stderr[-2000:]
-    assert "stream.predictors.classifer: unknown predictor; registered: ['classifier', 'forecast', 'rt_threshold']" in (
-        out.stderr
-    )
+    registered = "['classifier', 'forecast', 'rt_threshold']"
+    assert f"stream.predictors.classifer: 'classifer' is not registered; registered: {registered}" in out.stderr
     assert "stream.predictors.forecast.windw: unknown parameter" in out.stderr
 
 
@@ -404,7 +403,7 @@ def trained(tmp_path_factory):
 def test_predictors_are_registered_with_aliases_and_the_champion_from_validation(trained):
     from mlflow import MlflowClient
 
-    from flows.config import load_config
+    from vigil.config import load_config
 
     tmp, params, stdout = trained
     cfg = load_config(params)
@@ -425,9 +424,9 @@ def test_the_live_predictor_scores_as_the_registered_model_does_offline(trained)
 
     from components.remedies import MIN_SHARE
     from components.slo.predictors import SIGNALS
-    from flows.config import load_config
     from tasks.slo import load_models
     from tasks.stream import broker, ensure_topics, produce_messages, read_topic
+    from vigil.config import load_config
 
     tmp, params, _ = trained
     cfg = load_config(params)
@@ -545,11 +544,11 @@ def test_a_running_predictor_ranks_remedies_with_the_feedback_reported_meanwhile
     outcome reported on the first; the ranker is looked up again once ADVISOR_REFRESH_S is past."""
     import tasks.stream as stream
     from components.slo.predictors import SIGNALS
-    from flows.config import load_config
-    from flows.remedies import remedy_settings
     from tasks.alerts import incidents_of, record_feedback
+    from tasks.remedies import remedy_settings
+    from vigil.config import load_config
 
-    settings = remedy_settings(load_config(REPO / "params.yaml"), REPO)
+    settings = remedy_settings(load_config(REPO / "params.yaml").remedies, REPO)
     store = stream.PredictionStore(
         f"sqlite:///{tmp_path}/alerts.db",
         "slo/aggregate",

@@ -22,9 +22,9 @@ from support.tuning import IFOREST_SPACE, LABEL_FREE, LSTM_FIXED, LSTM_SPACE, Pr
 from support.workspace import SMALL, full, make_workspace, mlflow_client, vigil_run
 
 from components.tuning import correlation_groups, objective_value, planted_tail, tuning_set
-from flows.config import ConfigError, parse_config
-from flows.train import fit_params
+from tasks.fit import fit_params
 from tasks.tune import in_space, open_storage
+from vigil.config import ConfigError, parse_config
 
 # --- the objectives -------------------------------------------------------------------------
 
@@ -243,15 +243,15 @@ def test_train_refuses_parameters_tuned_for_other_settings(tmp_path):
         {**full(SMALL), "tuning": {"enabled": True, "spaces": {"zscore": {"aggregate": {"choices": ["max", "mean"]}}}}}
     )
     with pytest.raises(ConfigError, match=r"holds no tuned parameters; run `vigil tune`"):
-        fit_params(cfg, tmp_path)
+        fit_params(cfg.detectors, cfg.tuning.enabled, tmp_path)
     entry = {"best_params": {"aggregate": "mean"}, "params": {"aggregate": "mean", "min_scale": 0.5}}
     tuned = {"enabled": True, "untuned": ["pca"], "detectors": {"zscore": entry}}
     (tmp_path / "params.json").write_text(json.dumps(tuned))
     cfg_new = parse_config({**cfg.model_dump(mode="json"), "detectors": {"zscore": {"min_scale": 0.1}, "pca": {}}})
     with pytest.raises(ConfigError, match=r"zscore was tuned with other detectors.zscore settings \(\['min_scale'\]\)"):
-        fit_params(cfg_new, tmp_path)
+        fit_params(cfg_new.detectors, cfg_new.tuning.enabled, tmp_path)
     ok = parse_config({**cfg.model_dump(mode="json"), "detectors": {"zscore": {"min_scale": 0.5}, "pca": {}}})
-    chosen = fit_params(ok, tmp_path)
+    chosen = fit_params(ok.detectors, ok.tuning.enabled, tmp_path)
     assert chosen["zscore"][0] == {"aggregate": "mean", "min_scale": 0.5}
     assert chosen["pca"] == ({}, None)
 

@@ -77,8 +77,8 @@ def test_configured_value_range(tmp_path, value_range, ok):
 
 def test_a_test_set_shorter_than_a_window_names_the_file(tmp_path):
     from components.datasets import DataError
-    from flows.config import parse_config
     from tasks.data import prepare_data
+    from vigil.config import parse_config
 
     cfg = parse_config(
         {

@@ -1,5 +1,8 @@
-"""The `vigil` command line: `vigil run`, `vigil tune`, `vigil benchmark`, `vigil generate`, `vigil ui`,
-`vigil serve`, `vigil score`, `vigil web`, `vigil feedback`, `vigil stream`, `vigil logs`, `vigil dvc-deps`."""
+"""The `vigil` command tree, built in one place: `vigil run`, `vigil tune`, `vigil benchmark`,
+`vigil generate`, `vigil ui`, `vigil serve`, `vigil score`, `vigil web`, `vigil feedback`,
+`vigil stream`, `vigil logs`, `vigil stage`, `vigil dvc-deps`. A command whose body is long lives in
+a module of its own (vigil/score.py, feedback.py, stream.py, web.py, and the DVC stages'
+vigil/stages/); this module parses the arguments, and params.yaml once, and calls it."""
 
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from flows.config import ConfigError, load_config
-from flows.entry import run_entry
+from vigil.config import ConfigError, load_config
+from vigil.entry import run_entry
 
 STEPS = ("all", "prepare", "tune", "train", "evaluate")
 
@@ -26,32 +29,37 @@ def _run(args: argparse.Namespace, cfg=None) -> int:
             from tasks.tune import check_storage
 
             check_storage(cfg.tuning.storage, Path.cwd())
+        wait = not args.no_wait
         if args.step == "prepare":
-            from flows.prepare import prepare_flow, summary
+            from flows.prepare import prepare_flow
+            from vigil.stages.prepare import summary
 
-            return summary(prepare_flow(args.params, args.new_data_version, wait_for_lock=not args.no_wait, cfg=cfg))
+            return summary(prepare_flow(cfg, args.params, args.new_data_version, wait_for_lock=wait))
         if args.step == "tune":
-            from flows.tune import summary, tune_flow
+            from flows.tune import tune_flow
+            from vigil.stages.tune import summary
 
-            return summary(tune_flow(args.params, wait_for_lock=not args.no_wait, cfg=cfg))
+            return summary(tune_flow(cfg, wait_for_lock=wait))
         if args.step == "train":
-            from flows.train import summary, train_flow
+            from flows.train import train_flow
+            from vigil.stages.train import summary
 
-            return summary(train_flow(args.params, verbose=verbose, wait_for_lock=not args.no_wait, cfg=cfg))
-        from flows.evaluate import evaluate_flow, summary
+            return summary(train_flow(cfg, verbose=verbose, wait_for_lock=wait))
+        from flows.evaluate import evaluate_flow
+        from vigil.stages.evaluate import summary
 
         if args.step == "evaluate":
-            out = evaluate_flow(args.params, wait_for_lock=not args.no_wait, cfg=cfg)
+            out = evaluate_flow(cfg, wait_for_lock=wait)
         else:
             from flows.pipeline import pipeline
 
-            out = pipeline(args.params, args.new_data_version, verbose=verbose, wait_for_lock=not args.no_wait, cfg=cfg)
+            out = pipeline(cfg, args.params, args.new_data_version, verbose=verbose, wait_for_lock=wait)
         ui = (
             f"open the MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.registry.tracking_uri}   (or `vigil ui`)"
         )
         tuned = ""
         if out.get("tune", {}).get("enabled"):
-            from flows.tune import summary as tune_summary
+            from vigil.stages.tune import summary as tune_summary
 
             tuned = tune_summary(out["tune"]) + "\n\n"
         return tuned + summary(out) + "\n" + ui
@@ -84,7 +92,7 @@ def _deploy(args: argparse.Namespace, command: str, deploy_fn) -> str:
         )
     cfg = load_config(args.params)
     args.pool = args.pool or getattr(cfg.deployments, command).pool
-    return deploy_fn(Path.cwd(), args.params, args.pool)
+    return deploy_fn(Path.cwd(), cfg, args.pool)
 
 
 def _deploy_tune(args: argparse.Namespace) -> int:
@@ -112,24 +120,14 @@ def _benchmark(args: argparse.Namespace) -> int:
             f"prefect worker start --pool {args.pool}; run it: prefect deployment run benchmark/{BENCHMARK_DEPLOYMENT}"
         )
         return 0
-    from flows.benchmark import run_benchmark
+    from vigil.stages.benchmark import run
 
-    return run_benchmark(args)
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from flows.generate import generate_synthetic
-
-    return run_entry(lambda: generate_synthetic(args.params, args.out), runs_flows=False)
-
-
-def _logs(args: argparse.Namespace) -> int:
-    load_config(args.params)  # a named error, exit 2, before Prefect starts
-    if args.logs_command == "reference":
-        from flows.logs_reference import run
-    else:
-        from flows.logs import run
     return run(args)
+
+
+def _stage_command(stage: str):
+    """A command that is a DVC stage's: its module's ``run(args)``, imported when run."""
+    return lambda args: importlib.import_module(f"vigil.stages.{stage}").run(args)
 
 
 EXIT_PORT_TAKEN = 4
@@ -255,7 +253,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.params)
     if os.environ.get("PREFECT_API_URL"):
-        for line in register_pool_deployments(cfg, Path.cwd(), args.params):
+        for line in register_pool_deployments(cfg, Path.cwd()):
             print(line)
     else:
         print("PREFECT_API_URL is not set: vigil-tune and vigil-benchmark are not registered (no server to hold them)")
@@ -270,19 +268,19 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _web(args: argparse.Namespace) -> int:
-    from flows.web import run
+    from vigil.web import run
 
     return run(args)
 
 
-# commands whose arguments and body live in their flow module: name -> (module, help)
+# commands whose arguments and body live in a module of their own: name -> (module, help)
 DELEGATED = {
-    "score": ("flows.score", "the champion scores the landing folder's new files into the alerts store"),
+    "score": ("vigil.score", "the champion scores the landing folder's new files into the alerts store"),
     "feedback": (
-        "flows.feedback",
+        "vigil.feedback",
         "verdicts on incidents and the remedies applied; remedies ranked; labels for the next run",
     ),
-    "stream": ("flows.stream", "SLO-violation prediction over Kafka: record, train, aggregate, predict, demo"),
+    "stream": ("vigil.stream", "SLO-violation prediction over Kafka: record, train, aggregate, predict, demo"),
 }
 
 
@@ -335,20 +333,17 @@ def main(argv: list[str] | None = None) -> int:
         parents=[common, with_params],
         help="every benchmark series x every detector and PyOD peer: reports/benchmark.{md,html,json}, MLflow",
     )
-    bench.add_argument("--only", nargs="+", metavar="KIND:SERIES", help="these series only (e.g. smd:machine-1-2)")
-    bench.add_argument(
-        "--tuned",
-        action="store_true",
-        help="add a tuned row for every detector on every series (default: benchmark.tuned)",
-    )
-    bench.add_argument("--readme", action="store_true", help="rewrite README's Benchmark section from the report")
-    bench.add_argument("--no-wait", action="store_true", help="refuse instead of waiting for a benchmark running here")
+    from vigil.stages import benchmark as benchmark_stage
+
+    benchmark_stage.add_arguments(bench)
     bench.add_argument("--deploy", action="store_true", help="register the flow on a work pool (PREFECT_API_URL)")
     bench.add_argument("--pool", help="work pool for --deploy (default: deployments.benchmark.pool, made if missing)")
     bench.set_defaults(func=_benchmark)
     gen = sub.add_parser("generate", parents=[common, with_params], help="write the synthetic dataset named in params")
-    gen.add_argument("--out", help="folder (default: dataset.root for the synthetic kind, else data/raw/synthetic)")
-    gen.set_defaults(func=_generate)
+    from vigil.stages import generate as generate_stage
+
+    generate_stage.add_arguments(gen)
+    gen.set_defaults(func=_stage_command("generate"))
     ui = sub.add_parser("ui", parents=[common, with_params], help="start the Prefect and MLflow UIs on 127.0.0.1")
     ui.add_argument("--prefect-port", type=int, default=4200)
     ui.add_argument("--mlflow-port", type=int, default=5000)
@@ -376,10 +371,25 @@ def main(argv: list[str] | None = None) -> int:
     logs = sub.add_parser(
         "logs", parents=[common], help="telemetry from dCache billing and Rucio transfer logs; their reference models"
     )
-    from flows.logs import add_arguments as add_logs_arguments
+    logs_sub = logs.add_subparsers(dest="logs_command", required=True)
+    for name, stage, text in (
+        ("build", "logs", "logs -> per-series telemetry (the dataset kinds' roots)"),
+        ("generate", "logs_generate", "write the generated logs only"),
+        ("reference", "logs_reference", "the reference models of both formats: reports/logs_reference.json"),
+    ):
+        command = logs_sub.add_parser(name, parents=[common, with_params], help=text)
+        importlib.import_module(f"vigil.stages.{stage}").add_arguments(command)
+        command.set_defaults(func=_stage_command(stage))
+    stage = sub.add_parser(
+        "stage", help="one DVC stage, as dvc.yaml runs it: vigil stage NAME [--params FILE] (see vigil.stages)"
+    )
+    from vigil.stages import STAGES
+    from vigil.stages import main as run_stage
 
-    add_logs_arguments(logs)
-    logs.set_defaults(func=_logs)
+    stage.add_argument("name", choices=STAGES)
+    stage.add_argument("arguments", nargs=argparse.REMAINDER, help="the stage's own (vigil stage NAME --help)")
+    # the `vigil` command hands `stage` to vigil.stages before this tree is built (vigil/__main__.py)
+    stage.set_defaults(func=lambda args: run_stage([args.name, *args.arguments]))
     deps = sub.add_parser("dvc-deps", help="regenerate dvc.yaml's code deps from what each stage imports")
     deps.add_argument("--check", action="store_true", help="exit 1, naming them, if any stage's deps are stale")
     deps.set_defaults(func=_dvc_deps)

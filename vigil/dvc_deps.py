@@ -66,21 +66,26 @@ def import_closure(module: str, root: Path = REPO) -> set[Path]:
     return seen
 
 
-def stage_module(cmd: str) -> str:
+def stage_modules(cmd: str) -> list[str]:
+    """The modules a stage's command runs: `python -m vigil stage NAME ...` runs the `vigil`
+    dispatch (vigil/__main__.py) and the stage's module, vigil.stages.NAME; `python -m MODULE`
+    runs MODULE."""
     words = shlex.split(cmd)
     if words[:2] != ["python", "-m"] or len(words) < 3:
-        raise ValueError(f"a stage runs `python -m <module> ...`, not {cmd!r}")
-    return words[2]
+        raise ValueError(f"a stage runs `python -m vigil stage NAME ...` or `python -m <module> ...`, not {cmd!r}")
+    if words[2:4] == ["vigil", "stage"] and len(words) > 4:
+        return ["vigil.__main__", f"vigil.stages.{words[4]}"]
+    return [words[2]]
 
 
 def _python_files(folder: Path) -> set[Path]:
     return {p for p in folder.rglob("*.py") if "__pycache__" not in p.parts}
 
 
-def code_deps(module: str, root: Path = REPO) -> list[str]:
-    """The closure of ``module`` as dvc deps: a folder where the closure holds every Python file
+def code_deps(modules: list[str], root: Path = REPO) -> list[str]:
+    """The closure of ``modules`` as dvc deps: a folder where the closure holds every Python file
     under it (the highest such folder), else the files."""
-    files = import_closure(module, root)
+    files = set().union(*(import_closure(m, root) for m in modules))
     out: set[str] = set()
     for f in files:
         rel = f.relative_to(root)
@@ -134,7 +139,7 @@ def render(text: str, root: Path = REPO) -> str:
             data = [it for it, path, _ in entries if not _is_code(path)]
             by_hand = [it for it, path, commented in entries if _is_code(path) and commented]
             named = {path for _, path, commented in entries if commented}
-            generated = [f"      - {d}" for d in code_deps(stage_module(cmd), root) if d not in named]
+            generated = [f"      - {d}" for d in code_deps(stage_modules(cmd), root) if d not in named]
             out += [line, *data, *generated, *by_hand]
             i += 1
             continue

@@ -9,8 +9,10 @@ may use it.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import sys
 from collections.abc import Mapping
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -66,3 +68,24 @@ def marks_from_tags(tags) -> dict[str, str]:
     """The marks among ``key:value`` tag strings."""
     pairs = (t.split(":", 1) for t in tags if ":" in t)
     return {k: v for k, v in pairs if k in (OWNER_PID, OWNER_HOST)}
+
+
+def debugging() -> bool:
+    """``--debug`` on the command line, or VIGIL_DEBUG=1: show tracebacks and Prefect's console logs."""
+    return "--debug" in sys.argv or os.environ.get("VIGIL_DEBUG", "") not in ("", "0")
+
+
+def quiet_prefect() -> None:
+    """Prefect without a server (a temporary local API per process) and quiet consoles; set
+    before Prefect is imported, so `flows/__init__.py` calls it (and
+    `vigil/__init__.py`, for the commands). Unless debugging, Prefect's
+    console shows nothing below CRITICAL: a failed task's traceback still reaches the Prefect
+    API and UI, and the command prints the error a user can act on in one paragraph."""
+    if not debugging():
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in ("mlflow", "great_expectations", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)

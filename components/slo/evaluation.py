@@ -101,3 +101,33 @@ def evaluate_predictions(
         # any prediction at all inside a leak, a right one included (a CPU hog may overlap it)
         "leaks_with_any_prediction": int(sum(bool(pred[a:b].any()) for a, b in leaks)),
     }
+
+
+def evaluate_demo(records: list[dict], predictions: list[dict], injections, lead: int, early: int) -> dict:
+    """Per predictor (and an always-predict reference): the lead-window figures on a run sent
+    through the services: the aggregate topic's ``records``, the predictions topic's
+    ``predictions`` (with their latency from aggregate to prediction) and the run's simulated
+    ``injections`` (memory leaks: the negative cases)."""
+    from .simulator import MEMORY_LEAK
+
+    seconds = [r["second"] for r in records]
+    s0 = seconds[0]
+    violation = np.array([r["violation"] for r in records], dtype=bool)
+    leaks = [(i.start - s0, i.end - s0) for i in injections if i.kind == MEMORY_LEAK]
+    by_model: dict[str, dict[int, bool]] = {}
+    latency: dict[str, list[float]] = {}
+    for p in predictions:
+        by_model.setdefault(p["model"], {})[p["second"]] = p["predicted"]
+        latency.setdefault(p["model"], []).append(p["produced_ms"] - p["aggregate_ts"])
+    rows = {}
+    for model, preds in by_model.items():
+        pred = np.array([preds.get(s, False) for s in seconds], dtype=bool)
+        lat = np.array(latency[model])
+        rows[model] = {
+            **evaluate_predictions(pred, violation, lead, early, leaks),
+            "missing": sum(s not in preds for s in seconds),
+            "latency_ms_p50": float(np.percentile(lat, 50)),
+            "latency_ms_p99": float(np.percentile(lat, 99)),
+        }
+    rows["(always predict)"] = evaluate_predictions(np.ones(len(seconds), bool), violation, lead, early, leaks)
+    return rows

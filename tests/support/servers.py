@@ -111,7 +111,7 @@ def _migrated_prefect_home() -> Path:
     """A Prefect home whose database a temporary API has created and migrated, once a session."""
     home = Path(tempfile.mkdtemp(prefix="vigil-prefect-home-"))
     atexit.register(shutil.rmtree, home, ignore_errors=True)
-    code = "from flows.prefect_api import prefect_api\nwith prefect_api():\n    pass\n"
+    code = "from vigil.prefect_api import prefect_api\nwith prefect_api():\n    pass\n"
     subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PREFECT_HOME": str(home)}, check=True, timeout=300
     )

@@ -36,7 +36,7 @@ def sh(*cmd, cwd, check=True, env=None):
 
 def full(params: dict) -> dict:
     """params with every default written out, as dvc.yaml's params sections need them all."""
-    from flows.config import parse_config
+    from vigil.config import parse_config
 
     return parse_config(params).model_dump(mode="json")
 

@@ -1,5 +1,6 @@
-"""The results table `vigil run` prints: test-split figures beside the validation figure the
-model was chosen by, with footnotes saying which split and which rule every figure comes from."""
+"""What a run reports of its detectors: the results table `vigil run` prints (test-split
+figures beside the validation figure the model was chosen by, with footnotes saying which split
+and which rule every figure comes from) and reports/metrics.json."""
 
 from __future__ import annotations
 
@@ -68,3 +69,24 @@ def format_results_table(
     if any("hitrate_100" not in r.test for r in results) and not undefined:
         lines.append("HR@100 '-': no metric-level causes, or a single metric (where it is 1 by construction).")
     return "\n".join(lines)
+
+
+def _json_figures(metrics: dict[str, float]) -> dict[str, float | None]:
+    return {k: (v if v is not None and math.isfinite(v) else None) for k, v in metrics.items()}
+
+
+def metrics_report(results: list[DetectorResult], figures: dict[str, float], selection_key: str) -> dict:
+    """reports/metrics.json: per detector, both splits (undefined figures as null), the
+    selection figure, the threshold rule and why any figure is undefined."""
+    return {
+        r.name: {
+            "test": _json_figures(r.test),
+            "validation": _json_figures(r.validation),
+            "selection": _json_figures({selection_key: figures[r.name]}),
+            "threshold_rule": r.threshold.rule,
+            "threshold_detail": r.threshold.detail,
+            "alert_rule": r.threshold.to_dict(),  # what the registered model applies
+            "undefined": r.undefined,
+        }
+        for r in results
+    }

@@ -9,7 +9,7 @@ new points every ``web.refresh_seconds`` and extends the plots as `vigil score` 
 without a reload. ``/compare``: detectors side by side on one dataset of the benchmark report
 (``reports/benchmark_summary.json``). FastAPI (which Prefect's server brings) and Plotly.js
 (from the plotly package, served from here: the page needs no internet). The page and its
-scripts are static files (``flows/static/``); what comes from data reaches them as JSON only.
+scripts are static files (``vigil/static/``); what comes from data reaches them as JSON only.
 
 What the server accepts (`Guard`), since names in the store come from machines and people
 Vigil does not control, and any web page the operator visits can make the browser send
@@ -56,8 +56,7 @@ from tasks.alerts import (
     sources,
 )
 from tasks.urls import storage_url
-
-from .config import ConfigError, load_config
+from vigil.config import ConfigError, load_config
 
 MAX_POINTS = 20000  # per request; the page asks again for the rest
 MAX_BODY = 16 * 1024  # bytes in a request body: a verdict with the longest note is under 10 KiB
@@ -316,7 +315,7 @@ def _is_wildcard(host: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .entry import run_entry
+    from vigil.entry import run_entry
 
     return run_entry(lambda: serve_web(args), runs_flows=False)
 
@@ -327,16 +326,17 @@ def serve_web(args: argparse.Namespace) -> str:
 
     import uvicorn
 
+    from tasks.remedies import remedy_settings
+    from vigil.workspace import Workspace
+
     from .feedback import update_ranker
-    from .remedies import remedy_settings
-    from .workspace import Workspace
 
     cfg = load_config(args.params)
     root = Path.cwd()  # the checkout, as for `vigil score`: a relative SQLite store is its
     host, port = args.host or cfg.web.host, args.port or cfg.web.port
     hosts, token = serving_plan(host, args.expose, cfg.web.allowed_hosts)
     store = storage_url(cfg.scoring.store, root, make_folder=False)
-    settings = remedy_settings(cfg, root)
+    settings = remedy_settings(cfg.remedies, root)
     one_at_a_time = threading.Lock()  # two verdicts in quick succession: one registration each, in turn
 
     def learn(engine) -> None:  # the ranker for the feedback now in force, registered where it is new

@@ -1,36 +1,17 @@
 """What every command does before Prefect starts, and how it reports a user's error: shared by
-the `vigil` command line and the DVC stage commands (``python -m flows.<stage>``)."""
+the `vigil` command line and the DVC stage commands (``vigil stage <name>``)."""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Callable
 
+from vigil.plumbing import debugging
+
 EXIT_CONFIG = 2  # params.yaml refused
 EXIT_DATA = 3  # data version refused, validation failed, the data itself is bad, or a store unusable
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as a shell reports SIGINT
-
-
-def debugging() -> bool:
-    """``--debug`` on the command line, or VIGIL_DEBUG=1: show tracebacks and Prefect's console logs."""
-    return "--debug" in sys.argv or os.environ.get("VIGIL_DEBUG", "") not in ("", "0")
-
-
-def quiet_prefect() -> None:
-    """Prefect without a server (a temporary local API per process) and quiet consoles; set
-    before Prefect is imported, so `flows/__init__.py` calls it. Unless debugging, Prefect's
-    console shows nothing below CRITICAL: a failed task's traceback still reaches the Prefect
-    API and UI, and the command prints the error a user can act on in one paragraph."""
-    if not debugging():
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    for name in ("mlflow", "great_expectations", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _stop_on_signal() -> None:
@@ -87,8 +68,7 @@ def _run_flows(body: Callable[[], str]) -> None:
     import prefect
 
     from components.text import printable
-
-    from .prefect_api import cancel_own_runs, crash_runs_of_dead_processes, prefect_api, process_tags
+    from vigil.prefect_api import cancel_own_runs, crash_runs_of_dead_processes, prefect_api, process_tags
 
     with prefect_api():
         crash_runs_of_dead_processes()
@@ -103,15 +83,14 @@ def _run_flows(body: Callable[[], str]) -> None:
 def run_entry(body: Callable[[], str], runs_flows: bool = True) -> int:
     """Run ``body``, print what it returns, and turn the errors a user causes into one message
     and an exit code instead of a traceback. ``runs_flows``: against a Prefect API that dies
-    with this process (flows/prefect_api.py)."""
+    with this process (vigil/prefect_api.py)."""
     import threading
     import traceback
 
     from components.datasets import DataError  # validation and data-version refusals are DataErrors too
     from components.detectors import FormatError
     from components.text import printable
-
-    from .config import ConfigError
+    from vigil.config import ConfigError
 
     if threading.current_thread() is threading.main_thread():
         _stop_on_signal()

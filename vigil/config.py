@@ -195,6 +195,33 @@ class TuningConfig(_Strict):
     label_free: LabelFreeConfig = LabelFreeConfig()
     spaces: dict[str, dict[str, ParamRange]] = Field(default_factory=dict)  # detector -> parameter -> range
 
+    def plain_space(self, detector: str) -> dict[str, dict]:
+        """The detector's search space as plain values (empty: not tuned)."""
+        return {k: r.spec() for k, r in self.spaces.get(detector, {}).items()}
+
+    def study_arguments(self) -> dict:
+        """What `tasks.tune.run_study` takes of this section, besides the storage and budget."""
+        return {
+            "objective": self.objective,
+            "timeout": self.timeout,
+            "pruner": self.pruner,
+            "seed": self.seed,
+            "label_free": self.label_free.model_dump(),
+        }
+
+    def study_settings(self, detector: str, n_trials: int) -> dict:
+        """Everything that decides a study's outcome for ``detector``: a benchmark cell tuned under
+        other settings is another cell."""
+        return {
+            "objective": self.objective,
+            "pruner": self.pruner,
+            "seed": self.seed,
+            "timeout": self.timeout,
+            "label_free": self.label_free.model_dump(),
+            "n_trials": n_trials,
+            "space": {k: r.model_dump() for k, r in self.spaces.get(detector, {}).items()},
+        }
+
     @model_validator(mode="after")
     def _budget(self) -> TuningConfig:
         if self.n_trials is None and self.timeout is None:
@@ -232,8 +259,6 @@ class BenchmarkConfig(_Strict):
     folder: Path = Path("benchmark")  # processed series, stored cells (resume), their scores
     experiment: str = "vigil-benchmark"  # MLflow: one run per series x detector
     plots: int = Field(2, ge=0)  # score plots per dataset in the HTML report: best and worst series of the best
-    # peer names are checked by the benchmark flow: importing tasks/ here would make every
-    # stage that reads params depend on it
 
 
 class ScoringConfig(_Strict):
@@ -282,7 +307,7 @@ class RemedyConfig(_Strict):
 
 
 class RankerConfig(_Strict):
-    name: str = "linucb"  # a key of components/remedies.RANKERS (checked where it is built)
+    name: str = "linucb"  # a key of components/remedies.RANKERS
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -392,8 +417,16 @@ class StreamConfig(_Strict):
     model_name: str = "vigil-slo"  # MLflow: versions aliased by predictor name, best as @champion
     experiment: str = "vigil-slo"
     store: str | None = None  # alerts store for the champion's predictions; null: scoring.store
-    # predictor names and parameters are checked by flows/stream.py: importing components.slo here
-    # would make every stage that reads params depend on it
+
+    def bootstrap(self, given: str | None = None) -> str:
+        """The Kafka to talk to: ``given`` (--bootstrap), else ``bootstrap_servers``."""
+        bootstrap = given or self.bootstrap_servers
+        if not bootstrap:
+            raise ConfigError(
+                "no Kafka to talk to: give --bootstrap HOST:PORT or set stream.bootstrap_servers "
+                "(`vigil stream broker` starts one on 127.0.0.1; `vigil stream demo` starts its own)"
+            )
+        return bootstrap
 
 
 class BillingGenerator(_Strict):
@@ -487,6 +520,11 @@ class LogsConfig(_Strict):
     def source(self, log_format: str) -> BillingSource | TransferSource:
         return getattr(self, log_format)
 
+    def generator_settings(self, log_format: str) -> dict | None:
+        """The format's generator settings as plain values (None: its logs are not generated)."""
+        gen = self.source(log_format).generate
+        return None if gen is None else gen.model_dump()
+
 
 LOG_SOURCES = ("dcache_billing", "rucio_transfers")  # the log formats with a section in `logs`
 
@@ -508,6 +546,13 @@ class Config(_Strict):
     deployments: DeploymentsConfig = DeploymentsConfig()
     stream: StreamConfig = StreamConfig()
     logs: LogsConfig = LogsConfig()
+
+    def tuning_jobs(self) -> tuple[dict[str, dict], list[str]]:
+        """(detector -> its plain search space) for the configured detectors to tune, and
+        those left out for want of a space."""
+        given = {n: self.tuning.spaces[n] for n in self.detectors if self.tuning.spaces.get(n)}
+        spaces = {n: {p: r.spec() for p, r in space.items()} for n, space in given.items()}
+        return spaces, [n for n in self.detectors if n not in spaces]
 
     def alert_settings(self) -> AlertSettings:
         """The plain values `components.evaluation.choose_alert_rule` reads."""
@@ -547,18 +592,63 @@ class Config(_Strict):
         return {k: dict(p or {}) for k, p in v.items()}
 
 
-def _detector_problems(detectors: dict[str, dict[str, Any]]) -> list[str]:
-    """Each detector's parameters against its signature and its own checks, before any data is
-    read; one line per problem, with the key path."""
+def _member_problems(family: dict, name: str, params: dict[str, Any] | None, name_at: str, params_at: str) -> list[str]:
+    """One configured member of an estimator family (a detector, an SLO predictor, the remedy
+    ranker) against the family's registry, its signature and its own checks, before any data is
+    read: one line per problem, with the key path. The one place such parameters are checked."""
+    if name not in family:
+        return [f"  {name_at}: {name!r} is not registered; registered: {sorted(family)}"]
+    allowed = family[name].param_names()
+    problems = [
+        f"  {params_at}.{key}: unknown parameter of {name}; known: {allowed}"
+        for key in sorted(set(params or {}) - set(allowed))
+    ]
+    try:
+        family[name](**{k: v for k, v in (params or {}).items() if k in allowed}).validate_params()
+    except ParamError as exc:
+        problems.append(f"  {params_at}.{exc.param}: {exc.rule}")
+    except (TypeError, ValueError) as exc:
+        problems.append(f"  {params_at}: {exc}")
+    return problems
+
+
+def _family_problems(cfg: Config) -> list[str]:
+    from components.remedies import RANKERS
+    from components.slo.predictors import PREDICTORS
+
     problems = []
-    for name, params in detectors.items():
-        allowed = DETECTORS[name].param_names()
-        for key in sorted(set(params) - set(allowed)):
-            problems.append(f"  detectors.{name}.{key}: unknown parameter of {name}; known: {allowed}")
-        try:
-            get_detector(name, **{k: v for k, v in params.items() if k in allowed}).validate_params()
-        except ParamError as exc:
-            problems.append(f"  detectors.{name}.{exc.param}: {exc.rule}")
+    for name, params in cfg.detectors.items():
+        problems += _member_problems(DETECTORS, name, params, f"detectors.{name}", f"detectors.{name}")
+    for name, params in cfg.stream.predictors.items():
+        where = f"stream.predictors.{name}"
+        problems += _member_problems(PREDICTORS, name, params, where, where)
+    ranker = cfg.remedies.ranker
+    problems += _member_problems(RANKERS, ranker.name, ranker.params, "remedies.ranker.name", "remedies.ranker.params")
+    return problems + _space_problems(cfg.tuning.spaces, cfg.detectors) + _benchmark_problems(cfg)
+
+
+def _benchmark_problems(cfg: Config) -> list[str]:
+    """The benchmark's peers against the peer registries, and its tuned rows against the
+    configured detectors and benchmark datasets."""
+    from tasks.peers import PEERS
+    from tasks.tsb_peers import TSB_PEERS
+
+    bc, problems = cfg.benchmark, []
+    known = sorted({*PEERS, *TSB_PEERS})
+    for where, peers in [("benchmark.peers", bc.peers)] + [
+        (f"benchmark.datasets.{n}.peers", d.peers or []) for n, d in bc.datasets.items()
+    ]:
+        if unknown := sorted(set(peers) - set(known)):
+            problems.append(f"  {where}: unknown peer(s) {unknown}; known: {known}")
+    for name, datasets in bc.tuned.detectors.items():
+        if name not in cfg.detectors:
+            problems.append(
+                f"  benchmark.tuned.detectors.{name}: not a configured detector; configured: {sorted(cfg.detectors)}"
+            )
+        if unknown := sorted(set(datasets or []) - set(bc.datasets)):
+            problems.append(
+                f"  benchmark.tuned.detectors.{name}: unknown dataset(s) {unknown}; known: {sorted(bc.datasets)}"
+            )
     return problems
 
 
@@ -589,6 +679,18 @@ class ConfigError(ValueError):
     pass
 
 
+def check_root_is_portable(repo_root: Path, raw_root: Path) -> None:
+    """dvc.lock records dataset.root as written: an absolute path into this checkout would tie
+    the lock to one machine's folders, so it is refused (a path outside is kept as given)."""
+    root = Path(raw_root)
+    if root.is_absolute() and root.resolve().is_relative_to(repo_root):
+        relative = root.resolve().relative_to(repo_root)
+        raise ConfigError(
+            f"dataset.root: {root} is inside this checkout; write it relative ({relative}) so that "
+            f"dvc.lock stays valid in every clone"
+        )
+
+
 def load_config(path: str | Path = "params.yaml") -> Config:
     path = Path(path)
     if not path.is_file():
@@ -606,7 +708,7 @@ def parse_config(raw: dict, source: str = "params") -> Config:
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             lines.append(f"  {where}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
-    problems = _detector_problems(cfg.detectors) + _space_problems(cfg.tuning.spaces, cfg.detectors)
+    problems = _family_problems(cfg)
     if problems:
         raise ConfigError("\n".join([f"{source}: {len(problems)} problem(s)", *problems]))
     return cfg

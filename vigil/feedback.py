@@ -6,7 +6,7 @@ dataset the next run learns from (DVC stage ``feedback``).
     vigil feedback show INCIDENT      # the incident, its verdicts over time, its remedies ranked and why
     vigil feedback export             # the store's verdicts as labels: data/feedback/<model>/<series>.csv
 
-The DVC stage runs the export alone: ``python -m flows.feedback_export``.
+The DVC stage runs the export alone: ``vigil stage feedback``.
 """
 
 from __future__ import annotations
@@ -17,30 +17,30 @@ import json
 import sys
 
 from components.text import printable
-from tasks.alerts import INCIDENTS, VERDICTS, FeedbackError, feedback_of, open_store, rankings_of, record_feedback
-from tasks.remedies import RemedySettings, current_advisor
+from flows.feedback_export import export_flow
+from tasks.alerts import (
+    INCIDENTS,
+    VERDICTS,
+    FeedbackError,
+    feedback_of,
+    open_store,
+    rankings_of,
+    record_feedback,
+    store_exists,
+)
+from tasks.data import prepared_kind
+from tasks.remedies import RemedySettings, current_advisor, remedy_settings
 from tasks.urls import storage_url
-
-from .config import Config, ConfigError, load_config
-from .entry import run_entry
-from .feedback_export import export_flow, export_summary, store_exists
-from .remedies import remedy_settings
-from .workspace import Workspace
-
-
-def source_kind(cfg: Config, ws: Workspace) -> str:
-    """The dataset kind of what is scored: the prepared dataset's (its model is the champion
-    scored by default), else ``dataset.kind``."""
-    meta = ws.processed / "meta.json"
-    if meta.is_file():
-        return json.loads(meta.read_text()).get("kind", cfg.dataset.kind)
-    return cfg.dataset.kind
+from vigil.config import Config, ConfigError, load_config
+from vigil.entry import run_entry
+from vigil.stages.feedback import export_summary
+from vigil.workspace import Workspace
 
 
 def record(args: argparse.Namespace) -> str:
     cfg = load_config(args.params)
     ws = Workspace.at(".")
-    settings = remedy_settings(cfg, ws.root)
+    settings = remedy_settings(cfg.remedies, ws.root)
     store = storage_url(cfg.scoring.store, ws.root)
     if not store_exists(store):
         raise ConfigError(f"scoring.store: {store} does not exist yet: score something first (vigil score)")
@@ -74,7 +74,9 @@ def record(args: argparse.Namespace) -> str:
 def update_ranker(cfg: Config, ws: Workspace, engine, settings: RemedySettings):
     """The ranker for the feedback now in force, registered where that feedback is new."""
     tracking = storage_url(cfg.registry.tracking_uri, ws.root)
-    return current_advisor(engine, tracking, ws.root / cfg.registry.artifact_root, settings, source_kind(cfg, ws))
+    return current_advisor(
+        engine, tracking, ws.root / cfg.registry.artifact_root, settings, prepared_kind(ws.processed, cfg.dataset.kind)
+    )
 
 
 def show(args: argparse.Namespace) -> str:
@@ -156,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             return record(args)
         if args.feedback_command == "show":
             return show(args)
-        return export_summary(export_flow(args.params))
+        return export_summary(export_flow(load_config(args.params)))
 
     try:
         return run_entry(body, runs_flows=args.feedback_command == "export")

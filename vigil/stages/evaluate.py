@@ -1,0 +1,39 @@
+"""DVC stage ``evaluate`` (`vigil run --step evaluate`): measure, select, register."""
+
+from __future__ import annotations
+
+import argparse
+
+from flows.evaluate import evaluate_flow
+from tasks.registry import RegistryDecision
+from vigil.config import load_config
+from vigil.entry import run_entry
+
+
+def summary(out: dict) -> str:
+    d: RegistryDecision = out["decision"]
+    if d.promoted:
+        if d.champion_before is None:
+            before = ""
+        elif d.champion_note:
+            before = f" (the champion before it, {d.champion_note})"
+        else:
+            before = f" (beat version {d.champion_before}: {d.champion_before_score:.4f})"
+        verdict = (
+            f"registered {d.model} version {d.version} ({d.detector}, {d.criterion} {d.score:.4f}) "
+            f"and made it @champion{before}"
+        )
+    else:
+        verdict = (
+            f"registered {d.model} version {d.version} ({d.detector}, {d.criterion} {d.score:.4f}); "
+            f"champion stays version {d.champion} ({d.champion_before_score:.4f} on this data)"
+        )
+    return "\n".join([out["table"], "", verdict])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_entry(lambda: summary(evaluate_flow(load_config(args.params))))

@@ -1,0 +1,19 @@
+"""DVC stage ``slo_record`` (`vigil stream record`): simulate and aggregate the runs the SLO
+predictors learn from, into ``stream.data.folder``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from flows.stream import slo_record_flow
+from vigil.config import load_config
+from vigil.entry import run_entry
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_entry(lambda: json.dumps(slo_record_flow(load_config(args.params)), indent=1))

@@ -1,0 +1,22 @@
+"""DVC stage ``train`` (`vigil run --step train`): fit every configured detector."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from flows.train import train_flow
+from vigil.config import load_config
+from vigil.entry import run_entry
+
+
+def summary(info: dict) -> str:
+    return "\n".join(f"trained {name} in {i['fit_seconds']:.1f} s" for name, i in info.items())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_entry(lambda: summary(train_flow(load_config(args.params), verbose=sys.stderr.isatty())))

@@ -1,0 +1,36 @@
+"""DVC stage ``tune`` (`vigil tune`): Optuna tuning of every detector with a search space."""
+
+from __future__ import annotations
+
+import argparse
+
+from flows.tune import tune_flow
+from vigil.config import load_config
+from vigil.entry import run_entry
+
+
+def summary(result: dict) -> str:
+    if not result["enabled"]:
+        return "tuning is off (tuning.enabled: false): train fits the configured parameters"
+    lines = []
+    for name, s in result["detectors"].items():
+        t = s["trials"]
+        lines.append(
+            f"{name:16s} {s['objective_used']} configured {s['default_value']:.4f} -> best {s['best_value']:.4f} "
+            f"({s['chosen']}); {t['complete']} complete, {t['pruned']} pruned, {t['failed']} failed; "
+            f"{s['seconds']:.0f} s this run; study {s['study']}"
+        )
+    if result["untuned"]:
+        lines.append(f"no search space in tuning.spaces, configured parameters kept: {', '.join(result['untuned'])}")
+    storage = next(iter(result["detectors"].values()), {}).get("storage")
+    if storage:
+        lines.append(f"studies in {storage}; browse them: .venv/bin/optuna-dashboard {storage}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_entry(lambda: summary(tune_flow(load_config(args.params))))
