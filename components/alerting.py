@@ -101,7 +101,7 @@ class Incident:
 
 def group_incidents(flags: np.ndarray, scores: np.ndarray, merge_gap: int, min_steps: int) -> list[Incident]:
     """Incidents of a whole series (`AlertRule.incidents`; the store groups a stream with the
-    same rule batch by batch, `tasks.scoring.store_steps`)."""
+    same rule batch by batch, `tasks.alerts.write_steps`)."""
     idx = np.flatnonzero(np.asarray(flags, dtype=bool))
     if idx.size == 0:
         return []

@@ -13,10 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import sqlalchemy as sa
 
+from components.alerting import AlertCarry, AlertRule
 from components.datasets import DataError
 from components.text import first_line, has_control
 
@@ -595,3 +597,168 @@ def rankings_of(conn, incidents: list[int]) -> dict[int, dict]:
         }
         for r in rows
     }
+
+
+# --- the one writer: everything Vigil stores here is written by the functions below ------------
+
+TOP_ALERT = 3  # metrics an alert names
+TOP_INCIDENT = 5  # metrics an incident names
+
+
+class Sink(Protocol):
+    """What is told of the incidents a batch of scored steps raised, inside the transaction
+    that wrote them, so that what it stores commits or rolls back with them. The remedy ranker
+    is one (`tasks.remedies.Advisor`: it ranks each new incident's remedies); scoring
+    (`tasks.scoring.score_file`) and the stream's predictor (`tasks.stream.PredictionStore`)
+    take a list of them, so a notifier is one more sink, not an edit of their transactions."""
+
+    def incidents_raised(self, conn: sa.Connection, incidents: list[int], kind: str) -> None: ...
+
+
+def _ranked(names: list[str], shares: np.ndarray, k: int) -> list[list]:
+    order = np.argsort(-shares)[:k]
+    return [[names[i], round(float(shares[i]), 4)] for i in order]
+
+
+def _merge_shares(old: list[list], old_steps: int, names: list[str], new: np.ndarray) -> dict[str, float]:
+    """An incident's mean shares after more steps: the kept top metrics weighted by their steps
+    plus the new steps' shares (metrics outside the kept top count as 0 before)."""
+    total = old_steps + len(new)
+    merged = {n: float(new[:, i].sum()) for i, n in enumerate(names)}
+    for name, share in old:
+        merged[name] = merged.get(name, 0.0) + share * old_steps
+    return {k: v / total for k, v in merged.items()}
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """What scored a source's steps, as the store records it on points, incidents and alerts,
+    and the alert rule that turns its scores into flags and incidents."""
+
+    model: str
+    version: str
+    detector: str
+    rule: AlertRule
+    names: list[str]  # the metrics its contributions are over
+
+
+def write_steps(conn, source, scorer: Scorer, step_times, scores, contributions, values, open_incident, carried):
+    """Final steps of ``source`` into the store, inside the caller's transaction: a point each
+    (its alert score: the raw score smoothed as the model's rule says), an alert for each step
+    at or over the threshold, and incidents by the rule (flagged steps fewer than
+    ``merge_gap`` apart are one; one shorter than ``min_steps`` is stored but not raised). The
+    first flagged steps may continue ``open_incident``, the incident the source's last batch
+    left open; ``carried``: the rule's `AlertCarry` from that batch (JSON, or None).
+    Returns the open incident and the carry after these steps, the incidents raised by them
+    (new, or grown to ``min_steps`` now) and the alerts written. The caller tells its sinks of
+    the incidents raised, in the same transaction."""
+    rule, names = scorer.rule, scorer.names
+    carry = AlertCarry.from_json(carried)
+    if open_incident is None:
+        carry.quiet, carry.span = None, 0
+    alert, flags, groups, carry = carry.advance(np.asarray(scores, dtype=np.float64), rule)
+    n = len(alert)
+    if n:
+        insert_points(conn, source, step_times, alert, rule.threshold, flags, scorer.version, values)
+    raised_now, alerts = [], 0
+    inc_id = None
+    for group in groups:
+        idx = group.flagged
+        shares = contributions[idx]
+        peak = float(alert[idx].max())
+        raised = group.span >= rule.min_steps
+        if group.continued:  # the incident the last batch left open goes on
+            inc_id = open_incident
+            old = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.id == inc_id)).mappings().one()
+            n_old = conn.execute(
+                sa.select(sa.func.count()).select_from(ALERTS).where(ALERTS.c.incident == inc_id)
+            ).scalar_one()
+            merged = _merge_shares(json.loads(old["top_metrics"]), n_old, names, shares)
+            conn.execute(
+                sa.update(INCIDENTS)
+                .where(INCIDENTS.c.id == inc_id)
+                .values(
+                    end=step_times[int(idx[-1])],
+                    steps=group.span,
+                    peak_score=max(old["peak_score"], peak),
+                    top_metrics=dumps(_ranked(list(merged), np.array(list(merged.values())), TOP_INCIDENT)),
+                    raised=int(raised),
+                )
+            )
+            if raised and not old["raised"]:
+                raised_now.append(int(inc_id))
+        else:
+            inc_id = conn.execute(
+                sa.insert(INCIDENTS).values(
+                    source=source,
+                    start=step_times[int(idx[0])],
+                    end=step_times[int(idx[-1])],
+                    steps=group.span,
+                    peak_score=peak,
+                    threshold=rule.threshold,
+                    detector=scorer.detector,
+                    model=scorer.model,
+                    version=scorer.version,
+                    top_metrics=dumps(_ranked(names, shares.mean(axis=0), TOP_INCIDENT)),
+                    raised=int(raised),
+                )
+            ).inserted_primary_key[0]
+            if raised:
+                raised_now.append(int(inc_id))
+        conn.execute(
+            sa.insert(ALERTS),
+            [
+                {
+                    "incident": inc_id,
+                    "source": source,
+                    "ts": step_times[i],
+                    "score": float(alert[i]),
+                    "threshold": rule.threshold,
+                    "detector": scorer.detector,
+                    "model": scorer.model,
+                    "version": scorer.version,
+                    "top_metrics": dumps(_ranked(names, contributions[i], TOP_ALERT)),
+                }
+                for i in idx.tolist()
+            ],
+        )
+        alerts += len(idx)
+    if carry.quiet is None:
+        open_incident = None
+    elif groups:
+        open_incident = inc_id
+    return open_incident, carry.to_json(), raised_now, alerts
+
+
+def write_rankings(conn: sa.Connection, rows: list[dict]) -> None:
+    """Rankings of incidents' remedies (incident, at, ranker, ranker_version, context, ranking)."""
+    if rows:
+        conn.execute(sa.insert(RANKINGS), rows)
+
+
+def record_file(
+    conn: sa.Connection, source: str, name: str, md5: str, rows: int, status: str, run: str, reason: str | None = None
+) -> None:
+    """What became of one landed file of ``source`` in scoring run ``run``."""
+    conn.execute(
+        sa.insert(FILES).values(
+            source=source, name=name, md5=md5, rows=rows, status=status, reason=reason, run=run, at=now()
+        )
+    )
+
+
+def start_run(conn: sa.Connection, run: str, model: str, version: str) -> str | None:
+    """A scoring run begins with ``model`` at ``version``; returns the version the model's last
+    run scored with where it was another (the champion changed), else None."""
+    last = conn.execute(
+        sa.select(RUNS.c.version).where(RUNS.c.model == model).order_by(RUNS.c.started.desc()).limit(1)
+    ).first()
+    previous = last[0] if last and last[0] != version else None
+    conn.execute(
+        sa.insert(RUNS).values(run=run, started=now(), model=model, version=version, previous_version=previous)
+    )
+    return previous
+
+
+def finish_run(conn: sa.Connection, run: str, counts: dict) -> None:
+    conn.execute(sa.update(RUNS).where(RUNS.c.run == run).values(finished=now(), counts=dumps(counts)))

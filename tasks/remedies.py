@@ -32,7 +32,7 @@ from components.remedies import (
     reward,
 )
 
-from .alerts import INCIDENTS, RANKINGS, dumps, latest_outcomes, now
+from .alerts import INCIDENTS, RANKINGS, dumps, latest_outcomes, now, write_rankings
 
 ALIAS = "current"  # the version that ranks new incidents
 DIGEST_TAG = "vigil.feedback_digest"
@@ -173,8 +173,9 @@ class Advisor:
             for name, score in ranked
         ]
 
-    def store_rankings(self, conn, incidents: list[int], kind: str) -> None:
-        """Rank these incidents (new ones, inside the caller's transaction) and store it."""
+    def incidents_raised(self, conn, incidents: list[int], kind: str) -> None:
+        """A `tasks.alerts.Sink`: rank these incidents' remedies (new ones, inside the caller's
+        transaction) and store the rankings."""
         if not incidents:
             return
         rows = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.id.in_(incidents))).mappings()
@@ -191,8 +192,7 @@ class Advisor:
                     "ranking": dumps(ranking),
                 }
             )
-        if values:
-            conn.execute(sa.insert(RANKINGS), values)
+        write_rankings(conn, values)
 
 
 def _state(settings: RemedySettings, ranker: Ranker, obs: list[Observation], digest: str) -> dict:

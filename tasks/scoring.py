@@ -30,6 +30,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,27 +39,28 @@ import pandas as pd
 import sqlalchemy as sa
 from prefect import task
 
-from components.alerting import AlertCarry, AlertRule
+from components.alerting import AlertRule
 from components.datasets import DataError, RawTable
 from components.streaming import StreamState, score_batch
 from components.text import first_line, folder_name_problem, printable
 
 from . import run_logger
 from .alerts import (
-    ALERTS,
-    FILES,
-    INCIDENTS,
-    RUNS,
     SOURCE_MAX,
+    Scorer,
+    Sink,
     StoreError,
     dumps,
     file_outcome,
-    insert_points,
+    finish_run,
     now,
     read_source,
+    record_file,
+    start_run,
     store_errors,
     store_id,
     write_source,
+    write_steps,
 )
 from .urls import shown_url
 from .validation import Problem, validate_tables
@@ -67,8 +69,6 @@ SUFFIXES = (".csv", ".parquet")
 SKIP = ("quarantine", "done")  # landing sub-folders that are not sources
 TEMPORARY = (".tmp", ".part", ".partial", ".filepart", ".crdownload", ".inprogress", ".swp")  # names being written
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # fixed width: stored times sort as strings
-TOP_ALERT = 3  # metrics an alert names
-TOP_INCIDENT = 5  # metrics an incident names
 
 
 @dataclass
@@ -304,11 +304,6 @@ def _move_out(path: Path, landing: Path, outcome: str, source: str) -> Path:
     return target
 
 
-def _ranked(names: list[str], shares: np.ndarray, k: int) -> list[list]:
-    order = np.argsort(-shares)[:k]
-    return [[names[i], round(float(shares[i]), 4)] for i in order]
-
-
 @dataclass
 class FileOutcome:
     source: str
@@ -334,105 +329,6 @@ def _stream_state(src: dict | None, features: list[str]) -> tuple[StreamState, l
     return StreamState.from_json(saved["stream"], len(features)), list(saved["times"]), ""
 
 
-@dataclass(frozen=True)
-class Scorer:
-    """What scored a source's steps, as the store records it on points, incidents and alerts,
-    and the alert rule that turns its scores into flags and incidents."""
-
-    model: str
-    version: str
-    detector: str
-    rule: AlertRule
-    names: list[str]  # the metrics its contributions are over
-
-
-def store_steps(conn, source, scorer: Scorer, step_times, scores, contributions, values, open_incident, carried):
-    """Final steps of ``source`` into the store, inside the caller's transaction: a point each
-    (its alert score: the raw score smoothed as the model's rule says), an alert for each step
-    at or over the threshold, and incidents by the rule (flagged steps fewer than
-    ``merge_gap`` apart are one; one shorter than ``min_steps`` is stored but not raised). The
-    first flagged steps may continue ``open_incident``, the incident the source's last batch
-    left open; ``carried``: the rule's `AlertCarry` from that batch (JSON, or None).
-    Returns the open incident and the carry after these steps, the incidents raised by them
-    (new, or grown to ``min_steps`` now) and the alerts written."""
-    rule, names = scorer.rule, scorer.names
-    carry = AlertCarry.from_json(carried)
-    if open_incident is None:
-        carry.quiet, carry.span = None, 0
-    alert, flags, groups, carry = carry.advance(np.asarray(scores, dtype=np.float64), rule)
-    n = len(alert)
-    if n:
-        insert_points(conn, source, step_times, alert, rule.threshold, flags, scorer.version, values)
-    raised_now, alerts = [], 0
-    inc_id = None
-    for group in groups:
-        idx = group.flagged
-        shares = contributions[idx]
-        peak = float(alert[idx].max())
-        raised = group.span >= rule.min_steps
-        if group.continued:  # the incident the last batch left open goes on
-            inc_id = open_incident
-            old = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.id == inc_id)).mappings().one()
-            n_old = conn.execute(
-                sa.select(sa.func.count()).select_from(ALERTS).where(ALERTS.c.incident == inc_id)
-            ).scalar_one()
-            merged = _merge_shares(json.loads(old["top_metrics"]), n_old, names, shares)
-            conn.execute(
-                sa.update(INCIDENTS)
-                .where(INCIDENTS.c.id == inc_id)
-                .values(
-                    end=step_times[int(idx[-1])],
-                    steps=group.span,
-                    peak_score=max(old["peak_score"], peak),
-                    top_metrics=dumps(_ranked(list(merged), np.array(list(merged.values())), TOP_INCIDENT)),
-                    raised=int(raised),
-                )
-            )
-            if raised and not old["raised"]:
-                raised_now.append(int(inc_id))
-        else:
-            inc_id = conn.execute(
-                sa.insert(INCIDENTS).values(
-                    source=source,
-                    start=step_times[int(idx[0])],
-                    end=step_times[int(idx[-1])],
-                    steps=group.span,
-                    peak_score=peak,
-                    threshold=rule.threshold,
-                    detector=scorer.detector,
-                    model=scorer.model,
-                    version=scorer.version,
-                    top_metrics=dumps(_ranked(names, shares.mean(axis=0), TOP_INCIDENT)),
-                    raised=int(raised),
-                )
-            ).inserted_primary_key[0]
-            if raised:
-                raised_now.append(int(inc_id))
-        conn.execute(
-            sa.insert(ALERTS),
-            [
-                {
-                    "incident": inc_id,
-                    "source": source,
-                    "ts": step_times[i],
-                    "score": float(alert[i]),
-                    "threshold": rule.threshold,
-                    "detector": scorer.detector,
-                    "model": scorer.model,
-                    "version": scorer.version,
-                    "top_metrics": dumps(_ranked(names, contributions[i], TOP_ALERT)),
-                }
-                for i in idx.tolist()
-            ],
-        )
-        alerts += len(idx)
-    if carry.quiet is None:
-        open_incident = None
-    elif groups:
-        open_incident = inc_id
-    return open_incident, carry.to_json(), raised_now, alerts
-
-
 def score_file(
     engine: sa.Engine,
     champion: Champion,
@@ -445,15 +341,15 @@ def score_file(
     read_problems: list[str],
     suite_passed: bool,
     keep_values: bool,
-    advisor=None,
+    sinks: Sequence[Sink] = (),
     kind: str = "",
     seen: tuple[int, int] | None = None,
 ) -> FileOutcome:
     """Validate, score and store one file in one transaction, then move it out of the landing
     folder (quarantine or done). ``table``, ``read_problems``: the file as `read_or_problem`
     read it; ``suite_passed``: the training suite passed on it already
-    (`suite_passes_together`). ``advisor`` (`tasks.remedies.Advisor`): ranks the remedies of
-    each new incident in the same transaction, the source being of dataset kind ``kind``.
+    (`suite_passes_together`). ``sinks`` (`tasks.alerts.Sink`, e.g. the remedy ranker) are told
+    of each incident raised, in the same transaction, the source being of dataset kind ``kind``.
     ``seen``: the file's size and modification time before it was read (`file_stamp`); where
     they changed since, the file is still being written: nothing is stored or moved."""
     md5 = md5_of(path)
@@ -470,19 +366,7 @@ def score_file(
         if seen is not None and file_stamp(path) != seen:
             return FileOutcome(source, path.name, WAITING)
         with engine.begin() as conn:
-            conn.execute(
-                sa.insert(FILES),
-                {
-                    "source": source,
-                    "name": path.name,
-                    "md5": md5,
-                    "rows": rows,
-                    "status": "quarantined",
-                    "reason": "\n".join(problems),
-                    "run": run,
-                    "at": now(),
-                },
-            )
+            record_file(conn, source, path.name, md5, rows, "quarantined", run, reason="\n".join(problems))
         quarantine(path, landing, source, problems)
         return FileOutcome(source, path.name, "quarantined", rows, reason=problems)
     raw = table.frame[champion.features].to_numpy(dtype=np.float64)
@@ -505,11 +389,11 @@ def score_file(
             if src and src["version"] != champion.version:
                 open_incident = carried = None  # an incident, and the scores smoothed, belong to one model version
             scorer = Scorer(champion.name, champion.version, champion.detector, champion.rule, champion.features)
-            open_incident, carried, incidents, alerts = store_steps(
+            open_incident, carried, incidents, alerts = write_steps(
                 conn, source, scorer, step_times, final.scores, final.contributions, values, open_incident, carried
             )
-            if advisor is not None:
-                advisor.store_rankings(conn, incidents, kind)
+            for sink in sinks:  # in this transaction: what a sink stores commits with the incidents, or not at all
+                sink.incidents_raised(conn, incidents, kind)
             outcome.incidents += incidents
             outcome.alerts += alerts
             saved = {
@@ -528,11 +412,7 @@ def score_file(
                 "updated": now(),
             }
             write_source(conn, source, row, exists=src is not None)
-            conn.execute(
-                sa.insert(FILES).values(
-                    source=source, name=path.name, md5=md5, rows=len(raw), status="scored", run=run, at=now()
-                )
-            )
+            record_file(conn, source, path.name, md5, len(raw), "scored", run)
             outcome.scored = n
             if seen is not None and file_stamp(path) != seen:  # written to meanwhile: roll all of it back
                 raise _ChangedWhileRead
@@ -553,16 +433,6 @@ def file_stamp(path: Path) -> tuple[int, int]:
     """Size and modification time (ns): what changes while a file is being written."""
     st = path.stat()
     return st.st_size, st.st_mtime_ns
-
-
-def _merge_shares(old: list[list], old_steps: int, names: list[str], new: np.ndarray) -> dict[str, float]:
-    """An incident's mean shares after more steps: the kept top metrics weighted by their steps
-    plus the new steps' shares (metrics outside the kept top count as 0 before)."""
-    total = old_steps + len(new)
-    merged = {n: float(new[:, i].sum()) for i, n in enumerate(names)}
-    for name, share in old:
-        merged[name] = merged.get(name, 0.0) + share * old_steps
-    return {k: v / total for k, v in merged.items()}
 
 
 GROUP_ROWS = 500_000  # rows of a source's waiting files validated together (memory: ~40 metrics x 8 bytes each)
@@ -598,7 +468,7 @@ def score_waiting(
     run: str,
     time_column: str,
     keep_values: bool,
-    advisor=None,
+    sinks: Sequence[Sink] = (),
     kind: str = "",
     settle_seconds: float = 0.0,
 ) -> tuple[list[FileOutcome], list[Skipped]]:
@@ -622,7 +492,7 @@ def score_waiting(
                 read_problems=read_problems,
                 suite_passed=passed,
                 keep_values=keep_values,
-                advisor=advisor,
+                sinks=sinks,
                 kind=kind,
                 seen=seen,
             )
@@ -697,22 +567,15 @@ def score_landing(
 
         with registry_errors(tracking_uri):
             advisor = current_advisor(engine, tracking_uri, artifact_root, remedies, kind)
+    sinks = [advisor] if advisor else []  # each new incident's remedies ranked as it is stored
     run = uuid.uuid4().hex[:12]
     with store_errors(store_url):
         with engine.begin() as conn:
-            last = conn.execute(
-                sa.select(RUNS.c.version).where(RUNS.c.model == model_name).order_by(RUNS.c.started.desc()).limit(1)
-            ).first()
-            previous = last[0] if last and last[0] != champion.version else None
-            conn.execute(
-                sa.insert(RUNS).values(
-                    run=run, started=now(), model=model_name, version=champion.version, previous_version=previous
-                )
-            )
+            previous = start_run(conn, run, model_name, champion.version)
         if previous:
             run_logger().info(f"champion changed: {model_name} version {previous} -> {champion.version}")
         outcomes, skipped = score_waiting(
-            engine, champion, Path(landing), run, time_column, keep_values, advisor, kind, settle_seconds
+            engine, champion, Path(landing), run, time_column, keep_values, sinks, kind, settle_seconds
         )
         counts = {
             "files_scored": sum(o.status == "scored" for o in outcomes),
@@ -725,7 +588,7 @@ def score_landing(
             "incidents": sum(len(o.incidents) for o in outcomes),
         }
         with engine.begin() as conn:
-            conn.execute(sa.update(RUNS).where(RUNS.c.run == run).values(finished=now(), counts=dumps(counts)))
+            finish_run(conn, run, counts)
     engine.dispose()
     return {
         "run": run,

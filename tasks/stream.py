@@ -484,8 +484,7 @@ class PredictionStore:
     ):
         from components.alerting import AlertRule
 
-        from .alerts import open_store
-        from .scoring import Scorer
+        from .alerts import Scorer, open_store
 
         self.engine = open_store(url)
         self.source = source
@@ -531,8 +530,8 @@ class PredictionStore:
 
     def write(self, seconds: list[int], scores: np.ndarray, contributions: np.ndarray, values: np.ndarray) -> None:
         """These seconds in one transaction, with the source's row (watermark, open incident)."""
-        from .alerts import dumps, now, read_source, write_source
-        from .scoring import TIME_FORMAT, store_steps
+        from .alerts import dumps, now, read_source, write_source, write_steps
+        from .scoring import TIME_FORMAT
 
         times = [datetime.fromtimestamp(s, UTC).strftime(TIME_FORMAT) for s in seconds]
         advisor = self.advisor()  # outside the transaction: it may register a version in MLflow
@@ -540,11 +539,11 @@ class PredictionStore:
             src = read_source(conn, self.source)
             open_incident = src["open_incident"] if src and src["version"] == self.scorer.version else None
             carried = json.loads(src["state"]).get("alerting") if open_incident is not None else None
-            open_incident, carried, incidents, _ = store_steps(
+            open_incident, carried, incidents, _ = write_steps(
                 conn, self.source, self.scorer, times, scores, contributions, values, open_incident, carried
             )
-            if advisor is not None:
-                advisor.store_rankings(conn, incidents, SLO_KIND)
+            for sink in [advisor] if advisor is not None else []:  # tasks.alerts.Sink: in this transaction
+                sink.incidents_raised(conn, incidents, SLO_KIND)
             row = {
                 "watermark": times[-1],
                 "steps": (src["steps"] if src else 0) + len(seconds),

@@ -317,7 +317,7 @@ def test_verdicts_written_while_scoring_writes_alerts_lose_nothing(store_url, tm
             for path, table, problems, passed, _ in _read_in_groups(files, "timestamp", champion.features):
                 score_file(
                     engine, champion, landing, source, path, "run-1", table=table, read_problems=problems,
-                    suite_passed=passed, keep_values=True, advisor=advisor, kind="synthetic",
+                    suite_passed=passed, keep_values=True, sinks=[advisor], kind="synthetic",
                 )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(repr(exc))

@@ -491,6 +491,54 @@ def test_a_file_still_being_written_waits_and_is_then_scored_whole(synthetic, tm
     assert (landing / "web-1" / ".part-1.csv").is_file()
 
 
+def test_sinks_hear_each_raised_incident_in_its_transaction_and_a_failing_sink_stores_nothing(synthetic, tmp_path):
+    """`tasks.alerts.Sink`: every sink of a scoring run is told of the incidents a file raised,
+    inside the transaction that wrote them (it sees them there); a sink that fails rolls the
+    whole file back: no point, alert or incident stored, and the file stays to be scored again."""
+    from tasks.alerts import ALERTS, INCIDENTS
+    from tasks.scoring import _read_in_groups, score_file
+
+    _, champion, frame = synthetic
+    landing, store = tmp_path / "landing", f"sqlite:///{tmp_path / 'alerts.db'}"
+
+    class Heard:
+        def __init__(self):
+            self.calls = []
+
+        def incidents_raised(self, conn, incidents, kind):
+            seen = conn.execute(sa.select(sa.func.count()).select_from(INCIDENTS)).scalar()
+            self.calls.append((list(incidents), kind, seen))
+
+    class Broken:
+        def incidents_raised(self, conn, incidents, kind):
+            if incidents:
+                raise RuntimeError("notifier down")
+
+    def score(source, sinks):
+        (landing / source).mkdir(parents=True)
+        part = landing / source / "part-0.csv"
+        frame.to_csv(part, index=False)
+        [(path, table, problems, passed, _)] = list(_read_in_groups([part], "timestamp", champion.features))
+        engine = open_store(store)
+        try:
+            return score_file(engine, champion, landing, source, path, "run-1", table=table, read_problems=problems,
+                              suite_passed=passed, keep_values=True, sinks=sinks, kind="synthetic")  # fmt: skip
+        finally:
+            engine.dispose()
+
+    first, second = Heard(), Heard()
+    out = score("web-1", [first, second])
+    assert out.status == "scored" and out.incidents, "the synthetic test part raises incidents"
+    assert first.calls == second.calls
+    assert [(inc, kind) for inc, kind, _ in first.calls] == [(out.incidents, "synthetic")]
+    assert first.calls[0][2] >= len(out.incidents)  # written before the sinks were told, same transaction
+    stored = (count(store, POINTS), count(store, ALERTS), count(store, INCIDENTS))
+    with pytest.raises(RuntimeError, match="notifier down"):
+        score("web-2", [Heard(), Broken()])
+    assert (count(store, POINTS), count(store, ALERTS), count(store, INCIDENTS)) == stored
+    assert (landing / "web-2" / "part-0.csv").is_file()
+
+
 def test_a_file_written_to_while_it_is_read_is_neither_stored_nor_moved(synthetic, tmp_path):
     from tasks.scoring import WAITING, _read_in_groups, score_file
 

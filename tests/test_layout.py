@@ -143,6 +143,37 @@ def test_flows_modules_define_flows_and_nothing_else():
     assert offenders == []
 
 
+def test_the_alerts_store_is_written_by_one_module():
+    # tasks/alerts.py owns the store: its schema, its reads and every write; scoring, the
+    # stream and the remedy ranker write through its functions (and `Sink`s), never a statement
+    tables = {
+        "SOURCES",
+        "FILES",
+        "POINTS",
+        "INCIDENTS",
+        "ALERTS",
+        "RUNS",
+        "FEEDBACK",
+        "AUDIT",
+        "RANKINGS",
+        "STORE_INFO",
+    }
+    offenders = []
+    for folder in ("components", "tasks", "flows", "vigil"):
+        for path in (REPO / folder).rglob("*.py"):
+            if path == REPO / "tasks" / "alerts.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and getattr(node.func, "attr", "") in ("insert", "update", "delete")
+                    and node.args
+                    and getattr(node.args[0], "id", "") in tables
+                ):
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert offenders == []
+
+
 def test_no_flow_reads_params_yaml():
     # a flow receives its parameters parsed (typed sections or plain values) from its caller
     offenders = []
