@@ -164,3 +164,24 @@ def test_params_yaml_checks_every_family_member_in_one_place():
     assert "remedies.ranker.params.alpah: unknown parameter of linucb" in text
     with pytest.raises(ConfigError, match="remedies.ranker.name: 'bandit' is not registered"):
         parse_config({"remedies": {"ranker": {"name": "bandit"}}})
+
+
+def test_params_yaml_checks_the_benchmarks_peers_and_tuned_rows():
+    # peers are checked by the commands that run or deploy the benchmark, which name the known
+    # ones (so the other stages do not depend on the peers' code); tuned rows always
+    from vigil.config import ConfigError, parse_config
+    from vigil.stages.benchmark import known_peers
+
+    raw = {
+        "benchmark": {"peers": ["pyod_knm"], "datasets": {"nab": {"kind": "nab", "root": "x", "peers": ["tsb_pcx"]}}}
+    }
+    parse_config(raw)  # no peer names given: not checked here
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, "params.yaml", peers=known_peers())
+    assert "benchmark.peers: unknown peer(s) ['pyod_knm']" in str(err.value)
+    assert "benchmark.datasets.nab.peers: unknown peer(s) ['tsb_pcx']" in str(err.value)
+    tuned = {"benchmark": {"datasets": {"nab": {"kind": "nab", "root": "x"}}, "tuned": {"detectors": {"pcx": ["msl"]}}}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(tuned)
+    assert "benchmark.tuned.detectors.pcx: not a configured detector" in str(err.value)
+    assert "benchmark.tuned.detectors.pcx: unknown dataset(s) ['msl']; known: ['nab']" in str(err.value)

@@ -90,7 +90,9 @@ def _deploy(args: argparse.Namespace, command: str, deploy_fn) -> str:
         raise ConfigError(
             f"vigil {command} --deploy: set PREFECT_API_URL to the Prefect server's API (http://HOST:4200/api)"
         )
-    cfg = load_config(args.params)
+    from vigil.stages.benchmark import known_peers
+
+    cfg = load_config(args.params, peers=known_peers())  # the benchmark's peers too: it may be deployed
     args.pool = args.pool or getattr(cfg.deployments, command).pool
     return deploy_fn(Path.cwd(), cfg, args.pool)
 
@@ -250,8 +252,9 @@ def _serve(args: argparse.Namespace) -> int:
     import os
 
     from flows.deployments import SCORE_DEPLOYMENT, TRAIN_DEPLOYMENT, register_pool_deployments, serve
+    from vigil.stages.benchmark import known_peers
 
-    cfg = load_config(args.params)
+    cfg = load_config(args.params, peers=known_peers())  # vigil-benchmark is registered too
     if os.environ.get("PREFECT_API_URL"):
         for line in register_pool_deployments(cfg, Path.cwd()):
             print(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -624,27 +625,26 @@ def _family_problems(cfg: Config) -> list[str]:
         problems += _member_problems(PREDICTORS, name, params, where, where)
     ranker = cfg.remedies.ranker
     problems += _member_problems(RANKERS, ranker.name, ranker.params, "remedies.ranker.name", "remedies.ranker.params")
-    return problems + _space_problems(cfg.tuning.spaces, cfg.detectors) + _benchmark_problems(cfg)
+    return problems + _space_problems(cfg.tuning.spaces, cfg.detectors)
 
 
-def _benchmark_problems(cfg: Config) -> list[str]:
-    """The benchmark's peers against the peer registries, and its tuned rows against the
-    configured detectors and benchmark datasets."""
-    from tasks.peers import PEERS
-    from tasks.tsb_peers import TSB_PEERS
-
+def _benchmark_problems(cfg: Config, peers: Collection[str] | None) -> list[str]:
+    """The benchmark's tuned rows against the configured detectors and benchmark datasets, and
+    where ``peers`` (the names of `tasks.peers.PEERS` and `tasks.tsb_peers.TSB_PEERS`) is
+    given, its peers against them. The commands that run the benchmark pass the peers' names:
+    importing the peers' code here would make every DVC stage depend on it."""
     bc, problems = cfg.benchmark, []
-    known = sorted({*PEERS, *TSB_PEERS})
-    for where, peers in [("benchmark.peers", bc.peers)] + [
-        (f"benchmark.datasets.{n}.peers", d.peers or []) for n, d in bc.datasets.items()
-    ]:
-        if unknown := sorted(set(peers) - set(known)):
-            problems.append(f"  {where}: unknown peer(s) {unknown}; known: {known}")
+    if peers is not None:
+        known = sorted(peers)
+        for where, named in [("benchmark.peers", bc.peers)] + [
+            (f"benchmark.datasets.{n}.peers", d.peers or []) for n, d in bc.datasets.items()
+        ]:
+            if unknown := sorted(set(named) - set(known)):
+                problems.append(f"  {where}: unknown peer(s) {unknown}; known: {known}")
     for name, datasets in bc.tuned.detectors.items():
         if name not in cfg.detectors:
-            problems.append(
-                f"  benchmark.tuned.detectors.{name}: not a configured detector; configured: {sorted(cfg.detectors)}"
-            )
+            configured = sorted(cfg.detectors)
+            problems.append(f"  benchmark.tuned.detectors.{name}: not a configured detector; configured: {configured}")
         if unknown := sorted(set(datasets or []) - set(bc.datasets)):
             problems.append(
                 f"  benchmark.tuned.detectors.{name}: unknown dataset(s) {unknown}; known: {sorted(bc.datasets)}"
@@ -691,15 +691,19 @@ def check_root_is_portable(repo_root: Path, raw_root: Path) -> None:
         )
 
 
-def load_config(path: str | Path = "params.yaml") -> Config:
+def load_config(path: str | Path = "params.yaml", peers: Collection[str] | None = None) -> Config:
+    """params.yaml parsed and checked (`parse_config`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: parameters file not found")
     raw = yaml.safe_load(path.read_text()) or {}
-    return parse_config(raw, str(path))
+    return parse_config(raw, str(path), peers)
 
 
-def parse_config(raw: dict, source: str = "params") -> Config:
+def parse_config(raw: dict, source: str = "params", peers: Collection[str] | None = None) -> Config:
+    """The parameters typed and checked, every problem named with its key path: the schema,
+    then each estimator family's members, the search spaces and the benchmark's rows (its peers
+    too, where the caller names the known ones)."""
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
@@ -708,7 +712,7 @@ def parse_config(raw: dict, source: str = "params") -> Config:
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             lines.append(f"  {where}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
-    problems = _family_problems(cfg)
+    problems = _family_problems(cfg) + _benchmark_problems(cfg, peers)
     if problems:
         raise ConfigError("\n".join([f"{source}: {len(problems)} problem(s)", *problems]))
     return cfg

@@ -19,6 +19,14 @@ def summary(out: dict) -> str:
     )
 
 
+def known_peers() -> list[str]:
+    """The names benchmark.peers may use: PyOD's and TSB-AD's."""
+    from tasks.peers import PEERS
+    from tasks.tsb_peers import TSB_PEERS
+
+    return [*PEERS, *TSB_PEERS]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="+", metavar="KIND:SERIES", help="these series only (e.g. smd:machine-1-2)")
     parser.add_argument(
@@ -36,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     tuned = True if args.tuned else None
 
     def body() -> str:
-        cfg = load_config(args.params)
+        cfg = load_config(args.params, peers=known_peers())
         return summary(benchmark_flow(cfg, only=args.only, tuned=tuned, wait_for_lock=not args.no_wait))
 
     return run_entry(body)
