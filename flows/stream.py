@@ -71,15 +71,10 @@ def slo_predict_flow(cfg: Config, repo_root: str = ".") -> dict:
     st = cfg.stream
     tracking = storage_url(cfg.registry.tracking_uri, ws.root)
     models = load_models(tracking, st.model_name, list(st.predictors))
-    store, store_model = prediction_store(
-        models,
-        tracking,
-        st.model_name,
-        storage_url(st.store or cfg.scoring.store, ws.root),
-        f"slo/{st.topics.aggregate}",
-        remedy_settings(cfg.remedies, ws.root),
-        ws.root / cfg.registry.artifact_root,
-    )
+    store_url = storage_url(st.store or cfg.scoring.store, ws.root)
+    remedies = remedy_settings(cfg.remedies, ws.root)
+    artifacts = ws.root / cfg.registry.artifact_root
+    store, store_model = prediction_store(models, st, tracking, store_url, remedies, artifacts)
     return run_predictor(
         st.bootstrap(),
         st.topics,

@@ -557,26 +557,21 @@ class PredictionStore:
 
 
 def prediction_store(
-    models: list,
-    tracking_uri: str,
-    model_name: str,
-    store_url: str,
-    source: str,
-    remedies: RemedySettings,
-    artifact_root: Path,
+    models: list, stream, tracking_uri: str, store_url: str, remedies: RemedySettings, artifact_root: Path
 ) -> tuple[PredictionStore | None, str | None]:
-    """The champion's predictions into the alerts store at ``store_url`` as ``source``, the
-    remedies of each new incident ranked: the store and the champion's alias; (None, None)
-    where the champion of ``model_name`` is not among ``models``."""
+    """The champion's predictions into the alerts store at ``store_url`` as source
+    ``slo/<aggregate topic>``, the remedies of each new incident ranked: the store and the
+    champion's alias; (None, None) where the champion of ``stream.model_name`` is not among
+    ``models``. ``stream``: params.yaml's ``stream`` section."""
     from .slo import champion_predictor
 
-    champion = champion_predictor(tracking_uri, model_name)
+    champion = champion_predictor(tracking_uri, stream.model_name)
     for name, version, _, threshold in models:
         if name == champion:
             store = PredictionStore(
                 store_url,
-                source,
-                model_name,
+                f"slo/{stream.topics.aggregate}",
+                stream.model_name,
                 version,
                 name,
                 threshold,

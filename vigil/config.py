@@ -213,15 +213,8 @@ class TuningConfig(_Strict):
     def study_settings(self, detector: str, n_trials: int) -> dict:
         """Everything that decides a study's outcome for ``detector``: a benchmark cell tuned under
         other settings is another cell."""
-        return {
-            "objective": self.objective,
-            "pruner": self.pruner,
-            "seed": self.seed,
-            "timeout": self.timeout,
-            "label_free": self.label_free.model_dump(),
-            "n_trials": n_trials,
-            "space": {k: r.model_dump() for k, r in self.spaces.get(detector, {}).items()},
-        }
+        space = {k: r.model_dump() for k, r in self.spaces.get(detector, {}).items()}
+        return {**self.study_arguments(), "n_trials": n_trials, "space": space}  # keys sorted where hashed
 
     @model_validator(mode="after")
     def _budget(self) -> TuningConfig:
@@ -551,8 +544,7 @@ class Config(_Strict):
     def tuning_jobs(self) -> tuple[dict[str, dict], list[str]]:
         """(detector -> its plain search space) for the configured detectors to tune, and
         those left out for want of a space."""
-        given = {n: self.tuning.spaces[n] for n in self.detectors if self.tuning.spaces.get(n)}
-        spaces = {n: {p: r.spec() for p, r in space.items()} for n, space in given.items()}
+        spaces = {n: self.tuning.plain_space(n) for n in self.detectors if self.tuning.spaces.get(n)}
         return spaces, [n for n in self.detectors if n not in spaces]
 
     def alert_settings(self) -> AlertSettings:

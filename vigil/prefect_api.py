@@ -24,7 +24,7 @@ from vigil.plumbing import (
 )
 
 
-def _start_server(env: dict, app_dir, startup_seconds: float, httpx):
+def start_server(env: dict, app_dir, startup_seconds: float, httpx):
     """Start the API on a free loopback port; return once it answers, or has exited."""
     port = free_port()
     server = subprocess.Popen(
@@ -86,7 +86,7 @@ def prefect_api(startup_seconds: float = 60.0):
         "PREFECT__SERVER_FINAL": "1",
     }
     for _ in range(3):  # a free port can be taken before the server binds it: try another
-        server, url = _start_server(env, prefect.__module_path__.parent, startup_seconds, httpx)
+        server, url = start_server(env, prefect.__module_path__.parent, startup_seconds, httpx)
         if server.poll() is None:
             break
     else:

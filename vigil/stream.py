@@ -82,14 +82,10 @@ def predict(args) -> str:
     models = load_models(tracking, st.model_name, args.models or list(st.predictors))
     store, store_model = None, None
     if not args.no_store:
+        store_url = storage_url(st.store or cfg.scoring.store, root)
+        remedies = remedy_settings(cfg.remedies, root)
         store, store_model = prediction_store(
-            models,
-            tracking,
-            st.model_name,
-            storage_url(st.store or cfg.scoring.store, root),
-            f"slo/{st.topics.aggregate}",
-            remedy_settings(cfg.remedies, root),
-            root / cfg.registry.artifact_root,
+            models, st, tracking, store_url, remedies, root / cfg.registry.artifact_root
         )
     stop = _stop_on_signals()
     c = run_predictor(

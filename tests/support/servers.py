@@ -133,6 +133,39 @@ def prefect_home(path: Path) -> str:
     return str(path)
 
 
+@functools.cache
+def shared_prefect_api() -> str:
+    """A Prefect API this test process's `vigil run` and `vigil score` commands share, started
+    once (as `vigil.prefect_api` starts its temporary one: uvicorn on a free loopback port, its
+    own home, dying with this process) and stopped at exit. Each command would otherwise start
+    and migrate-check a temporary API of its own: some 3 s of CPU each, a tenth of the suite.
+    The tests of the temporary API itself (interrupts, orphans) use `prefect_env` alone."""
+    import httpx
+    import prefect
+
+    from vigil.prefect_api import start_server
+
+    home = prefect_home(Path(tempfile.mkdtemp(prefix="vigil-prefect-shared-")))
+    env = {**os.environ, "PREFECT_HOME": home, "PREFECT_UI_ENABLED": "0"}
+    for _ in range(3):  # a free port can be taken before the server binds it
+        server, url = start_server(env, prefect.__module_path__.parent, 120.0, httpx)
+        if server.poll() is None:
+            break
+    else:
+        raise RuntimeError("the shared Prefect API did not start")
+
+    def stop():
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(home, ignore_errors=True)
+
+    atexit.register(stop)
+    return url
+
+
 def prefect_env(folder: Path, **extra: str) -> dict:
     """The environment of a command with its own Prefect home, ``folder/prefect-home``."""
     return {**os.environ, "PREFECT_HOME": prefect_home(Path(folder) / "prefect-home"), **extra}

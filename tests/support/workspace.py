@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 
 from . import REPO
-from .servers import prefect_env
+from .servers import prefect_env, shared_prefect_api
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -59,8 +59,9 @@ def make_workspace(root: Path, params: dict) -> Path:
 
 
 def vigil_env(ws: Path, **extra) -> dict:
-    """The environment of a `vigil` command in ``ws``: its own Prefect home beside it."""
-    return prefect_env(ws.parent, **extra)
+    """The environment of a `vigil` command in ``ws``: its own Prefect home beside it, its flow
+    runs reported to the Prefect API this test process shares (`shared_prefect_api`)."""
+    return prefect_env(ws.parent, **{"PREFECT_API_URL": shared_prefect_api(), **extra})
 
 
 def vigil_run(ws: Path, *args, check=True):

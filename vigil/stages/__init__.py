@@ -43,4 +43,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"vigil stage {name}", description=module.__doc__)
     common_arguments(parser)
     module.add_arguments(parser)
-    return module.run(parser.parse_args(argv[1:]))
+    args = parser.parse_args(argv[1:])
+    from vigil.config import ConfigError
+
+    try:
+        return module.run(args)
+    except ConfigError as exc:  # params.yaml refused before any work: one paragraph, exit 2
+        from components.text import printable
+
+        print(f"vigil: {printable(exc)}", file=sys.stderr)
+        return 2

@@ -42,9 +42,5 @@ def run(args: argparse.Namespace) -> int:
             lambda: update_readme(Path("README.md"), Path("reports/benchmark_summary.json")), runs_flows=False
         )
     tuned = True if args.tuned else None
-
-    def body() -> str:
-        cfg = load_config(args.params, peers=known_peers())
-        return summary(benchmark_flow(cfg, only=args.only, tuned=tuned, wait_for_lock=not args.no_wait))
-
-    return run_entry(body)
+    cfg = load_config(args.params, peers=known_peers())  # a named error, exit 2, before Prefect starts
+    return run_entry(lambda: summary(benchmark_flow(cfg, only=args.only, tuned=tuned, wait_for_lock=not args.no_wait)))

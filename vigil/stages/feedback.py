@@ -29,4 +29,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_entry(lambda: export_summary(export_flow(load_config(args.params))))
+    cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
+    return run_entry(lambda: export_summary(export_flow(cfg)))

@@ -24,4 +24,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_entry(lambda: generate_synthetic(load_config(args.params), args.out), runs_flows=False)
+    cfg = load_config(args.params)
+    return run_entry(lambda: generate_synthetic(cfg, args.out), runs_flows=False)

@@ -32,6 +32,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_entry(
-        lambda: build_summary(logs_flow(load_config(args.params).logs, args.formats, args.engine, args.force))
-    )
+    logs = load_config(args.params).logs  # a named error, exit 2, before Prefect starts
+    return run_entry(lambda: build_summary(logs_flow(logs, args.formats, args.engine, args.force)))

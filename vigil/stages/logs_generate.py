@@ -31,4 +31,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     outs = {f: getattr(args, f) for f in LOG_SOURCES}
-    return run_entry(lambda: generate_logs(load_config(args.params).logs, outs), runs_flows=False)
+    logs = load_config(args.params).logs
+    return run_entry(lambda: generate_logs(logs, outs), runs_flows=False)

@@ -65,4 +65,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_entry(lambda: reference_summary(reference_flow(load_config(args.params), args.formats)))
+    cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
+    return run_entry(lambda: reference_summary(reference_flow(cfg, args.formats)))

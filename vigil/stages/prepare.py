@@ -18,4 +18,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_entry(lambda: summary(prepare_flow(load_config(args.params), args.params, args.new_data_version)))
+    cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
+    return run_entry(lambda: summary(prepare_flow(cfg, args.params, args.new_data_version)))

@@ -16,4 +16,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_entry(lambda: json.dumps(slo_record_flow(load_config(args.params)), indent=1))
+    cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
+    return run_entry(lambda: json.dumps(slo_record_flow(cfg), indent=1))

@@ -37,9 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.params)  # the predictors checked here: a named error, exit 2, before Prefect starts
+    st = cfg.stream
+
     def body() -> str:
-        cfg = load_config(args.params)  # the predictors checked here: a named error, exit 2, before Prefect
-        st = cfg.stream
         r = slo_train_flow(cfg)
         versions = ", ".join(f"{n} v{v}" for n, v in r["versions"].items())
         before = r["champion_before"]

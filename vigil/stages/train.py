@@ -19,4 +19,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_entry(lambda: summary(train_flow(load_config(args.params), verbose=sys.stderr.isatty())))
+    cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
+    return run_entry(lambda: summary(train_flow(cfg, verbose=sys.stderr.isatty())))

@@ -33,4 +33,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_entry(lambda: summary(tune_flow(load_config(args.params))))
+    cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
+    return run_entry(lambda: summary(tune_flow(cfg)))
