@@ -1,8 +1,8 @@
 """`vigil stage NAME [ARGS]`: the DVC stages of `dvc.yaml`, one module each, every one a single
 command that parses params.yaml once, runs its flow (or writes its files) and prints what it did.
 
-A stage module has `add_arguments(parser)` for the arguments beyond ``--params`` and
-``--debug``, and `run(args) -> int`; the commands of the tree that do the same work
+A stage module has `run(args) -> int`, and `add_arguments(parser)` where it takes arguments
+beyond ``--params`` and ``--debug``; the commands of the tree that do the same work
 (`vigil benchmark`, `vigil logs build`, `vigil feedback export`, ...) call the same `run`.
 """
 
@@ -42,7 +42,8 @@ def main(argv: list[str]) -> int:
     module = importlib.import_module(f"vigil.stages.{name}")  # a name from STAGES only
     parser = argparse.ArgumentParser(prog=f"vigil stage {name}", description=module.__doc__)
     common_arguments(parser)
-    module.add_arguments(parser)
+    if hasattr(module, "add_arguments"):
+        module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     from vigil.config import ConfigError
 

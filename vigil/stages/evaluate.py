@@ -31,10 +31,6 @@ def summary(out: dict) -> str:
     return "\n".join([out["table"], "", verdict])
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
     return run_entry(lambda: summary(evaluate_flow(cfg)))

@@ -24,10 +24,6 @@ def export_summary(exported: dict) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
     return run_entry(lambda: export_summary(export_flow(cfg)))

@@ -11,10 +11,6 @@ from vigil.config import load_config
 from vigil.entry import run_entry
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
     return run_entry(lambda: json.dumps(slo_record_flow(cfg), indent=1))

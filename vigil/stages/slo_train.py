@@ -32,10 +32,6 @@ def lead_table(rows: dict, lead: int, early: int) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # the predictors checked here: a named error, exit 2, before Prefect starts
     st = cfg.stream

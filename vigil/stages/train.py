@@ -14,10 +14,6 @@ def summary(info: dict) -> str:
     return "\n".join(f"trained {name} in {i['fit_seconds']:.1f} s" for name, i in info.items())
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
     return run_entry(lambda: summary(train_flow(cfg, verbose=sys.stderr.isatty())))

@@ -28,10 +28,6 @@ def summary(result: dict) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
     return run_entry(lambda: summary(tune_flow(cfg)))
