@@ -26,7 +26,7 @@ def _prefect_states(ws, crash_dead_first=False) -> set[str]:
         "    with get_client(sync_client=True) as c:\n"
         "        print(sorted({r.state_type.value for r in c.read_flow_runs()}))\n"
     )
-    env = prefect_env(ws.parent)
+    env = prefect_env(ws.parent, own_api=True)  # the temporary API's own tests
     out = subprocess.run([os.sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     return set(eval(out.stdout.strip().splitlines()[-1]))
 
@@ -35,7 +35,7 @@ LONG_TRAINING = {**SMALL, "detectors": {"zscore": {}, "lstm_ae": {"epochs": 500,
 
 
 def _start_and_wait_for_training(ws):
-    env = prefect_env(ws.parent)
+    env = prefect_env(ws.parent, own_api=True)  # the temporary API's own tests
     proc = subprocess.Popen(
         [VIGIL, "run", "--new-data-version"],
         cwd=ws,

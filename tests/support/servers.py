@@ -138,8 +138,8 @@ def shared_prefect_api() -> str:
     """A Prefect API this test process's `vigil run` and `vigil score` commands share, started
     once (as `vigil.prefect_api` starts its temporary one: uvicorn on a free loopback port, its
     own home, dying with this process) and stopped at exit. Each command would otherwise start
-    and migrate-check a temporary API of its own: some 3 s of CPU each, a tenth of the suite.
-    The tests of the temporary API itself (interrupts, orphans) use `prefect_env` alone."""
+    a temporary API of its own: some 3 s of CPU each, a tenth of the suite. The tests of the
+    temporary API itself (interrupts, orphans) ask `prefect_env` for their own."""
     import httpx
     import prefect
 
@@ -166,9 +166,15 @@ def shared_prefect_api() -> str:
     return url
 
 
-def prefect_env(folder: Path, **extra: str) -> dict:
-    """The environment of a command with its own Prefect home, ``folder/prefect-home``."""
-    return {**os.environ, "PREFECT_HOME": prefect_home(Path(folder) / "prefect-home"), **extra}
+def prefect_env(folder: Path, own_api: bool = False, **extra: str) -> dict:
+    """The environment of a command with its own Prefect home, ``folder/prefect-home``, its flow
+    runs reported to the Prefect API this test process shares (`shared_prefect_api`); with
+    ``own_api``, to a temporary API the command starts and stops itself, as it does for a user
+    (the tests of that API: interrupts, orphans)."""
+    env = {**os.environ, "PREFECT_HOME": prefect_home(Path(folder) / "prefect-home"), **extra}
+    if not own_api and "PREFECT_API_URL" not in extra:
+        env["PREFECT_API_URL"] = shared_prefect_api()
+    return env
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 
 from . import REPO
-from .servers import prefect_env, shared_prefect_api
+from .servers import prefect_env
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -60,8 +60,8 @@ def make_workspace(root: Path, params: dict) -> Path:
 
 def vigil_env(ws: Path, **extra) -> dict:
     """The environment of a `vigil` command in ``ws``: its own Prefect home beside it, its flow
-    runs reported to the Prefect API this test process shares (`shared_prefect_api`)."""
-    return prefect_env(ws.parent, **{"PREFECT_API_URL": shared_prefect_api(), **extra})
+    runs reported to the Prefect API this test process shares (`prefect_env`)."""
+    return prefect_env(ws.parent, **extra)
 
 
 def vigil_run(ws: Path, *args, check=True):
