@@ -51,11 +51,17 @@ def model_name(dataset: str, override: str | None = None) -> str:
     return override or "vigil-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset).strip("-")
 
 
+def prepared_meta(processed: Path) -> dict | None:
+    """The prepared dataset's ``meta.json``, or None where nothing is prepared yet."""
+    meta = Path(processed) / "meta.json"
+    return json.loads(meta.read_text()) if meta.is_file() else None
+
+
 def prepared_kind(processed: Path, default: str) -> str:
     """The dataset kind of what is scored: the prepared dataset's (its model is the champion
     scored by default), else ``default`` (``dataset.kind``)."""
-    meta = Path(processed) / "meta.json"
-    return json.loads(meta.read_text()).get("kind", default) if meta.is_file() else default
+    meta = prepared_meta(processed)
+    return meta.get("kind", default) if meta else default
 
 
 def longest_window(detectors: dict[str, dict]) -> tuple[str, int]:

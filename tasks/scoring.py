@@ -628,14 +628,14 @@ def scoring_model(configured: str | None, processed: Path) -> str:
     (vigil-<dataset>, as ``processed``/meta.json names it)."""
     from vigil.config import ConfigError
 
-    from .data import model_name
+    from .data import model_name, prepared_meta
 
     if configured:
         return configured
-    meta = Path(processed) / "meta.json"
-    if not meta.is_file():
+    meta = prepared_meta(processed)
+    if meta is None:
         raise ConfigError(
             "scoring.model_name is not set and there is no prepared dataset to name the model after: "
             "set scoring.model_name to the registered model to score with (models:/<name>@champion)"
         )
-    return model_name(json.loads(meta.read_text())["dataset"])
+    return model_name(meta["dataset"])

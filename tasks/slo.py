@@ -249,11 +249,10 @@ def champion_predictor(tracking_uri: str, name: str) -> str | None:
     return None if mv is None else mv.tags["predictor"]
 
 
-def leak_only_check(models: list[RegisteredPredictor], stream) -> dict:
+def leak_only_check(models: list[RegisteredPredictor], st) -> dict:
     """The negative case alone: a run of the same length with memory leaks and no CPU hog
     (so no violation), scored offline by the registered predictors with the services' code.
-    Every prediction on it is a false alarm. ``stream``: params.yaml's ``stream`` section."""
-    st = stream
+    Every prediction on it is a false alarm. ``st``: params.yaml's ``stream`` section."""
     sim = {**st.simulator.model_dump(), "n_cpu_hogs": 0}
     run = simulate_run("leaks-only", "demo", st.demo_seed, sim, st.rt_limit, st.grace)
     rows = {}
