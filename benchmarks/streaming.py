@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from components.slo.simulator import interleave, simulate_workload  # noqa: E402
-from tasks.stream import broker, ensure_topics, produce_messages, read_topic  # noqa: E402
+from tasks.kafka import broker, ensure_topics, produce_messages, read_topic  # noqa: E402
 from vigil.stream import wait_ready  # noqa: E402
 
 

@@ -2,8 +2,8 @@
 aggregates the runs the predictors learn from; ``slo-train`` (DVC stage ``slo_train``) fits every
 predictor, chooses thresholds on the validation run and registers each in MLflow (alias = its
 name, the best ``@champion``); ``slo-predict`` (deployment ``vigil-stream-predict``) runs the
-registered predictors on the aggregate topic until cancelled. `vigil stream` (vigil/stream.py)
-runs them and the services around them."""
+registered predictors on the aggregate topic until cancelled (the service in vigil/services.py).
+`vigil stream` (vigil/stream.py) runs them and the services around them."""
 
 from __future__ import annotations
 
@@ -11,20 +11,18 @@ import json
 
 from prefect import flow
 
-from tasks.remedies import remedy_settings
 from tasks.slo import (
     VALIDATION_REPORT,
     champion_of,
     fit_predictors,
-    load_models,
     load_runs,
     record_runs,
     register_predictors,
 )
-from tasks.stream import PREDICT_GROUP, prediction_store, run_predictor
 from tasks.urls import storage_url
 from tasks.versioning import dvc_hash
 from vigil.config import Config
+from vigil.services import predict_service
 from vigil.workspace import Workspace
 
 
@@ -67,21 +65,4 @@ def slo_predict_flow(cfg: Config, repo_root: str = ".") -> dict:
     """The registered predictors on ``aggregate`` until the run is cancelled (deployment
     ``vigil-stream-predict``); a new run resumes after the last second predicted. The champion's
     predictions go to the alerts store (``stream.store``, else ``scoring.store``)."""
-    ws = Workspace.at(repo_root)
-    st = cfg.stream
-    tracking = storage_url(cfg.registry.tracking_uri, ws.root)
-    models = load_models(tracking, st.model_name, list(st.predictors))
-    store_url = storage_url(st.store or cfg.scoring.store, ws.root)
-    remedies = remedy_settings(cfg.remedies, ws.root)
-    artifacts = ws.root / cfg.registry.artifact_root
-    store, store_model = prediction_store(models, st, tracking, store_url, remedies, artifacts)
-    return run_predictor(
-        st.bootstrap(),
-        st.topics,
-        models,
-        st.lead,
-        PREDICT_GROUP,
-        store=store,
-        store_model=store_model,
-        max_skew=st.max_skew,
-    )
+    return predict_service(cfg, Workspace.at(repo_root).root)

@@ -609,7 +609,7 @@ class Sink(Protocol):
     """What is told of the incidents a batch of scored steps raised, inside the transaction
     that wrote them, so that what it stores commits or rolls back with them. The remedy ranker
     is one (`tasks.remedies.Advisor`: it ranks each new incident's remedies); scoring
-    (`tasks.scoring.score_file`) and the stream's predictor (`tasks.stream.PredictionStore`)
+    (`tasks.scoring.score_file`) and the stream's predictor (`tasks.slo.PredictionStore`)
     take a list of them, so a notifier is one more sink, not an edit of their transactions."""
 
     def incidents_raised(self, conn: sa.Connection, incidents: list[int], kind: str) -> None: ...

@@ -1,4 +1,5 @@
-"""SLO prediction's data and models: recorded runs on disk, fitting, MLflow registration, loading.
+"""SLO prediction's data and models: recorded runs on disk, fitting, MLflow registration, loading,
+and the champion's predictions in the alerts store (`PredictionStore`).
 
 A recorded run is one simulated workload aggregated per second, as the live aggregator
 aggregates it: ``<folder>/<run>.csv`` (one row per second) beside ``<folder>/runs.json`` (each
@@ -9,11 +10,15 @@ learn from the ``train`` and ``normal`` runs and take their thresholds from ``va
 from __future__ import annotations
 
 import json
+import logging
+import math
 import tempfile
+import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -25,6 +30,11 @@ from components.slo.predictors import PREDICTORS, SIGNALS, SLOPredictor, best_th
 from components.slo.simulator import MEMORY_LEAK, interleave, simulate_workload
 
 from .registry import CHAMPION, REPO, find_champion, load_logged_model, log_code_model, process_tags, setup_mlflow
+
+if TYPE_CHECKING:
+    from .remedies import RemedySettings
+
+log = logging.getLogger("vigil.stream")
 
 MODEL_CODE = REPO / "tasks" / "slo_model.py"
 VALIDATION_REPORT = Path("reports/slo_validation.json")  # relative to the checkout: `slo-train` writes it
@@ -274,3 +284,126 @@ def leak_only_check(models: list[RegisteredPredictor], st) -> dict:
         "violating_seconds": int(run.violation.sum()),
         "predictors": rows,
     }
+
+
+# The champion's predictions in the alerts store: what the predictor service (`vigil.services`)
+# writes through, as scoring writes scored steps (`tasks.alerts.write_steps`).
+SLO_KIND = "slo"  # the source kind of predicted SLO violations, as remedies.catalogue's kinds name it
+ADVISOR_REFRESH_S = 60.0  # how stale the remedy ranker of a running predictor may get
+
+
+class PredictionStore:
+    """One predictor's predictions in the alerts store of the scoring service (`tasks.alerts`),
+    stored as scored steps are: a point per second (score, threshold, the signals' values), an
+    alert per predicted second, incidents for runs of them with their remedies ranked; source
+    ``slo/<aggregate topic>``."""
+
+    def __init__(
+        self,
+        url: str,
+        source: str,
+        model: str,
+        version: str,
+        predictor: str,
+        threshold: float,
+        remedies=None,
+        tracking_uri: str | None = None,
+        artifact_root: Path | None = None,
+    ):
+        from components.alerting import AlertRule
+
+        from .alerts import Scorer, open_store
+
+        self.engine = open_store(url)
+        self.source = source
+        # a predictor's probability against its threshold, each second over it an alert and a
+        # run of them one incident: its threshold is all the rule it was measured with
+        self.scorer = Scorer(model, version, predictor, AlertRule(float(threshold)), list(SIGNALS))
+        # remedies (`tasks.remedies.RemedySettings`): each new incident gets its remedies ranked,
+        # as the scoring service ranks those of scored files, its source being of kind SLO_KIND
+        self.remedies, self.tracking_uri, self.artifact_root = remedies, tracking_uri, artifact_root
+        self._advisor, self._advisor_at = None, -math.inf
+
+    def advisor(self):
+        """The remedy ranker of the feedback in force, looked up again at most every
+        ADVISOR_REFRESH_S: a predictor runs for days while operators report outcomes."""
+        if self.remedies is None:
+            return None
+        if time.monotonic() - self._advisor_at >= ADVISOR_REFRESH_S:
+            from .remedies import current_advisor
+
+            try:
+                self._advisor = current_advisor(
+                    self.engine, self.tracking_uri, self.artifact_root, self.remedies, SLO_KIND
+                )
+            except Exception as exc:  # MLflow or the store unreachable a moment: predictions go on
+                if self._advisor is None:
+                    raise
+                log.warning(
+                    "remedy ranker: looking it up again failed (%s); version %s ranks", exc, self._advisor.version
+                )
+            self._advisor_at = time.monotonic()
+        return self._advisor
+
+    def last_second(self) -> int | None:
+        """The last second stored for the source (None: none yet)."""
+        from .alerts import read_source
+        from .scoring import TIME_FORMAT
+
+        with self.engine.connect() as conn:
+            src = read_source(conn, self.source)
+        if not src or not src["watermark"]:
+            return None
+        return int(datetime.strptime(src["watermark"], TIME_FORMAT).replace(tzinfo=UTC).timestamp())
+
+    def write(self, seconds: list[int], scores: np.ndarray, contributions: np.ndarray, values: np.ndarray) -> None:
+        """These seconds in one transaction, with the source's row (watermark, open incident)."""
+        from .alerts import dumps, now, read_source, write_source, write_steps
+        from .scoring import TIME_FORMAT
+
+        times = [datetime.fromtimestamp(s, UTC).strftime(TIME_FORMAT) for s in seconds]
+        advisor = self.advisor()  # outside the transaction: it may register a version in MLflow
+        with self.engine.begin() as conn:
+            src = read_source(conn, self.source)
+            open_incident = src["open_incident"] if src and src["version"] == self.scorer.version else None
+            carried = json.loads(src["state"]).get("alerting") if open_incident is not None else None
+            open_incident, carried, incidents, _ = write_steps(
+                conn, self.source, self.scorer, times, scores, contributions, values, open_incident, carried
+            )
+            for sink in [advisor] if advisor is not None else []:  # tasks.alerts.Sink: in this transaction
+                sink.incidents_raised(conn, incidents, SLO_KIND)
+            row = {
+                "watermark": times[-1],
+                "steps": (src["steps"] if src else 0) + len(seconds),
+                "state": dumps({"features": list(SIGNALS), "stream": {}, "times": [], "alerting": carried}),
+                "model": self.scorer.model,
+                "version": self.scorer.version,
+                "open_incident": open_incident,
+                "updated": now(),
+            }
+            write_source(conn, self.source, row, exists=src is not None)
+
+
+def prediction_store(
+    models: list, stream, tracking_uri: str, store_url: str, remedies: RemedySettings, artifact_root: Path
+) -> tuple[PredictionStore | None, str | None]:
+    """The champion's predictions into the alerts store at ``store_url`` as source
+    ``slo/<aggregate topic>``, the remedies of each new incident ranked: the store and the
+    champion's alias; (None, None) where the champion of ``stream.model_name`` is not among
+    ``models``. ``stream``: params.yaml's ``stream`` section."""
+    champion = champion_predictor(tracking_uri, stream.model_name)
+    for name, version, _, threshold in models:
+        if name == champion:
+            store = PredictionStore(
+                store_url,
+                f"slo/{stream.topics.aggregate}",
+                stream.model_name,
+                version,
+                name,
+                threshold,
+                remedies=remedies,
+                tracking_uri=tracking_uri,
+                artifact_root=artifact_root,
+            )
+            return store, name
+    return None, None

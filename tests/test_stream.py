@@ -165,7 +165,7 @@ def test_a_damaged_recorded_run_is_named_with_file_field_and_rows(tmp_path):
 
 # --- a real broker -------------------------------------------------------------------------
 def test_aggregator_killed_midway_resumes_exactly_once(tmp_path):
-    from tasks.stream import broker, ensure_topics, produce_messages, read_topic
+    from tasks.kafka import broker, ensure_topics, produce_messages, read_topic
 
     params = _params(tmp_path, partitions=2)
     w = simulate_workload(7, duration=1800, n_cpu_hogs=15, n_memory_leaks=35)
@@ -254,7 +254,7 @@ def test_hostile_messages_are_set_aside_and_the_aggregator_goes_on(tmp_path):
     a real run: the aggregator neither dies nor lets them move a watermark or fill seconds: its
     records equal the offline aggregation of the good messages alone, each bad one sits on the
     dead-letter topic with its reason, offset and value, and a restart does not die on them."""
-    from tasks.stream import broker, ensure_topics, produce_messages, read_topic
+    from tasks.kafka import broker, ensure_topics, produce_messages, read_topic
 
     params = _params(tmp_path, partitions=1)
     msgs = interleave(simulate_workload(11, duration=300, n_cpu_hogs=2, n_memory_leaks=2))
@@ -298,7 +298,7 @@ def test_with_the_broker_gone_the_aggregator_stays_quiet_and_stops_on_sigterm(tm
     """The broker stops under a running aggregator: its own log says so at most once every
     QUIET_S (not ~15 lines a second), and SIGTERM still stops it within seconds, exit 0, with
     its counts."""
-    from tasks.stream import QUIET_S, broker, ensure_topics, produce_messages, read_topic
+    from tasks.kafka import QUIET_S, broker, ensure_topics, produce_messages, read_topic
 
     params = _params(tmp_path)
     msgs = interleave(simulate_workload(4, duration=200, n_cpu_hogs=1, n_memory_leaks=1))
@@ -350,7 +350,7 @@ def test_after_a_broker_restart_the_aggregator_resumes_within_seconds(tmp_path, 
     offline aggregation exactly (nothing lost, nothing twice); SIGTERM then stops it."""
     from support.servers import free_port
 
-    from tasks.stream import broker, ensure_topics, produce_messages, read_topic
+    from tasks.kafka import broker, ensure_topics, produce_messages, read_topic
 
     storage, env = persistent_storage
     params = _params(tmp_path)
@@ -424,8 +424,8 @@ def test_the_live_predictor_scores_as_the_registered_model_does_offline(trained)
 
     from components.remedies import MIN_SHARE
     from components.slo.predictors import SIGNALS
+    from tasks.kafka import broker, ensure_topics, produce_messages, read_topic
     from tasks.slo import load_models
-    from tasks.stream import broker, ensure_topics, produce_messages, read_topic
     from vigil.config import load_config
 
     tmp, params, _ = trained
@@ -499,7 +499,7 @@ def test_hostile_records_are_set_aside_and_the_predictor_goes_on(trained):
     """Non-JSON, a tombstone, a record of the past, one far ahead and one without its fields on
     ``aggregate``: the predictor sets each aside on the dead-letter topic and predicts every good
     record, before and after a restart."""
-    from tasks.stream import broker, ensure_topics, read_topic
+    from tasks.kafka import broker, ensure_topics, read_topic
 
     tmp, params, _ = trained
     records = aggregate_messages(
@@ -542,14 +542,14 @@ def test_hostile_records_are_set_aside_and_the_predictor_goes_on(trained):
 def test_a_running_predictor_ranks_remedies_with_the_feedback_reported_meanwhile(tmp_path, monkeypatch, caplog):
     """No broker needed: the store a predictor writes to, three predicted violations, and an
     outcome reported on the first; the ranker is looked up again once ADVISOR_REFRESH_S is past."""
-    import tasks.stream as stream
+    import tasks.slo as slo
     from components.slo.predictors import SIGNALS
     from tasks.alerts import incidents_of, record_feedback
     from tasks.remedies import remedy_settings
     from vigil.config import load_config
 
     settings = remedy_settings(load_config(REPO / "params.yaml").remedies, REPO)
-    store = stream.PredictionStore(
+    store = slo.PredictionStore(
         f"sqlite:///{tmp_path}/alerts.db",
         "slo/aggregate",
         "vigil-slo",
@@ -581,7 +581,7 @@ def test_a_running_predictor_ranks_remedies_with_the_feedback_reported_meanwhile
     )  # fmt: skip
     second = violation(1_800_000_100)  # within a minute of the last lookup: the same ranker
     assert second["remedies"]["ranker_version"] is None
-    monkeypatch.setattr(stream, "ADVISOR_REFRESH_S", 0.0)
+    monkeypatch.setattr(slo, "ADVISOR_REFRESH_S", 0.0)
     third = violation(1_800_000_200)
     assert third["remedies"]["ranker_version"] == "1"  # fitted on that outcome and registered
     ranking = third["remedies"]["ranking"]

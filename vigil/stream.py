@@ -1,5 +1,5 @@
-"""`vigil stream ...`: real-time prediction of SLO violations over Kafka (README: Streaming), and
-the long-running services that do it.
+"""`vigil stream ...`: real-time prediction of SLO violations over Kafka (README: Streaming): the
+commands that run the long-running services of `vigil.services` as processes, and the demo.
 
 - ``record``: simulate and aggregate the train, normal and validation runs into
   ``stream.data.folder`` (the ``slo-record`` flow; DVC stage ``slo_record``);
@@ -25,14 +25,14 @@ import time
 from collections import deque
 from pathlib import Path
 
-from tasks.stream import AGGREGATE_GROUP, PREDICT_GROUP
 from tasks.urls import storage_url
 from vigil.config import load_config
 from vigil.entry import run_entry
+from vigil.services import AGGREGATE_GROUP, PREDICT_GROUP
 
 
 def _stop_on_signals():
-    from tasks.stream import StopSignal
+    from tasks.kafka import StopSignal
 
     stop = StopSignal()
     signal.signal(signal.SIGTERM, stop.set)
@@ -46,7 +46,8 @@ def _say_ready(service: str):
 
 
 def aggregate(args) -> str:
-    from tasks.stream import ensure_topics, run_aggregator
+    from tasks.kafka import ensure_topics
+    from vigil.services import run_aggregator
 
     st = load_config(args.params).stream
     bootstrap = st.bootstrap(args.bootstrap)
@@ -71,38 +72,27 @@ def aggregate(args) -> str:
 
 
 def predict(args) -> str:
-    from tasks.remedies import remedy_settings
-    from tasks.slo import load_models
-    from tasks.stream import prediction_store, run_predictor
+    from vigil.services import predict_service
 
     cfg = load_config(args.params)
-    st, root = cfg.stream, Path.cwd()
-    bootstrap = st.bootstrap(args.bootstrap)
-    tracking = storage_url(cfg.registry.tracking_uri, root)
-    models = load_models(tracking, st.model_name, args.models or list(st.predictors))
-    store, store_model = None, None
-    if not args.no_store:
-        store_url = storage_url(st.store or cfg.scoring.store, root)
-        remedies = remedy_settings(cfg.remedies, root)
-        store, store_model = prediction_store(
-            models, st, tracking, store_url, remedies, root / cfg.registry.artifact_root
-        )
-    stop = _stop_on_signals()
-    c = run_predictor(
-        bootstrap,
-        st.topics,
-        models,
-        st.lead,
+    st = cfg.stream
+    c = predict_service(
+        cfg,
+        Path.cwd(),
+        args.bootstrap,
+        args.models,
+        not args.no_store,
         args.group,
         args.idle_exit,
-        stop,
-        store,
-        store_model,
-        ready=_say_ready("predict"),
-        max_skew=st.max_skew,
+        _stop_on_signals(),
+        _say_ready("predict"),
     )
-    versions = ", ".join(f"{n} v{v}" for n, v, _, _ in models)
-    stored = f"; {c['stored']} of {store_model}'s in the alerts store as {store.source}" if store else ""
+    versions = ", ".join(f"{n} v{v}" for n, v in c["versions"].items())
+    stored = (
+        f"; {c['stored']} of {c['store_model']}'s in the alerts store as {c['store_source']}"
+        if c["store_source"]
+        else ""
+    )
     return (
         f"predicted {c['records']} record(s) with {versions}: "
         f"{c['predictions']} prediction(s) on {st.topics.predictions}{stored}; {c['bad']} record(s) set aside on "
@@ -112,7 +102,7 @@ def predict(args) -> str:
 
 def produce(args) -> str:
     from components.slo.simulator import interleave, simulate_workload
-    from tasks.stream import ensure_topics, produce_messages
+    from tasks.kafka import ensure_topics, produce_messages
 
     st = load_config(args.params).stream
     bootstrap = st.bootstrap(args.bootstrap)
@@ -127,7 +117,7 @@ def produce(args) -> str:
 
 
 def broker(args) -> str:
-    from tasks.stream import broker as start_broker
+    from tasks.kafka import broker as start_broker
 
     with start_broker(args.port) as bootstrap:
         print(f"vigil stream broker: Tansu on {bootstrap} (in memory) until Ctrl-C", file=sys.stderr, flush=True)
@@ -181,9 +171,9 @@ def demo(args) -> str:
     from components.slo.evaluation import evaluate_demo
     from components.slo.simulator import interleave, simulate_workload
     from flows.stream import slo_record_flow, slo_train_flow
+    from tasks.kafka import broker as start_broker
+    from tasks.kafka import ensure_topics, produce_messages, read_topic
     from tasks.slo import DEMO_REPORT, champion_predictor, leak_only_check, load_models
-    from tasks.stream import broker as start_broker
-    from tasks.stream import ensure_topics, produce_messages, read_topic
     from vigil.stages.slo_train import lead_table
 
     cfg = load_config(args.params)
