@@ -175,17 +175,12 @@ def dead_lettered(bootstrap: str, dead_letter: str, n: int = 10000) -> set[tuple
     """(topic, partition, offset) of the last ``n`` messages set aside: a service that reads a
     stretch again after a restart (the predictor's window, the aggregator's open seconds) sets
     each aside once."""
-    c = new_consumer(bootstrap, f"vigil-reader-{time.monotonic_ns()}")
-    try:
-        lo, hi, first = _first_wait(c, dead_letter, 0)
-        out = set()
-        for m in _read_from(c, dead_letter, 0, max(lo, hi - n), first):
-            h = {k: v.decode(errors="replace") for k, v in (m.headers() or [])}
-            with contextlib.suppress(KeyError, ValueError):
-                out.add((h["vigil.topic"], int(h["vigil.partition"]), int(h["vigil.offset"])))
-        return out
-    finally:
-        c.close()
+    out = set()
+    for m in read_partition(bootstrap, dead_letter, 0, last=n):
+        h = {k: v.decode(errors="replace") for k, v in (m.headers() or [])}
+        with contextlib.suppress(KeyError, ValueError):
+            out.add((h["vigil.topic"], int(h["vigil.partition"]), int(h["vigil.offset"])))
+    return out
 
 
 def _dead_letter(producer: Producer, topic: str, m, reason: str, done: set | None = None) -> None:
@@ -277,15 +272,18 @@ def _read_from(consumer: Consumer, topic: str, partition: int, offset: int, firs
     """Every message of one partition from ``offset`` on: waiting up to ``first`` seconds for
     the first, then until none comes for ``idle`` seconds. The end is found by reading, not from
     the broker's high watermark: Tansu 0.6 answers the base offset of the last batch there,
-    short of the end by up to a batch (0 for a partition holding one batch)."""
+    short of the end by up to a batch (0 for a partition holding one batch). Polled in short
+    slices: ``consume(n, timeout)`` returns only once it has n messages or the time is up, so
+    one long call would wait out ``first`` on a partition holding fewer than n."""
     consumer.assign([TopicPartition(topic, partition, offset)])
-    wait = first
+    deadline = time.monotonic() + first
     while True:
-        msgs = consumer.consume(1000, timeout=wait)
-        if not msgs:
+        msgs = consumer.consume(1000, timeout=0.05)
+        if msgs:
+            deadline = time.monotonic() + idle
+            yield from (m for m in msgs if not m.error())
+        elif time.monotonic() > deadline:
             return
-        wait = idle
-        yield from (m for m in msgs if not m.error())
 
 
 def _first_wait(consumer: Consumer, topic: str, partition: int) -> tuple[int, int, float]:
@@ -293,6 +291,21 @@ def _first_wait(consumer: Consumer, topic: str, partition: int) -> tuple[int, in
     long where the partition surely holds some, short where it may be empty."""
     lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
     return lo, hi, (10.0 if hi > lo else 1.0)
+
+
+def read_partition(bootstrap: str, topic: str, partition: int = 0, last: int | None = None) -> list:
+    """The messages of one partition of ``topic`` now (the ``last`` few only, where given), as
+    confluent-kafka delivers them: value (None for a tombstone), headers, offset, timestamp."""
+    c = new_consumer(bootstrap, f"vigil-reader-{time.monotonic_ns()}")
+    try:
+        lo, hi, first = _first_wait(c, topic, partition)
+        start = lo if last is None else max(lo, hi - last)  # hi may fall short (Tansu): read on
+        msgs = list(_read_from(c, topic, partition, start, first))
+        if last is None:
+            return msgs
+        return msgs[-last:] if last > 0 else []
+    finally:
+        c.close()
 
 
 def read_topic(bootstrap: str, topic: str) -> list[dict]:
@@ -314,12 +327,7 @@ def read_topic(bootstrap: str, topic: str) -> list[dict]:
 
 def tail(bootstrap: str, topic: str, n: int) -> list[dict]:
     """The last ``n`` messages of partition 0 of ``topic`` (empty where there is none)."""
-    c = new_consumer(bootstrap, f"vigil-reader-{time.monotonic_ns()}")
-    try:
-        lo, hi, first = _first_wait(c, topic, 0)
-        return [json.loads(m.value()) for m in _read_from(c, topic, 0, max(lo, hi - n), first)][-n:]
-    finally:
-        c.close()
+    return [json.loads(m.value()) for m in read_partition(bootstrap, topic, 0, last=n)]
 
 
 def assign_from_committed(consumer: Consumer, topics: list[str]) -> list[tuple[str, int]]:

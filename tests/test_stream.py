@@ -205,19 +205,9 @@ def test_aggregator_killed_midway_resumes_exactly_once(tmp_path):
 
 def _raw_messages(bootstrap: str, topic: str) -> list:
     """Every message of partition 0 of ``topic`` as it is: (value bytes or None, headers dict)."""
-    c = kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{time.monotonic_ns()}",
-                        "auto.offset.reset": "earliest"})  # fmt: skip
-    try:
-        c.assign([kafka.TopicPartition(topic, 0, kafka.OFFSET_BEGINNING)])
-        out, wait = [], 5.0
-        while True:
-            msgs = c.consume(1000, timeout=wait)
-            if not msgs:
-                return out
-            wait = 1.0
-            out += [(m.value(), {k: v.decode() for k, v in (m.headers() or [])}) for m in msgs if not m.error()]
-    finally:
-        c.close()
+    from tasks.kafka import read_partition
+
+    return [(m.value(), {k: v.decode() for k, v in (m.headers() or [])}) for m in read_partition(bootstrap, topic)]
 
 
 YEAR_2100 = 4102444800.0
