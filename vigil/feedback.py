@@ -17,7 +17,6 @@ import json
 import sys
 
 from components.text import printable
-from flows.feedback_export import export_flow
 from tasks.alerts import (
     INCIDENTS,
     VERDICTS,
@@ -158,7 +157,10 @@ def run(args: argparse.Namespace) -> int:
             return record(args)
         if args.feedback_command == "show":
             return show(args)
-        return export_summary(export_flow(load_config(args.params)))
+        cfg = load_config(args.params)
+        from flows.feedback_export import export_flow  # here: building the command tree loads no flow
+
+        return export_summary(export_flow(cfg))
 
     try:
         return run_entry(body, runs_flows=args.feedback_command == "export")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from components.datasets import DataError
 from components.text import one_line
-from flows.score import score_flow
 from tasks.scoring import SUFFIXES, being_written, source_name_problem
 from vigil.config import ConfigError, load_config
 from vigil.entry import run_entry
@@ -85,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
             if not args.source:
                 raise ConfigError("give --source NAME with a file: the series it belongs to")
             land(args.file, Path(cfg.scoring.landing), args.source)
+        from flows.score import score_flow  # here, not at the top: building the command tree loads no flow
+
         return summary(score_flow(cfg, wait_for_lock=not args.no_wait))
 
     return run_entry(body)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from flows.benchmark import benchmark_flow
-from tasks.benchmark_report import update_readme
 from vigil.config import load_config
 from vigil.entry import run_entry
 
@@ -38,9 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.readme:
+        from tasks.benchmark_report import update_readme
+
         return run_entry(
             lambda: update_readme(Path("README.md"), Path("reports/benchmark_summary.json")), runs_flows=False
         )
     tuned = True if args.tuned else None
     cfg = load_config(args.params, peers=known_peers())  # a named error, exit 2, before Prefect starts
+    from flows.benchmark import benchmark_flow
+
     return run_entry(lambda: summary(benchmark_flow(cfg, only=args.only, tuned=tuned, wait_for_lock=not args.no_wait)))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from flows.evaluate import evaluate_flow
-from tasks.registry import RegistryDecision
 from vigil.config import load_config
 from vigil.entry import run_entry
+
+if TYPE_CHECKING:
+    from tasks.registry import RegistryDecision
 
 
 def summary(out: dict) -> str:
@@ -33,4 +35,6 @@ def summary(out: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
+    from flows.evaluate import evaluate_flow
+
     return run_entry(lambda: summary(evaluate_flow(cfg)))

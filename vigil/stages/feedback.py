@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from flows.feedback_export import export_flow
 from vigil.config import load_config
 from vigil.entry import run_entry
 
@@ -26,4 +25,6 @@ def export_summary(exported: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
+    from flows.feedback_export import export_flow
+
     return run_entry(lambda: export_summary(export_flow(cfg)))

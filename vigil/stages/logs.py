@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 
 from components.logs import dropped_summary
-from flows.logs import logs_flow
 from vigil.config import LOG_SOURCES, load_config
 from vigil.entry import run_entry
 
@@ -33,4 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logs = load_config(args.params).logs  # a named error, exit 2, before Prefect starts
+    from flows.logs import logs_flow
+
     return run_entry(lambda: build_summary(logs_flow(logs, args.formats, args.engine, args.force)))

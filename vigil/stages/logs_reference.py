@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from flows.logs_reference import reference_flow
 from tasks.logs_reference import REFERENCE_REPORT
 from vigil.config import LOG_SOURCES, load_config
 from vigil.entry import run_entry
@@ -66,4 +65,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
+    from flows.logs_reference import reference_flow
+
     return run_entry(lambda: reference_summary(reference_flow(cfg, args.formats)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from flows.prepare import prepare_flow
 from vigil.config import load_config
 from vigil.entry import run_entry
 
@@ -19,4 +18,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
+    from flows.prepare import prepare_flow
+
     return run_entry(lambda: summary(prepare_flow(cfg, args.params, args.new_data_version)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from flows.stream import slo_train_flow
 from vigil.config import load_config
 from vigil.entry import run_entry
 
@@ -35,6 +34,7 @@ def lead_table(rows: dict, lead: int, early: int) -> str:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # the predictors checked here: a named error, exit 2, before Prefect starts
     st = cfg.stream
+    from flows.stream import slo_train_flow
 
     def body() -> str:
         r = slo_train_flow(cfg)

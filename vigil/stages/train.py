@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flows.train import train_flow
 from vigil.config import load_config
 from vigil.entry import run_entry
 
@@ -16,4 +15,6 @@ def summary(info: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
+    from flows.train import train_flow
+
     return run_entry(lambda: summary(train_flow(cfg, verbose=sys.stderr.isatty())))

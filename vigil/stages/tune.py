@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from flows.tune import tune_flow
 from vigil.config import load_config
 from vigil.entry import run_entry
 
@@ -30,4 +29,6 @@ def summary(result: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
+    from flows.tune import tune_flow
+
     return run_entry(lambda: summary(tune_flow(cfg)))
