@@ -40,17 +40,19 @@ debian-test-deps:
 	fi
 
 # Every test (the slow ones too: what CI runs), test files spread over TEST_WORKERS processes
-# (most tests wait on the servers and commands they start, so there are more than cores).
+# (most tests wait on the servers and commands they start, so there are more than cores), in
+# the order tests/conftest.py gives them (the files with the most slow tests first, the quick
+# ones filling in at the end), not xdist's (the files with the most tests first).
 TEST_WORKERS ?= 3
 # Vigil's own modules are compiled first for the same reason as at install: the tests start
 # some hundreds of `vigil` processes, each of which would compile them again (0.1 s each).
 test: lint debian-test-deps
 	$(PY) -m compileall -q components tasks flows vigil
-	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The quick loop while developing: the tests not marked slow, in parallel.
 test-quick: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: $(STAMP)
 	$(PY) benchmarks/detectors.py

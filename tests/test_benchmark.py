@@ -120,6 +120,7 @@ def _report(ws):
     return json.loads((ws / "reports/benchmark.json").read_text())
 
 
+@pytest.mark.slow
 def test_report_has_every_cell_figure_and_section(bench):
     ws, _, _ = bench
     report = _report(ws)
@@ -237,6 +238,7 @@ def test_each_rows_hashes_are_dvcs(bench):
         assert re.fullmatch(r"[0-9a-f]{64}", r["params_hash"])
 
 
+@pytest.mark.slow
 def test_rerun_recomputes_nothing_and_logs_nothing_twice(bench):
     import mlflow
 
@@ -272,6 +274,7 @@ def test_repository_readme_agrees_with_the_report():
     )
 
 
+@pytest.mark.slow
 def test_benchmark_deployment_runs_by_hand_on_a_worker(bench, tmp_path):
     """A real Prefect server on loopback: `vigil benchmark --deploy` registers
     benchmark/vigil-benchmark with no schedule, and a worker runs it when triggered (every cell
@@ -311,6 +314,7 @@ def test_benchmark_deployment_runs_by_hand_on_a_worker(bench, tmp_path):
         assert [r["state_type"] for r in runs] == ["COMPLETED"]
 
 
+@pytest.mark.slow
 def test_tuned_rows_stand_beside_the_configured_ones_tuned_on_validation_only(tmp_path):
     params = {
         **BENCH,

@@ -3,6 +3,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 from support import REPO
 from support.servers import free_port
 
@@ -92,6 +93,7 @@ def test_vigil_ui_refuses_a_taken_port_naming_the_holder(tmp_path):
     assert f"port {port} on 127.0.0.1 (for the Prefect UI) is taken by pid {os.getpid()}" in out.stderr
 
 
+@pytest.mark.slow
 def test_vigil_ui_stops_on_sigterm_leaving_no_process(tmp_path):
     import signal
     import time

@@ -23,6 +23,7 @@ def fitted():
 
 
 @pytest.mark.parametrize("name", DEEP)
+@pytest.mark.slow
 def test_shapes_and_contributions(name, fitted):
     _, dets = fitted
     x = _series(150, seed=1)

@@ -395,6 +395,7 @@ def _labels_by_time(data) -> set[str]:
     return set(ts[data.labels == 1])
 
 
+@pytest.mark.slow
 def test_feedback_labels_reach_the_next_threshold_search(tmp_path):
     """A champion scores another series of the same metrics; operators give verdicts (one
     through `vigil feedback record`, with a remedy); the next `vigil run` exports them, and

@@ -141,6 +141,7 @@ def request(port: int, method: str, path: str, *, host: str | None = None, body:
         conn.close()
 
 
+@pytest.mark.slow
 def test_hostile_names_in_every_field_show_literally_and_run_no_script(hostile_web):
     """A real Chromium on the seeded store: every source, metric, incident field, remedy text,
     operator and note shows as written; no dialog opens and no injected handler runs; and the
@@ -291,6 +292,7 @@ def test_bodies_and_text_fields_have_limits(hostile_web):
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_serving_beyond_loopback_needs_expose_and_then_a_token(tmp_path, hostile_web):
     """Another address than loopback is refused without --expose; with it, the token printed at
     start is required on every request (link, cookie, or bearer header). Traffic stays on

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 import yaml
 from support.workspace import drop, make_workspace, table, vigil_run
 from support.workspace import vigil_score as score
@@ -24,6 +25,7 @@ PARAMS = {
 }
 
 
+@pytest.mark.slow
 def test_each_anomaly_of_another_seeded_series_is_one_incident(tmp_path):
     ws = make_workspace(tmp_path, PARAMS)
     vigil_run(ws, "--new-data-version")

@@ -61,6 +61,7 @@ def _start_and_wait_for_training(ws):
     [(1, signal.SIGINT, False), (2, signal.SIGINT, False), (1, signal.SIGTERM, True)],
     ids=["ctrl-c", "ctrl-c twice", "sigterm to the group"],  # a second SIGTERM takes Ctrl-C's second path
 )
+@pytest.mark.slow
 def test_ctrl_c_or_sigterm_during_training_stops_within_seconds_and_leaves_nothing(tmp_path, presses, sig, group):
     """Ctrl-C, or SIGTERM to the whole process group (`timeout 120 vigil run`, a service
     manager): the Prefect API child must not die first and leave the run retrying for minutes."""
@@ -112,6 +113,7 @@ def test_the_config_is_unchanged_by_the_interrupt_tests():
     assert full(LONG_TRAINING)["detectors"]["lstm_ae"]["epochs"] == 500
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_no_orphan_and_no_lock(tmp_path):
     ws = make_workspace(tmp_path, LONG_TRAINING)
     proc, lines = _start_and_wait_for_training(ws)

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from support.servers import prefect_env
 from support.workspace import SMALL, VIGIL, full, make_workspace, mlflow_client
@@ -41,6 +42,7 @@ def _start(ws, *args):
     )
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_on_different_data_keep_their_own_lineage(tmp_path):
     from tasks.versioning import dvc_hash
 

@@ -189,6 +189,7 @@ def _label_free_run(ws, out, expect_test_figures: bool, rule: str = "consensus")
 
 
 @pytest.mark.usefixtures("msl_root")
+@pytest.mark.slow
 def test_msl_m1_registers_a_champion_through_the_label_free_path(tmp_path, msl_root):
     params = {
         "dataset": {"kind": "telemanom", "root": str(msl_root), "name": "M-1"},
@@ -212,6 +213,7 @@ def test_msl_m1_registers_a_champion_through_the_label_free_path(tmp_path, msl_r
     assert int(client.get_model_version_by_alias(name, "champion").version) == int(champion.version) + 1
 
 
+@pytest.mark.slow
 def test_an_unlabelled_csv_registers_a_champion_through_the_label_free_path(tmp_path):
     rng = np.random.default_rng(4)
     n = 1600

