@@ -44,15 +44,19 @@ debian-test-deps:
 # the order tests/conftest.py gives them (the files with the most slow tests first, the quick
 # ones filling in at the end), not xdist's (the files with the most tests first).
 TEST_WORKERS ?= 3
+# One math thread per test process: the workers and the commands they start share 2 cores, and
+# an idle torch (OpenMP) or OpenBLAS thread spins while another process holds its core
+# (measured: a tuning test beside two busy processes took 75 s of CPU with 2 threads, 11 s with 1)
+TEST_ENV = OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 # Vigil's own modules are compiled first for the same reason as at install: the tests start
 # some hundreds of `vigil` processes, each of which would compile them again (0.1 s each).
 test: lint debian-test-deps
 	$(PY) -m compileall -q components tasks flows vigil
-	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(TEST_ENV) $(PY) -m pytest -q -m "" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The quick loop while developing: the tests not marked slow, in parallel.
 test-quick: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(TEST_ENV) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: $(STAMP)
 	$(PY) benchmarks/detectors.py
