@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,7 @@ def ensure_env(repo_root: Path, python: str | None = None) -> Path:
     stamp = folder / ".requirements-md5"
     want = requirements_hash()
     if env_python(repo_root).is_file() and stamp.is_file() and stamp.read_text().strip() == want:
+        drop_browser_assets(folder)  # an environment made before this step existed
         return env_python(repo_root)
     progress(f"benchmark: making the TSB-AD peers' environment in {folder} (once; a few minutes)")
     try:
@@ -105,8 +107,17 @@ def ensure_env(repo_root: Path, python: str | None = None) -> Path:
                 f"making the TSB-AD peers' environment failed at `{' '.join(cmd[-3:])}`: {' / '.join(tail)}; "
                 f"remove {folder} and rerun, or leave the tsb_* names out of benchmark.peers"
             )
+    drop_browser_assets(folder)
     write_atomic(stamp, want.encode())
     return env_python(repo_root)
+
+
+def drop_browser_assets(folder: Path) -> None:
+    """Remove matplotlib's notebook/WebAgg page scripts from the peers' environment: the peers
+    draw nothing in a browser (they run headless, on Agg), and those scripts insert strings as
+    HTML (``innerHTML``), which nothing Vigil ships may do."""
+    for assets in folder.glob("lib/python3*/site-packages/matplotlib/backends/web_backend"):
+        shutil.rmtree(assets, ignore_errors=True)
 
 
 class TSBPeer:
