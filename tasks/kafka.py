@@ -293,17 +293,22 @@ def _first_wait(consumer: Consumer, topic: str, partition: int) -> tuple[int, in
     return lo, hi, (10.0 if hi > lo else 1.0)
 
 
+def _messages(consumer: Consumer, topic: str, partition: int, last: int | None = None) -> list:
+    """One partition's messages now through ``consumer``: all, or the ``last`` few."""
+    lo, hi, first = _first_wait(consumer, topic, partition)
+    start = lo if last is None else max(lo, hi - last)  # hi may fall short (Tansu): read on
+    msgs = list(_read_from(consumer, topic, partition, start, first))
+    if last is None:
+        return msgs
+    return msgs[-last:] if last > 0 else []
+
+
 def read_partition(bootstrap: str, topic: str, partition: int = 0, last: int | None = None) -> list:
     """The messages of one partition of ``topic`` now (the ``last`` few only, where given), as
     confluent-kafka delivers them: value (None for a tombstone), headers, offset, timestamp."""
     c = new_consumer(bootstrap, f"vigil-reader-{time.monotonic_ns()}")
     try:
-        lo, hi, first = _first_wait(c, topic, partition)
-        start = lo if last is None else max(lo, hi - last)  # hi may fall short (Tansu): read on
-        msgs = list(_read_from(c, topic, partition, start, first))
-        if last is None:
-            return msgs
-        return msgs[-last:] if last > 0 else []
+        return _messages(c, topic, partition, last)
     finally:
         c.close()
 
@@ -313,14 +318,11 @@ def read_topic(bootstrap: str, topic: str) -> list[dict]:
     ``_partition``, ``_offset`` and ``_timestamp`` (milliseconds, as the producer stamped it)."""
     c = new_consumer(bootstrap, f"vigil-reader-{time.monotonic_ns()}")
     try:
-        out = []
-        for p in _partitions(c, topic):
-            lo, _, first = _first_wait(c, topic, p)
-            out += [
-                {**json.loads(m.value()), "_partition": p, "_offset": m.offset(), "_timestamp": m.timestamp()[1]}
-                for m in _read_from(c, topic, p, lo, first)
-            ]
-        return out
+        return [
+            {**json.loads(m.value()), "_partition": p, "_offset": m.offset(), "_timestamp": m.timestamp()[1]}
+            for p in _partitions(c, topic)
+            for m in _messages(c, topic, p)
+        ]
     finally:
         c.close()
 
