@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from support.servers import free_port
+from support.servers import free_port, mlflow_server_env
 
 from components.datasets import DatasetSource, make_synthetic, write_synthetic_layout
 from components.detectors import get_detector
@@ -85,6 +85,7 @@ def tracking(tmp_path_factory):
             "--workers",
             "1",
         ],
+        env=mlflow_server_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from support import REPO
-from support.servers import WebDriver, free_port, prefect_env, prefect_server, serving
+from support.servers import WebDriver, free_port, mlflow_server_env, prefect_env, prefect_server, serving
 from support.workspace import SMALL, VIGIL, drop, make_workspace, sh, table, vigil_run
 from support.workspace import vigil_score as score
 
@@ -292,7 +292,7 @@ def test_the_champion_is_read_through_a_tracking_server(trained, tmp_path):
         "--default-artifact-root", str(ws / "mlflow" / "artifacts"), "--workers", "1",
     ]  # fmt: skip
     landing, url = tmp_path / "landing", f"sqlite:///{tmp_path / 'alerts.db'}"
-    with serving(server, f"{uri}/health"):
+    with serving(server, f"{uri}/health", env=mlflow_server_env()):
         import mlflow
 
         client = mlflow.MlflowClient(uri)

@@ -203,9 +203,14 @@ def _ui(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)  # as Ctrl-C
+    # MLflow's UI would also start its job runners (huey consumers, a process per job kind, each
+    # importing MLflow): they serve GenAI jobs that Vigil never submits, so they are left off
+    envs = {"MLflow": {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}}
     procs = {}
     for name, cmd in commands.items():
-        procs[name] = subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_parent(os.getpid()))
+        procs[name] = subprocess.Popen(
+            cmd, env=envs.get(name), start_new_session=True, preexec_fn=die_with_parent(os.getpid())
+        )
     print(
         f"Prefect UI: http://127.0.0.1:{args.prefect_port}   "
         f"MLflow UI: http://127.0.0.1:{args.mlflow_port}   (Ctrl-C stops both)",

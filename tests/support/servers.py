@@ -106,6 +106,12 @@ class WebDriver:
         self._call("DELETE", f"/session/{self.session}")
 
 
+def mlflow_server_env() -> dict:
+    """The environment of a test's `mlflow server`, as `vigil ui` starts MLflow: without the job
+    runners (a process per job kind, each importing MLflow) for GenAI jobs Vigil never submits."""
+    return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 @functools.cache
 def _migrated_prefect_home() -> Path:
     """A Prefect home whose database a temporary API has created and migrated, once a session."""
