@@ -23,6 +23,10 @@ from vigil.plumbing import (
     owner_marks,
 )
 
+# the temporary server Prefect itself would start: no UI, ephemeral (only the services a
+# short-lived API needs: no scheduler, no late-run or cancellation loops)
+TEMPORARY_API_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+
 
 def start_server(env: dict, app_dir, startup_seconds: float, httpx):
     """Start the API on a free loopback port; return once it answers, or has exited."""
@@ -77,14 +81,7 @@ def prefect_api(startup_seconds: float = 60.0):
     if PREFECT_API_URL.value():
         yield PREFECT_API_URL.value()
         return
-    env = {
-        **os.environ,
-        **get_current_settings().to_environment_variables(exclude_unset=True),
-        # the temporary server Prefect itself would start: no UI, ephemeral
-        "PREFECT_UI_ENABLED": "0",
-        "PREFECT__SERVER_EPHEMERAL": "1",
-        "PREFECT__SERVER_FINAL": "1",
-    }
+    env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True), **TEMPORARY_API_ENV}
     for _ in range(3):  # a free port can be taken before the server binds it: try another
         server, url = start_server(env, prefect.__module_path__.parent, startup_seconds, httpx)
         if server.poll() is None:

@@ -149,10 +149,10 @@ def shared_prefect_api() -> str:
     import httpx
     import prefect
 
-    from vigil.prefect_api import start_server
+    from vigil.prefect_api import TEMPORARY_API_ENV, start_server
 
     home = prefect_home(Path(tempfile.mkdtemp(prefix="vigil-prefect-shared-")))
-    env = {**os.environ, "PREFECT_HOME": home, "PREFECT_UI_ENABLED": "0"}
+    env = {**os.environ, "PREFECT_HOME": home, **TEMPORARY_API_ENV}
     for _ in range(3):  # a free port can be taken before the server binds it
         server, url = start_server(env, prefect.__module_path__.parent, 120.0, httpx)
         if server.poll() is None:
