@@ -53,6 +53,7 @@ def make_workspace(root: Path, params: dict) -> Path:
     sh("git", "init", "-q", cwd=ws)
     sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init", cwd=ws)
     sh(DVC, "init", "-q", cwd=ws)
+    shutil.copy(REPO / ".dvcignore", ws / ".dvcignore")  # as a clone has it: bytecode is no stage dep
     sh("git", "add", "-A", cwd=ws)
     sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "vigil", cwd=ws)
     return ws
