@@ -1,12 +1,17 @@
 """The tests' fixtures. What they share lies in `tests/support/` (servers, workspaces,
 hostile names); a test module imports from there, never from another test module."""
 
+import os
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from support import SHARED
 from support.servers import postgres
+
+# After each command DVC starts a detached process that sends usage analytics (some twenty a run,
+# each importing DVC): the tests' workspaces report nothing anywhere
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 from support import REPO
-from support.servers import prefect_home
+from support.servers import prefect_env, prefect_home
 from support.workspace import DVC, make_workspace, sh
 
 from components.benchmark import best_point_adjusted_f1
@@ -106,8 +106,7 @@ def bench(tmp_path_factory):
 
     (ws / "README.md").write_text(f"# scratch\n\n## Benchmark\n\n{README_START}\n{README_END}\n")
     # dvc runs the stage's `python -m vigil stage benchmark` with the first python on PATH: this venv's
-    home = prefect_home(ws.parent / "prefect-home")
-    env = {"PREFECT_HOME": home, "PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}"}
+    env = {**prefect_env(ws.parent), "PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}"}
     first = sh(DVC, "repro", "benchmark", cwd=ws, env=_env(env))
     return ws, first, env
 
@@ -329,7 +328,7 @@ def test_tuned_rows_stand_beside_the_configured_ones_tuned_on_validation_only(tm
     ws = make_workspace(tmp_path, params)
     _write_series_csv(ws / "bench/ops/web-1.csv", seed=1)
     _write_series_csv(ws / "bench/grid/storage-7.csv", seed=2)
-    env = _env({"PREFECT_HOME": prefect_home(tmp_path / "prefect-home")})
+    env = prefect_env(tmp_path)
     run = [str(REPO / ".venv/bin/python"), "-m", "vigil", "stage", "benchmark", "--tuned", "--only", "csv:web-1.csv"]
     out = sh(*run, cwd=ws, env=env)
     assert "4 cell(s) computed" in out.stdout  # two configured, two tuned

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 from support import REPO
+from support.servers import prefect_env
 
 from components.slo.aggregation import Aggregator, aggregate_messages, partition_of
 from components.slo.evaluation import evaluate_predictions, violation_ahead, violation_events
@@ -388,8 +389,11 @@ def trained(tmp_path_factory):
         simulator={"duration": 900, "n_cpu_hogs": 8, "n_memory_leaks": 12},
         data={"folder": str(tmp / "data"), "train_seeds": [1, 2], "normal_seed": 100, "validation_seed": 200},
     )
+    env = prefect_env(tmp)  # the flows report to this process's shared Prefect API, from a home of their own
     for step in ("record", "train"):
-        out = subprocess.run(_stream_cmd(step, params=params, cwd=tmp), cwd=tmp, capture_output=True, text=True)
+        out = subprocess.run(
+            _stream_cmd(step, params=params, cwd=tmp), cwd=tmp, env=env, capture_output=True, text=True
+        )
         assert out.returncode == 0, out.stderr[-3000:]
     return tmp, params, out.stdout
 
