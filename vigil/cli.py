@@ -164,7 +164,7 @@ def _ui(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    from vigil.plumbing import die_with_parent
+    from vigil.plumbing import MLFLOW_WITHOUT_JOBS, die_with_parent
 
     cfg = load_config(args.params)
     for name, port in (("Prefect", args.prefect_port), ("MLflow", args.mlflow_port)):
@@ -203,9 +203,7 @@ def _ui(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)  # as Ctrl-C
-    # MLflow's UI would also start its job runners (huey consumers, a process per job kind, each
-    # importing MLflow): they serve GenAI jobs that Vigil never submits, so they are left off
-    envs = {"MLflow": {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}}
+    envs = {"MLflow": {**os.environ, **MLFLOW_WITHOUT_JOBS}}
     procs = {}
     for name, cmd in commands.items():
         procs[name] = subprocess.Popen(

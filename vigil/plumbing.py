@@ -89,3 +89,8 @@ def quiet_prefect() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name in ("mlflow", "great_expectations", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# MLflow's server also starts its job runners (a huey consumer per job kind, each importing
+# MLflow): they serve GenAI jobs Vigil never submits, so Vigil's MLflow servers leave them off
+MLFLOW_WITHOUT_JOBS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

@@ -109,7 +109,9 @@ class WebDriver:
 def mlflow_server_env() -> dict:
     """The environment of a test's `mlflow server`, as `vigil ui` starts MLflow: without the job
     runners (a process per job kind, each importing MLflow) for GenAI jobs Vigil never submits."""
-    return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    from vigil.plumbing import MLFLOW_WITHOUT_JOBS
+
+    return {**os.environ, **MLFLOW_WITHOUT_JOBS}
 
 
 @functools.cache
