@@ -72,7 +72,7 @@ TEST_ENV = OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 # and test_isolation took 163 s of CPU there instead of 172 s), else in the usual temporary
 # folder. Readable by all, as PostgreSQL runs as its own user and reads its folder there; removed
 # after a passing run, kept after a failing one to look at.
-TEST_TMP_ROOT := $(shell d=/dev/shm; [ -d $$d ] && [ -w $$d ] \
+TEST_TMP_ROOT = $(shell d=/dev/shm; [ -d $$d ] && [ -w $$d ] \
   && [ "$$(df -Pk $$d | awk 'NR==2 {print $$4}')" -gt 4000000 ] && echo $$d || echo $${TMPDIR:-/tmp})
 test: lint debian-test-deps
 	scratch=$$(mktemp -d $(TEST_TMP_ROOT)/vigil-tests-XXXXXX) && chmod a+rx $$scratch && echo "tests' scratch: $$scratch" \

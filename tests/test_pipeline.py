@@ -30,6 +30,8 @@ def first_run(tmp_path_factory):
     return ws, out
 
 
+# `vigil run` itself (vigil.cli.main, what the console script calls), counting every parse of
+# a params file: the command tree parses it once and hands the parsed config to every flow
 COUNT_PARSES = """
 import sys
 import vigil.config
@@ -96,8 +98,6 @@ def test_run_registers_a_loadable_champion_with_the_data_version(first_run):
     assert any(p.endswith(".html") for p in artifacts)
 
 
-# `vigil run` itself (vigil.cli.main, what the console script calls), counting every parse of
-# a params file: the command tree parses it once and hands the parsed config to every flow
 @pytest.mark.slow
 def test_one_vigil_run_parses_params_once(first_run):
     _, out = first_run
