@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run lint test test-quick bench clean debian-test-deps
+.PHONY: install run lint test test-durations test-quick bench clean debian-test-deps
 
 # Python writes the bytecode of what it imports, once, into .venv and the checkout, as it does
 # by default: where PYTHONDONTWRITEBYTECODE is set (some machines, this one), every process
@@ -78,6 +78,11 @@ test: lint debian-test-deps
 	scratch=$$(mktemp -d $(TEST_TMP_ROOT)/vigil-tests-XXXXXX) && chmod a+rx $$scratch && echo "tests' scratch: $$scratch" \
 	  && TMPDIR=$$scratch $(TEST_ENV) $(PY) -m pytest -q -m "" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 	  && rm -rf $$scratch
+
+# Re-measure tests/durations.json (each test file's seconds; make test starts the longest
+# first): a whole make test, which writes them when it passes.
+test-durations:
+	VIGIL_TEST_DURATIONS=$(CURDIR)/tests/durations.json $(MAKE) test
 
 # The quick loop while developing: the tests not marked slow, in parallel.
 test-quick: $(STAMP)
