@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -54,6 +55,50 @@ def test_deployments_carry_their_schedules_from_params():
     assert score.name == "vigil-score"
     assert score.parameters == {"cfg": cfg.model_dump(mode="json"), "repo_root": "/srv/vigil"}
     assert [s.schedule.interval.total_seconds() for s in score.schedules] == [120.0]
+
+
+def test_each_command_declares_its_own_arguments_and_imports_no_other_command():
+    # `vigil CMD --help` shows what CMD's module declares; the tree imports no other command's
+    # module for it (`vigil --help` and `vigil web` no longer load the scorer's Prefect)
+    probe = """
+import contextlib, io, json, sys
+from vigil.cli import main
+def help_of(*argv):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main([*argv, "--help"])
+        except SystemExit as exc:
+            assert exc.code == 0, (argv, exc.code)
+    return out.getvalue()
+shown = {"": help_of(), "web": help_of("web")}
+light = sorted(m for m in ("prefect", "mlflow", "sklearn") if m in sys.modules)
+for path in ("score", "feedback", "stream", "benchmark", "generate", "logs build", "logs generate",
+             "logs reference", "run"):
+    shown[path] = help_of(*path.split())
+print(json.dumps({"light": light, "shown": shown}))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["light"] == []
+    shown = got["shown"]
+    for command in ("run", "tune", "benchmark", "score", "web", "feedback", "stream", "logs", "stage", "dvc-deps"):
+        assert command in shown[""]
+    expected = {
+        "web": "--expose",
+        "score": "--source",  # vigil/score.py
+        "feedback": "record",  # vigil/feedback.py
+        "stream": "demo",  # vigil/stream.py
+        "benchmark": "--readme",  # vigil/stages/benchmark.py
+        "generate": "--out",  # vigil/stages/generate.py
+        "logs build": "--engine",  # vigil/stages/logs.py
+        "logs generate": "--dcache-billing-out",  # vigil/stages/logs_generate.py
+        "logs reference": "--format",  # vigil/stages/logs_reference.py
+        "run": "--new-data-version",
+    }
+    for path, option in expected.items():
+        assert option in shown[path], (path, shown[path])
 
 
 def test_bad_detector_parameters_are_named_before_torch_or_scikit_learn_loads(tmp_path):
