@@ -304,8 +304,8 @@ def _dvc_deps(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # Only the chosen command's arguments are declared in full: some are declared by the command's
-    # own module, and importing them all (Prefect, MLflow, scikit-learn) cost every command some
-    # 1.2 s of CPU (`vigil --help` took 2.3 s, `vigil web` imported the scorer's Prefect). No option
+    # own module, and importing them all (Prefect, MLflow, scikit-learn) cost a command up to 1.2 s
+    # of CPU (`vigil --help` took 2.3 s, now 0.7 s; `vigil web` imported the scorer's Prefect). No option
     # before a command takes a value, so the words not starting with "-" begin with the command path.
     words = [a for a in argv if not a.startswith("-")]
 
