@@ -13,7 +13,7 @@ Figures of a cell (one series x one detector), all on the test tail unless named
 - ``oracle_point_f1``, ``oracle_event_f1``, ``oracle_pa_f1``: the best F1 over every
   threshold on the test tail itself, for comparison with papers that report it, never a
   figure to choose by; ``threshold_retention`` (``event_retention``): the F1 at the rule
-  over the oracle's;
+  over the best over every threshold on the raw or the rule's smoothed scores (at most 1);
 - ``hitrate_100``, ``hitrate_150`` where the series names each anomaly's metrics (SMD);
 - ``fit_seconds``, ``score_steps_per_second`` (test tail), ``peak_memory_mb`` (resident
   memory the fit and scoring added, sampled).

@@ -61,7 +61,10 @@ def format_results_table(
             + " (each detector's figures: reports/metrics.json)."
         )
         lines.append(f"Model choice: {selection.reason}.")
-    lines.append(f"Incidents: {incidents}; retention = point F1 / the best point F1 over every test threshold.")
+    lines.append(
+        f"Incidents: {incidents}; retention = point F1 / the best point F1 over every test threshold "
+        "(raw or smoothed scores)."
+    )
     lines.append("* PA = point-adjusted: a hit anywhere in a true segment counts the whole segment; it inflates F1.")
     undefined = sorted({why for r in results for split, why in r.undefined.items() if split == "test"})
     if undefined:

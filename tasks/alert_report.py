@@ -14,7 +14,13 @@ import numpy as np
 
 from components import metrics as M
 from components.alerting import group_incidents, incident_quality, smooth
-from components.evaluation import THRESHOLD_RULES, AlertSettings, choose_alert_rule, rule_threshold
+from components.evaluation import (
+    THRESHOLD_RULES,
+    AlertSettings,
+    best_achievable_f1,
+    choose_alert_rule,
+    rule_threshold,
+)
 from components.thresholds import best_f1_threshold
 
 from .benchmark import cell_path
@@ -72,9 +78,10 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
                     continue
                 s = smooth(t, *sm, past=v)
                 f1 = M.point_prf(yt, s >= th)[2]
+                best = best_achievable_f1(yt, oracle, s)
                 q = incident_quality(yt, group_incidents(s >= th, s, settings.merge_gap, settings.min_steps), math.nan)
                 rules_test[d][_key(rule, sm)].append(
-                    (f1 / oracle if oracle > 0 else math.nan, q.incidents_per_event, q.event_recall)
+                    (f1 / best if best > 0 else math.nan, q.incidents_per_event, q.event_recall)
                 )
         if yv.any():
             oracle_v = best_f1_threshold(v, yv)[1]
@@ -83,7 +90,8 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
                     for sm in LABEL_FREE_SMOOTHING:
                         try:
                             th = rule_threshold(rule, sm, v, yv, c, settings)
-                            share = M.point_prf(yv, smooth(v, *sm) >= th)[2] / oracle_v
+                            s = smooth(v, *sm)
+                            share = M.point_prf(yv, s >= th)[2] / best_achievable_f1(yv, oracle_v, s)
                         except ValueError:
                             share = 0.0
                         label_free[_key(rule, sm)][d].append(share)
