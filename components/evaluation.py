@@ -288,8 +288,8 @@ def best_achievable_f1(labels: np.ndarray, raw_oracle: float, smoothed: np.ndarr
     """The denominator of retention: the best F1 over every threshold on the raw scores
     (``raw_oracle``, found by ``best_threshold``) or on the scores as the alert rule smooths
     them, whichever is higher. An oracle on raw scores alone can sit below the F1 of a rule
-    that smooths (the benchmark at c2f0276 reported retention above 1 on 4 of MSL's 27
-    selected cells, up to 1.65), and a smoothing that loses F1 still counts against the rule."""
+    that smooths (at c2f0276 the benchmark reported retention up to 1.65, on MSL's P-11), and
+    a smoothing that loses F1 still counts against the rule."""
     fn = best_threshold or best_f1_threshold
     return max(raw_oracle, fn(np.asarray(smoothed, dtype=np.float64), labels)[1])
 

@@ -53,7 +53,7 @@ COLUMNS = [
 # what an operator sees of the alert rule (test tail), in the Alerts tables
 ALERT_COLUMNS = [
     ("retention", "threshold_retention", "point F1 at the alert rule / the best over every threshold, raw or smoothed"),
-    ("event ret.", "event_retention", "event F1 at the alert rule / oracle event F1"),
+    ("event ret.", "event_retention", "event F1 at the alert rule / the best over every threshold, raw or smoothed"),
     ("incidents/event", "incidents_per_event", "raised incidents on a true event, per event caught (1 is ideal)"),
     ("false/1k steps", "false_incidents_per_1000_steps", "raised incidents on no true event"),
     ("event recall", "incident_event_recall", "true events a raised incident caught"),
