@@ -69,6 +69,9 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
         ] += 1
         if yt.any():
             oracle = best_f1_threshold(t, yt)[1]
+            # the test tail smoothed, and its best F1, once per smoothing: every rule shares them
+            smoothed = {sm: smooth(t, *sm, past=v) for sm in {sm for _, sm in pairs}}
+            best_f1 = {sm: best_achievable_f1(yt, oracle, s) for sm, s in smoothed.items()}
             for rule, sm in pairs:
                 if THRESHOLD_RULES[rule][0] and not yv.any():
                     continue
@@ -76,9 +79,8 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
                     th = rule_threshold(rule, sm, v, yv, c, settings)
                 except ValueError:
                     continue
-                s = smooth(t, *sm, past=v)
+                s, best = smoothed[sm], best_f1[sm]
                 f1 = M.point_prf(yt, s >= th)[2]
-                best = best_achievable_f1(yt, oracle, s)
                 q = incident_quality(yt, group_incidents(s >= th, s, settings.merge_gap, settings.min_steps), math.nan)
                 rules_test[d][_key(rule, sm)].append(
                     (f1 / best if best > 0 else math.nan, q.incidents_per_event, q.event_recall)
@@ -86,12 +88,12 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
         if yv.any():
             oracle_v = best_f1_threshold(v, yv)[1]
             if oracle_v > 0:
-                for rule in free_rules:
-                    for sm in LABEL_FREE_SMOOTHING:
+                for sm in LABEL_FREE_SMOOTHING:
+                    s = smooth(v, *sm)
+                    best = best_achievable_f1(yv, oracle_v, s)  # once per smoothing: every rule shares it
+                    for rule in free_rules:
                         try:
-                            th = rule_threshold(rule, sm, v, yv, c, settings)
-                            s = smooth(v, *sm)
-                            share = M.point_prf(yv, s >= th)[2] / best_achievable_f1(yv, oracle_v, s)
+                            share = M.point_prf(yv, s >= rule_threshold(rule, sm, v, yv, c, settings))[2] / best
                         except ValueError:
                             share = 0.0
                         label_free[_key(rule, sm)][d].append(share)
