@@ -204,9 +204,18 @@ def store_errors(url: str, name: str = "the alerts store", key: str = "scoring.s
 
 
 def _sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite store, None for any other database. With ``uri=true`` SQLite reads
+    the database name as a URI (``sqlite:///file:/path/alerts.db?mode=ro&uri=true``): its file is
+    the URI's path, not a folder named ``file:`` in the working directory."""
     if not url.startswith("sqlite:///"):
         return None
-    return Path(url.removeprefix("sqlite:///"))
+    parsed = sa.engine.make_url(url)
+    database = parsed.database or ""
+    if parsed.query.get("uri") == "true" and database.startswith("file:"):
+        from urllib.parse import unquote, urlsplit
+
+        return Path(unquote(urlsplit(database).path))
+    return Path(database)
 
 
 def _engine(url: str) -> sa.Engine:
@@ -225,8 +234,8 @@ def _engine(url: str) -> sa.Engine:
 
 def store_exists(url: str) -> bool:
     """False for a SQLite store whose file is not there yet (nothing to read; not made here)."""
-    parsed = sa.engine.make_url(url)
-    return not parsed.drivername.startswith("sqlite") or Path(parsed.database or "").is_file()
+    path = _sqlite_path(url)
+    return path is None or path.is_file()
 
 
 def open_store(url: str) -> sa.Engine:

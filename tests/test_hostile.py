@@ -579,8 +579,12 @@ def test_a_store_deleted_or_replaced_under_the_landing_folder_is_refused(synthet
     assert (landing / "web-1" / "part-1.csv").is_file()
 
 
-def test_a_read_only_store_is_one_paragraph_naming_it(synthetic, tmp_path):
+def test_a_read_only_store_is_one_paragraph_naming_it(synthetic, tmp_path, monkeypatch):
+    """A SQLite URI filename (``file:PATH?mode=ro&uri=true``) names PATH: no folder ``file:``
+    is made in the working directory."""
     from tasks.alerts import StoreError, store_errors
+
+    monkeypatch.chdir(tmp_path)
 
     _, champion, frame = synthetic
     landing, db = tmp_path / "landing", tmp_path / "alerts.db"
@@ -592,6 +596,7 @@ def test_a_read_only_store_is_one_paragraph_naming_it(synthetic, tmp_path):
         score_here(landing, read_only, champion)
     assert "readonly" in str(exc.value) and str(db) in str(exc.value) and "writable" in str(exc.value)
     assert "\n" not in str(exc.value)
+    assert not (tmp_path / "file:").exists()
 
 
 # --- the log readers ----------------------------------------------------------------------------
