@@ -11,9 +11,10 @@
   (``deployments.tune.pool``, ``deployments.benchmark.pool``; ``gpu`` by default), run by hand
   from the UI, by the process workers on GPU hosts (``prefect worker start --pool gpu``).
 
-`vigil serve` registers all six and serves the first four until interrupted. Start a Prefect
-server first (`vigil ui`, or `prefect server start`) and point ``PREFECT_API_URL`` at it
-(``http://127.0.0.1:4200/api``) so that they, their schedules and their runs show in the UI.
+`vigil serve` registers all six and serves the first four until interrupted, on the Prefect
+server ``PREFECT_API_URL`` names, or one at 127.0.0.1:4200 (`vigil ui`'s, or started by `vigil
+serve`): a persistent server, whose scheduler makes the scheduled runs (Prefect's temporary API
+has none).
 
 A deployment carries the parameters as parsed and checked when it was registered (the ``cfg``
 parameter, shown and editable per run in the UI): flows never read params.yaml. After editing

@@ -140,6 +140,7 @@ def test_vigil_ui_refuses_a_taken_port_naming_the_holder(tmp_path):
 
 @pytest.mark.slow
 def test_vigil_ui_stops_on_sigterm_leaving_no_process(tmp_path):
+    """Also: the Prefect UI on another port than 4200 calls the API on that port."""
     import signal
     import time
     import urllib.request
@@ -150,10 +151,11 @@ def test_vigil_ui_stops_on_sigterm_leaving_no_process(tmp_path):
     env_home = {"PREFECT_HOME": str(tmp_path / "prefect-home")}
     import os
 
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_UI_API_URL")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "vigil.cli", "ui", "--prefect-port", str(ports[0]), "--mlflow-port", str(ports[1])],
         cwd=REPO,
-        env={**os.environ, **env_home},
+        env={**env, **env_home},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -169,6 +171,8 @@ def test_vigil_ui_stops_on_sigterm_leaving_no_process(tmp_path):
             except OSError:
                 pass
         time.sleep(0.5)
+    ui_settings = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/ui-settings", timeout=10).read())
+    assert ui_settings["api_url"] == f"http://127.0.0.1:{ports[0]}/api"
     family = psutil.Process(proc.pid).children(recursive=True)
     assert len(family) >= 2
     proc.send_signal(signal.SIGTERM)

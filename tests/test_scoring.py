@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from support import REPO
-from support.servers import WebDriver, free_port, mlflow_server_env, prefect_env, prefect_server, serving
-from support.workspace import SMALL, VIGIL, drop, make_workspace, sh, table, vigil_run
+from support.servers import WebDriver, free_port, mlflow_server_env, prefect_env, serving
+from support.workspace import SMALL, VIGIL, drop, make_workspace, table, vigil_run
 from support.workspace import vigil_score as score
 
 WINDOW = 8
@@ -318,42 +318,71 @@ def test_the_champion_is_read_through_a_tracking_server(trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_score_deployment_runs_from_the_prefect_server(trained, tmp_path):
-    """A real Prefect server: `vigil serve` registers the four deployments and serves
-    vigil-train and vigil-score; a triggered vigil-score run scores the landing folder."""
+def test_score_deployment_runs_on_its_schedule_on_the_server_vigil_serve_starts(trained, tmp_path):
+    """`vigil serve` without ``PREFECT_API_URL`` starts a real Prefect server (its console is
+    the command's), registers the six deployments and serves vigil-train and vigil-score; the
+    server's scheduler starts vigil-score on its interval, and that run scores the landing
+    folder. (Prefect's temporary API runs no scheduler, and on SQLAlchemy 2.1 the scheduler of
+    Prefect 3.8.8 failed at every loop: no scheduled run ever happened.)"""
     import urllib.request
+
+    import psutil
 
     ws, frame = trained
     params = workspace_with(trained, tmp_path)
+    doc = yaml.safe_load(params.read_text())
+    doc["deployments"]["score"]["interval_minutes"] = 0.1
+    params.write_text(yaml.safe_dump(doc))
     landing, url = tmp_path / "landing", f"sqlite:///{tmp_path / 'alerts.db'}"
-    with prefect_server(tmp_path / "prefect-server-home") as (prefect, env):
+    drop(frame.iloc[:300], landing, "web-1", "part-0")
+    drop(frame.iloc[300:600].drop(columns=["net_in"]), landing, "web-1", "part-1")
+    drop(frame.iloc[600:900], landing, "web-1", "part-2")
+    port = free_port()
+    env = {k: v for k, v in prefect_env(tmp_path, own_api=True).items() if k != "PREFECT_API_URL"}
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
         serve = subprocess.Popen(
-            [VIGIL, "serve", "--params", str(params)], cwd=ws, env=env, start_new_session=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [VIGIL, "serve", "--params", str(params), "--prefect-port", str(port)], cwd=ws, env=env,
+            start_new_session=True, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        try:
-            request = urllib.request.Request(
-                env["PREFECT_API_URL"] + "/deployments/filter", data=b"{}", method="POST",
-                headers={"Content-Type": "application/json"},
-            )  # fmt: skip
-            deadline = time.monotonic() + 180
-            while True:
-                names = {d["name"] for d in json.loads(urllib.request.urlopen(request, timeout=30).read())}
-                if names >= {"vigil-train", "vigil-score", "vigil-tune", "vigil-benchmark"}:
-                    break
-                assert serve.poll() is None and time.monotonic() < deadline, names
-                time.sleep(1)
-            drop(frame.iloc[:300], landing, "web-1", "part-0")
-            drop(frame.iloc[300:600].drop(columns=["net_in"]), landing, "web-1", "part-1")
-            drop(frame.iloc[600:900], landing, "web-1", "part-2")
-            sh(prefect, "deployment", "run", "score/vigil-score", "--watch", cwd=ws, env=env)
-        finally:
-            os.killpg(serve.pid, signal.SIGTERM)
-            serve.wait(timeout=60)
+
+    def post(path: str, body: dict) -> list[dict]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/{path}", data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        return json.loads(urllib.request.urlopen(request, timeout=30).read())
+
+    try:
+        deadline, done = time.monotonic() + 240, []
+        while not done:
+            assert serve.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+            try:
+                names = {d["name"]: d["id"] for d in post("deployments/filter", {})}
+            except OSError:
+                continue
+            assert set(names) <= {"vigil-train", "vigil-score", "vigil-tune", "vigil-benchmark",
+                                  "vigil-slo-train", "vigil-stream-predict"}  # fmt: skip
+            if "vigil-score" in names:
+                runs = post("flow_runs/filter", {"deployments": {"id": {"any_": [names["vigil-score"]]}}})
+                done = [r for r in runs if r["auto_scheduled"] and r["state_type"] == "COMPLETED"]
+        assert len(names) == 6
+        server = [p for p in psutil.Process(serve.pid).children(recursive=True) if "server" in p.cmdline()]
+        assert server, "the Prefect server is not vigil serve's child"
+    finally:
+        os.kill(serve.pid, signal.SIGTERM)
+        serve.wait(timeout=60)
+    assert serve.returncode == 0, log.read_text()[-3000:]
+    assert "Check out the dashboard at" in log.read_text()  # the server's console is shown
+    gone, alive = psutil.wait_procs(server, timeout=20)
+    assert alive == [], [p.cmdline() for p in alive]
     points = table(url, "points")
     assert len(points) == 600 - (WINDOW - 1)
     assert "net_in" in (landing / "quarantine" / "web-1" / "part-1.csv.reason.txt").read_text()
-    assert json.loads(table(url, "runs")["counts"].iloc[0])["files_scored"] == 2
+    counts = [json.loads(c) for c in table(url, "runs")["counts"]]
+    assert sum(c["files_scored"] for c in counts) == 2
 
 
 @pytest.mark.slow

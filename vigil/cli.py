@@ -149,13 +149,28 @@ def _port_holder(port: int) -> str | None:
             pass
     import psutil
 
+    from components.text import one_line
+
     for conn in psutil.net_connections(kind="tcp"):
         if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
-            try:
-                return f"pid {conn.pid} ({' '.join(psutil.Process(conn.pid).cmdline())[:120]})"
+            try:  # a command line is anyone's text: shown on one line, control characters escaped
+                return f"pid {conn.pid} ({one_line(' '.join(psutil.Process(conn.pid).cmdline())[:120])})"
             except psutil.Error:
                 return f"pid {conn.pid}"
     return "a process this user cannot see"
+
+
+def persistent_server(port: int) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of a persistent Prefect server (UI, scheduler and every
+    other service) on 127.0.0.1:``port``: `vigil ui`'s, and `vigil serve`'s where no server is
+    named. The UI is told where its API is: left to itself it calls the API at
+    ``PREFECT_API_URL`` or port 4200, whatever port the server was started on."""
+    api = f"http://127.0.0.1:{port}/api"
+    cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    env = {"PREFECT_UI_API_URL": api, "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
+           # no usage reports to Prefect: an operator's server may have no way out (an error each start)
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}  # fmt: skip
+    return cmd, env
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -177,16 +192,9 @@ def _ui(args: argparse.Namespace) -> int:
             )
             return EXIT_PORT_TAKEN
     bin_dir = Path(sys.executable).parent
+    prefect_cmd, prefect_env = persistent_server(args.prefect_port)
     commands = {
-        "Prefect": [
-            str(bin_dir / "prefect"),
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(args.prefect_port),
-        ],
+        "Prefect": prefect_cmd,
         "MLflow": [
             str(bin_dir / "mlflow"),
             "ui",
@@ -203,7 +211,7 @@ def _ui(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)  # as Ctrl-C
-    envs = {"MLflow": {**os.environ, **MLFLOW_WITHOUT_JOBS}}
+    envs = {"Prefect": {**os.environ, **prefect_env}, "MLflow": {**os.environ, **MLFLOW_WITHOUT_JOBS}}
     procs = {}
     for name, cmd in commands.items():
         procs[name] = subprocess.Popen(
@@ -251,25 +259,105 @@ def _kill_group(proc: subprocess.Popen) -> None:
         return
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _prefect_answers(api: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{api}/health", timeout=3) as reply:
+            return reply.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def _start_prefect_server(port: int, startup_seconds: float = 120.0) -> subprocess.Popen:
+    """A persistent Prefect server on 127.0.0.1:``port`` for `vigil serve`, in its own process
+    group (stopped whole, as `vigil ui` stops its UIs), dying with this process. Its console is
+    this command's: a scheduler that fails says so here."""
     import os
 
-    from flows.deployments import SCORE_DEPLOYMENT, TRAIN_DEPLOYMENT, register_pool_deployments, serve
+    from vigil.plumbing import die_with_parent
+
+    cmd, env = persistent_server(port)
+    server = subprocess.Popen(
+        cmd, env={**os.environ, **env}, start_new_session=True, preexec_fn=die_with_parent(os.getpid())
+    )
+    api, deadline = f"http://127.0.0.1:{port}/api", time.monotonic() + startup_seconds
+    while not _prefect_answers(api):
+        if server.poll() is not None:
+            raise SystemExit(f"vigil serve: the Prefect server exited with code {server.returncode} (its log is above)")
+        if time.monotonic() > deadline:
+            _kill_group(server)
+            raise SystemExit(f"vigil serve: the Prefect server did not answer at {api} within {startup_seconds:g} s")
+        time.sleep(0.5)
+    return server
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Serve the deployments on the server ``PREFECT_API_URL`` names; without one, on the
+    server at 127.0.0.1:--prefect-port, started here if none answers there. Never on Prefect's
+    temporary API: it runs no scheduler, so no scheduled run would ever happen."""
+    import os
+    import signal
+
     from vigil.stages.benchmark import known_peers
 
-    cfg = load_config(args.params, peers=known_peers())  # vigil-benchmark is registered too
-    if os.environ.get("PREFECT_API_URL"):
-        for line in register_pool_deployments(cfg, Path.cwd()):
-            print(line)
+    cfg = load_config(args.params, peers=known_peers())  # checked before a server is started; vigil-benchmark too
+    api = os.environ.get("PREFECT_API_URL")
+    server = None
+    if api:
+        if not _prefect_answers(api):
+            print(
+                f"vigil serve: no Prefect server answers at PREFECT_API_URL={api}: start it (`vigil ui`), "
+                "or unset PREFECT_API_URL and vigil serve starts one",
+                file=sys.stderr,
+            )
+            return 1
     else:
-        print("PREFECT_API_URL is not set: vigil-tune and vigil-benchmark are not registered (no server to hold them)")
+        api = f"http://127.0.0.1:{args.prefect_port}/api"
+        if _prefect_answers(api):
+            print(f"PREFECT_API_URL is not set: serving on the Prefect server that answers at {api}", flush=True)
+        else:
+            holder = _port_holder(args.prefect_port)
+            if holder:
+                print(
+                    f"vigil serve: port {args.prefect_port} on 127.0.0.1 (for its Prefect server) is taken by "
+                    f"{holder}; stop it, pass --prefect-port, or set PREFECT_API_URL",
+                    file=sys.stderr,
+                )
+                return EXIT_PORT_TAKEN
+            server = _start_prefect_server(args.prefect_port)
+            print(
+                f"started a Prefect server (UI http://127.0.0.1:{args.prefect_port}, its log here); other commands "
+                f"reach it with PREFECT_API_URL={api}",
+                flush=True,
+            )
+        os.environ["PREFECT_API_URL"] = api  # before Prefect is imported: it reads its settings once
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # as Ctrl-C: the server started here is stopped whole
+    try:
+        return _serve_deployments(cfg, args.params)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server is not None:
+            _kill_group(server)
+
+
+def _serve_deployments(cfg, params: str) -> int:
+    from flows.deployments import SCORE_DEPLOYMENT, TRAIN_DEPLOYMENT, register_pool_deployments, serve
+
+    for line in register_pool_deployments(cfg, Path.cwd()):
+        print(line)
     print(
         f"serving pipeline/{TRAIN_DEPLOYMENT} on cron {cfg.deployments.train.cron!r} and score/{SCORE_DEPLOYMENT} "
         f"every {cfg.deployments.score.interval_minutes:g} min, slo-train/vigil-slo-train and "
         f"slo-predict/vigil-stream-predict by hand (Ctrl-C stops)",
         flush=True,
     )
-    serve(cfg, args.params, Path.cwd())
+    serve(cfg, params, Path.cwd())
     return 0
 
 
@@ -371,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
         parents=[common, with_params],
         help="deployments in the Prefect UI: serve vigil-train, vigil-score and the stream's; register vigil-tune, "
         "vigil-benchmark",
+    )
+    srv.add_argument(
+        "--prefect-port", type=int, default=4200, help="where PREFECT_API_URL is not set: the Prefect server's port"
     )
     srv.set_defaults(func=_serve)
     web = sub.add_parser(
