@@ -39,6 +39,8 @@ from tasks.versioning import dvc_hash, git_state
 from vigil.config import Config
 from vigil.run_lock import checkout_lock
 
+ONLY_REPORTS = ".vigil/benchmark-only"  # where a run of some series only (``only``) writes its report
+
 
 @flow(name="benchmark")
 def benchmark_flow(
@@ -48,8 +50,9 @@ def benchmark_flow(
     tuned: bool | None = None,
     wait_for_lock: bool = True,
 ) -> dict:
-    """``only``: ``kind:series`` names to run (default: all); ``tuned``: a tuned row for every
-    detector on every dataset (default: ``benchmark.tuned``'s subset)."""
+    """``only``: ``kind:series`` names to run (default: all), reported under `ONLY_REPORTS`,
+    never reports/; ``tuned``: a tuned row for every detector on every dataset (default:
+    ``benchmark.tuned``'s subset)."""
     root = Path(repo_root).resolve()
     bc = cfg.benchmark
     asked = {n: None for n in cfg.detectors} if tuned else bc.tuned.detectors  # names checked when parsed
@@ -178,5 +181,8 @@ def benchmark_flow(
             "wall_seconds": time.perf_counter() - started,
             "computed": computed,
         }
-        reports = write_reports(rows, meta, root / "reports", root, plots=bc.plots, alerting=alerting)
+        # a partial run's report is a scratch report: the committed one (and README's section,
+        # generated from it) always covers every series
+        out_dir = root / (ONLY_REPORTS if only else "reports")
+        reports = write_reports(rows, meta, out_dir, root, plots=bc.plots, alerting=alerting)
     return {"computed": computed, "reused": len(rows) - computed, "logged": logged, "reports": reports, "rows": rows}

@@ -115,8 +115,8 @@ def _env(extra):
     return {**os.environ, **extra}
 
 
-def _report(ws):
-    return json.loads((ws / "reports/benchmark.json").read_text())
+def _report(ws, folder="reports"):
+    return json.loads((ws / folder / "benchmark.json").read_text())
 
 
 @pytest.mark.slow
@@ -329,20 +329,24 @@ def test_tuned_rows_stand_beside_the_configured_ones_tuned_on_validation_only(tm
     _write_series_csv(ws / "bench/ops/web-1.csv", seed=1)
     _write_series_csv(ws / "bench/grid/storage-7.csv", seed=2)
     env = prefect_env(tmp_path)
+    from flows.benchmark import ONLY_REPORTS as ONLY
+
     run = [str(REPO / ".venv/bin/python"), "-m", "vigil", "stage", "benchmark", "--tuned", "--only", "csv:web-1.csv"]
     out = sh(*run, cwd=ws, env=env)
     assert "4 cell(s) computed" in out.stdout  # two configured, two tuned
-    rows = {r["detector"]: r for r in _report(ws)["rows"]}
+    assert not (ws / "reports" / "benchmark.json").exists()  # --only: a scratch report, never the committed one
+    assert str(ws / ONLY / "benchmark_summary.json") in out.stdout
+    rows = {r["detector"]: r for r in _report(ws, ONLY)["rows"]}
     assert not rows["pca"]["tuned"] and rows["pca"]["params"] == {"n_components": 2}
     assert rows["pca (tuned)"]["tuned"] and rows["zscore (tuned)"]["tuned"]
     assert rows["zscore (tuned)"]["params"] == {}  # no search space: the configured parameters
     assert 1 <= rows["pca (tuned)"]["params"]["n_components"] <= 4
-    tuned_on = _report(ws)["meta"]["tuned"]["detectors"]  # --tuned: every detector on every dataset
+    tuned_on = _report(ws, ONLY)["meta"]["tuned"]["detectors"]  # --tuned: every detector on every dataset
     assert {n: sorted(ds) for n, ds in tuned_on.items()} == {
         n: ["msl", "nab", "skab", "smd"] for n in ("pca", "zscore")
     }
     # tuned rows are not the pipeline's candidates: `vigil (selected)` picks among the configured ones
-    assert {r["choice"] for r in _report(ws)["selection_rows"]} <= {"zscore", "pca"}
+    assert {r["choice"] for r in _report(ws, ONLY)["selection_rows"]} <= {"zscore", "pca"}
     again = sh(*run, cwd=ws, env=env)  # the finished study is read back, so every cell is reused
     assert "0 cell(s) computed" in again.stdout
     import optuna

@@ -26,7 +26,12 @@ def known_peers() -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--only", nargs="+", metavar="KIND:SERIES", help="these series only (e.g. smd:machine-1-2)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="KIND:SERIES",
+        help="these series only (e.g. smd:machine-1-2); the report goes to .vigil/benchmark-only/, never reports/",
+    )
     parser.add_argument(
         "--tuned", action="store_true", help="a tuned row for every detector on every series (default: benchmark.tuned)"
     )
