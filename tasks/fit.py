@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from prefect import task
 
-from components.detectors import TrainingStopped, get_detector, stop_requested
+from components.detectors import TorchDetector, TrainingStopped, get_detector, stop_requested
 from vigil.config import ConfigError
 
 from . import progress
 from .data import Processed
+
+
+# Torch fits run one at a time whatever the task runner does (torch's RNG is process-global:
+# components/detectors/deep.py seeds under one lock). Taking this lock before the timer starts
+# makes a torch fit's time its own, not the time it waited for another's.
+TORCH_FITS = threading.Lock()
 
 
 def _unless_stopping(task, task_run, state) -> bool:
@@ -37,9 +45,10 @@ def fit_detector(
     data = Processed(processed_dir)
     det = get_detector(name, **params)
     progress(f"[{name}] fitting on {data['train'].shape[0]} steps x {data['train'].shape[1]} metrics")
-    t0 = time.perf_counter()
-    det.fit(data["train"], verbose=verbose)
-    seconds = time.perf_counter() - t0
+    with TORCH_FITS if isinstance(det, TorchDetector) else nullcontext():
+        t0 = time.perf_counter()
+        det.fit(data["train"], verbose=verbose)
+        seconds = time.perf_counter() - t0
     if stop_requested():  # a fit that finished after Ctrl-C is not written
         raise TrainingStopped(f"{name}: stopped on request; not saved")
     models_dir = Path(models_dir)
