@@ -38,11 +38,12 @@ from tasks.urls import storage_url
 from tasks.versioning import dvc_hash, git_state
 from vigil.config import Config
 from vigil.run_lock import checkout_lock
+from vigil.run_names import benchmark_run
 
 ONLY_REPORTS = ".vigil/benchmark-only"  # where a run of some series only (``only``) writes its report
 
 
-@flow(name="benchmark")
+@flow(name="benchmark", flow_run_name=benchmark_run)
 def benchmark_flow(
     cfg: Config,
     repo_root: str = ".",

@@ -18,10 +18,11 @@ from tasks.selection_prior import label_free_prior
 from tasks.versioning import prepared_version
 from vigil.config import Config, params_hash
 from vigil.run_lock import holds_checkout
+from vigil.run_names import dataset_run
 from vigil.workspace import Workspace
 
 
-@flow(name="evaluate")
+@flow(name="evaluate", flow_run_name=dataset_run("evaluate"))
 @holds_checkout
 def evaluate_flow(cfg: Config, repo_root: str = ".", wait_for_lock: bool = True, run_id: str | None = None) -> dict:
     """Standalone (no ``run_id``) it reads the published data and models and publishes

@@ -13,6 +13,7 @@ from prefect import flow
 from tasks.versioning import record_if_new
 from vigil.config import Config
 from vigil.run_lock import holds_checkout
+from vigil.run_names import dataset_run
 from vigil.workspace import PARTS, Workspace
 
 from .evaluate import evaluate_flow
@@ -21,7 +22,7 @@ from .train import train_flow
 from .tune import tune_flow
 
 
-@flow(name="pipeline")
+@flow(name="pipeline", flow_run_name=dataset_run("pipeline"))
 @holds_checkout
 def pipeline(
     cfg: Config,

@@ -16,12 +16,13 @@ from tasks.validation import validate_raw
 from tasks.versioning import check_data_version, record_if_new
 from vigil.config import Config, check_root_is_portable, params_hash
 from vigil.run_lock import holds_checkout
+from vigil.run_names import dataset_run
 from vigil.workspace import Workspace
 
 from .feedback_export import export_flow
 
 
-@flow(name="prepare")
+@flow(name="prepare", flow_run_name=dataset_run("prepare"))
 @holds_checkout
 def prepare_flow(
     cfg: Config,

@@ -11,10 +11,11 @@ from tasks.scoring import log_scoring_run, registry_errors, score_landing, scori
 from tasks.urls import storage_url
 from vigil.config import Config
 from vigil.run_lock import checkout_lock
+from vigil.run_names import score_run
 from vigil.workspace import Workspace
 
 
-@flow(name="score")
+@flow(name="score", flow_run_name=score_run)
 def score_flow(cfg: Config, repo_root: str = ".", wait_for_lock: bool = True) -> dict:
     """The champion (or ``scoring.model_name``) scores the landing folder's new files into the
     alerts store, holding the checkout's scoring lock."""

@@ -9,10 +9,11 @@ from prefect import flow
 from tasks.fit import fit_detector, fit_params
 from vigil.config import Config
 from vigil.run_lock import holds_checkout
+from vigil.run_names import dataset_run
 from vigil.workspace import Workspace
 
 
-@flow(name="train")
+@flow(name="train", flow_run_name=dataset_run("train"))
 @holds_checkout
 def train_flow(
     cfg: Config, repo_root: str = ".", verbose: bool = False, wait_for_lock: bool = True, run_id: str | None = None

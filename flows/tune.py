@@ -20,10 +20,11 @@ from tasks.tune import tune_detector
 from tasks.urls import storage_url
 from vigil.config import Config
 from vigil.run_lock import holds_checkout
+from vigil.run_names import dataset_run
 from vigil.workspace import Workspace
 
 
-@flow(name="tune")
+@flow(name="tune", flow_run_name=dataset_run("tune"))
 @holds_checkout
 def tune_flow(cfg: Config, repo_root: str = ".", wait_for_lock: bool = True, run_id: str | None = None) -> dict:
     """Standalone (no ``run_id``) it reads the published data/processed and publishes tuned/ at

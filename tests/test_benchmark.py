@@ -336,6 +336,17 @@ def test_tuned_rows_stand_beside_the_configured_ones_tuned_on_validation_only(tm
     assert "4 cell(s) computed" in out.stdout  # two configured, two tuned
     assert not (ws / "reports" / "benchmark.json").exists()  # --only: a scratch report, never the committed one
     assert str(ws / ONLY / "benchmark_summary.json") in out.stdout
+    import urllib.request
+
+    request = urllib.request.Request(
+        env["PREFECT_API_URL"] + "/flow_runs/filter",
+        data=json.dumps({"flow_runs": {"name": {"like_": "benchmark csv:web-1.csv"}}}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    assert [r["name"] for r in json.loads(urllib.request.urlopen(request, timeout=30).read())] == [
+        "benchmark csv:web-1.csv"
+    ]  # the run names its series
     rows = {r["detector"]: r for r in _report(ws, ONLY)["rows"]}
     assert not rows["pca"]["tuned"] and rows["pca"]["params"] == {"n_components": 2}
     assert rows["pca (tuned)"]["tuned"] and rows["zscore (tuned)"]["tuned"]

@@ -106,6 +106,24 @@ def test_one_vigil_run_parses_params_once(first_run):
 
 
 @pytest.mark.slow
+def test_flow_runs_are_named_after_the_dataset_and_series(first_run):
+    """In the Prefect UI a run says what it ran on, not an adjective-animal."""
+    import urllib.request
+
+    ws, _ = first_run
+    dataset = yaml.safe_load((ws / "params.yaml").read_text())["dataset"]
+    series = f"{dataset.get('kind', 'synthetic')}:{dataset['name']}"
+    request = urllib.request.Request(
+        vigil_env(ws)["PREFECT_API_URL"] + "/flow_runs/filter",
+        data=json.dumps({"flow_runs": {"name": {"like_": series}}}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    names = {r["name"] for r in json.loads(urllib.request.urlopen(request, timeout=30).read())}
+    assert {f"{flow} {series}" for flow in ("pipeline", "prepare", "train", "evaluate")} <= names, names
+
+
+@pytest.mark.slow
 def test_a_worse_model_does_not_move_the_champion(first_run):
     ws, _ = first_run
     _, client = mlflow_client(ws)

@@ -369,6 +369,7 @@ def test_score_deployment_runs_on_its_schedule_on_the_server_vigil_serve_starts(
                 runs = post("flow_runs/filter", {"deployments": {"id": {"any_": [names["vigil-score"]]}}})
                 done = [r for r in runs if r["auto_scheduled"] and r["state_type"] == "COMPLETED"]
         assert len(names) == 6
+        assert done[0]["name"] == f"score {landing}"  # named after what it scores
         server = [p for p in psutil.Process(serve.pid).children(recursive=True) if "server" in p.cmdline()]
         assert server, "the Prefect server is not vigil serve's child"
     finally:
