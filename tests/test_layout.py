@@ -95,8 +95,9 @@ def test_dvc_deps_restores_code_deps_and_keeps_what_was_written_by_hand():
     assert render(out) == out
 
 
-# the application shell's foundations: what the layers below may use of it
-FOUNDATIONS = {"vigil", "vigil.plumbing", "vigil.config", "vigil.workspace", "vigil.run_lock"}
+# the application shell's foundations: what the layers below may use of it (``run_names``: the
+# flow runs' names, which the flows declare)
+FOUNDATIONS = {"vigil", "vigil.plumbing", "vigil.config", "vigil.workspace", "vigil.run_lock", "vigil.run_names"}
 # and the long-running services, which a flow may run too (``slo-predict`` runs the predictor)
 SERVICES = "vigil.services"
 
