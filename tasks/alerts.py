@@ -154,6 +154,23 @@ RANKINGS = sa.Table(  # the remedies proposed for an incident when it opened, an
     sa.Column("context", sa.Text, nullable=False),  # JSON: what the ranker saw of the incident
     sa.Column("ranking", sa.Text, nullable=False),  # JSON: [{remedy, score, description, tried, resolved, like_this}]
 )
+NOTIFICATIONS = sa.Table(  # the outbox: each raised incident to each notifier, and how far its delivery got
+    "notifications",
+    META,
+    _id(),
+    sa.Column("incident", sa.BigInteger, sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("sink", sa.String(20), nullable=False),  # one of tasks.notify.SINKS
+    sa.Column("state", sa.String(20), nullable=False),  # one of NOTIFY_STATES
+    sa.Column("queued", sa.String(40), nullable=False),
+    sa.Column("sent", sa.String(40)),  # the last delivery that succeeded
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),  # failed deliveries since the last success
+    sa.Column("last_error", sa.Text),
+    sa.Column("labels", sa.Text, nullable=False),  # JSON: what identifies it to the notifier, fixed when queued
+    sa.UniqueConstraint("incident", "sink", name="one_notification_per_sink"),
+)
+# pending: queued with the incident, not yet delivered; firing: delivered open (re-sent while it
+# stays open); resolved: delivered closed, done
+NOTIFY_STATES = ("pending", "firing", "resolved")
 STORE_INFO = sa.Table(  # one row: which store this is, so a deleted or replaced store is noticed
     "store_info",
     META,
@@ -166,6 +183,7 @@ sa.Index("alerts_by_source", ALERTS.c.source, ALERTS.c.id)
 sa.Index("incidents_by_source", INCIDENTS.c.source, INCIDENTS.c.id)
 sa.Index("feedback_by_incident", FEEDBACK.c.incident, FEEDBACK.c.id)
 sa.Index("rankings_by_incident", RANKINGS.c.incident, RANKINGS.c.id)
+sa.Index("notifications_by_state", NOTIFICATIONS.c.state, NOTIFICATIONS.c.sink)
 
 VERDICTS = ("confirmed", "false_alarm", "expected", "new_normal")  # expected: maintenance, planned work
 
@@ -771,3 +789,52 @@ def start_run(conn: sa.Connection, run: str, model: str, version: str) -> str | 
 
 def finish_run(conn: sa.Connection, run: str, counts: dict) -> None:
     conn.execute(sa.update(RUNS).where(RUNS.c.run == run).values(finished=now(), counts=dumps(counts)))
+
+
+# --- notifications (the outbox `tasks.notify` delivers) ------------------------------------------
+
+
+def queue_notifications(conn: sa.Connection, labelled: dict[int, dict], sinks: list[str]) -> None:
+    """Each raised incident (id -> its labels) queued for each notifier, in the transaction
+    that raised it: an incident stored is an incident delivered, however the delivery fares."""
+    rows = [
+        {"incident": i, "sink": s, "state": "pending", "queued": now(), "labels": dumps(labels)}
+        for i, labels in labelled.items()
+        for s in sinks
+    ]
+    if rows:
+        conn.execute(sa.insert(NOTIFICATIONS), rows)
+
+
+def undelivered(conn: sa.Connection, sink: str) -> list[dict]:
+    """The notifications of ``sink`` not yet delivered as resolved, with their incident and
+    whether it is still open (the last incident of its source's stream)."""
+    open_ids = sa.select(SOURCES.c.open_incident).where(SOURCES.c.open_incident.is_not(None))
+    query = (
+        sa.select(
+            NOTIFICATIONS.c.id.label("notification"),
+            NOTIFICATIONS.c.state,
+            NOTIFICATIONS.c.attempts,
+            NOTIFICATIONS.c.labels,
+            INCIDENTS,
+            INCIDENTS.c.id.in_(open_ids).label("open"),
+        )
+        .join(INCIDENTS, INCIDENTS.c.id == NOTIFICATIONS.c.incident)
+        .where(NOTIFICATIONS.c.sink == sink, NOTIFICATIONS.c.state != "resolved")
+        .order_by(NOTIFICATIONS.c.id)
+    )
+    return [
+        {**r, "top_metrics": json.loads(r["top_metrics"]), "labels": json.loads(r["labels"]), "open": bool(r["open"])}
+        for r in conn.execute(query).mappings()
+    ]
+
+
+def record_delivery(conn: sa.Connection, notification: int, state: str | None, error: str | None = None) -> None:
+    """A delivery's outcome: delivered as ``state`` (firing, resolved), or failed with
+    ``error`` (the state stays, to be sent again)."""
+    if error is None:
+        assert state in NOTIFY_STATES, state
+        values = {"state": state, "sent": now(), "attempts": 0, "last_error": None}
+    else:
+        values = {"attempts": NOTIFICATIONS.c.attempts + 1, "last_error": error}
+    conn.execute(sa.update(NOTIFICATIONS).where(NOTIFICATIONS.c.id == notification).values(**values))

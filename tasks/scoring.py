@@ -550,12 +550,15 @@ def score_landing(
     kind: str = "",
     artifact_root: Path | None = None,
     settle_seconds: float = 0.0,
+    notify=None,
 ) -> dict:
     """Score every complete file waiting in ``landing`` with the current champion (files
     modified in the last ``settle_seconds`` wait for a later run); returns the run's
     counts (also in the store's ``runs`` table). ``remedies`` (`tasks.remedies.RemedySettings`):
     each new incident gets its remedies ranked by the ranker of the feedback in force
-    (registered in MLflow first where that feedback is new), its source being of ``kind``."""
+    (registered in MLflow first where that feedback is new), its source being of ``kind``.
+    ``notify`` (`tasks.notify.Notifiers`): each new incident queued for the notifiers with it,
+    and what is owed delivered at the end of the run (`tasks.notify.deliver`)."""
     from .alerts import open_store
 
     engine = open_store(store_url)
@@ -568,6 +571,10 @@ def score_landing(
         with registry_errors(tracking_uri):
             advisor = current_advisor(engine, tracking_uri, artifact_root, remedies, kind)
     sinks = [advisor] if advisor else []  # each new incident's remedies ranked as it is stored
+    if notify is not None:
+        from .notify import Outbox
+
+        sinks.append(Outbox(notify))  # ... and queued for the notifiers
     run = uuid.uuid4().hex[:12]
     with store_errors(store_url):
         with engine.begin() as conn:
@@ -587,6 +594,11 @@ def score_landing(
             "alerts": sum(o.alerts for o in outcomes),
             "incidents": sum(len(o.incidents) for o in outcomes),
         }
+        if notify is not None:  # every run: open incidents re-sent, closed ones resolved, failures retried
+            from .notify import deliver
+
+            delivered = deliver(engine, notify)
+            counts.update(notified=delivered["sent"], notify_failed=delivered["failed"])
         with engine.begin() as conn:
             finish_run(conn, run, counts)
     engine.dispose()

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,15 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from support import REPO
-from support.servers import WebDriver, free_port, mlflow_server_env, prefect_env, serving
+from support.servers import (
+    Receiver,
+    WebDriver,
+    free_port,
+    mlflow_server_env,
+    prefect_env,
+    running_alertmanager,
+    serving,
+)
 from support.workspace import SMALL, VIGIL, drop, make_workspace, table, vigil_run
 from support.workspace import vigil_score as score
 
@@ -387,6 +396,33 @@ def test_score_deployment_runs_on_its_schedule_on_the_server_vigil_serve_starts(
 
 
 @pytest.mark.slow
+def test_vigil_score_sends_its_incidents_to_alertmanager(trained, tmp_path):
+    """`vigil score` with ``notify.alertmanager``: every incident it raised reaches a real
+    Alertmanager, and through it the receiver, in the same run; the run counts them."""
+    ws, frame = trained
+    receiver = Receiver()
+    try:
+        with running_alertmanager(tmp_path, receiver, free_port()) as am:
+            params = workspace_with(trained, tmp_path)
+            doc = yaml.safe_load(params.read_text())
+            doc["notify"] = {"alertmanager": am}
+            params.write_text(yaml.safe_dump(doc))
+            drop(frame.iloc[:900], tmp_path / "landing", "web-1", "part-0")
+            score(ws, params)
+            url = f"sqlite:///{tmp_path / 'alerts.db'}"
+            raised = set(table(url, "incidents").query("raised == 1")["id"].astype(str))
+            assert raised, "the test series has anomalies: some incident is raised"
+            assert json.loads(table(url, "runs")["counts"].iloc[0])["notified"] == len(raised)
+            alerts = json.loads(urllib.request.urlopen(f"{am}/api/v2/alerts", timeout=10).read())
+            assert {a["labels"]["incident"] for a in alerts} == raised
+            assert {a["labels"]["series"] for a in alerts} == {"web-1"}
+            bodies = receiver.wait_for(len(raised))
+            assert {a["labels"]["incident"] for b in bodies for a in b["alerts"]} == raised
+    finally:
+        receiver.server.shutdown()
+
+
+@pytest.mark.slow
 def test_the_live_page_shows_new_scores_without_a_reload(trained, tmp_path):
     """`vigil web` in a real headless Chromium: the plot holds the series' points; scores
     written afterwards by `vigil score` appear without a reload; an incident shows its remedies
@@ -478,6 +514,12 @@ def test_the_live_page_shows_new_scores_without_a_reload(trained, tmp_path):
                     break
                 time.sleep(0.5)
             assert 1.0 in runs, runs
+            # an alert's link (tasks.notify.page_link) opens the page on its series and incident
+            last = int(incidents[incidents["raised"] == 1]["id"].max())
+            browser.go(f"http://127.0.0.1:{web_port}/?source=web-1&incident={last}")
+            browser.wait_for("return document.body.dataset.ready == '1';")
+            assert int(browser.js("return document.querySelector('tr.selected').dataset.id;")) == last
+            assert browser.js("return document.querySelectorAll('#contrib tr').length;") > 0
             browser.go(f"http://127.0.0.1:{web_port}/compare")
             rows = browser.wait_for("return document.querySelectorAll('#table tr').length;")
             assert rows > 10

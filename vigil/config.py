@@ -352,6 +352,24 @@ class ScoreDeployment(_Strict):
     interval_minutes: float = Field(5, gt=0)  # vigil-score: how often the landing folder is scored
 
 
+HTTP_URL = r"^https?://[^\s/?#@]+(/[^\s?#]*)?$"  # http(s), a host, a path; no credentials, query or fragment
+
+
+class NotifyConfig(_Strict):
+    """Incidents to the operator's alerting (README: Alertmanager). Each raised incident is
+    queued in the alerts store with it, and delivered after each scoring run: as firing while
+    it is open (re-sent every run, as Prometheus re-sends its alerts), then once as resolved."""
+
+    alertmanager: str | None = Field(None, pattern=HTTP_URL)  # its base URL (API v2), e.g. http://127.0.0.1:9093
+    webhook: str | None = Field(None, pattern=HTTP_URL)  # any URL: each incident as JSON, firing and resolved
+    page_url: str = Field("http://127.0.0.1:8050", pattern=HTTP_URL)  # the live page an alert links to
+    # how long Alertmanager keeps an incident firing that Vigil has not re-sent (vigil-score
+    # re-sends every run): a Vigil that stopped leaves no alert firing for ever
+    firing_minutes: float = Field(20.0, gt=0)
+    timeout_seconds: float = Field(10.0, gt=0)
+    attempts: int = Field(3, ge=1, le=10)  # per delivery and run; what still fails is sent again next run
+
+
 class DeploymentsConfig(_Strict):
     """What `vigil serve` puts in the Prefect UI: vigil-train and vigil-score served by it on
     their schedules; vigil-tune and vigil-benchmark registered on a work pool, run by hand."""
@@ -534,6 +552,7 @@ class Config(_Strict):
     tuning: TuningConfig = TuningConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
     scoring: ScoringConfig = ScoringConfig()
+    notify: NotifyConfig = NotifyConfig()
     web: WebConfig = WebConfig()
     feedback: FeedbackConfig = FeedbackConfig()
     remedies: RemediesConfig = RemediesConfig()

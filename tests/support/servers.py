@@ -1,6 +1,8 @@
 """Real servers for the tests, started on a free loopback port in a temporary folder and
 stopped after: any command (`serving`), Prefect (`prefect_home`, `prefect_server`),
-PostgreSQL (`postgres`), and Chromium through Debian's chromedriver (`WebDriver`)."""
+PostgreSQL (`postgres`), Chromium through Debian's chromedriver (`WebDriver`), Debian's
+Alertmanager (`running_alertmanager`) and a webhook receiver that records what it is sent
+(`Receiver`)."""
 
 import atexit
 import base64
@@ -13,9 +15,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,7 +28,18 @@ from vigil.plumbing import free_port
 
 from . import REPO
 
-__all__ = ["WebDriver", "free_port", "postgres", "prefect_env", "prefect_home", "prefect_server", "serving"]
+__all__ = [
+    "ALERTMANAGER",
+    "Receiver",
+    "WebDriver",
+    "free_port",
+    "postgres",
+    "prefect_env",
+    "prefect_home",
+    "prefect_server",
+    "running_alertmanager",
+    "serving",
+]
 
 
 @contextlib.contextmanager
@@ -235,3 +250,50 @@ def postgres():
             run(bin_dir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+class Receiver:
+    """A webhook receiver on a loopback port: every JSON body posted to it, in order."""
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, count: int, seconds: float = 30.0) -> list[dict]:
+        deadline = time.monotonic() + seconds
+        while len(self.bodies) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return list(self.bodies)
+
+
+@contextlib.contextmanager
+def running_alertmanager(folder, receiver: Receiver, port: int):
+    """Alertmanager routing every incident (grouped by incident) to ``receiver`` within a
+    second, resolved ones too; yields its base URL."""
+    if ALERTMANAGER is None:
+        pytest.skip("Debian's prometheus-alertmanager is not installed (`make test` installs it as root)")
+    hook = {"url": receiver.url, "send_resolved": True}
+    route = {"receiver": "hook", "group_by": ["incident"], "group_wait": "1s", "group_interval": "1s",
+             "repeat_interval": "1h"}  # fmt: skip
+    config = folder / "alertmanager.yml"
+    config.write_text(json.dumps({"route": route, "receivers": [{"name": "hook", "webhook_configs": [hook]}]}))
+    cmd = [ALERTMANAGER, f"--config.file={config}", f"--storage.path={folder / 'alertmanager'}",
+           f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"]  # fmt: skip
+    with serving(cmd, f"http://127.0.0.1:{port}/-/ready"):
+        yield f"http://127.0.0.1:{port}"

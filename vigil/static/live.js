@@ -177,7 +177,12 @@ async function select(name, list) {
   let list = await loadSources();
   const sel = $('source');
   sel.onchange = () => select(sel.value, list);
-  if (list.length) await select(list[0].source, list);
+  // a link names the series and incident to open (?source=...&incident=...: an alert's page)
+  const asked = new URLSearchParams(location.search);
+  const first = list.find(s => s.source === asked.get('source')) || list[0];
+  if (first) { sel.value = first.source; await select(first.source, list); }
+  const row = document.querySelector(`tr.incident[data-id="${Number(asked.get('incident')) || 0}"]`);
+  if (row) showIncident(Number(row.dataset.id), row);
   document.body.dataset.ready = '1';
   setInterval(async () => {
     if (!source) { list = await loadSources(); if (list.length) await select(list[0].source, list); }
