@@ -16,7 +16,6 @@ from vigil.config import ConfigError
 from . import progress
 from .data import Processed
 
-
 # Torch fits run one at a time whatever the task runner does (torch's RNG is process-global:
 # components/detectors/deep.py seeds under one lock). Taking this lock before the timer starts
 # makes a torch fit's time its own, not the time it waited for another's.
