@@ -45,12 +45,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 # What tests need from Debian: PostgreSQL (a tuning study and the alerts store on a server),
-# Chromium with its driver (the live page in a real browser) and Alertmanager (incidents routed
-# through it). Installed where missing and this user may (root with apt-get); elsewhere those
-# tests skip, saying why.
+# Chromium with its driver (the live page in a real browser), Alertmanager (incidents routed
+# through it) and Prometheus with its promtool (metrics scored through PromQL). Installed where
+# missing and this user may (root with apt-get); elsewhere those tests skip, saying why.
 DEBIAN_PKGS = $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
               $(if $(wildcard /usr/bin/chromium),,chromium) $(if $(wildcard /usr/bin/chromedriver),,chromium-driver) \
-              $(if $(wildcard /usr/bin/prometheus-alertmanager),,prometheus-alertmanager)
+              $(if $(wildcard /usr/bin/prometheus-alertmanager),,prometheus-alertmanager) \
+              $(if $(wildcard /usr/bin/prometheus),,prometheus)
 debian-test-deps:
 	@if [ -n "$(strip $(DEBIAN_PKGS))" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -7,6 +7,7 @@ from prefect import flow
 
 from tasks.data import prepared_kind
 from tasks.notify import notifiers
+from tasks.prometheus import prometheus_source
 from tasks.remedies import remedy_settings
 from tasks.scoring import log_scoring_run, registry_errors, score_landing, scoring_model
 from tasks.urls import storage_url
@@ -36,6 +37,7 @@ def score_flow(cfg: Config, repo_root: str = ".", wait_for_lock: bool = True) ->
             artifact_root=ws.root / cfg.registry.artifact_root,
             settle_seconds=sc.settle_seconds,
             notify=notifiers(cfg.notify),
+            prometheus=prometheus_source(sc.prometheus),
         )
         with registry_errors(tracking):
             log_scoring_run(tracking, sc.experiment, ws.root / cfg.registry.artifact_root, result)

@@ -551,6 +551,7 @@ def score_landing(
     artifact_root: Path | None = None,
     settle_seconds: float = 0.0,
     notify=None,
+    prometheus=None,
 ) -> dict:
     """Score every complete file waiting in ``landing`` with the current champion (files
     modified in the last ``settle_seconds`` wait for a later run); returns the run's
@@ -558,12 +559,19 @@ def score_landing(
     each new incident gets its remedies ranked by the ranker of the feedback in force
     (registered in MLflow first where that feedback is new), its source being of ``kind``.
     ``notify`` (`tasks.notify.Notifiers`): each new incident queued for the notifiers with it,
-    and what is owed delivered at the end of the run (`tasks.notify.deliver`)."""
+    and what is owed delivered at the end of the run (`tasks.notify.deliver`). ``prometheus``
+    (`tasks.prometheus.PrometheusSource`): its series pulled into the landing folder first, as
+    files scored like any other."""
     from .alerts import open_store
 
     engine = open_store(store_url)
     check_store_pairing(engine, Path(landing), store_url)
     champion = load_champion(tracking_uri, model_name)
+    if prometheus is not None:
+        from .prometheus import pull_into_landing
+
+        with store_errors(store_url):
+            pull_into_landing(prometheus, engine, Path(landing), time_column, champion.features, settle_seconds)
     advisor = None
     if remedies is not None:
         from .remedies import current_advisor

@@ -25,8 +25,10 @@ from support.servers import (
     WebDriver,
     free_port,
     mlflow_server_env,
+    openmetrics,
     prefect_env,
     running_alertmanager,
+    running_prometheus,
     serving,
 )
 from support.workspace import SMALL, VIGIL, drop, make_workspace, table, vigil_run
@@ -420,6 +422,49 @@ def test_vigil_score_sends_its_incidents_to_alertmanager(trained, tmp_path):
             assert {a["labels"]["incident"] for b in bodies for a in b["alerts"]} == raised
     finally:
         receiver.server.shutdown()
+
+
+@pytest.mark.slow
+def test_scoring_through_promql_stores_exactly_the_scores_of_the_csv_path(trained, tmp_path):
+    """The same telemetry landed as a CSV file, and backfilled into a real Prometheus (promtool)
+    and pulled through PromQL (``scoring.prometheus``): the same points, flags and incidents. A
+    second pull lands nothing new; a query Prometheus refuses is one paragraph naming it."""
+    from datetime import UTC, datetime
+
+    ws, frame = trained
+    part = frame.iloc[:600].copy()
+    last = (int(time.time()) // 60 - 60) * 60  # recent, on a 60 s grid: the pull's reach covers it
+    part["timestamp"] = [datetime.fromtimestamp(last - 60 * i, UTC).strftime("%Y-%m-%d %H:%M:%S")
+                         for i in range(len(part) - 1, -1, -1)]  # fmt: skip
+    features = [c for c in part.columns if c != "timestamp"]
+    by_csv, by_prom = tmp_path / "csv", tmp_path / "prometheus"
+    for folder in (by_csv, by_prom, tmp_path / "bad"):
+        folder.mkdir()
+    drop(part, by_csv / "landing", "web-1", "part-0")
+    score(ws, workspace_with(trained, by_csv))
+    with running_prometheus(tmp_path / "tsdb", openmetrics(part, features, "web-1"), free_port()) as url:
+        pulled = {"url": url, "metrics": {f: f"vigil_{f}" for f in features}, "step_seconds": 60,
+                  "lookback_minutes": 24 * 60, "delay_seconds": 0}  # fmt: skip
+        params = workspace_with(trained, by_prom, prometheus=pulled)
+        score(ws, params)
+        again = score(ws, params)
+        assert json.loads(table(f"sqlite:///{by_prom / 'alerts.db'}", "runs")["counts"].iloc[-1])["files_scored"] == 0
+        refusing = {**pulled, "metrics": {**pulled["metrics"], features[0]: "rate("}}
+        bad = workspace_with(trained, tmp_path / "bad", prometheus=refusing)
+        refused = score(ws, bad, check=False)
+    assert again.returncode == 0
+    assert refused.returncode != 0 and "query 'rate(' from" in refused.stderr and "UTC (step 60 s)" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    cols = ["source", "ts", "score", "threshold", "flag", "version", "metrics"]
+    csv_points, prom_points = (table(f"sqlite:///{d / 'alerts.db'}", "points")[cols] for d in (by_csv, by_prom))
+    assert len(prom_points) == 600 - (WINDOW - 1)
+    pd.testing.assert_frame_equal(csv_points, prom_points)
+    keep = ["source", "start", "end", "steps", "peak_score", "threshold", "top_metrics", "raised"]
+    csv_inc, prom_inc = (table(f"sqlite:///{d / 'alerts.db'}", "incidents")[keep] for d in (by_csv, by_prom))
+    assert len(csv_inc) > 0
+    pd.testing.assert_frame_equal(csv_inc, prom_inc)
+    [landed] = (by_prom / "landing" / "done" / "web-1").glob("prometheus-*.csv")
+    assert landed.name == f"prometheus-{last:012d}.csv"
 
 
 @pytest.mark.slow

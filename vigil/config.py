@@ -255,6 +255,31 @@ class BenchmarkConfig(_Strict):
     plots: int = Field(2, ge=0)  # score plots per dataset in the HTML report: best and worst series of the best
 
 
+HTTP_URL = r"^https?://[^\s/?#@]+(/[^\s?#]*)?$"  # http(s), a host, a path; no credentials, query or fragment
+
+
+class PrometheusConfig(_Strict):
+    """Telemetry pulled from Prometheus before each scoring run (`tasks/prometheus.py`;
+    README: Prometheus in)."""
+
+    url: str = Field(pattern=HTTP_URL)  # e.g. http://127.0.0.1:9090
+    # feature (a metric the champion was trained on) -> the PromQL query that gives it
+    metrics: dict[Annotated[str, Field(min_length=1, max_length=200)], Annotated[str, Field(min_length=1)]] = Field(
+        min_length=1
+    )
+    series_label: str = Field("instance", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")  # its value names the series
+    step_seconds: float = Field(60.0, gt=0)
+    lookback_minutes: float = Field(60.0, gt=0)  # how far back a pull reaches (a new series, after an outage)
+    delay_seconds: float = Field(30.0, ge=0)  # the newest step pulled is this old: scrapes land late
+    timeout_seconds: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _reach(self):
+        if self.lookback_minutes * 60 < self.step_seconds:
+            raise ValueError(f"lookback_minutes ({self.lookback_minutes:g}) is shorter than one step")
+        return self
+
+
 class ScoringConfig(_Strict):
     """`vigil score` / deployment ``vigil-score``: new telemetry scored by the champion into
     the alerts store (README: Operating Vigil)."""
@@ -268,6 +293,7 @@ class ScoringConfig(_Strict):
     # a file modified less than this long ago may still be being written: it waits for the next
     # run (shippers that write to a hidden or .tmp/.part name and rename need no wait)
     settle_seconds: float = Field(2.0, ge=0)
+    prometheus: PrometheusConfig | None = None  # series pulled from Prometheus into the landing folder too
 
 
 class WebConfig(_Strict):
@@ -350,9 +376,6 @@ class PoolDeployment(_Strict):
 
 class ScoreDeployment(_Strict):
     interval_minutes: float = Field(5, gt=0)  # vigil-score: how often the landing folder is scored
-
-
-HTTP_URL = r"^https?://[^\s/?#@]+(/[^\s?#]*)?$"  # http(s), a host, a path; no credentials, query or fragment
 
 
 class NotifyConfig(_Strict):

@@ -37,7 +37,9 @@ __all__ = [
     "prefect_env",
     "prefect_home",
     "prefect_server",
+    "openmetrics",
     "running_alertmanager",
+    "running_prometheus",
     "serving",
 ]
 
@@ -295,5 +297,45 @@ def running_alertmanager(folder, receiver: Receiver, port: int):
     config.write_text(json.dumps({"route": route, "receivers": [{"name": "hook", "webhook_configs": [hook]}]}))
     cmd = [ALERTMANAGER, f"--config.file={config}", f"--storage.path={folder / 'alertmanager'}",
            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"]  # fmt: skip
+    with serving(cmd, f"http://127.0.0.1:{port}/-/ready"):
+        yield f"http://127.0.0.1:{port}"
+
+
+PROMETHEUS, PROMTOOL = shutil.which("prometheus"), shutil.which("promtool")
+
+
+def openmetrics(frame, features: list[str], series: str, prefix: str = "vigil_", time_column: str = "timestamp") -> str:
+    """``frame``'s metrics as OpenMetrics text, one gauge ``<prefix><feature>`` per feature,
+    labelled ``instance=<series>``, at the frame's times: what `promtool tsdb
+    create-blocks-from openmetrics` backfills."""
+    import pandas as pd
+
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    seconds = ((pd.to_datetime(frame[time_column], utc=True) - epoch) // pd.Timedelta(seconds=1)).tolist()
+    lines = []
+    for f in features:
+        lines.append(f"# TYPE {prefix}{f} gauge")
+        lines += [f'{prefix}{f}{{instance="{series}"}} {v!r} {t}' for v, t in zip(frame[f].tolist(), seconds)]
+    return "\n".join([*lines, "# EOF"]) + "\n"
+
+
+@contextlib.contextmanager
+def running_prometheus(folder: Path, backfill: str, port: int):
+    """Debian's Prometheus on a loopback port, its TSDB backfilled from the OpenMetrics text
+    ``backfill`` with its own tool (promtool), no scrapes; yields its base URL. Its lookback
+    delta is 30 s: the backfilled samples lie on a 60 s grid and have no staleness markers, so
+    a step past the last sample reads nothing instead of the last value for 5 minutes."""
+    if not (PROMETHEUS and PROMTOOL):
+        pytest.skip("Debian's prometheus is not installed (`make test` installs it as root)")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "backfill.om").write_text(backfill)
+    data = folder / "data"
+    made = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(folder / "backfill.om"),
+                           str(data)], capture_output=True, text=True)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    (folder / "prometheus.yml").write_text("global:\n  scrape_interval: 1h\n")
+    cmd = [PROMETHEUS, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={data}",
+           "--storage.tsdb.retention.time=100y", "--query.lookback-delta=30s",
+           f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]  # fmt: skip
     with serving(cmd, f"http://127.0.0.1:{port}/-/ready"):
         yield f"http://127.0.0.1:{port}"
