@@ -475,6 +475,56 @@ def sources(conn) -> list[dict]:
     return out
 
 
+def fleet(conn) -> list[dict]:
+    """Every source's state now, most urgent first: its last scored step (time, alert score,
+    threshold, flag), the raised incident its last step belongs to (``open``: id, start, steps,
+    severity), its raised incidents and those with no verdict yet. Urgency: an open incident
+    first, by severity; then the last score over its threshold; a source with no scored step
+    last."""
+    last_ids = sa.select(sa.func.max(POINTS.c.id).label("id")).group_by(POINTS.c.source).subquery()
+    last = {
+        r["source"]: r for r in conn.execute(sa.select(POINTS).join(last_ids, POINTS.c.id == last_ids.c.id)).mappings()
+    }
+    raised = INCIDENTS.c.raised == 1
+    counts = dict(
+        conn.execute(sa.select(INCIDENTS.c.source, sa.func.count()).where(raised).group_by(INCIDENTS.c.source)).all()
+    )
+    reviewed = sa.select(FEEDBACK.c.incident).distinct()
+    unreviewed = dict(conn.execute(
+        sa.select(INCIDENTS.c.source, sa.func.count()).where(raised, INCIDENTS.c.id.not_in(reviewed))
+        .group_by(INCIDENTS.c.source)).all())  # fmt: skip
+    open_ids = sa.select(SOURCES.c.open_incident).where(SOURCES.c.open_incident.is_not(None))
+    open_rows = {
+        r["source"]: r
+        for r in conn.execute(sa.select(INCIDENTS).where(raised, INCIDENTS.c.id.in_(open_ids))).mappings()
+    }
+    out = []
+    for src in conn.execute(sa.select(SOURCES).order_by(SOURCES.c.source)).mappings():
+        name, point, inc = src["source"], last.get(src["source"]), None
+        row = open_rows.get(name)
+        if row is not None and row["id"] == src["open_incident"]:
+            inc = {"id": row["id"], "start": row["start"], "end": row["end"], "steps": row["steps"],
+                   "peak_score": row["peak_score"], "threshold": row["threshold"], **severity(row)}  # fmt: skip
+        out.append({
+            "source": name, "model": src["model"], "version": src["version"], "watermark": src["watermark"],
+            "updated": src["updated"], "steps": src["steps"],
+            "last": None if point is None else {k: point[k] for k in ("ts", "score", "threshold", "flag")},
+            "open": inc, "incidents": counts.get(name, 0), "unreviewed": unreviewed.get(name, 0),
+        })  # fmt: skip
+
+    def urgency(s: dict) -> tuple:
+        if s["open"] is not None:
+            sev = s["open"]["ratio"] if s["open"]["ratio"] is not None else s["open"]["margin"]
+            return (0, -sev, s["source"])
+        if s["last"] is None:
+            return (3, 0.0, s["source"])
+        score, t = s["last"]["score"], s["last"]["threshold"]
+        level = score / t if t > 0 else score - t  # as `severity` measures it
+        return (1 if score >= t else 2, -level, s["source"])
+
+    return sorted(out, key=urgency)
+
+
 def points_after(conn, source: str, after: int, limit: int) -> list[dict]:
     """The scored steps of ``source`` stored after row id ``after``, oldest first."""
     rows = conn.execute(

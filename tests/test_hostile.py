@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -154,7 +155,15 @@ def test_hostile_names_in_every_field_show_literally_and_run_no_script(hostile_w
     with serving([driver, f"--port={driver_port}"], f"http://127.0.0.1:{driver_port}/status"):
         browser = WebDriver(driver_port)
         try:
+            # the fleet: every series' name as written, each row's link naming it exactly
             browser.go(f"http://127.0.0.1:{port}/")
+            browser.wait_for("return document.body.dataset.ready == '1';")
+            rows = browser.js("return [...document.querySelectorAll('tr.series td:nth-child(2) a')].map(a => "
+                              "[a.textContent, new URL(a.href).searchParams.get('source')]);")  # fmt: skip
+            assert sorted(rows) == sorted([s, s] for s in hostile_web["sources"])
+            assert not browser.alert_open() and browser.js("return window.vigilPwned === undefined;")
+            browser.screenshot(hostile_web["root"] / "reports" / "hostile-fleet.png")
+            browser.go(f"http://127.0.0.1:{port}/?source={quote(hostile_web['sources'][0])}")
             browser.wait_for("return document.body.dataset.ready == '1';")
             options = browser.js("return [...document.querySelectorAll('#source option')].map(o => o.textContent);")
             assert sorted(options) == sorted(hostile_web["sources"])
@@ -167,9 +176,9 @@ def test_hostile_names_in_every_field_show_literally_and_run_no_script(hostile_w
                                  "document.querySelectorAll('tr.incident').length == 1;")  # fmt: skip
                 k = hostile_web["sources"].index(source)
                 features = names[k : k + 4]
-                legend = browser.js("return [...document.querySelectorAll('#metricplot .legendtext')]"
+                panels = browser.js("return [...document.querySelectorAll('#metricplot .annotation-text')]"
                                     ".map(t => t.textContent);")  # fmt: skip
-                assert legend == features
+                assert panels == features
                 title = browser.js("return document.querySelector('#scoreplot .gtitle').textContent;")
                 assert title == f"{source}: anomaly score"
                 browser.js("document.querySelector('tr.incident').click(); return 1;")

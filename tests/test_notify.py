@@ -10,18 +10,13 @@ import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 from support.servers import Receiver, free_port, running_alertmanager
+from support.store import scored
 
-from components.alerting import AlertRule
-from tasks.alerts import NOTIFICATIONS, Scorer, now, open_store, read_source, write_source, write_steps
+from tasks.alerts import NOTIFICATIONS, open_store
 from tasks.notify import Notifiers, Outbox, deliver
-
-RULE = AlertRule(threshold=1.0, merge_gap=5, min_steps=2)
-SCORER = Scorer("vigil-test", "3", "zscore", RULE, ["cpu", "mem"])
-T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -37,25 +32,6 @@ def alertmanager(tmp_path, receiver):
         yield url
 
 
-def scored(engine, notify: Notifiers, source: str, scores: list[float]) -> list[int]:
-    """Steps of ``source`` into the store as `tasks.scoring.score_file` writes them (one minute
-    apart, after its last); returns the incidents they raised."""
-    with engine.begin() as conn:
-        src = read_source(conn, source)
-        done = src["steps"] if src else 0
-        times = [(T0 + timedelta(minutes=done + i)).strftime("%Y-%m-%dT%H:%M:%S.%f") for i in range(len(scores))]
-        contributions = np.tile([0.75, 0.25], (len(scores), 1))
-        open_incident, carry, raised, _ = write_steps(
-            conn, source, SCORER, times, np.array(scores), contributions, None,
-            src["open_incident"] if src else None, json.loads(src["state"]) if src else None,
-        )  # fmt: skip
-        Outbox(notify).incidents_raised(conn, raised, "")
-        row = {"watermark": times[-1], "steps": done + len(scores), "state": json.dumps(carry), "model": SCORER.model,
-               "version": SCORER.version, "open_incident": open_incident, "updated": now()}  # fmt: skip
-        write_source(conn, source, row, exists=src is not None)
-    return raised
-
-
 def am_get(base: str, path: str):
     return json.loads(urllib.request.urlopen(base + path, timeout=10).read())
 
@@ -69,7 +45,7 @@ def notifications(engine) -> list[dict]:
 def test_an_incident_fires_once_through_alertmanager_and_resolves_when_it_closes(tmp_path, alertmanager, receiver):
     engine = open_store(f"sqlite:///{tmp_path / 'alerts.db'}")
     notify = Notifiers(alertmanager=alertmanager, page_url="http://vigil.example:8050")
-    [incident] = scored(engine, notify, "web-1", [0.1] * 10 + [3.0] * 4 + [0.1])  # still open: within merge_gap
+    [incident] = scored(engine, "web-1", [0.1] * 10 + [3.0] * 4 + [0.1], Outbox(notify))  # still open: within merge_gap
     assert deliver(engine, notify) == {"sent": 1, "failed": 0}
     [firing] = receiver.wait_for(1)
     assert firing["status"] == "firing" and len(firing["alerts"]) == 1
@@ -85,7 +61,7 @@ def test_an_incident_fires_once_through_alertmanager_and_resolves_when_it_closes
     time.sleep(3)
     assert len(receiver.bodies) == 1  # ... and Alertmanager deduplicates it: one notification
 
-    scored(engine, notify, "web-1", [0.1] * 10)  # quiet past merge_gap: the incident is closed
+    scored(engine, "web-1", [0.1] * 10, Outbox(notify))  # quiet past merge_gap: the incident is closed
     assert deliver(engine, notify) == {"sent": 1, "failed": 0}
     resolved = receiver.wait_for(2)[-1]
     assert resolved["status"] == "resolved" and resolved["alerts"][0]["labels"]["incident"] == str(incident)
@@ -105,8 +81,8 @@ def test_a_silence_in_alertmanager_suppresses_vigils_incident(tmp_path, alertman
     request = urllib.request.Request(alertmanager + "/api/v2/silences", data=json.dumps(silence).encode(),
                                      method="POST", headers={"Content-Type": "application/json"})  # fmt: skip
     urllib.request.urlopen(request, timeout=10)
-    scored(engine, notify, "db-2", [0.1] * 5 + [2.0] * 3 + [0.1])
-    [loud] = scored(engine, notify, "web-1", [0.1] * 5 + [2.0] * 3 + [0.1])
+    scored(engine, "db-2", [0.1] * 5 + [2.0] * 3 + [0.1], Outbox(notify))
+    [loud] = scored(engine, "web-1", [0.1] * 5 + [2.0] * 3 + [0.1], Outbox(notify))
     assert deliver(engine, notify) == {"sent": 2, "failed": 0}
     states = {a["labels"]["series"]: a["status"]["state"] for a in am_get(alertmanager, "/api/v2/alerts")}
     assert states == {"db-2": "suppressed", "web-1": "active"}
@@ -122,7 +98,7 @@ def test_a_failed_delivery_is_retried_next_run_and_loses_or_duplicates_nothing(t
     engine = open_store(f"sqlite:///{tmp_path / 'alerts.db'}")
     port = free_port()
     notify = Notifiers(alertmanager=f"http://127.0.0.1:{port}", timeout_seconds=2, attempts=2)
-    [incident] = scored(engine, notify, "web-1", [0.1] * 5 + [2.0] * 3 + [0.1])
+    [incident] = scored(engine, "web-1", [0.1] * 5 + [2.0] * 3 + [0.1], Outbox(notify))
     with engine.connect() as conn:
         before = [dict(r) for r in conn.execute(sa.text("SELECT * FROM incidents")).mappings()]
     assert deliver(engine, notify) == {"sent": 0, "failed": 1}
@@ -144,7 +120,7 @@ def test_the_webhook_sink_gets_each_incident_firing_then_resolved(tmp_path, rece
     two runs is still sent firing first (it pages), then resolved at the next run."""
     engine = open_store(f"sqlite:///{tmp_path / 'alerts.db'}")
     notify = Notifiers(webhook=receiver.url)
-    [incident] = scored(engine, notify, "web-1", [0.1] * 5 + [2.0] * 3 + [0.1] * 10)  # opened and closed
+    [incident] = scored(engine, "web-1", [0.1] * 5 + [2.0] * 3 + [0.1] * 10, Outbox(notify))  # opened and closed
     assert deliver(engine, notify) == {"sent": 1, "failed": 0}
     assert deliver(engine, notify) == {"sent": 1, "failed": 0}
     assert deliver(engine, notify) == {"sent": 0, "failed": 0}
@@ -160,7 +136,7 @@ def test_incidents_raised_before_a_notifier_was_configured_are_not_sent(tmp_path
     """The outbox holds what was raised while a notifier was configured: turning one on does
     not flood it with the store's history."""
     engine = open_store(f"sqlite:///{tmp_path / 'alerts.db'}")
-    scored(engine, Notifiers(), "web-1", [0.1] * 5 + [2.0] * 3 + [0.1])  # no notifier: nothing queued
+    scored(engine, "web-1", [0.1] * 5 + [2.0] * 3 + [0.1], Outbox(Notifiers()))  # no notifier: nothing queued
     notify = Notifiers(webhook=receiver.url)
     assert deliver(engine, notify) == {"sent": 0, "failed": 0}
     assert notifications(engine) == [] and receiver.bodies == []

@@ -495,7 +495,7 @@ def test_the_live_page_shows_new_scores_without_a_reload(trained, tmp_path):
     ):
         browser = WebDriver(driver_port)
         try:
-            browser.go(f"http://127.0.0.1:{web_port}/")
+            browser.go(f"http://127.0.0.1:{web_port}/?source=web-1")
             browser.js("window.vigilLoadMarker = 'first load'; return 1;")
             first = 300 - (WINDOW - 1)
             browser.wait_for(f"return document.body.dataset.points == '{first}';")

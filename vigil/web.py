@@ -1,13 +1,16 @@
 """`vigil web`: the live view an operator keeps open, read from the alerts store.
 
-``/``: pick a series; its anomaly score with the threshold and its metrics over time,
-incidents shaded; click an incident for its contributing metrics, ranked, the remedies
-proposed for it (ranked by what has worked, with the past incidents behind each), and the
-buttons that record a verdict and the remedy applied (`tasks.alerts.record_feedback`, with
-its audit row; the ranker then learns from it). The page asks for
-new points every ``web.refresh_seconds`` and extends the plots as `vigil score` writes them,
-without a reload. ``/compare``: detectors side by side on one dataset of the benchmark report
-(``reports/benchmark_summary.json``). FastAPI (which Prefect's server brings) and Plotly.js
+``/``: the fleet, every series in the store most urgent first (an open incident by its
+severity, then the last score against its threshold, the last data's time), each linking to
+its page. ``/?source=NAME``: a series' anomaly score with the threshold, and each metric in a
+panel of its own (small multiples, each on its own scale), incidents shaded; the URL keeps the
+series, the time range shown and the incident opened, so a link can go into a ticket. Click an
+incident for its contributing metrics, ranked, the remedies proposed for it (ranked by what has
+worked, with the past incidents behind each), and the buttons that record a verdict and the
+remedy applied (`tasks.alerts.record_feedback`, with its audit row; the ranker then learns from
+it). The page asks for new points every ``web.refresh_seconds`` and extends the plots as
+`vigil score` writes them, without a reload. ``/compare``: detectors side by side on one
+dataset of the benchmark report (``reports/benchmark_summary.json``). FastAPI (which Prefect's server brings) and Plotly.js
 (from the plotly package, served from here: the page needs no internet). The page and its
 scripts are static files (``vigil/static/``); what comes from data reaches them as JSON only.
 
@@ -48,6 +51,7 @@ from tasks.alerts import (
     StoreError,
     alerts_of,
     feedback_of,
+    fleet,
     incidents_of,
     open_existing_store,
     points_after,
@@ -197,7 +201,7 @@ def make_app(
     app = FastAPI(title="Vigil", docs_url=None, redoc_url=None, openapi_url=None)
     files = {  # the only files served: nothing from a path in the request
         "plotly.min.js": Path(plotly.__file__).parent / "package_data" / "plotly.min.js",
-        **{name: STATIC / name for name in ("live.js", "compare.js", "vigil.css")},
+        **{name: STATIC / name for name in ("live.js", "fleet.js", "compare.js", "vigil.css")},
     }
 
     @app.exception_handler(StoreError)
@@ -205,8 +209,11 @@ def make_app(
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.get("/")
-    def live():
-        return FileResponse(STATIC / "live.html", media_type="text/html")
+    def live(source: str | None = Query(None, max_length=SOURCE_MAX)):
+        """The fleet (every series, most urgent first); with ``?source=``, that series' page
+        (``&incident=``, ``&from=``, ``&to=``: what it opens on, as a pasted link says)."""
+        page = "fleet.html" if source is None else "live.html"
+        return FileResponse(STATIC / page, media_type="text/html")
 
     @app.get("/compare")
     def compare():
@@ -231,6 +238,11 @@ def make_app(
     def api_sources() -> list[dict]:
         with store.connect() as conn:
             return sources(conn)
+
+    @app.get("/api/fleet")
+    def api_fleet() -> list[dict]:
+        with store.connect() as conn:
+            return fleet(conn)
 
     @app.get("/api/points")
     def api_points(

@@ -23,6 +23,30 @@ function el(tag, attrs, ...children) {
 const plotlyText = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const option = (value, text) => el('option', {value: value, textContent: text === undefined ? value : text});
 
+// The URL says what the page shows (series, time range, incident), so a link pasted into a
+// ticket opens the same view; replaced, not pushed: the back button leaves the page.
+function setUrl(changes) {
+  const q = new URLSearchParams(location.search);
+  for (const [k, v] of Object.entries(changes)) {
+    if (v === null || v === undefined || v === '') q.delete(k); else q.set(k, String(v));
+  }
+  history.replaceState(null, '', '/?' + q.toString());
+}
+
+// One panel per metric, each on its own scale (small multiples), sharing the time axis.
+const axis = (j) => j ? 'y' + (j + 1) : 'y';
+function metricLayout() {
+  return {grid: {rows: features.length, columns: 1, pattern: 'coupled', ygap: 0.3}, showlegend: false,
+          height: Math.max(260, 70 * features.length), margin: {t: 24, l: 60, r: 10, b: 30},
+          shapes: incidentShapes(),
+          annotations: features.map((f, j) => ({text: plotlyText(f), xref: 'paper', yref: axis(j) + ' domain',
+            x: 0, y: 1, xanchor: 'left', yanchor: 'bottom', showarrow: false, font: {size: 11}}))};
+}
+function showRange(range) {
+  Plotly.relayout('scoreplot', {'xaxis.range': range});
+  Plotly.relayout('metricplot', {'xaxis.range': range});
+}
+
 async function loadSources() {
   const list = await get('/api/sources');
   const sel = $('source');
@@ -66,17 +90,17 @@ function showIncident(id, row) {
   const about = el('p', {class: 'muted'}, `${String(inc.start).slice(0, 19)} to ${String(inc.end).slice(0, 19)}, ` +
     `${inc.detector} v${inc.version}, threshold ${Number(inc.threshold).toFixed(3)}`);
   $('contrib').replaceChildren(table, about);
-  // zoom both plots to the incident with 60 steps either side; show its top metrics only
+  // zoom both plots to the incident with 60 steps either side; its top metrics stand out
   if (drawn) {
     const xs = $('scoreplot').data[0].x;
     const i0 = Math.max(0, xs.indexOf(inc.start) - 60), i1 = Math.min(xs.length - 1, xs.indexOf(inc.end) + 60);
-    const range = {'xaxis.range': [xs[i0], xs[i1]]};
-    Plotly.relayout('scoreplot', range);
-    Plotly.relayout('metricplot', range);
-    const top = new Set(inc.top_metrics.map(([m]) => m));
-    Plotly.restyle('metricplot', {visible: features.map(f => top.has(f) ? true : 'legendonly')});
+    showRange([xs[i0], xs[i1]]);
+    setUrl({from: xs[i0], to: xs[i1]});
+    const top = new Set(inc.top_metrics.map(([m]) => m));  // its top metrics' panels in red
+    Plotly.restyle('metricplot', {'line.color': features.map(f => top.has(f) ? '#d33' : '#888')});
   }
   selected = id;
+  setUrl({incident: id});
   showRemedies(id);
 }
 
@@ -140,11 +164,28 @@ async function poll() {
       Plotly.newPlot('scoreplot', [
         {x: ts, y: pts.map(p => p.score), name: 'score', mode: 'lines', line: {color: '#333'}},
         {x: ts, y: pts.map(p => p.threshold), name: 'threshold', mode: 'lines', line: {color: '#d33', dash: 'dash'}},
-      ], {title: {text: plotlyText(source) + ': anomaly score'}, margin: {t: 40}, shapes: incidentShapes()});
+      ], {title: {text: plotlyText(source) + ': anomaly score'}, margin: {t: 40, l: 60, r: 10},
+          legend: {orientation: 'h', x: 1, xanchor: 'right', y: 1.02, yanchor: 'bottom'}, shapes: incidentShapes()});
       Plotly.newPlot('metricplot', features.map((f, j) => ({
-        x: ts, y: pts.map(p => p.metrics ? p.metrics[j] : null), name: plotlyText(f), mode: 'lines'})),
-        {title: {text: 'metrics'}, margin: {t: 40}, shapes: incidentShapes()});
+        x: ts, y: pts.map(p => p.metrics ? p.metrics[j] : null), name: plotlyText(f), mode: 'lines',
+        xaxis: 'x', yaxis: axis(j), line: {width: 1, color: '#444'}})), metricLayout());
       drawn = true;
+      const asked = new URLSearchParams(location.search);
+      if (asked.get('from') && asked.get('to')) showRange([asked.get('from'), asked.get('to')]);
+      // a zoom or pan on either plot moves the other, and goes into the URL
+      for (const [id, other] of [['scoreplot', 'metricplot'], ['metricplot', 'scoreplot']]) {
+        $(id).on('plotly_relayout', (e) => {
+          if (e['xaxis.range[0]'] !== undefined) {
+            const range = [e['xaxis.range[0]'], e['xaxis.range[1]']];
+            const shown = $(other).layout.xaxis.range || [];
+            if (shown[0] !== range[0] || shown[1] !== range[1]) Plotly.relayout(other, {'xaxis.range': range});
+            setUrl({from: String(range[0]).slice(0, 19), to: String(range[1]).slice(0, 19)});
+          } else if (e['xaxis.autorange']) {
+            if (!$(other).layout.xaxis.autorange) Plotly.relayout(other, {'xaxis.autorange': true});
+            setUrl({from: null, to: null});
+          }
+        });
+      }
     } else {
       Plotly.extendTraces('scoreplot', {x: [ts, ts], y: [pts.map(p => p.score), pts.map(p => p.threshold)]}, [0, 1]);
       Plotly.extendTraces('metricplot', {x: features.map(() => ts),
@@ -159,6 +200,7 @@ async function poll() {
 }
 
 async function select(name, list) {
+  if (source !== null && source !== name) setUrl({source: name, incident: null, from: null, to: null});
   source = name; lastId = 0; drawn = false; incidents = [];
   document.body.dataset.points = '0';
   features = (list.find(s => s.source === name) || {features: []}).features;
@@ -179,13 +221,18 @@ async function select(name, list) {
   sel.onchange = () => select(sel.value, list);
   // a link names the series and incident to open (?source=...&incident=...: an alert's page)
   const asked = new URLSearchParams(location.search);
-  const first = list.find(s => s.source === asked.get('source')) || list[0];
+  const first = asked.has('source') ? list.find(s => s.source === asked.get('source')) : list[0];
   if (first) { sel.value = first.source; await select(first.source, list); }
+  else if (asked.has('source')) $('status').textContent = 'no such series in the store';
   const row = document.querySelector(`tr.incident[data-id="${Number(asked.get('incident')) || 0}"]`);
   if (row) showIncident(Number(row.dataset.id), row);
   document.body.dataset.ready = '1';
   setInterval(async () => {
-    if (!source) { list = await loadSources(); if (list.length) await select(list[0].source, list); }
+    if (!source) {  // the store was empty, or the series asked for not in it yet
+      list = await loadSources();
+      const name = asked.has('source') ? asked.get('source') : (list[0] || {}).source;
+      if (list.some(s => s.source === name)) { sel.value = name; await select(name, list); }
+    }
     else await poll();
   }, CONFIG.refresh_ms);
 })();
