@@ -6,6 +6,7 @@ predictor, run as published, their figures (and what they measure) in
 from __future__ import annotations
 
 import json
+import time
 
 from prefect import flow
 
@@ -19,6 +20,7 @@ from vigil.workspace import Workspace
 def reference_flow(
     cfg: Config, formats: list[str] | None = None, repo_root: str = ".", wait_for_lock: bool = True
 ) -> dict:
+    from tasks import progress
     from tasks.files import write_atomic
     from tasks.logs import ensure_logs, log_inputs, logs_digest
     from tasks.logs_reference import REFERENCE_REPORT, log_reference_run, run_reference
@@ -32,7 +34,10 @@ def reference_flow(
         folder = ws.root / cfg.logs.source(f).logs
         ensure_logs(f, folder, cfg.logs.generator_settings(f))
         settings = (ref.billing if f == "dcache_billing" else ref.transfers).model_dump()
+        progress(f"logs reference: {f}: fitting the reference model(s) on {folder}")
+        t0 = time.perf_counter()
         figures = run_reference(f, folder, settings, cfg.logs.train_fraction)
+        progress(f"logs reference: {f}: done in {time.perf_counter() - t0:.0f} s")
         run_id = log_reference_run(
             figures,
             f,

@@ -541,8 +541,9 @@ def render_markdown(report: dict) -> str:
         "",
         f"Commit {meta['git_commit'][:12]}{' (with uncommitted changes)' if meta['git_dirty'] else ''}; "
         f"detector parameters: {_params_origin(meta)}. "
-        f"Produced by `dvc repro benchmark` / `vigil benchmark`; every row of `reports/benchmark.json` carries its "
-        f"git commit, the DVC hashes of its raw and processed data and its params hash.",
+        f"Produced by `dvc repro reports/dvc.yaml:benchmark` / `vigil benchmark`; every row of "
+        f"`reports/benchmark.json` carries its git commit, the DVC hashes of its raw and processed data and its "
+        f"params hash.",
         "",
         PROTOCOL.format(val=meta["protocol"]["validation_fraction"]),
         "",

@@ -28,6 +28,25 @@ def _unless_stopping(task, task_run, state) -> bool:
     return not stop_requested()
 
 
+PROGRESS_SECONDS = 5.0  # a fit longer than this says how far it got, at most this often
+
+
+def epoch_lines(name: str, epochs: int | None, t0: float):
+    """An epoch callback that logs a progress line (epoch, validation loss, time so far) at most
+    every `PROGRESS_SECONDS`: under Prefect or in a log file there is no progress bar, and a
+    torch fit can take minutes."""
+    last = [t0]
+
+    def said(epoch: int, val_loss: float) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= PROGRESS_SECONDS:
+            last[0] = now
+            of = f"/{epochs}" if epochs else ""
+            progress(f"[{name}] epoch {epoch + 1}{of}: validation loss {val_loss:.4g} ({now - t0:.0f} s)")
+
+    return said
+
+
 @task(
     name="fit detector",
     retries=1,
@@ -44,9 +63,14 @@ def fit_detector(
     data = Processed(processed_dir)
     det = get_detector(name, **params)
     progress(f"[{name}] fitting on {data['train'].shape[0]} steps x {data['train'].shape[1]} metrics")
-    with TORCH_FITS if isinstance(det, TorchDetector) else nullcontext():
+    torch_fit = isinstance(det, TorchDetector)
+    with TORCH_FITS if torch_fit else nullcontext():
         t0 = time.perf_counter()
-        det.fit(data["train"], verbose=verbose)
+        if torch_fit:
+            lines = epoch_lines(name, det.get_params().get("epochs"), t0)
+            det.fit(data["train"], verbose=verbose, epoch_callback=lines)
+        else:
+            det.fit(data["train"], verbose=verbose)
         seconds = time.perf_counter() - t0
     if stop_requested():  # a fit that finished after Ctrl-C is not written
         raise TrainingStopped(f"{name}: stopped on request; not saved")

@@ -9,7 +9,8 @@ alerts store (and after its pulled files still waiting) and lands them as one CS
 ``<landing>/<series>/prometheus-<end>.csv``. The scoring run treats that as any landed file:
 the training suite's validation, the watermark, quarantine naming the rows that fail, the same
 scores. A NaN or infinite value, or a gap (a step where some query has no sample), is not
-papered over: the file holds it and is quarantined saying which rows. Where a query returns
+papered over: the file holds it and is quarantined saying which rows (and its steps are not
+pulled again). A series never scored starts at its first step that has every metric. Where a query returns
 nothing for a series, nothing is landed for it and the log names query, series and range.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -142,13 +144,15 @@ def pull(
     oldest = math.ceil((now - src.lookback_minutes * 60) / step) * step
 
     def resume(series: str) -> float:
-        """The first step to pull for ``series``: after its watermark and its waiting files."""
+        """The first step to pull for ``series``: after its watermark, its pulled files still
+        waiting, and those quarantined (refused steps are not pulled again and again)."""
         marks = [oldest]
         if watermarks.get(series):
             marks.append(datetime.fromisoformat(watermarks[series]).replace(tzinfo=UTC).timestamp() + step)
-        waiting = pending_end(Path(landing) / series)
-        if waiting is not None:
-            marks.append(waiting + step)
+        for folder in (Path(landing) / series, Path(landing) / "quarantine" / series):
+            pulled = pending_end(folder)
+            if pulled is not None:
+                marks.append(pulled + step)
         return math.ceil(max(marks) / step) * step
 
     # the whole reach every pull (a new series gets it all; a known one keeps what follows its
@@ -188,6 +192,11 @@ def pull(
                                      "wait for the next pull"))  # fmt: skip
             continue
         times = sorted({t for f in src.metrics for t in features[f] if first <= t <= end})
+        if not watermarks.get(name) and pending_end(Path(landing) / name) is None:
+            # a series never scored starts at its first step with every metric (a rate() has
+            # no value before its window holds two samples); gaps after that are quarantined
+            complete = [t for t in times if all(t in features[f] for f in src.metrics)]
+            times = [t for t in times if complete and t >= complete[0]]
         if not times:
             continue
         frame = pd.DataFrame(
@@ -214,3 +223,101 @@ def pull_into_landing(
     with engine.connect() as conn:
         marks = {s["source"]: s["watermark"] for s in sources(conn)}
     return pull(src, Path(landing), marks, time_column, features, settle_seconds)
+
+
+STAMP_SOURCE = "prometheus"  # telemetry.json's "source" in a folder `export` wrote
+
+
+def _series_frames(src: PrometheusSource, start: float, end: float) -> dict[str, pd.DataFrame]:
+    """Every series the queries return over [start, end]: name -> one column per feature (in
+    ``src.metrics``' order) on the union of their steps, NaN where a query has no sample."""
+    from .scoring import source_name_problem
+
+    log = run_logger()
+    columns: dict[str, dict[str, pd.Series]] = {}
+    for feature, query in src.metrics.items():
+        for series in query_range(src, query, start, end):
+            name = series["metric"].get(src.series_label)
+            if name is None or source_name_problem(name):
+                why = "no label" if name is None else source_name_problem(name)
+                log.warning(
+                    one_line(f"Prometheus query {query!r} ({feature}): a series not read ({why}): {series['metric']}")
+                )
+                continue
+            if feature in columns.get(name, {}):
+                raise PrometheusError(one_line(f"Prometheus {src.url}: query {query!r} ({feature}) returned more than "
+                                               f"one series for {src.series_label}={name!r}: aggregate it by "
+                                               f"{src.series_label} (sum by ({src.series_label}) (...))"))  # fmt: skip
+            values = pd.Series({float(t): _value(v) for t, v in series["values"]}, dtype=np.float64)
+            columns.setdefault(name, {})[feature] = values
+    frames = {}
+    for name, got in sorted(columns.items()):
+        missing = [f for f in src.metrics if f not in got]
+        if missing:
+            log.warning(one_line(f"Prometheus series {src.series_label}={name!r}: no samples of {missing} from "
+                                 f"{_iso(start)} to {_iso(end)} UTC; not exported"))  # fmt: skip
+            continue
+        frames[name] = pd.DataFrame({f: got[f] for f in src.metrics}).sort_index()
+    return frames
+
+
+def export(src: PrometheusSource, out: Path, start: float, end: float, train_fraction: float = 0.5) -> list[str]:
+    """Every series the queries return over [start, end] (unix seconds) written under ``out``
+    in the layout dataset kind ``prometheus`` reads (`components.datasets.telemetry_layout`):
+    ``<out>/<series>/train.csv`` (its first ``train_fraction`` of steps), ``test.csv`` (the rest,
+    ``label`` 0: Prometheus holds no labels), ``causes.json``; ``<out>/telemetry.json`` names
+    server, queries and range, so the DVC-tracked folder says where it came from. Steps at
+    either end where a series has not every metric yet (a ``rate()`` before its window fills)
+    are left out; a gap inside stays empty, for validation to name its rows. ``out`` is
+    replaced whole, and only where it is new or an earlier export. Returns the series."""
+    out = Path(out)
+    stamp = out / "telemetry.json"
+    if out.exists() and any(out.iterdir()):
+        try:
+            ours = json.loads(stamp.read_text()).get("source") == STAMP_SOURCE
+        except (OSError, ValueError, AttributeError):
+            ours = False
+        if not ours:
+            raise DataError(f"{out} holds files that no Prometheus export wrote (no {stamp.name} of one): not "
+                            "writing over them; name a new or empty folder")  # fmt: skip
+    step = src.step_seconds
+    start, end = math.ceil(start / step) * step, math.floor(end / step) * step
+    frames = _series_frames(src, start, end)
+    if not frames:
+        raise PrometheusError(f"Prometheus {src.url}: the queries {list(src.metrics.values())} returned no series "
+                              f"with the label {src.series_label!r} from {_iso(start)} to {_iso(end)} UTC")  # fmt: skip
+    staging = out.with_name(f".{out.name}.export-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    written = []
+    for name, frame in frames.items():
+        complete = frame.notna().all(axis=1).to_numpy()
+        if not complete.any():
+            run_logger().warning(f"Prometheus series {name!r}: no step has every metric; not exported")
+            continue
+        first, last = np.flatnonzero(complete)[[0, -1]]
+        frame = frame.iloc[first : last + 1]
+        cut = int(len(frame) * train_fraction)
+        if cut < 1 or cut >= len(frame):
+            run_logger().warning(f"Prometheus series {name!r}: {len(frame)} steps are too few to cut; not exported")
+            continue
+        frame.index = pd.Index([_iso(t) for t in frame.index], name="timestamp")
+        folder = staging / name
+        folder.mkdir(parents=True)
+        frame.iloc[:cut].to_csv(folder / "train.csv")
+        frame.iloc[cut:].assign(label=0).to_csv(folder / "test.csv")
+        (folder / "causes.json").write_text(json.dumps({"name": name, "causes": []}) + "\n")
+        written.append(name)
+        run_logger().info(f"Prometheus export: {name}: {cut} train and {len(frame) - cut} test steps")
+    meta = {"source": STAMP_SOURCE, "url": src.url, "metrics": src.metrics, "series_label": src.series_label,
+            "step_seconds": step, "start": _iso(start), "end": _iso(end), "train_fraction": train_fraction}  # fmt: skip
+    staging.mkdir(exist_ok=True)
+    (staging / stamp.name).write_text(json.dumps(meta, indent=1) + "\n")
+    if out.exists():  # ours (checked above): swapped whole, never half old and half new
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(out)
+    return written

@@ -59,6 +59,32 @@ class RegistryDecision:
         return self.version if self.promoted else int(self.champion_before)
 
 
+# MLflow 3's UI opens an experiment with no kind as a GenAI one (traces, token costs): Vigil's are
+# model training, and tagged so, which opens them on their runs
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+def experiment_page(ui: str, tracking_uri: str, experiment: str, metric: str) -> str:
+    """The MLflow UI's page (``ui``: its base URL) of ``experiment``'s runs side by side (its
+    compare view, a chart per metric), sorted by ``metric`` best first; ``ui`` itself where the
+    experiment does not exist yet (the UI opens on its list of experiments)."""
+    from urllib.parse import urlencode
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
+    except MlflowException:  # a store not made yet
+        found = None
+    if found is None:
+        return ui
+    # the model-training view, runs best first, in the compare view (a chart per metric)
+    query = {"workflowType": "machine_learning", "orderByKey": f"metrics.`{metric}`", "orderByAsc": "false",
+             "compareRunsMode": "CHART"}  # fmt: skip
+    return f"{ui}/#/experiments/{found.experiment_id}/runs?{urlencode(query)}"
+
+
 def setup_mlflow(tracking_uri: str, experiment: str, artifact_root: Path):
     import mlflow
 
@@ -68,6 +94,8 @@ def setup_mlflow(tracking_uri: str, experiment: str, artifact_root: Path):
         root.mkdir(parents=True, exist_ok=True)
         mlflow.create_experiment(experiment, artifact_location=root.as_uri())
     exp = mlflow.set_experiment(experiment)
+    if exp.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+        mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
     fail_runs_of_dead_processes(mlflow.MlflowClient(), exp.experiment_id)
     return mlflow
 

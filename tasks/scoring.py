@@ -44,7 +44,7 @@ from components.datasets import DataError, RawTable
 from components.streaming import StreamState, score_batch
 from components.text import first_line, folder_name_problem, printable
 
-from . import run_logger
+from . import progress, run_logger
 from .alerts import (
     SOURCE_MAX,
     Scorer,
@@ -496,9 +496,9 @@ def score_waiting(
                 kind=kind,
                 seen=seen,
             )
-            log.info(
+            progress(  # a line a file, to the run's log and the console: a big backlog takes minutes
                 printable(
-                    f"{source}/{path.name}: {out.status}, {out.rows} rows, {out.scored} steps scored, "
+                    f"score: {source}/{path.name}: {out.status}, {out.rows} rows, {out.scored} steps scored, "
                     f"{out.alerts} alerts" + (f"; {out.reason[0]}" if out.reason else "")
                 )
             )

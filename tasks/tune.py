@@ -265,6 +265,30 @@ def _max_epochs(name: str, fixed: dict, space: dict[str, dict]) -> int:
 # --- the study ----------------------------------------------------------------------------
 
 
+PROGRESS_SECONDS = 5.0  # a study longer than this says how far it got, at most this often
+
+
+def trial_lines(name: str, t0: float):
+    """An Optuna callback that logs a line per finished trial (its number and state, value,
+    the best so far, time so far), at most every `PROGRESS_SECONDS`: a study runs for minutes
+    with no terminal to draw a bar on."""
+    last = [t0]
+
+    def said(study, trial) -> None:
+        now = time.perf_counter()
+        if now - last[0] < PROGRESS_SECONDS:
+            return
+        last[0] = now
+        value = f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
+        try:
+            best = f"{study.best_value:.4f}"
+        except ValueError:  # no trial completed yet
+            best = "none yet"
+        progress(f"[{name}] trial {trial.number}: {value}; best {best} ({now - t0:.0f} s)")
+
+    return said
+
+
 def run_study(
     name: str,
     fixed: dict,
@@ -348,6 +372,7 @@ def run_study(
     try:
         if todo is None or todo > 0:
             callbacks = [MaxTrialsCallback(n_trials, states=done)] if n_trials else []
+            callbacks.append(trial_lines(name, t0))
             if tracking:
                 callbacks.append(lambda s, t: tracking.log_trial(parent, name, t))
             progress(

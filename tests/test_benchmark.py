@@ -88,7 +88,7 @@ BENCH = {
             "smd": {"kind": "csv", "root": "bench/ops"},
             "msl": {"kind": "csv", "root": "bench/grid"},
             "nab": {"kind": "csv", "root": "bench/empty"},
-            "skab": {"kind": "csv", "root": "bench/empty"},  # dvc.yaml's deps name all four roots
+            "skab": {"kind": "csv", "root": "bench/empty"},  # reports/dvc.yaml's deps name all four roots
         },
         "peers": ["pyod_iforest", "pyod_pca"],
         "plots": 1,
@@ -107,7 +107,7 @@ def bench(tmp_path_factory):
     (ws / "README.md").write_text(f"# scratch\n\n## Benchmark\n\n{README_START}\n{README_END}\n")
     # dvc runs the stage's `python -m vigil stage benchmark` with the first python on PATH: this venv's
     env = {**prefect_env(ws.parent), "PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}"}
-    first = sh(DVC, "repro", "benchmark", cwd=ws, env=_env(env))
+    first = sh(DVC, "repro", "reports/dvc.yaml:benchmark", cwd=ws, env=_env(env))
     return ws, first, env
 
 
@@ -221,7 +221,7 @@ def test_selected_and_oracle_rows_are_the_cells_their_rules_pick(bench):
 
 def test_each_rows_hashes_are_dvcs(bench):
     ws, _, _ = bench
-    lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]["benchmark"]
+    lock = yaml.safe_load((ws / "reports/dvc.lock").read_text())["stages"]["benchmark"]
     deps = {e["path"]: e["md5"] for e in lock["deps"]}
     processed = next(e for e in lock["outs"] if e["path"] == "benchmark/processed")
     manifest = ws / ".dvc/cache/files/md5" / processed["md5"][:2] / processed["md5"][2:]

@@ -178,6 +178,8 @@ def test_vigil_ui_stops_on_sigterm_leaving_no_process(tmp_path):
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     assert proc.returncode == 0
+    said = proc.stdout.read().decode()  # the MLflow UI's page of the training runs (or its home, none yet)
+    assert f"the training runs side by side: http://127.0.0.1:{ports[1]}" in said
     gone, alive = psutil.wait_procs(family, timeout=15)
     assert alive == [], [p.cmdline() for p in alive]
     listening = {c.laddr.port for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}

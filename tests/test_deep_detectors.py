@@ -204,3 +204,23 @@ def test_torch_fits_on_parallel_threads_each_time_their_own_fit(tmp_path):
     wall = time.perf_counter() - started
     seconds = [f["fit_seconds"] for f in fits]
     assert all(s > 0 for s in seconds) and sum(seconds) <= wall, (seconds, wall)
+
+
+def test_a_torch_fit_reports_its_epochs_as_log_lines(tmp_path, monkeypatch, capsys):
+    """No terminal under Prefect or in a log file, so no progress bar: a torch fit says which
+    epoch it is on, with the validation loss and the time so far, at most every
+    `PROGRESS_SECONDS` (0 here: every epoch)."""
+    import json
+
+    import tasks.fit
+    from tasks.fit import fit_detector
+
+    monkeypatch.setattr(tasks.fit, "PROGRESS_SECONDS", 0.0)
+    processed = tmp_path / "processed"
+    processed.mkdir()
+    np.savez(processed / "arrays.npz", train=np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32))
+    (processed / "meta.json").write_text(json.dumps({"features": ["a", "b", "c"]}))
+    fit_detector.fn("lstm_ae", {**SMALL, "epochs": 3, "patience": 10}, processed, tmp_path / "models")
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if " epoch " in ln]
+    assert [ln.split(":")[0] for ln in lines] == ["[lstm_ae] epoch 1/3", "[lstm_ae] epoch 2/3", "[lstm_ae] epoch 3/3"]
+    assert all("validation loss" in ln and ln.endswith(" s)") for ln in lines)

@@ -78,7 +78,10 @@ def test_no_task_takes_the_whole_config():
 
 def test_dvc_yaml_code_deps_are_generated_from_what_each_stage_imports():
     # `vigil dvc-deps` writes them; a stage whose code moved or grew is named here
-    assert stale_stages((REPO / "dvc.yaml").read_text()) == [], "run `vigil dvc-deps`"
+    from vigil.dvc_deps import DVC_FILES
+
+    for name in DVC_FILES:
+        assert stale_stages((REPO / name).read_text()) == [], f"{name}: run `vigil dvc-deps`"
 
 
 def test_dvc_deps_restores_code_deps_and_keeps_what_was_written_by_hand():

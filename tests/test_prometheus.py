@@ -5,6 +5,7 @@ telemetry landed as CSV is tests/test_scoring.py's."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pandas as pd
@@ -12,7 +13,7 @@ import pytest
 from support.servers import free_port, running_prometheus
 
 import tasks.scoring  # noqa: F401  (Prefect sets up logging as it is imported: before caplog's handler, not over it)
-from tasks.prometheus import PrometheusError, PrometheusSource, pull, query_range
+from tasks.prometheus import PrometheusError, PrometheusSource, export, pull, query_range
 
 T0 = 1_790_000_040  # a minute's start (2026-09-21 UTC)
 
@@ -26,11 +27,13 @@ BACKFILL = "\n".join([
     *sample("cpu", 'instance="web-1"', {i: f"{i}.5" for i in range(10)}),
     *sample("cpu", 'instance="web-2"', {i: "1" for i in range(10) if i != 4}),  # a gap at step 4
     *sample("cpu", 'instance="db/1"', {i: "1" for i in range(10)}),  # not a series name
+    *sample("cpu", 'instance="web-3"', {i: "1" for i in range(3, 10)}),  # a rate() that starts late
     *sample("cpu", 'job="orphan"', {i: "1" for i in range(10)}),  # no instance label
     "# TYPE mem gauge",
     *sample("mem", 'instance="web-1"', {i: str(100 + i) for i in range(10)}),
     *sample("mem", 'instance="web-2"', {i: "NaN" if i == 7 else "2" for i in range(10)}),
     *sample("mem", 'instance="db/1"', {i: "1" for i in range(10)}),
+    *sample("mem", 'instance="web-3"', {i: "1" for i in range(10)}),
     "# EOF",
 ]) + "\n"  # fmt: skip
 
@@ -53,16 +56,21 @@ def test_a_pull_lands_each_series_once_in_the_champions_column_order(prometheus,
     with caplog.at_level(logging.WARNING):
         landed = pull(source(prometheus), tmp_path, {}, "timestamp", ["mem", "cpu"], now=now)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in landed) == [
-        f"web-1/prometheus-{now:012d}.csv", f"web-2/prometheus-{now:012d}.csv"]  # fmt: skip
+        f"{name}/prometheus-{now:012d}.csv" for name in ("web-1", "web-2", "web-3")]  # fmt: skip
     web1 = pd.read_csv(tmp_path / "web-1" / f"prometheus-{now:012d}.csv")
     assert list(web1.columns) == ["timestamp", "mem", "cpu"]
     assert web1["cpu"].tolist() == [i + 0.5 for i in range(10)] and web1["timestamp"][0] == "2026-09-21T14:14:00"
     web2 = pd.read_csv(tmp_path / "web-2" / f"prometheus-{now:012d}.csv")
     assert web2["cpu"].isna().tolist() == [i == 4 for i in range(10)]  # left empty: validation quarantines it
     assert web2["mem"].isna().tolist() == [i == 7 for i in range(10)]
+    web3 = pd.read_csv(tmp_path / "web-3" / f"prometheus-{now:012d}.csv")  # from its first step with every metric
+    assert web3["timestamp"][0] == "2026-09-21T14:17:00" and len(web3) == 7
     said = caplog.text
     assert "'db/1'" in said and "not a series name" in said and "without the label 'instance'" in said
-    # the next pull starts after the waiting files: nothing new, nothing landed twice
+    # the next pull starts after the waiting files, and after those quarantined: nothing twice
+    refused = tmp_path / "quarantine" / "web-2"
+    refused.mkdir(parents=True)
+    (tmp_path / "web-2" / f"prometheus-{now:012d}.csv").rename(refused / f"prometheus-{now:012d}.csv")
     assert pull(source(prometheus), tmp_path, {}, "timestamp", ["mem", "cpu"], now=now) == []
 
 
@@ -95,3 +103,47 @@ def test_a_long_range_is_read_in_chunks_prometheus_accepts(prometheus):
     [series] = query_range(src, "vector(1)", T0, T0 + 600)
     times = [round(float(t) * 1000) for t, _ in series["values"]]
     assert times == list(range(T0 * 1000, (T0 + 600) * 1000 + 1, 40))
+
+
+def test_an_export_is_a_dataset_of_kind_prometheus_and_never_overwrites_a_users_folder(prometheus, tmp_path):
+    from components.datasets import DataError, DatasetSource, load_dataset
+
+    out = tmp_path / "data"
+    assert export(source(prometheus), out, T0, T0 + 540, train_fraction=0.5) == ["web-1", "web-2", "web-3"]
+    web1 = load_dataset(DatasetSource("prometheus", out, "web-1"))
+    assert web1.features == ["cpu", "mem"] and len(web1.train) == 5 and len(web1.test) == 5
+    assert web1.train["cpu"].tolist() == [0.5, 1.5, 2.5, 3.5, 4.5] and web1.labels.sum() == 0
+    with pytest.raises(DataError, match="NaN or infinite"):  # web-2's gap and NaN: named, never filled in
+        load_dataset(DatasetSource("prometheus", out, "web-2"))
+    stamp = json.loads((out / "telemetry.json").read_text())
+    assert stamp["source"] == "prometheus" and stamp["metrics"] == {"cpu": "cpu", "mem": "mem"}
+    doubled = source(prometheus, cpu="cpu", mem="mem * 2")
+    assert export(doubled, out, T0, T0 + 540) == ["web-1", "web-2", "web-3"]  # the earlier export replaced
+    assert load_dataset(DatasetSource("prometheus", out, "web-1")).train["mem"].tolist()[0] == 200
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(DataError, match="no telemetry.json of one"):
+        export(source(prometheus), mine, T0, T0 + 540)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_vigil_prometheus_export_reads_the_queries_of_params(prometheus, tmp_path):
+    import subprocess
+
+    import yaml
+    from support import REPO
+    from support.workspace import VIGIL
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    (tmp_path / "none.yaml").write_text(yaml.safe_dump(params))
+    refused = subprocess.run([VIGIL, "prometheus", "export", "--params", str(tmp_path / "none.yaml"), "--minutes",
+                              "5", "--out", str(tmp_path / "x")], capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2 and "scoring.prometheus is not set" in refused.stderr
+    params["scoring"]["prometheus"] = {"url": prometheus, "metrics": {"cpu": "cpu", "mem": "mem"}, "step_seconds": 60}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = subprocess.run([VIGIL, "prometheus", "export", "--params", str(tmp_path / "params.yaml"), "--start",
+                          "2026-09-21T14:14:00", "--end", "2026-09-21T14:23:00", "--out", str(tmp_path / "data")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "exported 3 series" in out.stdout and (tmp_path / "data" / "web-1" / "train.csv").is_file()

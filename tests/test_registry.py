@@ -217,3 +217,59 @@ def test_pip_requirements_are_the_installed_versions():
     assert reqs["torch"] == version("torch").split("+")[0]
     assert reqs["mlflow"] == version("mlflow")
     assert reqs["scikit-learn"] == version("scikit-learn")
+
+
+@pytest.mark.slow
+def test_the_mlflow_link_opens_the_training_runs_sorted_by_vus_pr(tmp_path):
+    """`vigil run` and `vigil ui` print the MLflow UI's page of the training runs sorted by the
+    selection metric (the UI itself opens on its list of experiments, and MLflow 3 showed an
+    experiment with no kind as a GenAI one: traces and token costs); a real `mlflow ui` in a real
+    Chromium shows that experiment's runs, best first, in the compare view with the metric's chart."""
+    import shutil
+
+    import mlflow
+    from support.servers import WebDriver, serving
+
+    from tasks.registry import experiment_page, setup_mlflow
+    from vigil.plumbing import MLFLOW_WITHOUT_JOBS
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (`make test` installs them as root)")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert experiment_page("http://x", uri, "vigil", "val_vus_pr") == "http://x"  # nothing trained yet
+    client = mlflow.MlflowClient(uri)
+    client.create_experiment("other")
+    client.create_experiment("vigil", artifact_location=str(tmp_path / "artifacts"))  # made before Vigil tagged
+    exp = setup_mlflow(uri, "vigil", tmp_path / "artifacts").get_experiment_by_name("vigil").experiment_id
+    for detector, vus in (("zscore", 0.21), ("knn", 0.64), ("pca", 0.37)):
+        run = client.create_run(exp, run_name=detector)
+        client.log_metric(run.info.run_id, "val_vus_pr", vus)
+        client.log_metric(run.info.run_id, "val_f1", 0.5)
+        client.set_terminated(run.info.run_id)
+    port, driver_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    link = experiment_page(base, uri, "vigil", "val_vus_pr")
+    assert link.startswith(f"{base}/#/experiments/{exp}/runs?")
+    mlflow_ui = [str(Path(sys.executable).parent / "mlflow"), "ui", "--host", "127.0.0.1", "--port", str(port),
+                 "--backend-store-uri", uri]  # fmt: skip
+    with (
+        serving(mlflow_ui, f"{base}/health", env={**os.environ, **MLFLOW_WITHOUT_JOBS}),
+        serving([driver, f"--port={driver_port}"], f"http://127.0.0.1:{driver_port}/status"),
+    ):
+        browser = WebDriver(driver_port)
+        try:
+            browser.go(link)
+            names = browser.wait_for(
+                "const rows = [...document.querySelectorAll('[role=row] a')].map(a => a.textContent)"
+                ".filter(t => ['zscore', 'knn', 'pca'].includes(t)); return rows.length == 3 ? rows : null;",
+                deadline_s=120,
+            )
+            assert names == ["knn", "pca", "zscore"]  # by val_vus_pr, best first
+            shown = browser.wait_for("const t = document.body.innerText; return "
+                                     "t.includes('Model metrics') && t.includes('0.64') ? t : null;")  # fmt: skip
+            assert "Sort: val_vus_pr" in shown and "val_vus_pr" in shown.split("Model metrics", 1)[1]
+            assert "Token Usage" not in shown  # the model-training view, not the GenAI one it opened on before
+            browser.screenshot(tmp_path / "mlflow.png")
+        finally:
+            browser.quit()

@@ -114,10 +114,13 @@ def test_study_never_reads_the_test_tail_and_a_fixed_seed_repeats_its_trials(tmp
     assert first["study"].startswith("vigil.synthetic/seed0.iforest.md5-of-see")
 
 
-def test_the_task_reads_no_test_array_from_disk(tmp_path):
-    """The prepared folder, written without the test tail's arrays at all: the task still tunes."""
+def test_the_task_reads_no_test_array_from_disk(tmp_path, monkeypatch, capsys):
+    """The prepared folder, written without the test tail's arrays at all: the task still tunes,
+    saying how far it got as log lines (at most every `PROGRESS_SECONDS`: 0 here, every trial)."""
+    import tasks.tune
     from tasks.tune import tune_detector
 
+    monkeypatch.setattr(tasks.tune, "PROGRESS_SECONDS", 0.0)
     data = Prepared()
     folder = tmp_path / "processed"
     folder.mkdir()
@@ -138,6 +141,9 @@ def test_the_task_reads_no_test_array_from_disk(tmp_path):
         vus_window=10,
     )
     assert out["objective_used"] == "auc_pr" and out["trials"]["complete"] == 3
+    trials = [ln for ln in capsys.readouterr().err.splitlines() if "] trial " in ln]
+    assert [ln.split(":")[0] for ln in trials] == [f"[zscore] trial {k}" for k in range(3)]
+    assert all("; best " in ln for ln in trials)
 
 
 @pytest.mark.slow

@@ -54,9 +54,7 @@ def _run(args: argparse.Namespace, cfg=None) -> int:
             from flows.pipeline import pipeline
 
             out = pipeline(cfg, args.params, args.new_data_version, verbose=verbose, wait_for_lock=wait)
-        ui = (
-            f"open the MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.registry.tracking_uri}   (or `vigil ui`)"
-        )
+        ui = f"compare the detectors in MLflow: `vigil ui`, then {training_page(cfg, 5000)}"
         tuned = ""
         if out.get("tune", {}).get("enabled"):
             from vigil.stages.tune import summary as tune_summary
@@ -110,7 +108,7 @@ def _deploy_tune(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    """`vigil benchmark`: every benchmark series x detector (as `dvc repro benchmark`); with
+    """`vigil benchmark`: every benchmark series x detector (as `dvc repro reports/dvc.yaml:benchmark`); with
     ``--readme``, rewrite README's Benchmark section from the report; with ``--deploy``,
     register the flow on a work pool to trigger from the Prefect UI."""
     if args.deploy:
@@ -173,6 +171,18 @@ def persistent_server(port: int) -> tuple[list[str], dict[str, str]]:
     return cmd, env
 
 
+def training_page(cfg, port: int) -> str:
+    """The MLflow UI's page (on 127.0.0.1:``port``) of the training runs, best first by the
+    selection metric on validation, in the compare view (`tasks.registry.experiment_page`)."""
+    from tasks.registry import experiment_page
+    from tasks.urls import storage_url
+
+    uri = storage_url(cfg.registry.tracking_uri, Path.cwd(), make_folder=False)
+    return experiment_page(
+        f"http://127.0.0.1:{port}", uri, cfg.registry.experiment, f"val_{cfg.registry.selection_metric}"
+    )
+
+
 def _ui(args: argparse.Namespace) -> int:
     """Start the Prefect and MLflow UIs on 127.0.0.1 until Ctrl-C or SIGTERM; each in its own
     process group, which is killed whole on the way out (MLflow's UI runs worker processes)."""
@@ -219,7 +229,8 @@ def _ui(args: argparse.Namespace) -> int:
         )
     print(
         f"Prefect UI: http://127.0.0.1:{args.prefect_port}   "
-        f"MLflow UI: http://127.0.0.1:{args.mlflow_port}   (Ctrl-C stops both)",
+        f"MLflow UI: http://127.0.0.1:{args.mlflow_port}   (Ctrl-C stops both)\n"
+        f"the training runs side by side: {training_page(cfg, args.mlflow_port)}",
         flush=True,
     )
     code = 0
@@ -375,6 +386,7 @@ DELEGATED = {
         "verdicts on incidents and the remedies applied; remedies ranked; labels for the next run",
     ),
     "stream": ("vigil.stream", "SLO-violation prediction over Kafka: record, train, aggregate, predict, demo"),
+    "prometheus": ("vigil.prometheus", "a dataset exported from Prometheus; the live demo on node_exporter"),
 }
 
 

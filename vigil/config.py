@@ -246,7 +246,8 @@ class BenchmarkConfig(_Strict):
     and the ``peers``, on identical splits; the threshold and evaluation sections apply as in
     the pipeline."""
 
-    datasets: dict[str, BenchmarkDataset] = Field(default_factory=dict)  # a name (dvc.yaml's deps use it) -> where
+    # a name (reports/dvc.yaml's deps use it) -> where
+    datasets: dict[str, BenchmarkDataset] = Field(default_factory=dict)
     peers: list[str] = Field(default_factory=list)  # keys of tasks/peers.PEERS and tasks/tsb_peers.TSB_PEERS
     peer_budget_seconds: float = Field(600.0, gt=0)  # a TSB-AD peer slower than this on a series: "over budget"
     tuned: TunedRows = Field(default_factory=TunedRows)  # tuned rows for a subset (README: Benchmark)

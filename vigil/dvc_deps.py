@@ -1,6 +1,7 @@
-"""`dvc.yaml`'s code deps, generated from the code: a stage's deps are the repo files its command
-imports (at any depth, imports inside functions included: they run too), so `dvc repro` reruns
-a stage exactly when code it runs changed, and code can live where it belongs.
+"""The code deps of `dvc.yaml` and `reports/dvc.yaml` (`DVC_FILES`), generated from the code: a
+stage's deps are the repo files its command imports (at any depth, imports inside functions
+included: they run too), so `dvc repro` reruns a stage exactly when code it runs changed, and
+code can live where it belongs.
 
 `vigil dvc-deps` rewrites the code entries of every stage's ``deps`` in place; `--check` says
 which stages are stale (a test runs it). Hand-written entries stay: data and `${...}` paths,
@@ -18,6 +19,8 @@ import sys
 from pathlib import Path
 
 PACKAGES = ("components", "tasks", "flows", "vigil")
+# the pipelines: the operator's, and the long reports run as their own targets (stages run at the root)
+DVC_FILES = ("dvc.yaml", "reports/dvc.yaml")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -162,17 +165,20 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> int:
     parser = argparse.ArgumentParser(prog="vigil dvc-deps", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1, naming them, if any stage's deps are stale")
     args = parser.parse_args(argv)
-    path = root / "dvc.yaml"
-    text = path.read_text()
-    if args.check:
-        stale = stale_stages(text, root)
-        if stale:
-            print(f"dvc.yaml: stale code deps in {', '.join(stale)}; run `vigil dvc-deps`", file=sys.stderr)
-            return 1
-        print("dvc.yaml: every stage's code deps match what it imports")
-        return 0
-    new = render(text, root)
-    if new != text:
-        path.write_text(new)
-    print(f"dvc.yaml: code deps {'rewritten' if new != text else 'already current'}")
-    return 0
+    status = 0
+    for name in DVC_FILES:
+        path = root / name
+        text = path.read_text()
+        if args.check:
+            stale = stale_stages(text, root)
+            if stale:
+                print(f"{name}: stale code deps in {', '.join(stale)}; run `vigil dvc-deps`", file=sys.stderr)
+                status = 1
+            else:
+                print(f"{name}: every stage's code deps match what it imports")
+            continue
+        new = render(text, root)
+        if new != text:
+            path.write_text(new)
+        print(f"{name}: code deps {'rewritten' if new != text else 'already current'}")
+    return status

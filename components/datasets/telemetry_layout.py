@@ -1,7 +1,8 @@
-"""Telemetry made from event logs (the `logs` flow: dCache billing records, Rucio transfers),
-stored as one folder per series under the kind's root, each in the synthetic layout
-(``train.csv``, ``test.csv`` with ``label``, ``causes.json``), and ``telemetry.json`` at the
-root saying what logs it was made from. The kinds read it back; making it is the flow's."""
+"""Telemetry made from event logs (the `logs` flow: dCache billing records, Rucio transfers) or
+exported from Prometheus (`vigil prometheus export`), stored as one folder per series under the
+kind's root, each in the synthetic layout (``train.csv``, ``test.csv`` with ``label``,
+``causes.json``), and ``telemetry.json`` at the root saying what it was made from. The kinds
+read it back; making it is the flow's or the command's."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ def list_telemetry_series(root: str | Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if all((p / f).is_file() for f in LAYOUT_FILES))
 
 
-def telemetry_kind(name: str) -> DatasetKind:
-    """The dataset kind of the telemetry the `logs` flow makes from logs of format ``name``."""
+def telemetry_kind(name: str, log_format: str | None = None) -> DatasetKind:
+    """The dataset kind of telemetry stored in this layout: made by the `logs` flow from logs of
+    format ``log_format``, or (``None``) by another command (`vigil prometheus export`)."""
 
     def load(source: DatasetSource):
         data = load_synthetic_layout(series_folder(source))
@@ -47,8 +49,12 @@ def telemetry_kind(name: str) -> DatasetKind:
         raw_tables=raw_tables,
         test_file=lambda source: Path(source.root) / source.name / LAYOUT_FILES[1],
         list_series=list_telemetry_series,
-        log_format=name,
+        log_format=log_format,
     )
 
 
-KINDS = (telemetry_kind("dcache_billing"), telemetry_kind("rucio_transfers"))
+KINDS = (
+    telemetry_kind("dcache_billing", "dcache_billing"),
+    telemetry_kind("rucio_transfers", "rucio_transfers"),
+    telemetry_kind("prometheus"),  # `vigil prometheus export`: series read through PromQL, unlabelled
+)

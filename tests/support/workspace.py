@@ -48,7 +48,9 @@ def make_workspace(root: Path, params: dict) -> Path:
     for d in CODE:
         shutil.copytree(REPO / d, ws / d, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "dvc.yaml", ws / "dvc.yaml")
-    (ws / ".gitignore").write_text("mlflow/\nreports/\n__pycache__/\n")
+    (ws / "reports").mkdir()
+    shutil.copy(REPO / "reports" / "dvc.yaml", ws / "reports" / "dvc.yaml")  # the long reports' stages
+    (ws / ".gitignore").write_text("mlflow/\n__pycache__/\n")  # reports/ holds reports/dvc.yaml: not ignored
     (ws / "params.yaml").write_text(yaml.safe_dump(full(params)))
     sh("git", "init", "-q", cwd=ws)
     sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init", cwd=ws)
