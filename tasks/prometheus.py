@@ -10,8 +10,12 @@ alerts store (and after its pulled files still waiting) and lands them as one CS
 the training suite's validation, the watermark, quarantine naming the rows that fail, the same
 scores. A NaN or infinite value, or a gap (a step where some query has no sample), is not
 papered over: the file holds it and is quarantined saying which rows (and its steps are not
-pulled again). A series never scored starts at its first step that has every metric. Where a query returns
-nothing for a series, nothing is landed for it and the log names query, series and range.
+pulled again). A series never scored starts at its first step that has every metric. Where a
+query returns nothing for a series, nothing is landed for it and the log names query, series
+and range.
+
+`export` writes a past range of the same queries as a dataset of kind ``prometheus``, to train
+on (`vigil prometheus export`).
 """
 
 from __future__ import annotations
@@ -113,6 +117,33 @@ def _value(text: str) -> float:
     return float(text)  # Prometheus writes NaN, +Inf, -Inf as Python reads them
 
 
+def _collect(src: PrometheusSource, start: float, end: float) -> dict[str, dict[str, dict[float, float]]]:
+    """Every series the queries return over [start, end]: its name (the value of
+    ``series_label``) -> feature -> time -> value. A series without the label, whose name is no
+    folder name, or for which a query returns more than one series, is left out, saying so."""
+    from .scoring import source_name_problem
+
+    log = run_logger()
+    columns: dict[str, dict[str, dict[float, float]]] = {}
+    refused: set[str] = set()
+    for feature, query in src.metrics.items():
+        for series in query_range(src, query, start, end):
+            name = series["metric"].get(src.series_label)
+            problem = f"no label {src.series_label!r}" if name is None else source_name_problem(name)
+            if problem:
+                log.warning(one_line(f"Prometheus query {query!r} ({feature}): a series not read ({problem}): "
+                                     f"{series['metric']}"))  # fmt: skip
+                continue
+            if feature in columns.get(name, {}):
+                log.warning(one_line(f"Prometheus query {query!r} ({feature}) returned more than one series for "
+                                     f"{src.series_label}={name!r}: aggregate it by {src.series_label} "
+                                     f"(sum by ({src.series_label}) (...)); {name!r} is not read"))  # fmt: skip
+                refused.add(name)
+                continue
+            columns.setdefault(name, {})[feature] = {float(t): _value(v) for t, v in series["values"]}
+    return {name: got for name, got in columns.items() if name not in refused}
+
+
 def pending_end(folder: Path) -> float | None:
     """The last step of the pulled files still waiting in a series' landing folder."""
     ends = [int(p.stem[len(PREFIX) :]) for p in folder.glob(f"{PREFIX}*.csv") if p.stem[len(PREFIX) :].isdigit()]
@@ -131,7 +162,6 @@ def pull(
     """One pull (module docstring); ``watermarks``: the store's, series -> last step scored
     (UTC, as the store writes it); ``features``: the champion's, in its order (the files'
     columns). Returns the files landed."""
-    from .scoring import source_name_problem
 
     log = run_logger()
     missing = [f for f in features if f not in src.metrics]
@@ -160,32 +190,12 @@ def pull(
     start = oldest
     if start > end:
         return []
-    columns: dict[str, dict[str, dict[float, float]]] = {}  # series -> feature -> time -> value
-    for feature, query in src.metrics.items():
-        for series in query_range(src, query, start, end):
-            name = series["metric"].get(src.series_label)
-            if name is None:
-                log.warning(one_line(f"Prometheus query {query!r} ({feature}) returned a series without the label "
-                                     f"{src.series_label!r} ({series['metric']}): not read"))  # fmt: skip
-                continue
-            got = columns.setdefault(name, {}).setdefault(feature, {})
-            if got:
-                log.warning(one_line(f"Prometheus query {query!r} ({feature}) returned more than one series for "
-                                     f"{src.series_label}={name!r}: aggregate it by {src.series_label} "
-                                     f"(sum by ({src.series_label}) (...)); {name!r} is not landed"))  # fmt: skip
-                got["ambiguous"] = True
-                continue
-            got.update({float(t): _value(v) for t, v in series["values"]})
+    columns = _collect(src, start, end)
     landed = []
     for name, features in sorted(columns.items()):
-        problem = source_name_problem(name)
-        if problem:
-            log.warning(one_line(f"Prometheus series {src.series_label}={name!r}: not a series name ({problem}); "
-                                 "not landed"))  # fmt: skip
-            continue
         first = resume(name)
         missing = [f for f in src.metrics if not features.get(f)]
-        if missing or any("ambiguous" in v for v in features.values()):
+        if missing:
             for feature in missing:
                 log.warning(one_line(f"Prometheus query {src.metrics[feature]!r} ({feature}) returned nothing for "
                                      f"{src.series_label}={name!r} from {_iso(first)} to {_iso(end)} UTC: its steps "
@@ -228,39 +238,6 @@ def pull_into_landing(
 STAMP_SOURCE = "prometheus"  # telemetry.json's "source" in a folder `export` wrote
 
 
-def _series_frames(src: PrometheusSource, start: float, end: float) -> dict[str, pd.DataFrame]:
-    """Every series the queries return over [start, end]: name -> one column per feature (in
-    ``src.metrics``' order) on the union of their steps, NaN where a query has no sample."""
-    from .scoring import source_name_problem
-
-    log = run_logger()
-    columns: dict[str, dict[str, pd.Series]] = {}
-    for feature, query in src.metrics.items():
-        for series in query_range(src, query, start, end):
-            name = series["metric"].get(src.series_label)
-            if name is None or source_name_problem(name):
-                why = "no label" if name is None else source_name_problem(name)
-                log.warning(
-                    one_line(f"Prometheus query {query!r} ({feature}): a series not read ({why}): {series['metric']}")
-                )
-                continue
-            if feature in columns.get(name, {}):
-                raise PrometheusError(one_line(f"Prometheus {src.url}: query {query!r} ({feature}) returned more than "
-                                               f"one series for {src.series_label}={name!r}: aggregate it by "
-                                               f"{src.series_label} (sum by ({src.series_label}) (...))"))  # fmt: skip
-            values = pd.Series({float(t): _value(v) for t, v in series["values"]}, dtype=np.float64)
-            columns.setdefault(name, {})[feature] = values
-    frames = {}
-    for name, got in sorted(columns.items()):
-        missing = [f for f in src.metrics if f not in got]
-        if missing:
-            log.warning(one_line(f"Prometheus series {src.series_label}={name!r}: no samples of {missing} from "
-                                 f"{_iso(start)} to {_iso(end)} UTC; not exported"))  # fmt: skip
-            continue
-        frames[name] = pd.DataFrame({f: got[f] for f in src.metrics}).sort_index()
-    return frames
-
-
 def export(src: PrometheusSource, out: Path, start: float, end: float, train_fraction: float = 0.5) -> list[str]:
     """Every series the queries return over [start, end] (unix seconds) written under ``out``
     in the layout dataset kind ``prometheus`` reads (`components.datasets.telemetry_layout`):
@@ -282,14 +259,16 @@ def export(src: PrometheusSource, out: Path, start: float, end: float, train_fra
                             "writing over them; name a new or empty folder")  # fmt: skip
     step = src.step_seconds
     start, end = math.ceil(start / step) * step, math.floor(end / step) * step
-    frames = _series_frames(src, start, end)
-    if not frames:
-        raise PrometheusError(f"Prometheus {src.url}: the queries {list(src.metrics.values())} returned no series "
-                              f"with the label {src.series_label!r} from {_iso(start)} to {_iso(end)} UTC")  # fmt: skip
     staging = out.with_name(f".{out.name}.export-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     written = []
-    for name, frame in frames.items():
+    for name, got in sorted(_collect(src, start, end).items()):
+        missing = [f for f in src.metrics if f not in got]
+        if missing:
+            run_logger().warning(one_line(f"Prometheus series {src.series_label}={name!r}: no samples of {missing} "
+                                          f"from {_iso(start)} to {_iso(end)} UTC; not exported"))  # fmt: skip
+            continue
+        frame = pd.DataFrame({f: pd.Series(got[f], dtype=np.float64) for f in src.metrics}).sort_index()
         complete = frame.notna().all(axis=1).to_numpy()
         if not complete.any():
             run_logger().warning(f"Prometheus series {name!r}: no step has every metric; not exported")
@@ -308,6 +287,11 @@ def export(src: PrometheusSource, out: Path, start: float, end: float, train_fra
         (folder / "causes.json").write_text(json.dumps({"name": name, "causes": []}) + "\n")
         written.append(name)
         run_logger().info(f"Prometheus export: {name}: {cut} train and {len(frame) - cut} test steps")
+    if not written:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PrometheusError(f"Prometheus {src.url}: the queries {list(src.metrics.values())} gave no series to "
+                              f"export with the label {src.series_label!r} from {_iso(start)} to {_iso(end)} UTC "
+                              "(the log says why)")  # fmt: skip
     meta = {"source": STAMP_SOURCE, "url": src.url, "metrics": src.metrics, "series_label": src.series_label,
             "step_seconds": step, "start": _iso(start), "end": _iso(end), "train_fraction": train_fraction}  # fmt: skip
     staging.mkdir(exist_ok=True)

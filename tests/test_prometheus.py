@@ -66,7 +66,8 @@ def test_a_pull_lands_each_series_once_in_the_champions_column_order(prometheus,
     web3 = pd.read_csv(tmp_path / "web-3" / f"prometheus-{now:012d}.csv")  # from its first step with every metric
     assert web3["timestamp"][0] == "2026-09-21T14:17:00" and len(web3) == 7
     said = caplog.text
-    assert "'db/1'" in said and "not a series name" in said and "without the label 'instance'" in said
+    assert "a series not read (no label 'instance'): {'__name__': 'cpu', 'job': 'orphan'}" in said
+    assert [ln for ln in said.splitlines() if "'db/1'" in ln and "a series not read" in ln]
     # the next pull starts after the waiting files, and after those quarantined: nothing twice
     refused = tmp_path / "quarantine" / "web-2"
     refused.mkdir(parents=True)
@@ -147,3 +148,11 @@ def test_vigil_prometheus_export_reads_the_queries_of_params(prometheus, tmp_pat
                          capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "exported 3 series" in out.stdout and (tmp_path / "data" / "web-1" / "train.csv").is_file()
+
+
+def test_a_query_giving_two_series_for_one_name_is_not_read(prometheus, tmp_path, caplog):
+    ambiguous = source(prometheus, cpu='{__name__=~"cpu|mem"}', mem="mem")  # two series an instance: cpu, mem
+    with caplog.at_level(logging.WARNING):
+        landed = pull(ambiguous, tmp_path, {}, "timestamp", ["cpu", "mem"], now=T0 + 540)
+    assert landed == []
+    assert "returned more than one series for instance='web-1'" in caplog.text and "sum by (instance)" in caplog.text

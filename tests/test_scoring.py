@@ -441,7 +441,8 @@ def test_scoring_through_promql_stores_exactly_the_scores_of_the_csv_path(traine
     for folder in (by_csv, by_prom, tmp_path / "bad"):
         folder.mkdir()
     drop(part, by_csv / "landing", "web-1", "part-0")
-    score(ws, workspace_with(trained, by_csv))
+    by_file = score(ws, workspace_with(trained, by_csv))
+    assert "score: web-1/part-0.csv: scored, 600 rows" in by_file.stderr  # progress, a line a file
     with running_prometheus(tmp_path / "tsdb", openmetrics(part, features, "web-1"), free_port()) as url:
         pulled = {"url": url, "metrics": {f: f"vigil_{f}" for f in features}, "step_seconds": 60,
                   "lookback_minutes": 24 * 60, "delay_seconds": 0}  # fmt: skip

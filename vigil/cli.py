@@ -108,9 +108,9 @@ def _deploy_tune(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    """`vigil benchmark`: every benchmark series x detector (as `dvc repro reports/dvc.yaml:benchmark`); with
-    ``--readme``, rewrite README's Benchmark section from the report; with ``--deploy``,
-    register the flow on a work pool to trigger from the Prefect UI."""
+    """`vigil benchmark`: every benchmark series x detector (as `dvc repro
+    reports/dvc.yaml:benchmark`); with ``--readme``, rewrite README's Benchmark section from the
+    report; with ``--deploy``, register the flow on a work pool to trigger from the Prefect UI."""
     if args.deploy:
         from flows.deployments import BENCHMARK_DEPLOYMENT, deploy_benchmark
 
@@ -201,6 +201,7 @@ def _ui(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_PORT_TAKEN
+    runs_page = training_page(cfg, args.mlflow_port)  # before MLflow's UI opens (and migrates) the store
     bin_dir = Path(sys.executable).parent
     prefect_cmd, prefect_env = persistent_server(args.prefect_port)
     commands = {
@@ -230,7 +231,7 @@ def _ui(args: argparse.Namespace) -> int:
     print(
         f"Prefect UI: http://127.0.0.1:{args.prefect_port}   "
         f"MLflow UI: http://127.0.0.1:{args.mlflow_port}   (Ctrl-C stops both)\n"
-        f"the training runs side by side: {training_page(cfg, args.mlflow_port)}",
+        f"the training runs side by side: {runs_page}",
         flush=True,
     )
     code = 0

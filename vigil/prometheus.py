@@ -64,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     demo.add_argument("--every", type=float, default=10.0, help="seconds between scoring runs")
     demo.add_argument("--load-seconds", type=float, default=30.0, help="CPU load on every core after the first runs")
     demo.add_argument("--web-port", type=int, default=8050)
+    demo.add_argument("--params", default="params.yaml", help="whose remedy catalogue the demo proposes from")
     demo.set_defaults(prometheus_func=_demo)
 
 
@@ -131,6 +132,19 @@ def _wait_ready(url: str, proc: subprocess.Popen, what: str, seconds: float = 60
     raise ConfigError(f"{what} did not answer at {url} within {seconds:g} s")
 
 
+PID_FILE = "demo.pid"  # in the demo's folder: the demo running there
+
+
+def _running_demo(folder: Path) -> int | None:
+    """The pid of the demo still running in ``folder``, if any (its Prometheus writes there)."""
+    try:
+        pid = int((folder / PID_FILE).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
 def _burn(seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -186,8 +200,13 @@ def _demo(args: argparse.Namespace) -> int:
         if not (folder / "node-demo.yaml").is_file():
             print(f"vigil: {folder} exists and is not a demo's folder: not writing over it", file=sys.stderr)
             return 2
+        running = _running_demo(folder)
+        if running:
+            print(f"vigil: a demo is running in {folder} (pid {running}); stop it first", file=sys.stderr)
+            return 2
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    (folder / PID_FILE).write_text(str(os.getpid()))
     node_port, prom_port = _free_port(), _free_port()
     (folder / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -196,7 +215,13 @@ def _demo(args: argparse.Namespace) -> int:
     }))  # fmt: skip
     prom_url = f"http://127.0.0.1:{prom_port}"
     params = folder / "node-demo.yaml"
-    params.write_text(yaml.safe_dump(_demo_params(prom_url, args.web_port), sort_keys=False))
+    settings = _demo_params(prom_url, args.web_port)
+    if Path(args.params).is_file():  # the checkout's remedies, proposed with each incident
+        remedies = load_config(args.params).remedies.model_dump(mode="json")
+        if isinstance(remedies["catalogue"], str):  # a file, named from the checkout
+            remedies["catalogue"] = str(Path(remedies["catalogue"]).resolve())
+        settings["remedies"] = remedies
+    params.write_text(yaml.safe_dump(settings, sort_keys=False))
     vigil = [sys.executable, "-m", "vigil"]
     procs: list[subprocess.Popen] = []
 
@@ -209,6 +234,10 @@ def _demo(args: argparse.Namespace) -> int:
     def say(text: str) -> None:
         print(f"[{datetime.now():%H:%M:%S}] {text}", flush=True)
 
+    def stop(signum, frame):  # SIGTERM as Ctrl-C: the servers it started are stopped on the way out
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         node = start([node_exporter, f"--web.listen-address=127.0.0.1:{node_port}", "--collector.disable-defaults",
                       "--collector.cpu", "--collector.loadavg", "--collector.meminfo", "--collector.netdev",
@@ -258,6 +287,9 @@ def _demo(args: argparse.Namespace) -> int:
                     multiprocessing.Process(target=_burn, args=(args.load_seconds,), daemon=True).start()
             time.sleep(args.every)
         return 0
+    except KeyboardInterrupt:
+        say("stopped")
+        return 130
     finally:
         for proc in reversed(procs):
             with contextlib.suppress(ProcessLookupError):

@@ -10,9 +10,10 @@ worked, with the past incidents behind each), and the buttons that record a verd
 remedy applied (`tasks.alerts.record_feedback`, with its audit row; the ranker then learns from
 it). The page asks for new points every ``web.refresh_seconds`` and extends the plots as
 `vigil score` writes them, without a reload. ``/compare``: detectors side by side on one
-dataset of the benchmark report (``reports/benchmark_summary.json``). FastAPI (which Prefect's server brings) and Plotly.js
-(from the plotly package, served from here: the page needs no internet). The page and its
-scripts are static files (``vigil/static/``); what comes from data reaches them as JSON only.
+dataset of the benchmark report (``reports/benchmark_summary.json``). FastAPI (which
+Prefect's server brings) and Plotly.js (from the plotly package, served from here: the page
+needs no internet). The pages and their scripts are static files (``vigil/static/``); what
+comes from data reaches them as JSON only.
 
 What the server accepts (`Guard`), since names in the store come from machines and people
 Vigil does not control, and any web page the operator visits can make the browser send

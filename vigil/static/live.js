@@ -78,7 +78,7 @@ async function refreshIncidents() {
   }
 }
 
-function showIncident(id, row) {
+function showIncident(id, row, zoom = true) {
   document.querySelectorAll('tr.selected').forEach(r => r.classList.remove('selected'));
   row.classList.add('selected');
   const inc = incidents.find(i => i.id === id);
@@ -90,12 +90,15 @@ function showIncident(id, row) {
   const about = el('p', {class: 'muted'}, `${String(inc.start).slice(0, 19)} to ${String(inc.end).slice(0, 19)}, ` +
     `${inc.detector} v${inc.version}, threshold ${Number(inc.threshold).toFixed(3)}`);
   $('contrib').replaceChildren(table, about);
-  // zoom both plots to the incident with 60 steps either side; its top metrics stand out
+  // zoom both plots to the incident with 60 steps either side (unless a link named the range);
+  // its top metrics stand out
   if (drawn) {
     const xs = $('scoreplot').data[0].x;
     const i0 = Math.max(0, xs.indexOf(inc.start) - 60), i1 = Math.min(xs.length - 1, xs.indexOf(inc.end) + 60);
-    showRange([xs[i0], xs[i1]]);
-    setUrl({from: xs[i0], to: xs[i1]});
+    if (zoom) {
+      showRange([xs[i0], xs[i1]]);
+      setUrl({from: xs[i0], to: xs[i1]});
+    }
     const top = new Set(inc.top_metrics.map(([m]) => m));  // its top metrics' panels in red
     Plotly.restyle('metricplot', {'line.color': features.map(f => top.has(f) ? '#d33' : '#888')});
   }
@@ -175,8 +178,10 @@ async function poll() {
       // a zoom or pan on either plot moves the other, and goes into the URL
       for (const [id, other] of [['scoreplot', 'metricplot'], ['metricplot', 'scoreplot']]) {
         $(id).on('plotly_relayout', (e) => {
-          if (e['xaxis.range[0]'] !== undefined) {
-            const range = [e['xaxis.range[0]'], e['xaxis.range[1]']];
+          // a drag gives the range's ends, a relayout call the range
+          const ends = e['xaxis.range[0]'] !== undefined ? [e['xaxis.range[0]'], e['xaxis.range[1]']] : null;
+          const range = e['xaxis.range'] || ends;
+          if (range) {
             const shown = $(other).layout.xaxis.range || [];
             if (shown[0] !== range[0] || shown[1] !== range[1]) Plotly.relayout(other, {'xaxis.range': range});
             setUrl({from: String(range[0]).slice(0, 19), to: String(range[1]).slice(0, 19)});
@@ -225,7 +230,7 @@ async function select(name, list) {
   if (first) { sel.value = first.source; await select(first.source, list); }
   else if (asked.has('source')) $('status').textContent = 'no such series in the store';
   const row = document.querySelector(`tr.incident[data-id="${Number(asked.get('incident')) || 0}"]`);
-  if (row) showIncident(Number(row.dataset.id), row);
+  if (row) showIncident(Number(row.dataset.id), row, !(asked.get('from') && asked.get('to')));
   document.body.dataset.ready = '1';
   setInterval(async () => {
     if (!source) {  // the store was empty, or the series asked for not in it yet
