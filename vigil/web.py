@@ -202,7 +202,7 @@ def make_app(
     app = FastAPI(title="Vigil", docs_url=None, redoc_url=None, openapi_url=None)
     files = {  # the only files served: nothing from a path in the request
         "plotly.min.js": Path(plotly.__file__).parent / "package_data" / "plotly.min.js",
-        **{name: STATIC / name for name in ("live.js", "fleet.js", "compare.js", "vigil.css")},
+        **{name: STATIC / name for name in ("dom.js", "live.js", "fleet.js", "compare.js", "vigil.css")},
     }
 
     @app.exception_handler(StoreError)

@@ -1,8 +1,8 @@
-// The compare page: detectors side by side from the benchmark report, every name put in as text.
+// The compare page: detectors side by side from the benchmark report, every name put in as text
+// (`plotlyText`: dom.js).
 'use strict';
 const FIG = [['vus_pr', 'VUS-PR'], ['auc_pr', 'AUC-PR'], ['point_f1', 'F1 (val. threshold)'],
              ['event_f1', 'event F1'], ['pa_f1', 'PA F1 (inflated)'], ['fit_seconds', 'fit s']];
-const plotlyText = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const cell = (tag, text) => { const c = document.createElement(tag); c.textContent = text; return c; };
 const row = (tag, texts) => { const r = document.createElement('tr'); r.append(...texts.map(t => cell(tag, t))); return r; };
 

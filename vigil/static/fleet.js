@@ -1,20 +1,7 @@
 // The fleet page: every series in the alerts store, most urgent first (the server sorts), each
 // row a link to its page. Everything from the store goes into the page as text (textContent,
-// URL-encoded query values), never as markup.
+// URL-encoded query values), never as markup (`el`, `$`, `get`: dom.js).
 'use strict';
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === 'class') e.className = v;
-    else if (k === 'dataset') Object.assign(e.dataset, v);
-    else e[k] = v;
-  }
-  for (const c of children) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
-  return e;
-}
-
 const num = (x, d) => x === null || x === undefined ? '' : Number(x).toFixed(d);
 const severity = (i) => i.ratio === null ? '+' + num(i.margin, 3) : '\u00d7' + num(i.ratio, 2);
 const seriesLink = (name, incident) => '/?source=' + encodeURIComponent(name) +
@@ -43,7 +30,7 @@ function row(s) {
 }
 
 async function refresh() {
-  const list = await fetch('/api/fleet').then(r => r.json());
+  const list = await get('/api/fleet');
   $('empty').classList.toggle('hidden', list.length > 0);
   $('fleet').classList.toggle('hidden', list.length === 0);
   $('fleet').tBodies[0].replaceChildren(...list.map(row));
@@ -54,7 +41,7 @@ async function refresh() {
 }
 
 (async () => {
-  const config = await fetch('/api/config').then(r => r.json());
+  const config = await get('/api/config');
   await refresh();
   document.body.dataset.ready = '1';
   setInterval(refresh, config.refresh_ms);

@@ -1,26 +1,10 @@
 // The live page. Everything that comes from the alerts store (series, metric names, incident
 // fields, remedy texts, notes, who) is put into the page as text (textContent, option values,
 // Plotly labels escaped): never as HTML. The server's Content-Security-Policy forbids inline
-// script, so markup that slipped through would still not run.
+// script, so markup that slipped through would still not run. `el`, `$`, `get`, `plotlyText`: dom.js.
 'use strict';
 let CONFIG = null, selected = null;
 let source = null, lastId = 0, lastTs = '', features = [], drawn = false, incidents = [];
-const $ = (id) => document.getElementById(id);
-const get = (u) => fetch(u).then(r => r.json());
-
-// An element with attributes and children; strings become text nodes, never markup.
-function el(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === 'class') e.className = v;
-    else if (k === 'dataset') Object.assign(e.dataset, v);
-    else e[k] = v;
-  }
-  for (const c of children) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
-  return e;
-}
-// Plotly reads a few tags (<b>, <br>, <a>) and entities in its labels: escape them, so a name shows as written.
-const plotlyText = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const option = (value, text) => el('option', {value: value, textContent: text === undefined ? value : text});
 
 // The URL says what the page shows (series, time range, incident), so a link pasted into a
