@@ -290,6 +290,7 @@ def leak_only_check(models: list[RegisteredPredictor], st) -> dict:
 # writes through, as scoring writes scored steps (`tasks.alerts.write_steps`).
 SLO_KIND = "slo"  # the source kind of predicted SLO violations, as remedies.catalogue's kinds name it
 ADVISOR_REFRESH_S = 60.0  # how stale the remedy ranker of a running predictor may get
+DELIVER_EVERY_S = 10.0  # how often a running predictor sends its incidents to the notifiers
 
 
 class PredictionStore:
@@ -309,6 +310,7 @@ class PredictionStore:
         remedies=None,
         tracking_uri: str | None = None,
         artifact_root: Path | None = None,
+        notify=None,
     ):
         from components.alerting import AlertRule
 
@@ -323,6 +325,9 @@ class PredictionStore:
         # as the scoring service ranks those of scored files, its source being of kind SLO_KIND
         self.remedies, self.tracking_uri, self.artifact_root = remedies, tracking_uri, artifact_root
         self._advisor, self._advisor_at = None, -math.inf
+        # notify (`tasks.notify.Notifiers`): each new incident queued in the transaction that
+        # raised it, and what is owed delivered at most every DELIVER_EVERY_S, as scoring runs do
+        self.notify, self._delivered_at = notify, -math.inf
 
     def advisor(self):
         """The remedy ranker of the feedback in force, looked up again at most every
@@ -370,7 +375,7 @@ class PredictionStore:
             open_incident, carried, incidents, _ = write_steps(
                 conn, self.source, self.scorer, times, scores, contributions, values, open_incident, carried
             )
-            for sink in [advisor] if advisor is not None else []:  # tasks.alerts.Sink: in this transaction
+            for sink in self._sinks(advisor):  # tasks.alerts.Sink: in this transaction
                 sink.incidents_raised(conn, incidents, SLO_KIND)
             row = {
                 "watermark": times[-1],
@@ -382,10 +387,32 @@ class PredictionStore:
                 "updated": now(),
             }
             write_source(conn, self.source, row, exists=src is not None)
+        self.deliver()
+
+    def _sinks(self, advisor) -> list:
+        from .notify import Outbox
+
+        return [s for s in (advisor, Outbox(self.notify) if self.notify else None) if s is not None]
+
+    def deliver(self, force: bool = False) -> None:
+        """What is owed to the notifiers sent, at most every DELIVER_EVERY_S (``force``: now);
+        a failure waits for the next time, as scoring's does (`tasks.notify.deliver`)."""
+        if self.notify is None or (not force and time.monotonic() - self._delivered_at < DELIVER_EVERY_S):
+            return
+        from .notify import deliver
+
+        self._delivered_at = time.monotonic()
+        deliver(self.engine, self.notify)
 
 
 def prediction_store(
-    models: list, stream, tracking_uri: str, store_url: str, remedies: RemedySettings, artifact_root: Path
+    models: list,
+    stream,
+    tracking_uri: str,
+    store_url: str,
+    remedies: RemedySettings,
+    artifact_root: Path,
+    notify=None,
 ) -> tuple[PredictionStore | None, str | None]:
     """The champion's predictions into the alerts store at ``store_url`` as source
     ``slo/<aggregate topic>``, the remedies of each new incident ranked: the store and the
@@ -404,6 +431,7 @@ def prediction_store(
                 remedies=remedies,
                 tracking_uri=tracking_uri,
                 artifact_root=artifact_root,
+                notify=notify,
             )
             return store, name
     return None, None

@@ -10,6 +10,7 @@ import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from support.servers import Receiver, free_port, running_alertmanager
@@ -151,3 +152,19 @@ def test_notify_urls_are_checked_when_params_are_parsed():
     for bad in ("file:///etc/passwd", "http://user:pw@host:9093", "127.0.0.1:9093", "http://host/a b", "http://h/?q=1"):
         with pytest.raises(ValidationError):
             NotifyConfig(alertmanager=bad)
+
+
+def test_a_predicted_slo_violation_reaches_the_webhook_too(tmp_path, receiver):
+    """The SLO stream's predictor keeps its predictions in the same store: an incident it raises
+    is queued in that transaction and delivered as scoring's are."""
+    from tasks.slo import SIGNALS, PredictionStore
+
+    notify = Notifiers(webhook=receiver.url, page_url="http://vigil.example:8050")
+    store = PredictionStore(f"sqlite:///{tmp_path / 'alerts.db'}", "slo/aggregate", "vigil-slo", "2", "forecast", 0.5,
+                            notify=notify)  # fmt: skip
+    n, k = 12, len(SIGNALS)
+    scores = np.array([0.1] * 4 + [0.9] * 4 + [0.1] * 4)
+    store.write(list(range(1_790_000_000, 1_790_000_000 + n)), scores, np.full((n, k), 1 / k), np.ones((n, k)))
+    [firing] = receiver.wait_for(1)
+    assert firing["status"] == "firing" and firing["incident"]["source"] == "slo/aggregate"
+    assert firing["incident"]["detector"] == "forecast" and "source=slo%2Faggregate" in firing["page"]

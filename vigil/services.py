@@ -285,6 +285,7 @@ def predict_service(
     alerts store (``stream.store``, else ``scoring.store``) unless not ``keep``, each new
     incident's remedies ranked. Returns `run_predictor`'s counts, the versions that predicted
     and the store's source."""
+    from tasks.notify import notifiers
     from tasks.remedies import remedy_settings
     from tasks.slo import load_models, prediction_store
     from tasks.urls import storage_url
@@ -297,7 +298,7 @@ def predict_service(
         store_url = storage_url(st.store or cfg.scoring.store, root)
         remedies = remedy_settings(cfg.remedies, root)
         store, store_model = prediction_store(
-            models, st, tracking, store_url, remedies, root / cfg.registry.artifact_root
+            models, st, tracking, store_url, remedies, root / cfg.registry.artifact_root, notifiers(cfg.notify)
         )
     counts = run_predictor(
         st.bootstrap(bootstrap),
