@@ -51,8 +51,11 @@ sys.exit(rc)
 def test_run_registers_a_loadable_champion_with_the_data_version(first_run):
     ws, out = first_run
     assert "made it @champion" in out.stdout
-    assert "mlflow ui" in out.stdout
     mlflow, client = mlflow_client(ws)
+    experiment = client.get_experiment_by_name("vigil")  # the training runs' page, to open in `vigil ui`
+    assert (f"`vigil ui`, then http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?"
+            "workflowType=machine_learning&orderByKey=metrics.%60val_vus_pr%60") in out.stdout  # fmt: skip
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     name = "vigil-synthetic-seed0"
     champion = client.get_model_version_by_alias(name, "champion")
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
