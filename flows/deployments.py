@@ -57,11 +57,17 @@ def build_train_deployment(cfg: Config, params: str = "params.yaml", repo_root: 
 
 def build_score_deployment(cfg: Config, repo_root: str | None = None):
     """The score flow every few minutes: new files of the landing folder into the alerts store."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
     from .score import score_flow
 
     return score_flow.to_deployment(
         name=SCORE_DEPLOYMENT,
         interval=timedelta(minutes=cfg.deployments.score.interval_minutes),
+        # one run at a time: a run due while the last still scores (a backlog, a slow store) is
+        # cancelled rather than queued behind the checkout's lock, as runs would pile up, each a
+        # process; the next one scores whatever is waiting
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
         parameters=_parameters(cfg, repo_root),
         description="The champion scores the files waiting in the landing folder; alerts and incidents to the store.",
         tags=["vigil", "score"],

@@ -199,7 +199,7 @@ def test_msl_m1_registers_a_champion_through_the_label_free_path(tmp_path, msl_r
     # the benchmark's verdict: prior_all, learnt from labelled heads elsewhere (figures made up here)
     priors = {"prior_all": {"means": {"zscore": 0.2, "pca": 0.6, "lstm_ae": 0.4}, "n_series": 12}, "prior": {}}
     summary = {"meta": {"git_commit": "f" * 40, "selection": {"label_free_rule": "prior_all", "priors": priors}}}
-    (ws / "reports").mkdir()
+    (ws / "reports").mkdir(exist_ok=True)
     (ws / "reports/benchmark_summary.json").write_text(json.dumps(summary))
     out = vigil_run(ws, "--new-data-version", check=False)
     # M-1's test tail is labelled; its validation head is not

@@ -381,11 +381,18 @@ def test_score_deployment_runs_on_its_schedule_on_the_server_vigil_serve_starts(
                 done = [r for r in runs if r["auto_scheduled"] and r["state_type"] == "COMPLETED"]
         assert len(names) == 6
         assert done[0]["name"] == f"score {landing}"  # named after what it scores
+        # runs due while one scores are cancelled, not queued as processes behind the lock
+        states = {r["state_type"] for r in post("flow_runs/filter", {})}
+        assert states <= {"SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "CANCELLED", "CANCELLING"}, states
         server = [p for p in psutil.Process(serve.pid).children(recursive=True) if "server" in p.cmdline()]
         assert server, "the Prefect server is not vigil serve's child"
     finally:
         os.kill(serve.pid, signal.SIGTERM)
-        serve.wait(timeout=60)
+        try:
+            serve.wait(timeout=90)
+        except subprocess.TimeoutExpired:  # nothing left behind to load the rest of the suite
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
     assert serve.returncode == 0, log.read_text()[-3000:]
     assert "Check out the dashboard at" in log.read_text()  # the server's console is shown
     gone, alive = psutil.wait_procs(server, timeout=20)
