@@ -394,10 +394,10 @@ class PredictionStore:
 
         return [s for s in (advisor, Outbox(self.notify) if self.notify else None) if s is not None]
 
-    def deliver(self, force: bool = False) -> None:
-        """What is owed to the notifiers sent, at most every DELIVER_EVERY_S (``force``: now);
-        a failure waits for the next time, as scoring's does (`tasks.notify.deliver`)."""
-        if self.notify is None or (not force and time.monotonic() - self._delivered_at < DELIVER_EVERY_S):
+    def deliver(self) -> None:
+        """What is owed to the notifiers sent, at most every DELIVER_EVERY_S; a failure waits
+        for the next time, as scoring's does (`tasks.notify.deliver`)."""
+        if self.notify is None or time.monotonic() - self._delivered_at < DELIVER_EVERY_S:
             return
         from .notify import deliver
 
