@@ -12,7 +12,6 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -21,6 +20,8 @@ import sqlalchemy as sa
 from components.alerting import AlertCarry, AlertRule
 from components.datasets import DataError
 from components.text import first_line, has_control
+
+from .urls import sqlite_file
 
 META = sa.MetaData()
 
@@ -185,6 +186,9 @@ sa.Index("feedback_by_incident", FEEDBACK.c.incident, FEEDBACK.c.id)
 sa.Index("rankings_by_incident", RANKINGS.c.incident, RANKINGS.c.id)
 sa.Index("notifications_by_state", NOTIFICATIONS.c.state, NOTIFICATIONS.c.sink)
 
+# the incidents still open: each source's last (its stream may still extend it)
+OPEN_INCIDENTS = sa.select(SOURCES.c.open_incident).where(SOURCES.c.open_incident.is_not(None))
+
 VERDICTS = ("confirmed", "false_alarm", "expected", "new_normal")  # expected: maintenance, planned work
 
 
@@ -221,23 +225,8 @@ def store_errors(url: str, name: str = "the alerts store", key: str = "scoring.s
         raise store_problem(url, exc, name, key) from None
 
 
-def _sqlite_path(url: str) -> Path | None:
-    """The file of a SQLite store, None for any other database. With ``uri=true`` SQLite reads
-    the database name as a URI (``sqlite:///file:/path/alerts.db?mode=ro&uri=true``): its file is
-    the URI's path, not a folder named ``file:`` in the working directory."""
-    if not url.startswith("sqlite:///"):
-        return None
-    parsed = sa.engine.make_url(url)
-    database = parsed.database or ""
-    if parsed.query.get("uri") == "true" and database.startswith("file:"):
-        from urllib.parse import unquote, urlsplit
-
-        return Path(unquote(urlsplit(database).path))
-    return Path(database)
-
-
 def _engine(url: str) -> sa.Engine:
-    path = _sqlite_path(url)
+    path = sqlite_file(url)
     if path is None:
         return sa.create_engine(url, pool_pre_ping=True)
     engine = sa.create_engine(url, connect_args={"timeout": 30})
@@ -252,14 +241,14 @@ def _engine(url: str) -> sa.Engine:
 
 def store_exists(url: str) -> bool:
     """False for a SQLite store whose file is not there yet (nothing to read; not made here)."""
-    path = _sqlite_path(url)
+    path = sqlite_file(url)
     return path is None or path.is_file()
 
 
 def open_store(url: str) -> sa.Engine:
     """The store at ``url`` (``sqlite:///path`` or any SQLAlchemy URL), its tables made if
     missing. SQLite waits up to 30 s for another writer (the web view reads meanwhile: WAL)."""
-    path = _sqlite_path(url)
+    path = sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = _engine(url)
@@ -336,7 +325,7 @@ class OpenStore:
     def check(self) -> None:
         from .urls import shown_url
 
-        path = _sqlite_path(self.url)
+        path = sqlite_file(self.url)
         if path is not None:
             try:
                 st = path.stat()
@@ -373,7 +362,7 @@ def open_existing_store(url: str) -> OpenStore:
     `vigil score` (an empty store made here would be served as a blank page)."""
     from .urls import shown_url
 
-    path = _sqlite_path(url)
+    path = sqlite_file(url)
     if path is not None and not path.is_file():
         raise StoreError(
             f"no alerts store at {path}: `vigil score` makes it when it scores the landing folder "
@@ -493,10 +482,9 @@ def fleet(conn) -> list[dict]:
     unreviewed = dict(conn.execute(
         sa.select(INCIDENTS.c.source, sa.func.count()).where(raised, INCIDENTS.c.id.not_in(reviewed))
         .group_by(INCIDENTS.c.source)).all())  # fmt: skip
-    open_ids = sa.select(SOURCES.c.open_incident).where(SOURCES.c.open_incident.is_not(None))
     open_rows = {
         r["source"]: r
-        for r in conn.execute(sa.select(INCIDENTS).where(raised, INCIDENTS.c.id.in_(open_ids))).mappings()
+        for r in conn.execute(sa.select(INCIDENTS).where(raised, INCIDENTS.c.id.in_(OPEN_INCIDENTS))).mappings()
     }
     out = []
     for src in conn.execute(sa.select(SOURCES).order_by(SOURCES.c.source)).mappings():
@@ -859,7 +847,6 @@ def queue_notifications(conn: sa.Connection, labelled: dict[int, dict], sinks: l
 def undelivered(conn: sa.Connection, sink: str) -> list[dict]:
     """The notifications of ``sink`` not yet delivered as resolved, with their incident and
     whether it is still open (the last incident of its source's stream)."""
-    open_ids = sa.select(SOURCES.c.open_incident).where(SOURCES.c.open_incident.is_not(None))
     query = (
         sa.select(
             NOTIFICATIONS.c.id.label("notification"),
@@ -867,7 +854,7 @@ def undelivered(conn: sa.Connection, sink: str) -> list[dict]:
             NOTIFICATIONS.c.attempts,
             NOTIFICATIONS.c.labels,
             INCIDENTS,
-            INCIDENTS.c.id.in_(open_ids).label("open"),
+            INCIDENTS.c.id.in_(OPEN_INCIDENTS).label("open"),
         )
         .join(INCIDENTS, INCIDENTS.c.id == NOTIFICATIONS.c.incident)
         .where(NOTIFICATIONS.c.sink == sink, NOTIFICATIONS.c.state != "resolved")

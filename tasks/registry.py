@@ -72,10 +72,11 @@ def experiment_page(ui: str, tracking_uri: str, experiment: str, metric: str) ->
 
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-    from sqlalchemy.engine import make_url
 
-    url = make_url(tracking_uri) if "://" in tracking_uri and not tracking_uri.startswith("http") else None
-    if url is not None and url.drivername.startswith("sqlite") and not Path(url.database or "").is_file():
+    from .urls import sqlite_file
+
+    store = sqlite_file(tracking_uri)
+    if store is not None and not store.is_file():
         return ui  # no store yet: opening one would make it
     try:
         found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)

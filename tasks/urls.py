@@ -26,3 +26,20 @@ def shown_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite store, None for any other database. With ``uri=true`` SQLite reads
+    the database name as a URI (``sqlite:///file:/path/alerts.db?mode=ro&uri=true``): its file is
+    the URI's path, not a folder named ``file:`` in the working directory."""
+    if not url.startswith("sqlite:///"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.query.get("uri") == "true" and database.startswith("file:"):
+        from urllib.parse import unquote, urlsplit
+
+        return Path(unquote(urlsplit(database).path))
+    return Path(database)
