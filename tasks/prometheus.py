@@ -28,7 +28,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -162,55 +162,46 @@ def pull(
     """One pull (module docstring); ``watermarks``: the store's, series -> last step scored
     (UTC, as the store writes it); ``features``: the champion's, in its order (the files'
     columns). Returns the files landed."""
-
     log = run_logger()
     missing = [f for f in features if f not in src.metrics]
     if missing:
         raise PrometheusError(f"scoring.prometheus.metrics names no query for {missing}: the champion reads {features}")
-    src = PrometheusSource(**{**src.__dict__, "metrics": {f: src.metrics[f] for f in features}})
+    src = replace(src, metrics={f: src.metrics[f] for f in features})
     step = src.step_seconds
     now = time.time() if now is None else now
     end = math.floor((now - src.delay_seconds) / step) * step
     oldest = math.ceil((now - src.lookback_minutes * 60) / step) * step
 
-    def resume(series: str) -> float:
-        """The first step to pull for ``series``: after its watermark, its pulled files still
-        waiting, and those quarantined (refused steps are not pulled again and again)."""
-        marks = [oldest]
-        if watermarks.get(series):
-            marks.append(datetime.fromisoformat(watermarks[series]).replace(tzinfo=UTC).timestamp() + step)
-        for folder in (Path(landing) / series, Path(landing) / "quarantine" / series):
-            pulled = pending_end(folder)
-            if pulled is not None:
-                marks.append(pulled + step)
-        return math.ceil(max(marks) / step) * step
-
     # the whole reach every pull (a new series gets it all; a known one keeps what follows its
     # watermark): lookback_minutes / step_seconds samples a series and query, a few thousand at most
-    start = oldest
-    if start > end:
+    if oldest > end:
         return []
-    columns = _collect(src, start, end)
     landed = []
-    for name, features in sorted(columns.items()):
-        first = resume(name)
-        missing = [f for f in src.metrics if not features.get(f)]
-        if missing:
-            for feature in missing:
-                log.warning(one_line(f"Prometheus query {src.metrics[feature]!r} ({feature}) returned nothing for "
-                                     f"{src.series_label}={name!r} from {_iso(first)} to {_iso(end)} UTC: its steps "
-                                     "wait for the next pull"))  # fmt: skip
+    for name, got in sorted(_collect(src, oldest, end).items()):
+        # the first step to pull: after the watermark, the pulled files still waiting, and those
+        # quarantined (refused steps are not pulled again and again)
+        waiting, refused = pending_end(Path(landing) / name), pending_end(Path(landing) / "quarantine" / name)
+        marks = [oldest, *(t + step for t in (waiting, refused) if t is not None)]
+        if watermarks.get(name):
+            marks.append(datetime.fromisoformat(watermarks[name]).replace(tzinfo=UTC).timestamp() + step)
+        first = math.ceil(max(marks) / step) * step
+        absent = [f for f in src.metrics if not got.get(f)]
+        for feature in absent:
+            log.warning(one_line(f"Prometheus query {src.metrics[feature]!r} ({feature}) returned nothing for "
+                                 f"{src.series_label}={name!r} from {_iso(first)} to {_iso(end)} UTC: its steps "
+                                 "wait for the next pull"))  # fmt: skip
+        if absent:
             continue
-        times = sorted({t for f in src.metrics for t in features[f] if first <= t <= end})
-        if not watermarks.get(name) and pending_end(Path(landing) / name) is None:
+        times = sorted({t for f in src.metrics for t in got[f] if first <= t <= end})
+        if not watermarks.get(name) and waiting is None:
             # a series never scored starts at its first step with every metric (a rate() has
             # no value before its window holds two samples); gaps after that are quarantined
-            complete = [t for t in times if all(t in features[f] for f in src.metrics)]
+            complete = [t for t in times if all(t in got[f] for f in src.metrics)]
             times = [t for t in times if complete and t >= complete[0]]
         if not times:
             continue
         frame = pd.DataFrame(
-            {f: [features[f].get(t, np.nan) for t in times] for f in src.metrics},  # a gap: empty, quarantined
+            {f: [got[f].get(t, np.nan) for t in times] for f in src.metrics},  # a gap: empty, quarantined
         )
         frame.insert(0, time_column, [_iso(t) for t in times])
         folder = Path(landing) / name

@@ -31,6 +31,7 @@ import yaml
 
 from vigil.config import ConfigError, load_config
 from vigil.entry import run_entry
+from vigil.plumbing import free_port
 
 # node_exporter's metrics as the demo's features: one PromQL query each, one series per instance
 NODE_METRICS = {
@@ -111,14 +112,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 # --- the demo ---
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, what: str, seconds: float = 60.0) -> None:
@@ -207,7 +200,7 @@ def _demo(args: argparse.Namespace) -> int:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     (folder / PID_FILE).write_text(str(os.getpid()))
-    node_port, prom_port = _free_port(), _free_port()
+    node_port, prom_port = free_port(), free_port()
     (folder / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [{"job_name": "node", "static_configs": [{"targets": [f"127.0.0.1:{node_port}"]}],
