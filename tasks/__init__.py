@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 
 def run_logger():
@@ -25,3 +26,18 @@ def progress(message: str) -> None:
     at WARNING."""
     run_logger().info(message)
     print(message, file=sys.stderr, flush=True)
+
+
+def every(seconds: float, t0: float):
+    """The pace of a long loop's progress lines: a function that returns the seconds since
+    ``t0`` when at least ``seconds`` have passed since it last did (or since ``t0``), else None."""
+    last = [t0]
+
+    def due() -> float | None:
+        now = time.perf_counter()
+        if now - last[0] < seconds:
+            return None
+        last[0] = now
+        return now - t0
+
+    return due

@@ -13,7 +13,7 @@ from prefect import task
 from components.detectors import TorchDetector, TrainingStopped, get_detector, stop_requested
 from vigil.config import ConfigError
 
-from . import progress
+from . import every, progress
 from .data import Processed
 
 # Torch fits run one at a time whatever the task runner does (torch's RNG is process-global:
@@ -35,14 +35,12 @@ def epoch_lines(name: str, epochs: int | None, t0: float):
     """An epoch callback that logs a progress line (epoch, validation loss, time so far) at most
     every `PROGRESS_SECONDS`: under Prefect or in a log file there is no progress bar, and a
     torch fit can take minutes."""
-    last = [t0]
+    due = every(PROGRESS_SECONDS, t0)
+    of = f"/{epochs}" if epochs else ""
 
     def said(epoch: int, val_loss: float) -> None:
-        now = time.perf_counter()
-        if now - last[0] >= PROGRESS_SECONDS:
-            last[0] = now
-            of = f"/{epochs}" if epochs else ""
-            progress(f"[{name}] epoch {epoch + 1}{of}: validation loss {val_loss:.4g} ({now - t0:.0f} s)")
+        if (elapsed := due()) is not None:
+            progress(f"[{name}] epoch {epoch + 1}{of}: validation loss {val_loss:.4g} ({elapsed:.0f} s)")
 
     return said
 

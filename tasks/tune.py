@@ -29,7 +29,7 @@ from components.detectors.base import check_stop
 from components.tuning import TuningSet, objective_value, tuning_set
 from vigil.plumbing import owner_gone, owner_marks
 
-from . import progress
+from . import every, progress
 from .data import feedback_arrays
 from .urls import shown_url
 
@@ -272,19 +272,17 @@ def trial_lines(name: str, t0: float):
     """An Optuna callback that logs a line per finished trial (its number and state, value,
     the best so far, time so far), at most every `PROGRESS_SECONDS`: a study runs for minutes
     with no terminal to draw a bar on."""
-    last = [t0]
+    due = every(PROGRESS_SECONDS, t0)
 
     def said(study, trial) -> None:
-        now = time.perf_counter()
-        if now - last[0] < PROGRESS_SECONDS:
+        if (elapsed := due()) is None:
             return
-        last[0] = now
         value = f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
         try:
             best = f"{study.best_value:.4f}"
         except ValueError:  # no trial completed yet
             best = "none yet"
-        progress(f"[{name}] trial {trial.number}: {value}; best {best} ({now - t0:.0f} s)")
+        progress(f"[{name}] trial {trial.number}: {value}; best {best} ({elapsed:.0f} s)")
 
     return said
 
