@@ -287,20 +287,16 @@ def _start_prefect_server(port: int, startup_seconds: float = 120.0) -> subproce
     this command's: a scheduler that fails says so here."""
     import os
 
-    from vigil.plumbing import die_with_parent
+    from vigil.plumbing import die_with_parent, wait_until_answers
 
     cmd, env = persistent_server(port)
     server = subprocess.Popen(
         cmd, env={**os.environ, **env}, start_new_session=True, preexec_fn=die_with_parent(os.getpid())
     )
-    api, deadline = f"http://127.0.0.1:{port}/api", time.monotonic() + startup_seconds
-    while not _prefect_answers(api):
-        if server.poll() is not None:
-            raise SystemExit(f"vigil serve: the Prefect server exited with code {server.returncode} (its log is above)")
-        if time.monotonic() > deadline:
-            _kill_group(server)
-            raise SystemExit(f"vigil serve: the Prefect server did not answer at {api} within {startup_seconds:g} s")
-        time.sleep(0.5)
+    why = wait_until_answers(f"http://127.0.0.1:{port}/api/health", server, startup_seconds)
+    if why:
+        _kill_group(server)
+        raise SystemExit(f"vigil serve: the Prefect server {why} (its log is above)")
     return server
 
 

@@ -1,7 +1,7 @@
-"""Process plumbing that every layer needs, one copy each: a free loopback port, a child that
-dies with its parent, and which process owns a run, so that a later run can tell a crashed
-one (its process gone) from a live one. Prefect flow runs, MLflow runs and Optuna trials all
-carry the same two marks.
+"""Process plumbing that every layer needs, one copy each: a free loopback port, the wait for a
+server started as a child to answer, a child that dies with its parent, and which process owns
+a run, so that a later run can tell a crashed one (its process gone) from a live one. Prefect
+flow runs, MLflow runs and Optuna trials all carry the same two marks.
 
 A leaf: it imports nothing of the repo (tests/test_layout.py checks it), so tasks and flows
 may use it.
@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Mapping
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -25,6 +26,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until_answers(url: str, proc, seconds: float) -> str | None:
+    """Wait for the server ``proc`` started to answer ``url`` (a 2xx reply): None once it does,
+    else why not, to finish a sentence naming the server ("exited with code 1", "did not answer
+    at URL within 60 s")."""
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=3):
+                return None
+        except (OSError, ValueError):
+            pass
+        if proc.poll() is not None:
+            return f"exited with code {proc.returncode} before it answered at {url}"
+        if time.monotonic() > deadline:
+            return f"did not answer at {url} within {seconds:g} s"
+        time.sleep(0.3)
 
 
 def die_with_parent(parent: int):

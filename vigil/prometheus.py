@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import yaml
 
 from vigil.config import ConfigError, load_config
 from vigil.entry import run_entry
-from vigil.plumbing import free_port
+from vigil.plumbing import free_port, wait_until_answers
 
 # node_exporter's metrics as the demo's features: one PromQL query each, one series per instance
 NODE_METRICS = {
@@ -114,15 +113,10 @@ def _export(args: argparse.Namespace) -> int:
 # --- the demo ---
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, what: str, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ConfigError(f"{what} exited ({proc.returncode}) before it answered at {url}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2):
-            return
-        time.sleep(0.3)
-    raise ConfigError(f"{what} did not answer at {url} within {seconds:g} s")
+def _answers(url: str, proc: subprocess.Popen, what: str) -> None:
+    why = wait_until_answers(url, proc, 60.0)
+    if why:
+        raise ConfigError(f"{what} {why}")
 
 
 PID_FILE = "demo.pid"  # in the demo's folder: the demo running there
@@ -235,11 +229,11 @@ def _demo(args: argparse.Namespace) -> int:
         node = start([node_exporter, f"--web.listen-address=127.0.0.1:{node_port}", "--collector.disable-defaults",
                       "--collector.cpu", "--collector.loadavg", "--collector.meminfo", "--collector.netdev",
                       "--collector.stat"], "node_exporter.log")  # fmt: skip
-        _wait_ready(f"http://127.0.0.1:{node_port}/metrics", node, "node_exporter")
+        _answers(f"http://127.0.0.1:{node_port}/metrics", node, "node_exporter")
         prom = start([prometheus, f"--config.file={folder / 'prometheus.yml'}",
                       f"--storage.tsdb.path={folder / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
                      "prometheus.log")  # fmt: skip
-        _wait_ready(f"{prom_url}/-/ready", prom, "Prometheus")
+        _answers(f"{prom_url}/-/ready", prom, "Prometheus")
         say(f"node_exporter on 127.0.0.1:{node_port}, scraped every second by Prometheus at {prom_url} "
             f"(logs and data in {folder})")  # fmt: skip
         history, said = time.monotonic() + args.history_minutes * 60, -1.0
