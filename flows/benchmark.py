@@ -17,29 +17,38 @@ from components.benchmark import prepare_series
 from components.datasets import load_dataset
 from tasks import progress
 from tasks.benchmark import (
-    cell_keys,
+    benchmark_cell,
     cell_path,
     code_version,
     detector_of,
+    estimate,
     eta,
     log_to_mlflow,
     plan_series,
     protocol_version,
     series_folder,
     stable_hash,
-    stored_or_computed_cell,
-    tuned_params,
     tuned_row,
     write_series,
 )
 from tasks.benchmark_report import write_reports
+from tasks.cluster import describe
 from tasks.tsb_peers import TSB_PEERS
 from tasks.urls import storage_url
-from tasks.versioning import dvc_hash, git_state
-from vigil.config import Config
+from tasks.versioning import dvc_hash, git_state, last_commit_of
+from vigil.config import Config, ConfigError
 from vigil.run_lock import checkout_lock
 from vigil.run_names import benchmark_run
 
+from .cluster import each_result
+
+
+class DirtyTree(ConfigError):
+    """A full benchmark asked for in a checkout with uncommitted changes."""
+
+
+# What the benchmark's figures depend on besides the data it reads in place (reports/dvc.yaml's deps)
+REPORT_INPUTS = ("components", "tasks", "flows", "vigil", "params.yaml", "reports/dvc.yaml", "pyproject.toml")
 ONLY_REPORTS = ".vigil/benchmark-only"  # where a run of some series only (``only``) writes its report
 
 
@@ -78,6 +87,12 @@ def benchmark_flow(
             )
 
         commit, dirty = git_state(root)
+        if dirty and not only:  # refused before hours of work, not after
+            raise DirtyTree(
+                f"{root} has uncommitted changes to tracked files: the benchmark's report (reports/) and README's "
+                "section name the clean commit they were computed at. Commit or stash them first, or run some "
+                f"series with --only (a scratch report in {ONLY_REPORTS}/)"
+            )
         stamp = {"commit": commit, "dirty": dirty}
         window, alerting = cfg.evaluation.vus_window, cfg.alert_settings()
         # A cell's scores depend on the prepared data, the detector's code and parameters; its
@@ -105,71 +120,91 @@ def benchmark_flow(
             "scaler": cfg.preprocessing.scaler,
             "validation_fraction": cfg.preprocessing.validation_fraction,
         }
-        counts = {"reused": 0, "refigured": 0, "computed": 0}
-        total, done, started = sum(len(detectors_for(d)) for d, _, _ in plan), 0, time.perf_counter()
-        progress(f"benchmark: {len(plan)} series, {total} cells (series x detectors and peers)")
-        rows = []
+        jobs = []
         for dataset, source, raw_md5 in plan:
             kind, data_root, series = source.kind, source.root, source.name
             prepared = prepare_series(kind, load_dataset(source), **preparation)
             prepared.series = series
             sfolder = series_folder(folder, kind, series)
-            processed_files = write_series(prepared, sfolder)
+            processed_files = write_series(prepared, sfolder)  # what every worker reads the series from
             processed_md5 = dvc_hash(root, sfolder)
-            # what names this series' inputs in this run (a reused cell takes them: same prepared data)
-            where = {
-                "dataset": dataset,
-                "kind": kind,
-                "raw_path": os.path.relpath(data_root, root),
-                "raw_md5": raw_md5,
-                "processed_path": os.path.relpath(sfolder, root),
-            }
             for name, det_params, family in detectors_for(dataset):
                 is_tuned = name != detector_of(name)
-                cell = {"detector": name, "params": det_params, "tuned": is_tuned}
-                if is_tuned:  # the study decides the parameters (read back when finished): a new setting, a new cell
+                cell, tuning = {"detector": name, "params": det_params, "tuned": is_tuned}, None
+                if is_tuned:  # the study, run where the cell runs, decides the parameters
                     base = detector_of(name)
                     fixed, space = dict(cfg.detectors[base]), cfg.tuning.plain_space(base)
-                    cell["params"] = tuned_params(base, fixed, space, prepared, processed_md5, **study)
+                    tuning = {"detector": base, "fixed": fixed, "space": space}
                     cell["tuning"] = cfg.tuning.study_settings(base, n_trials)
-                params_hash, key = cell_keys(cell, processed_md5, versions[name], preparation, protocol)
-                row = {
-                    **where,
+                row = {  # the cell's own fields; its key (and a tuned row's params) where it runs
+                    "dataset": dataset,
+                    "kind": kind,
+                    "raw_path": os.path.relpath(data_root, root),
+                    "raw_md5": raw_md5,
+                    "processed_path": os.path.relpath(sfolder, root),
                     "series": series,
                     "detector": name,
                     "family": family,
                     "params": cell["params"],
                     "tuned": is_tuned,
-                    "key": key,
                     "figures_key": figures_key,
                     "git_commit": commit,
                     "git_dirty": dirty,
                     "processed_md5": processed_md5,
                     "processed_files": processed_files,
-                    "params_hash": params_hash,
                     "code_version": versions[name],
                 }
                 path = cell_path(folder, kind, series, name)
-                row, how = stored_or_computed_cell(path, row, prepared, stamp, alerting=alerting, vus_window=window)
-                done += 1
-                counts[how] += 1
-                if how == "computed":
-                    what = row["status"] if row["status"] == "ok" else f"FAILED ({row['error'][:120]})"
-                    progress(
-                        f"[{done}/{total}] {kind}:{series} {name}: {what} in {row['seconds']:.1f} s; "
-                        f"{eta(started, counts['computed'], total - done)}"
-                    )
-                rows.append(row)
+                jobs.append(
+                    {
+                        "path": str(path),
+                        "series_folder": str(sfolder),
+                        "kind": kind,
+                        "series": series,
+                        "detector": name,
+                        "cell": cell,
+                        "row": row,
+                        "tuning": tuning,
+                        "preparation": preparation,
+                        "protocol": protocol,
+                    }
+                )
+        ahead = estimate(jobs, cfg.cluster)  # said before the first cell starts
+        progress(f"benchmark: {len(plan)} series, {len(jobs)} cells (series x detectors and peers); {ahead}")
+        progress(f"benchmark: cells run {describe(cfg.cluster)}")
+        counts = {"reused": 0, "refigured": 0, "computed": 0}
+        by_path, started = {}, time.perf_counter()
+
+        def stored(result: tuple[dict, str]) -> None:
+            row, how = result
+            counts[how] += 1
+            by_path[row["kind"], row["series"], row["detector"]] = row
+            if how == "computed":
+                what = row["status"] if row["status"] == "ok" else f"FAILED ({row['error'][:120]})"
+                progress(
+                    f"[{len(by_path)}/{len(jobs)}] {row['kind']}:{row['series']} {row['detector']}: {what} in "
+                    f"{row['seconds']:.1f} s; {eta(started, counts['computed'], len(jobs) - len(by_path))}"
+                )
+
+        common = {"stamp": stamp, "study": study, "alerting": alerting, "vus_window": window}
+        inputs = [{"job": j, **common} for j in jobs]
+        each_result(f"benchmark: {len(jobs)} cells", benchmark_cell, inputs, cfg.cluster, stored)
+        # the report's rows in the plan's order, however the workers finished them
+        order = {(j["kind"], j["series"], j["detector"]): i for i, j in enumerate(jobs)}
+        rows = [by_path[k] for k in sorted(by_path, key=order.__getitem__)]
         computed = counts["computed"]
         progress(
             f"benchmark: {computed} cell(s) computed, {len(rows) - computed} reused from {folder} "
-            f"({counts['refigured']} of them refigured from their stored scores under the new alert rules)"
+            f"({counts['refigured']} of them refigured from their stored scores under the new alert rules) "
+            f"in {(time.perf_counter() - started) / 60:.1f} min"
         )
         reg = cfg.registry
         with checkout_lock(root, wait=True):  # the MLflow store is created and migrated under the run lock
             logged = log_to_mlflow(rows, storage_url(reg.tracking_uri, root), bc.experiment, root / reg.artifact_root)
         meta = {
-            "git_commit": commit,
+            # the commit of the code and parameters that made it (the run's own, unless only the
+            # reports and locks changed since): a rerun at a later commit writes the same report
+            "git_commit": last_commit_of(root, list(REPORT_INPUTS)) if commit != "none" else commit,
             "git_dirty": dirty,
             "tuned": {
                 "detectors": tuned_on,
@@ -179,9 +214,7 @@ def benchmark_flow(
             "folder": str(bc.folder),
             "skipped": skipped,
             "protocol": protocol,
-            "wall_seconds": time.perf_counter() - started,
-            "computed": computed,
-        }
+        }  # nothing of this run's own (its wall time, what it computed): a rerun writes the same report
         # a partial run's report is a scratch report: the committed one (and README's section,
         # generated from it) always covers every series
         out_dir = root / (ONLY_REPORTS if only else "reports")

@@ -23,6 +23,8 @@ from vigil.run_lock import holds_checkout
 from vigil.run_names import dataset_run
 from vigil.workspace import Workspace
 
+from .cluster import each_result
+
 
 @flow(name="tune", flow_run_name=dataset_run("tune"))
 @holds_checkout
@@ -47,22 +49,58 @@ def tune_flow(cfg: Config, repo_root: str = ".", wait_for_lock: bool = True, run
             "label_free": t.label_free.model_dump(),
             "vus_window": cfg.evaluation.vus_window,
             "tracking": {
-                "tracking_uri": reg.tracking_uri,
+                "tracking_uri": storage_url(reg.tracking_uri, ws.root),  # the same store from any worker's folder
                 "experiment": reg.experiment,
                 "artifact_root": ws.root / reg.artifact_root,
             },
         }
-        running = []
-        for name, space in spaces.items():
-            while len(running) >= t.concurrency:  # at most `concurrency` detectors at once
-                done = running.pop(0)
-                result["detectors"][done[0]] = done[1].result()
-            running.append((name, tune_detector.submit(name, cfg.detectors[name], space, inputs.processed, **common)))
-        for name, future in running:
-            result["detectors"][name] = future.result()
+        if cfg.cluster.distributed:
+            result["detectors"] = _tune_on_cluster(cfg, spaces, inputs.processed, common)
+        else:
+            running = []
+            for name, space in spaces.items():
+                while len(running) >= t.concurrency:  # at most `concurrency` detectors at once
+                    done = running.pop(0)
+                    result["detectors"][done[0]] = done[1].result()
+                future = tune_detector.submit(name, cfg.detectors[name], space, inputs.processed, **common)
+                running.append((name, future))
+            for name, future in running:
+                result["detectors"][name] = future.result()
     out.tuned.mkdir(parents=True, exist_ok=True)
     (out.tuned / TUNED_FILE).write_text(json.dumps(result, indent=1, sort_keys=True, default=str) + "\n")
     if run_id is None:
         out.publish("tuned")
         out.discard()
     return result
+
+
+def _tune_on_cluster(cfg: Config, spaces: dict, processed, common: dict) -> dict:
+    """Every detector's study on the Dask cluster, ``cluster.trials_workers`` tasks sharing each
+    (one study in ``tuning.storage``, which every worker must reach: a server database, or
+    SQLite on one machine). Each task draws from its own seed; they stop together once the
+    study holds ``n_trials`` finished trials. A detector's summary is its last task's, which
+    saw every trial."""
+    from tasks.registry import setup_mlflow
+
+    # MLflow's store made and migrated here, once: workers opening a new one at once would race
+    setup_mlflow(**common["tracking"])
+    summaries: dict[str, dict] = {}
+    inputs = [
+        {
+            "name": name,
+            "fixed": cfg.detectors[name],
+            "space": space,
+            "processed_dir": processed,
+            **{**common, "seed": common["seed"] + k},
+        }
+        for name, space in spaces.items()
+        for k in range(cfg.cluster.trials_workers)
+    ]
+    each_result(
+        f"tune: {len(spaces)} studies",
+        tune_detector,
+        inputs,
+        cfg.cluster,
+        lambda s: summaries.update({s["detector"]: s}),
+    )
+    return {name: summaries[name] for name in spaces}

@@ -138,7 +138,7 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
             for d, g in grid.items()
         },
         "telemanom": {},
-        "chosen": {d: dict(sorted(c.items(), key=lambda kv: -kv[1])) for d, c in chosen_rules.items()},
+        "chosen": {d: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for d, c in chosen_rules.items()},
         "settings": {
             "label_free": _key(settings.label_free[0], settings.label_free[1:]),
             "fallback": _key(settings.fallback[0], settings.fallback[1:]),
@@ -175,7 +175,7 @@ def dataset_lines(report: dict, dataset: str) -> list[str]:
     ]
     forced = (a.get("rules_test") or {}).get(dataset)
     if forced:
-        body = sorted(forced.items(), key=lambda kv: -(kv[1]["retention"] or 0))
+        body = sorted(forced.items(), key=lambda kv: (-(kv[1]["retention"] or 0), kv[0]))
         lines += [
             "",
             f"Each threshold rule forced on every Vigil detector of {title} (means over cells; context only, the "
@@ -210,7 +210,7 @@ def summary_lines(report: dict, compact: bool = False) -> list[str]:
         return []
     st = a["settings"]
     lines = ["", "## Alert rules: how the defaults were chosen (validation heads only)", ""]
-    free = sorted(a["label_free"].items(), key=lambda kv: -kv[1]["mean"])
+    free = sorted(a["label_free"].items(), key=lambda kv: (-kv[1]["mean"], kv[0]))
     datasets = [d for d in report["datasets"] if any(d in v for _, v in free)]
     lines += [
         f"**Label-free rule** (`threshold.label_free`, used where a validation head holds no label): each label-free "
@@ -250,7 +250,7 @@ def summary_lines(report: dict, compact: bool = False) -> list[str]:
     tm = a.get("telemanom") or {}
     if tm:
         p, r = TELEMANOM_PUBLISHED
-        body = sorted(tm.items(), key=lambda kv: -((kv[1]["precision"] or 0) + (kv[1]["recall"] or 0)))
+        body = sorted(tm.items(), key=lambda kv: (-((kv[1]["precision"] or 0) + (kv[1]["recall"] or 0)), kv[0]))
         lines += [
             "",
             "**Telemanom's protocol on MSL**: its non-parametric dynamic threshold (label-free, set on each channel's "

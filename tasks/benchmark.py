@@ -24,6 +24,7 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import numpy as np
+from prefect import task
 
 from components.benchmark import PreparedSeries, cell_figures, run_cell
 from components.datasets import Anomaly, DatasetSource, list_series
@@ -419,6 +420,61 @@ def stored_or_computed_cell(
         stored.update({k: row[k] for k in where})  # same prepared data, named as this run names it
         return stored, how
     return compute_cell(path, row, prepared, **protocol), "computed"
+
+
+@task(name="benchmark cell", task_run_name="{job[detector]} on {job[kind]}:{job[series]}")
+def benchmark_cell(job: dict, stamp: dict, study: dict, **protocol) -> tuple[dict, str]:
+    """One cell, where the flow's task runner puts it (this process, or a Dask worker): the
+    prepared series read from its folder, a tuned row's parameters from its study (run there,
+    or read back when finished), then the cell reused, refigured or computed
+    (`stored_or_computed_cell`) and stored at ``job['path']``, the one writer of that file.
+    ``job``: what `flows.benchmark` planned; ``study``: the tuning study's settings."""
+    prepared = read_series(job["kind"], job["series"], Path(job["series_folder"]))
+    cell, row = dict(job["cell"]), dict(job["row"])
+    if job["tuning"] is not None:  # the study decides the parameters: a new setting, a new cell
+        t = job["tuning"]
+        cell["params"] = tuned_params(t["detector"], t["fixed"], t["space"], prepared, row["processed_md5"], **study)
+        row["params"] = cell["params"]
+    row["params_hash"], row["key"] = cell_keys(
+        cell, row["processed_md5"], row["code_version"], job["preparation"], job["protocol"]
+    )
+    return stored_or_computed_cell(Path(job["path"]), row, prepared, stamp, **protocol)
+
+
+def earlier_seconds(path: Path) -> float | None:
+    """What the cell stored at ``path`` took when it was computed (under any key), or None:
+    what a rerun's estimate goes by."""
+    try:
+        seconds = json.loads(path.read_text()).get("seconds")
+    except (OSError, ValueError):
+        return None
+    return float(seconds) if isinstance(seconds, int | float) else None
+
+
+def estimate(jobs: list[dict], cluster) -> str:
+    """How long the cells left to compute will take, said before they start: each by the
+    seconds its earlier run at the same place took (another key: other code or parameters);
+    a tuned row's by its earlier run (its key is known only once its study has run)."""
+    stored, seconds, unknown = 0, 0.0, 0
+    for job in jobs:
+        path = Path(job["path"])
+        if job["tuning"] is None:
+            row, cell = job["row"], job["cell"]
+            key = cell_keys(cell, row["processed_md5"], row["code_version"], job["preparation"], job["protocol"])[1]
+            if load_cell(path, key) is not None:
+                stored += 1
+                continue
+        before = earlier_seconds(path)
+        if before is None:
+            unknown += 1
+        else:
+            seconds += before
+    workers = 1 if not cluster.distributed else cluster.workers or None
+    spread = f"~{seconds / 60 / workers:.0f} min on {workers} worker(s)" if workers else "over the cluster's workers"
+    return (
+        f"{stored} stored, {len(jobs) - stored} to compute or check: {seconds / 60:.0f} min of cell time by their "
+        f"earlier runs ({spread})" + (f", and {unknown} never run before (not in that figure)" if unknown else "")
+    )
 
 
 def eta(started: float, computed: int, remaining: int) -> str:

@@ -596,8 +596,8 @@ def render_markdown(report: dict) -> str:
     total = sum(float(r.get("seconds", 0.0)) for r in report["rows"])
     lines += [
         "",
-        f"Every cell's own time (fit, scoring, metrics), summed: {total / 60:.1f} min. This run: "
-        f"{meta['wall_seconds'] / 60:.1f} min wall, {meta['computed']} cell(s) computed, the rest reused.",
+        f"Every cell's own time (fit, scoring, metrics) when it was computed, summed: {total / 60:.1f} min. "
+        "The report is a function of the stored cells alone: a rerun that reuses them writes it byte for byte.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -782,6 +782,14 @@ def update_readme(readme: Path, report_json: Path) -> str:
     """Replace README's section between the markers with `readme_section` of the report
     (``benchmark_summary.json``, which git keeps, or ``benchmark.json``)."""
     report = json.loads(report_json.read_text())
+    meta = report["meta"]
+    if meta.get("git_dirty"):
+        from vigil.config import ConfigError
+
+        raise ConfigError(
+            f"{report_json} was computed at commit {meta['git_commit'][:12]} with uncommitted changes: README quotes "
+            "only a report of a clean commit. Commit, rerun the benchmark (stored cells are reused), then --readme"
+        )
     text = readme.read_text()
     if README_START not in text or README_END not in text:
         raise ValueError(f"{readme}: no benchmark markers ({README_START!r} ... {README_END!r}) to write between")

@@ -30,7 +30,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from components.alerting import AlertRule
 from components.datasets import DataError, RawTable
@@ -107,9 +108,10 @@ class Champion:
         )
 
 
-def load_champion(tracking_uri: str, name: str, alias: str = "champion") -> Champion:
+def load_champion(tracking_uri: str, name: str, alias: str = "champion", version: str | None = None) -> Champion:
     """``models:/<name>@<alias>``, pinned to the version the alias names now (through the
-    tracking server's REST API where ``tracking_uri`` is http). No such model or alias, or a
+    tracking server's REST API where ``tracking_uri`` is http), or that ``version`` (what a
+    cluster's workers load: the version their run started with). No such model or alias, or a
     version whose artifacts are gone, is one paragraph saying what to do."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -119,7 +121,7 @@ def load_champion(tracking_uri: str, name: str, alias: str = "champion") -> Cham
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     with registry_errors(tracking_uri):
         try:
-            mv = client.get_model_version_by_alias(name, alias)
+            mv = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
         except MlflowException as exc:
             if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 raise
@@ -471,12 +473,17 @@ def score_waiting(
     sinks: Sequence[Sink] = (),
     kind: str = "",
     settle_seconds: float = 0.0,
+    sources: Collection[str] | None = None,
 ) -> tuple[list[FileOutcome], list[Skipped]]:
-    """Every complete file waiting in ``landing`` scored by ``champion`` into the store, in
-    name order per source (`score_file`); and what was left in place, and why."""
+    """Every complete file waiting in ``landing`` (of ``sources`` only, where given) scored by
+    ``champion`` into the store, in name order per source (`score_file`); and what was left in
+    place, and why."""
     log = run_logger()
     outcomes = []
     waiting, skipped = landing_files(Path(landing), settle_seconds)
+    if sources is not None:
+        waiting = {s: files for s, files in waiting.items() if s in sources}
+        skipped = []  # said by the run that lists the whole folder
     for item in skipped:
         log.warning(printable(f"left in the landing folder: {item.path}: {item.reason}"))
     for source, files in waiting.items():
@@ -538,82 +545,136 @@ def check_store_pairing(engine: sa.Engine, landing: Path, store_url: str) -> Non
     )
 
 
-@task(name="score landing folder")
-def score_landing(
-    store_url: str,
-    tracking_uri: str,
-    model_name: str,
-    landing: str,
-    time_column: str,
-    keep_values: bool,
-    remedies=None,
-    kind: str = "",
-    artifact_root: Path | None = None,
-    settle_seconds: float = 0.0,
-    notify=None,
-    prometheus=None,
-) -> dict:
-    """Score every complete file waiting in ``landing`` with the current champion (files
-    modified in the last ``settle_seconds`` wait for a later run); returns the run's
-    counts (also in the store's ``runs`` table). ``remedies`` (`tasks.remedies.RemedySettings`):
-    each new incident gets its remedies ranked by the ranker of the feedback in force
-    (registered in MLflow first where that feedback is new), its source being of ``kind``.
-    ``notify`` (`tasks.notify.Notifiers`): each new incident queued for the notifiers with it,
-    and what is owed delivered at the end of the run (`tasks.notify.deliver`). ``prometheus``
-    (`tasks.prometheus.PrometheusSource`): its series pulled into the landing folder first, as
-    files scored like any other."""
+@dataclass
+class ScoringRun:
+    """What any process needs to score landed files into the store: URLs, paths and settings,
+    no open handle (a Dask worker opens its own, `open`). ``version``: the champion's version
+    this run started with, which every batch of it scores with. ``remedies``
+    (`tasks.remedies.RemedySettings`): each new incident's remedies ranked by the ranker of
+    the feedback in force, its source being of ``kind``; ``notify`` (`tasks.notify.Notifiers`):
+    each new incident queued for the notifiers in the transaction that raised it."""
+
+    store_url: str
+    tracking_uri: str
+    model_name: str
+    landing: str
+    time_column: str
+    keep_values: bool
+    remedies: object = None
+    kind: str = ""
+    artifact_root: Path | None = None
+    settle_seconds: float = 0.0
+    notify: object = None
+    run: str = ""
+    version: str | None = None
+
+    def open(self, engine: sa.Engine | None = None) -> tuple[sa.Engine, Champion, list]:
+        """The store (``engine``, or opened here), the champion (this run's version), and the
+        sinks each new incident goes to: the remedy ranker in force (registered in MLflow first
+        where its feedback is new) and the notifiers' outbox."""
+        from .alerts import open_store
+
+        engine = engine or open_store(self.store_url)
+        champion = load_champion(self.tracking_uri, self.model_name, version=self.version)
+        sinks = []
+        if self.remedies is not None:
+            from .remedies import current_advisor
+
+            with registry_errors(self.tracking_uri):
+                sinks.append(current_advisor(engine, self.tracking_uri, self.artifact_root, self.remedies, self.kind))
+        if self.notify is not None:
+            from .notify import Outbox
+
+            sinks.append(Outbox(self.notify))
+        return engine, champion, sinks
+
+
+@task(name="score landing folder", task_run_name="score {sources[0]} and on", cache_policy=NO_CACHE)
+def score_sources(job: ScoringRun, sources: list[str], opened: tuple | None = None) -> list[FileOutcome]:
+    """The files waiting in ``job``'s landing folder of ``sources`` scored into the store
+    (`score_waiting`), with ``opened`` (`ScoringRun.open`'s) or what this process opens."""
+    engine, champion, sinks = opened or job.open()
+    try:
+        with store_errors(job.store_url):
+            outcomes, _ = score_waiting(
+                engine,
+                champion,
+                Path(job.landing),
+                job.run,
+                job.time_column,
+                job.keep_values,
+                sinks,
+                job.kind,
+                job.settle_seconds,
+                sources=set(sources),
+            )
+    finally:
+        if opened is None:
+            engine.dispose()
+    return outcomes
+
+
+def start_scoring(job: ScoringRun, prometheus=None) -> tuple[ScoringRun, tuple, str | None, list[str], list[Skipped]]:
+    """A scoring run begun: the store paired with the landing folder, the champion loaded
+    (its version pinned in the returned job), ``prometheus``'s series
+    (`tasks.prometheus.PrometheusSource`) pulled into the landing folder first, the run
+    recorded. Returns the job, what `ScoringRun.open` opened, the champion's previous version
+    where it changed, the sources with files waiting, and what is left in place, and why."""
     from .alerts import open_store
 
-    engine = open_store(store_url)
-    check_store_pairing(engine, Path(landing), store_url)
-    champion = load_champion(tracking_uri, model_name)
+    engine = open_store(job.store_url)
+    check_store_pairing(engine, Path(job.landing), job.store_url)
+    _, champion, sinks = job.open(engine)
     if prometheus is not None:
         from .prometheus import pull_into_landing
 
-        with store_errors(store_url):
-            pull_into_landing(prometheus, engine, Path(landing), time_column, champion.features, settle_seconds)
-    advisor = None
-    if remedies is not None:
-        from .remedies import current_advisor
+        with store_errors(job.store_url):
+            pull_into_landing(
+                prometheus, engine, Path(job.landing), job.time_column, champion.features, job.settle_seconds
+            )
+    job = dataclasses.replace(job, run=uuid.uuid4().hex[:12], version=champion.version)
+    with store_errors(job.store_url), engine.begin() as conn:
+        previous = start_run(conn, job.run, job.model_name, champion.version)
+    if previous:
+        run_logger().info(f"champion changed: {job.model_name} version {previous} -> {champion.version}")
+    waiting, skipped = landing_files(Path(job.landing), job.settle_seconds)
+    for item in skipped:
+        run_logger().warning(printable(f"left in the landing folder: {item.path}: {item.reason}"))
+    return job, (engine, champion, sinks), previous, sorted(waiting), skipped
 
-        with registry_errors(tracking_uri):
-            advisor = current_advisor(engine, tracking_uri, artifact_root, remedies, kind)
-    sinks = [advisor] if advisor else []  # each new incident's remedies ranked as it is stored
-    if notify is not None:
-        from .notify import Outbox
 
-        sinks.append(Outbox(notify))  # ... and queued for the notifiers
-    run = uuid.uuid4().hex[:12]
-    with store_errors(store_url):
-        with engine.begin() as conn:
-            previous = start_run(conn, run, model_name, champion.version)
-        if previous:
-            run_logger().info(f"champion changed: {model_name} version {previous} -> {champion.version}")
-        outcomes, skipped = score_waiting(
-            engine, champion, Path(landing), run, time_column, keep_values, sinks, kind, settle_seconds
-        )
-        counts = {
-            "files_scored": sum(o.status == "scored" for o in outcomes),
-            "files_quarantined": sum(o.status == "quarantined" for o in outcomes),
-            "files_waiting": sum(o.status == WAITING for o in outcomes) + sum(k.waiting for k in skipped),
-            "files_refused": sum(not k.waiting for k in skipped),
-            "steps": sum(o.rows for o in outcomes),
-            "steps_scored": sum(o.scored for o in outcomes),
-            "alerts": sum(o.alerts for o in outcomes),
-            "incidents": sum(len(o.incidents) for o in outcomes),
-        }
-        if notify is not None:  # every run: open incidents re-sent, closed ones resolved, failures retried
+def finish_scoring(
+    job: ScoringRun, opened: tuple, previous: str | None, outcomes: list[FileOutcome], skipped: list[Skipped]
+) -> dict:
+    """The run's counts recorded (the store's ``runs`` table), what is owed to the notifiers
+    delivered; returns the counts and every file's outcome."""
+    engine, champion, sinks = opened
+    counts = {
+        "files_scored": sum(o.status == "scored" for o in outcomes),
+        "files_quarantined": sum(o.status == "quarantined" for o in outcomes),
+        "files_waiting": sum(o.status == WAITING for o in outcomes) + sum(k.waiting for k in skipped),
+        "files_refused": sum(not k.waiting for k in skipped),
+        "steps": sum(o.rows for o in outcomes),
+        "steps_scored": sum(o.scored for o in outcomes),
+        "alerts": sum(o.alerts for o in outcomes),
+        "incidents": sum(len(o.incidents) for o in outcomes),
+    }
+    with store_errors(job.store_url):
+        if job.notify is not None:  # every run: open incidents re-sent, closed ones resolved, failures retried
             from .notify import deliver
 
-            delivered = deliver(engine, notify)
+            delivered = deliver(engine, job.notify)
             counts.update(notified=delivered["sent"], notify_failed=delivered["failed"])
         with engine.begin() as conn:
-            finish_run(conn, run, counts)
+            finish_run(conn, job.run, counts)
     engine.dispose()
+    from .remedies import Advisor
+
+    advisor = next((s for s in sinks if isinstance(s, Advisor)), None)
     return {
-        "run": run,
+        "run": job.run,
         "ranker_version": advisor.version if advisor else None,
-        "model": model_name,
+        "model": job.model_name,
         "version": champion.version,
         "previous_version": previous,
         "detector": champion.detector,

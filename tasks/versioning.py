@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,13 +58,30 @@ def recorded_hashes(repo_root: Path) -> dict[Path, str]:
 
 
 def git_state(repo_root: Path) -> tuple[str, bool]:
+    """(HEAD's commit, whether tracked files changed); ("none", False) outside git or without it
+    (Vigil's image has no git: its code is the commit on the image's label)."""
+
     def git(*args):
         return subprocess.run(["git", *args], cwd=repo_root, capture_output=True, text=True)
 
+    if shutil.which("git") is None:
+        return "none", False
     head = git("rev-parse", "HEAD")
     commit = head.stdout.strip() if head.returncode == 0 else "none"
     dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
     return commit, dirty
+
+
+def last_commit_of(repo_root: Path, paths: list[str]) -> str:
+    """The newest commit that changed any of ``paths`` (what a report depends on): a report
+    reproduced at a later commit that changed none of them names the same one. "none" outside
+    git or where no commit touched them."""
+    if shutil.which("git") is None:
+        return "none"
+    out = subprocess.run(
+        ["git", "log", "-1", "--format=%H", "--", *paths], cwd=repo_root, capture_output=True, text=True
+    )
+    return out.stdout.strip() or "none" if out.returncode == 0 else "none"
 
 
 @task(name="data version check")

@@ -254,6 +254,71 @@ def test_rerun_recomputes_nothing_and_logs_nothing_twice(bench):
     assert {"dataset", "series", "detector", "vigil.raw_md5", "vigil.processed_md5", "vigil.git_commit"} <= set(tags)
 
 
+@pytest.mark.slow
+def test_every_figure_comes_back_from_a_dvc_remote_in_a_fresh_clone(bench, tmp_path):
+    """The benchmark's cells, prepared series and full report are DVC outputs: pushed to a
+    remote, a fresh clone's `dvc pull` restores them, `dvc status` finds nothing to rerun, and
+    the stage run there reuses every cell and writes every report byte for byte."""
+    import shutil
+
+    ws, _, env = bench
+    repo = tmp_path / "repo"  # a copy: the other tests keep the fixture's commit
+    shutil.copytree(ws, repo, symlinks=True)
+    sh(DVC, "remote", "add", "-d", "scratch", str(tmp_path / "remote"), cwd=repo)
+    with (repo / ".gitignore").open("a") as ignore:
+        ignore.write(".vigil/\n")  # as the repository's: run locks and scratch reports are not committed
+    sh("git", "add", "-A", cwd=repo)  # what a user commits after a run: locks, summaries, .gitignore, the data
+    sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "benchmark", cwd=repo)
+    pushed = sh(DVC, "push", "reports/dvc.yaml:benchmark", cwd=repo, env=_env(env))
+    assert "pushed" in pushed.stdout + pushed.stderr
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
+    (clone / "bench/empty").mkdir()  # git keeps no empty folder: the datasets root the params name
+    assert not (clone / "benchmark/cells").exists() and not (clone / "reports/benchmark.json").exists()
+    sh(DVC, "pull", "reports/dvc.yaml:benchmark", cwd=clone, env=_env(env))  # this stage's outputs
+    reports = ["benchmark.json", "benchmark_summary.json", "benchmark.md", "benchmark.html"]
+    cells = sorted(p.relative_to(repo) for p in (repo / "benchmark/cells").rglob("*") if p.is_file())
+    assert cells and cells == sorted(
+        p.relative_to(clone) for p in (clone / "benchmark/cells").rglob("*") if p.is_file()
+    )
+    assert all((clone / c).read_bytes() == (repo / c).read_bytes() for c in cells)
+    status = sh(DVC, "status", "reports/dvc.yaml:benchmark", cwd=clone, env=_env(env))
+    assert "up to date" in status.stdout, status.stdout
+    again = sh(str(REPO / ".venv/bin/python"), "-m", "vigil", "stage", "benchmark", cwd=clone, env=_env(env))
+    assert "0 cell(s) computed, 14 reused" in again.stdout
+    for name in reports:
+        assert (clone / "reports" / name).read_bytes() == (repo / "reports" / name).read_bytes(), name
+
+
+def test_a_full_benchmark_and_the_readme_are_refused_from_a_dirty_tree(bench, tmp_path):
+    """The committed report and README's section name the clean commit they were computed at:
+    a full run with uncommitted changes is refused before any cell, `--only` writes its own
+    scratch report, and `--readme` refuses a report of a dirty tree."""
+    import shutil
+
+    ws, _, env = bench
+    repo = tmp_path / "repo"
+    shutil.copytree(ws, repo, symlinks=True)
+    (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "\n")  # a tracked file changed
+    bench_cmd = [str(REPO / ".venv/bin/python"), "-m", "vigil", "stage", "benchmark"]
+    before = (repo / "reports/benchmark.json").read_bytes()
+    refused = sh(*bench_cmd, cwd=repo, env=_env(env), check=False)
+    assert refused.returncode == 2 and "uncommitted changes" in refused.stderr and "--only" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    only = sh(*bench_cmd, "--only", "csv:web-1.csv", cwd=repo, env=_env(env))
+    assert "0 cell(s) computed" in only.stdout
+    assert (repo / "reports/benchmark.json").read_bytes() == before  # --only never writes reports/
+    scratch = json.loads((repo / ".vigil/benchmark-only/benchmark_summary.json").read_text())
+    assert scratch["meta"]["git_dirty"] is True
+    (repo / "reports/benchmark_summary.json").write_text(json.dumps(scratch))
+    readme = (repo / "README.md").read_bytes()
+    dirty = sh(
+        str(REPO / ".venv/bin/python"), "-m", "vigil", "benchmark", "--readme", cwd=repo, env=_env(env), check=False
+    )
+    assert dirty.returncode != 0 and "uncommitted changes" in dirty.stderr
+    assert (repo / "README.md").read_bytes() == readme
+
+
 def test_readme_section_is_rendered_from_the_report(bench):
     from tasks.benchmark_report import readme_section
 

@@ -13,15 +13,15 @@ import sys
 import time
 from pathlib import Path
 
-from vigil.config import ConfigError, load_config
-from vigil.entry import run_entry
+from vigil.config import ConfigError, load_config, with_cluster
+from vigil.entry import add_cluster_arguments, run_entry
 
 STEPS = ("all", "prepare", "tune", "train", "evaluate")
 
 
 def _run(args: argparse.Namespace, cfg=None) -> int:
     # parsed once, here: the flows get it from here (fail fast, with the named problem, before Prefect starts)
-    cfg = cfg or load_config(args.params)
+    cfg = with_cluster(cfg or load_config(args.params), args.workers, args.scheduler)
     verbose = sys.stderr.isatty()
 
     def body() -> str:
@@ -430,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="accept raw data that dvc.lock does not record, as a new data version",
     )
+    add_cluster_arguments(run)
     run.set_defaults(func=_run)
     tune = sub.add_parser(
         "tune",
@@ -440,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         "--deploy", action="store_true", help="register the tune flow on a work pool (PREFECT_API_URL) instead"
     )
     tune.add_argument("--pool", help="work pool for --deploy (default: deployments.tune.pool, made if missing)")
+    add_cluster_arguments(tune)
     tune.set_defaults(func=_tune, new_data_version=False)
     bench = sub.add_parser(
         "benchmark",

@@ -256,6 +256,29 @@ class BenchmarkConfig(_Strict):
     plots: int = Field(2, ge=0)  # score plots per dataset in the HTML report: best and worst series of the best
 
 
+class ClusterConfig(_Strict):
+    """Where the benchmark's cells, the tuning's trials and the scoring's series run (README:
+    Scaling out): in the command's own process (the default), on a Dask ``LocalCluster`` of
+    ``workers`` processes, or on the running Dask ``scheduler`` named. Every worker must reach
+    the checkout's folders and stores by the same paths and URLs (one machine, or a shared file
+    system and database servers)."""
+
+    scheduler: str | None = Field(None, pattern=r"^(tcp|tls)://[^\s/]+$")  # e.g. tcp://10.0.0.5:8786
+    workers: int = Field(0, ge=0, le=1024)  # a LocalCluster of this many single-thread processes; 0: none
+    trials_workers: int = Field(2, ge=1, le=1024)  # tuning: tasks sharing each detector's study
+    series_per_task: int = Field(25, ge=1)  # scoring: landing sources per task
+
+    @model_validator(mode="after")
+    def _one_place(self):
+        if self.scheduler and self.workers:
+            raise ValueError("give either scheduler (a running cluster) or workers (a local one), not both")
+        return self
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.scheduler or self.workers)
+
+
 HTTP_URL = r"^https?://[^\s/?#@]+(/[^\s?#]*)?$"  # http(s), a host, a path; no credentials, query or fragment
 
 
@@ -583,6 +606,7 @@ class Config(_Strict):
     deployments: DeploymentsConfig = DeploymentsConfig()
     stream: StreamConfig = StreamConfig()
     logs: LogsConfig = LogsConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     def tuning_jobs(self) -> tuple[dict[str, dict], list[str]]:
         """(detector -> its plain search space) for the configured detectors to tune, and
@@ -753,9 +777,25 @@ def parse_config(raw: dict, source: str = "params", peers: Collection[str] | Non
     return cfg
 
 
+def with_cluster(cfg: Config, workers: int | None = None, scheduler: str | None = None) -> Config:
+    """``cfg`` with its cluster section replaced where the command line names one (``--workers
+    N`` or ``--scheduler URL``, which win over params.yaml's), checked as params.yaml's is."""
+    if workers is None and scheduler is None:
+        return cfg
+    given = {**cfg.cluster.model_dump(), "workers": workers or 0, "scheduler": scheduler}
+    try:
+        cluster = ClusterConfig.model_validate(given)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'/--'.join(map(str, e['loc'])) or 'workers'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(problems) from None
+    return cfg.model_copy(update={"cluster": cluster})
+
+
 def params_hash(cfg: Config) -> str:
-    """sha256 of the resolved parameters (defaults filled in), stable across key order."""
+    """sha256 of the resolved parameters (defaults filled in), stable across key order; where
+    the work runs (``cluster``) is no parameter of what it computes."""
     import hashlib
     import json
 
-    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    what = cfg.model_dump(mode="json", exclude={"cluster"})
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()

@@ -108,3 +108,15 @@ def run_entry(body: Callable[[], str], runs_flows: bool = True) -> int:
         print(f"vigil: {printable(exc)}", file=sys.stderr)  # names from outside: control characters shown, not run
         return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_DATA
     return 0
+
+
+def add_cluster_arguments(parser) -> None:
+    """``--workers`` / ``--scheduler``: where a command's cells, trials or series run (the
+    ``cluster`` section of params.yaml, overridden)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=int, metavar="N", help="on a local Dask cluster of N processes (default: cluster.workers)"
+    )
+    where.add_argument(
+        "--scheduler", metavar="URL", help="on the running Dask cluster at URL, e.g. tcp://127.0.0.1:8786"
+    )

@@ -13,8 +13,8 @@ from pathlib import Path
 from components.datasets import DataError
 from components.text import one_line
 from tasks.scoring import SUFFIXES, being_written, source_name_problem
-from vigil.config import ConfigError, load_config
-from vigil.entry import run_entry
+from vigil.config import ConfigError, load_config, with_cluster
+from vigil.entry import add_cluster_arguments, run_entry
 
 
 def summary(result: dict) -> str:
@@ -75,11 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", type=Path, help="a file to score now (copied into the landing folder)")
     parser.add_argument("--source", help="the series FILE belongs to (its landing sub-folder)")
     parser.add_argument("--no-wait", action="store_true", help="refuse instead of waiting for a scoring run here")
+    add_cluster_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     def body() -> str:
-        cfg = load_config(args.params)
+        cfg = with_cluster(load_config(args.params), args.workers, args.scheduler)
         if args.file is not None:
             if not args.source:
                 raise ConfigError("give --source NAME with a file: the series it belongs to")

@@ -31,6 +31,7 @@ from . import REPO
 __all__ = [
     "ALERTMANAGER",
     "Receiver",
+    "dask_cluster",
     "WebDriver",
     "free_port",
     "postgres",
@@ -339,3 +340,30 @@ def running_prometheus(folder: Path, backfill: str, port: int):
            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]  # fmt: skip
     with serving(cmd, f"http://127.0.0.1:{port}/-/ready"):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def dask_cluster(folder: Path, workers: int = 2):
+    """A real Dask cluster on loopback: `dask scheduler` and ``workers`` `dask worker` processes
+    of one thread each (this venv's commands, as an operator starts them, in ``folder``); yields
+    the scheduler's address once every worker has joined; stops them all after."""
+    from distributed import Client
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bin_ = Path(sys.executable).parent
+    port, dashboard = free_port(), free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = [str(bin_ / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+    scheduler += ["--dashboard-address", f"127.0.0.1:{dashboard}"]
+    worker = [str(bin_ / "dask"), "worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"]
+    worker += ["--local-directory", str(folder)]
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(serving(scheduler, f"http://127.0.0.1:{dashboard}/health", cwd=folder))
+        for _ in range(workers):
+            proc = subprocess.Popen(
+                worker, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
+            stack.callback(lambda p=proc: (os.killpg(p.pid, signal.SIGTERM), p.wait(timeout=30)))
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+        yield address

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vigil.config import load_config
-from vigil.entry import run_entry
+from vigil.config import load_config, with_cluster
+from vigil.entry import add_cluster_arguments, run_entry
 
 
 def summary(out: dict) -> str:
@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--readme", action="store_true", help="rewrite README's Benchmark section from the report")
     parser.add_argument("--no-wait", action="store_true", help="refuse instead of waiting for a benchmark running here")
+    add_cluster_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         )
     tuned = True if args.tuned else None
     cfg = load_config(args.params, peers=known_peers())  # a named error, exit 2, before Prefect starts
+    cfg = with_cluster(cfg, args.workers, args.scheduler)
     from flows.benchmark import benchmark_flow
 
     return run_entry(lambda: summary(benchmark_flow(cfg, only=args.only, tuned=tuned, wait_for_lock=not args.no_wait)))

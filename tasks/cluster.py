@@ -1,0 +1,38 @@
+"""The Dask cluster a flow's tasks run on (``cluster`` section; README: Scaling out): Prefect's
+`DaskTaskRunner` from prefect-dask, on a `LocalCluster` of N single-thread worker processes on
+127.0.0.1, or on a running scheduler (`flows.cluster.each_result` submits to it).
+
+A worker runs Vigil's tasks by importing them, so it needs Vigil installed, and it reads and
+writes only through paths and URLs every worker reaches (the flow passes absolute ones)."""
+
+from __future__ import annotations
+
+
+def task_runner(cluster):
+    """The `DaskTaskRunner` for ``cluster`` (a `vigil.config.ClusterConfig`), or None for the
+    flow's default (its tasks run in the flow's own process)."""
+    if not cluster.distributed:
+        return None
+    from prefect_dask import DaskTaskRunner
+
+    if cluster.scheduler:
+        return DaskTaskRunner(address=cluster.scheduler)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": cluster.workers,
+            "threads_per_worker": 1,  # torch and BLAS threads: one process a core, not threads that contend
+            "processes": True,
+            "host": "127.0.0.1",
+            "dashboard_address": "127.0.0.1:0",  # loopback, any free port: two clusters side by side
+        },
+    )
+
+
+def describe(cluster) -> str:
+    """Where a run's tasks go, for its first progress line."""
+    if cluster.scheduler:
+        return f"on the Dask cluster at {cluster.scheduler}"
+    if cluster.workers:
+        return f"on a local Dask cluster of {cluster.workers} worker process(es)"
+    return "in this process"
