@@ -5,7 +5,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run demo-prometheus lint test test-durations test-quick bench clean debian-test-deps
+.PHONY: install run demo-prometheus lint test test-durations test-quick bench bench-cluster clean debian-test-deps \
+        container container-test container-up container-down
 
 # Python writes the bytecode of what it imports, once, into .venv and the checkout, as it does
 # by default: where PYTHONDONTWRITEBYTECODE is set (some machines, this one), every process
@@ -62,13 +63,16 @@ lint: $(STAMP)
 # What tests need from Debian: PostgreSQL (a tuning study and the alerts store on a server),
 # Chromium with its driver (the live page in a real browser), Alertmanager (incidents routed
 # through it), Prometheus with its promtool (metrics scored through PromQL) and node_exporter
-# (`make demo-prometheus`). Installed where missing and this user may (root with apt-get);
+# (`make demo-prometheus`), podman with runc and debootstrap (Vigil's image, `make container`).
+# Installed where missing and this user may (root with apt-get);
 # elsewhere those tests skip, saying why.
 DEBIAN_PKGS = $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
               $(if $(wildcard /usr/bin/chromium),,chromium) $(if $(wildcard /usr/bin/chromedriver),,chromium-driver) \
               $(if $(wildcard /usr/bin/prometheus-alertmanager),,prometheus-alertmanager) \
               $(if $(wildcard /usr/bin/prometheus),,prometheus) \
-              $(if $(wildcard /usr/bin/prometheus-node-exporter),,prometheus-node-exporter)
+              $(if $(wildcard /usr/bin/prometheus-node-exporter),,prometheus-node-exporter) \
+              $(if $(wildcard /usr/bin/podman),,podman) $(if $(wildcard /usr/sbin/runc),,runc) \
+              $(if $(wildcard /usr/sbin/debootstrap),,debootstrap)
 debian-test-deps:
 	@if [ -n "$(strip $(DEBIAN_PKGS))" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -111,8 +115,32 @@ test-durations:
 test-quick: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
+# Vigil's image from Debian's packages alone (debootstrap, podman import, podman build: about
+# 5 minutes the first time), its test (`vigil run` inside it, then its pod's pages), and the pod
+# of the live page, `vigil serve` and MLflow's UI on named volumes (README: A container).
+PODMAN = CONTAINERS_CONF=$(CURDIR)/container/containers.conf podman
+container: debian-test-deps
+	sh container/build.sh
+
+container-test: $(STAMP) container
+	$(TEST_ENV) $(PY) -m pytest -q -m "" tests/test_container.py
+
+container-up: container
+	$(PODMAN) volume exists vigil-checkout || ($(PODMAN) run --rm --network host -v vigil-checkout:/srv/vigil \
+	  localhost/vigil:latest vigil run --new-data-version && $(PODMAN) run --rm --network host \
+	  -v vigil-checkout:/srv/vigil localhost/vigil:latest vigil score)
+	$(PODMAN) kube play --replace container/vigil-pod.yaml
+
+container-down:
+	$(PODMAN) kube down container/vigil-pod.yaml
+
 bench: $(STAMP)
 	$(PY) benchmarks/detectors.py
+
+# The Dask scale-out measured: the benchmark in one process and on 1 and 2 workers, the full
+# benchmark extrapolated to 8-128 workers, fleet scoring of 1,000 series (about 15 minutes)
+bench-cluster: $(STAMP)
+	$(PY) benchmarks/cluster.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

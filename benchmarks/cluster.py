@@ -1,0 +1,213 @@
+"""Scale-out on Dask, measured (`make bench-cluster`; README: Scaling out).
+
+1. The benchmark on this machine: the same cells (real series read in place, Vigil's
+   detectors and PyOD peers) run in one process, then on a local Dask cluster of 1 and of 2
+   worker processes (``vigil stage benchmark --workers N``), every cell computed anew each
+   time. Wall time of the whole stage, and its ratio to the one-process run.
+2. The full benchmark on 8, 32 and 128 workers, extrapolated from the measured cost of every
+   cell: the stored cells of this checkout (``benchmark/cells``) where present, else the
+   committed summary's per-dataset-and-detector seconds spread evenly over its series (which
+   hides the spread between series, so the critical path is a floor there). Longest cell
+   first onto the least loaded worker (LPT), plus the measured serial part (planning the
+   series) and per-cell overhead of step 1's two-worker run.
+3. Fleet scoring: ``vigil score`` of N synthetic series (a file each) in one process and on
+   a local cluster of 2 workers: steps per second.
+
+    .venv/bin/python benchmarks/cluster.py                    # all three, defaults
+    .venv/bin/python benchmarks/cluster.py --series 4 --fleet 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = REPO.parent / "shared" / "data"
+BIN = Path(sys.executable).parent
+DETECTORS = {"zscore": {}, "pca": {}, "iforest": {}, "knn": {}, "kmeans": {}, "uae": {"epochs": 3}}
+PEERS = ["pyod_iforest", "pyod_knn", "pyod_ecod"]
+
+
+def sh(*cmd, cwd: Path, env=None) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(map(str, cmd))} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+        )
+    return out
+
+
+def checkout(root: Path, params: dict) -> Path:
+    """A scratch git + DVC checkout of Vigil's code with ``params`` (written in full)."""
+    from vigil.config import parse_config
+
+    ws = root / "ws"
+    ws.mkdir(parents=True)
+    for d in ("components", "tasks", "flows", "vigil"):
+        shutil.copytree(REPO / d, ws / d, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "dvc.yaml", ws / "dvc.yaml")
+    (ws / "reports").mkdir()
+    shutil.copy(REPO / "reports" / "dvc.yaml", ws / "reports" / "dvc.yaml")
+    (ws / ".gitignore").write_text("mlflow/\n__pycache__/\n.vigil/\nbenchmark/\n")
+    (ws / "params.yaml").write_text(yaml.safe_dump(parse_config(params).model_dump(mode="json")))
+    git = ("git", "-c", "user.email=bench@vigil", "-c", "user.name=bench")
+    sh("git", "init", "-q", cwd=ws)
+    sh(BIN / "dvc", "init", "-q", cwd=ws)
+    sh("git", "add", "-A", cwd=ws)
+    sh(*git, "commit", "-q", "-m", "bench", cwd=ws)
+    return ws
+
+
+def env_for(ws: Path) -> dict:
+    return {**os.environ, "PREFECT_HOME": str(ws.parent / "prefect-home"), "OMP_NUM_THREADS": "1"}
+
+
+def benchmark_runs(root: Path, n_series: int) -> tuple[list[dict], dict]:
+    names = sorted(p.stem for p in (DATA / "MSL" / "train").glob("*.npy"))[:n_series]
+    params = {
+        "detectors": DETECTORS,
+        "registry": {"tracking_uri": "sqlite:///mlflow/mlflow.db", "artifact_root": "mlflow/artifacts"},
+        "benchmark": {
+            "datasets": {"msl": {"kind": "telemanom", "root": str(DATA / "MSL"), "series": names}},
+            "peers": PEERS,
+            "plots": 0,
+            "tuned": {"detectors": {}},
+        },
+    }
+    ws = checkout(root / "bench", params)
+    rows, cells = [], {}
+    for label, extra in (
+        ("one process", []),
+        ("1 Dask worker", ["--workers", "1"]),
+        ("2 Dask workers", ["--workers", "2"]),
+    ):
+        shutil.rmtree(ws / "benchmark" / "cells", ignore_errors=True)  # every cell computed anew
+        t0 = time.perf_counter()
+        out = sh(BIN / "python", "-m", "vigil", "stage", "benchmark", *extra, cwd=ws, env=env_for(ws))
+        wall = time.perf_counter() - t0
+        computed = int(re.search(r"(\d+) cell\(s\) computed", out.stdout).group(1))
+        report = json.loads((ws / "reports" / "benchmark.json").read_text())
+        cell_seconds = sum(r.get("seconds", 0.0) for r in report["rows"])
+        rows.append({"run": label, "cells": computed, "wall_s": wall, "cell_s": cell_seconds})
+        cells = {(r["dataset"], r["series"], r["detector"]): r.get("seconds", 0.0) for r in report["rows"]}
+        print(f"  {label}: {computed} cells in {wall:.1f} s wall ({cell_seconds:.1f} s inside the cells)", flush=True)
+    return rows, cells
+
+
+def full_benchmark_cells() -> tuple[list[float], str]:
+    """Seconds of every cell of the full benchmark, and where they come from."""
+    stored = sorted((REPO / "benchmark" / "cells").rglob("*.json"))
+    if stored:
+        secs = [float(json.loads(p.read_text()).get("seconds") or 0.0) for p in stored]
+        return secs, f"{len(secs)} stored cells of this checkout (benchmark/cells)"
+    summary = json.loads((REPO / "reports" / "benchmark_summary.json").read_text())
+    secs = []
+    for key, total in summary["wall_seconds"].items():
+        dataset = key.split("|", 1)[0]
+        n = len(summary["series"][dataset])
+        secs += [total / n] * n
+    commit = summary["meta"]["git_commit"][:12]
+    return secs, (
+        f"reports/benchmark_summary.json (commit {commit}): {len(secs)} cells, each dataset x detector's seconds "
+        "spread evenly over its series (the stored cells are not in this checkout: `dvc pull` restores them)"
+    )
+
+
+def lpt_makespan(seconds: list[float], workers: int, overhead: float) -> float:
+    """Longest cell first onto the least loaded worker; each cell ``overhead`` seconds more."""
+    loads = [0.0] * workers
+    heapq.heapify(loads)
+    for s in sorted(seconds, reverse=True):
+        heapq.heappush(loads, heapq.heappop(loads) + s + overhead)
+    return max(loads)
+
+
+def fleet_scoring(root: Path, n_series: int, steps: int) -> list[dict]:
+    params = {
+        "dataset": {"kind": "synthetic", "root": "data/raw/synthetic",
+                    "synthetic": {"seed": 0, "n_train": 800, "n_test": 1200, "n_anomalies": 8}},
+        "detectors": {"pca": {"n_components": 0.9}},
+        "registry": {"tracking_uri": "sqlite:///mlflow/mlflow.db", "artifact_root": "mlflow/artifacts"},
+    }  # fmt: skip
+    ws = checkout(root / "fleet", params)
+    sh(BIN / "vigil", "run", "--new-data-version", cwd=ws, env=env_for(ws))
+    frame = pd.read_csv(ws / "data/raw/synthetic/test.csv").drop(columns=["label"])
+    rng = np.random.default_rng(0)
+    rows = []
+    for label, extra in (("one process", []), ("2 Dask workers", ["--workers", "2"])):
+        p = yaml.safe_load((ws / "params.yaml").read_text())
+        where = root / "fleet" / label.replace(" ", "-")
+        p["scoring"].update(landing=str(where / "landing"), store=f"sqlite:///{where / 'alerts.db'}", settle_seconds=0)
+        where.mkdir(parents=True)
+        (where / "params.yaml").write_text(yaml.safe_dump(p))
+        for i in range(n_series):
+            start = int(rng.integers(0, len(frame) - steps))
+            folder = where / "landing" / f"node-{i:04d}"
+            folder.mkdir(parents=True)
+            frame.iloc[start : start + steps].to_csv(folder / "part-0.csv", index=False)
+        t0 = time.perf_counter()
+        out = sh(BIN / "vigil", "score", "--params", where / "params.yaml", *extra, cwd=ws, env=env_for(ws))
+        wall = time.perf_counter() - t0
+        scored = int(re.search(r"(\d+) scored", out.stdout).group(1))
+        rows.append({"run": label, "series": n_series, "steps": scored, "wall_s": wall})
+        print(
+            f"  {label}: {scored} steps of {n_series} series in {wall:.1f} s = {scored / wall:.0f} steps/s", flush=True
+        )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--series", type=int, default=4, help="MSL channels in the measured benchmark (step 1)")
+    ap.add_argument("--fleet", type=int, default=1000, help="series scored in step 3")
+    ap.add_argument("--steps", type=int, default=100, help="steps per series in step 3")
+    args = ap.parse_args()
+    print(f"machine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M')}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        print(f"1. the benchmark on {args.series} MSL channels x {len(DETECTORS)} detectors + {len(PEERS)} peers")
+        runs, _ = benchmark_runs(root, args.series)
+        base = runs[0]["wall_s"]
+        print("\n| run | cells | wall s | vs one process |\n|---|---|---|---|")
+        for r in runs:
+            print(f"| {r['run']} | {r['cells']} | {r['wall_s']:.1f} | {base / r['wall_s']:.2f}x |")
+        two = runs[2]
+        serial = max(0.0, runs[0]["wall_s"] - runs[0]["cell_s"])  # planning, reports, MLflow: one process
+        overhead = max(0.0, (two["wall_s"] - serial) * 2 - two["cell_s"]) / max(1, two["cells"])
+        secs, source = full_benchmark_cells()
+        print(f"\n2. the full benchmark, extrapolated from {source}")
+        print(
+            f"   assumptions: each worker as fast as one core here, data and cells on a shared file system, the "
+            f"serial part measured in step 1 ({serial:.1f} s for {runs[0]['cells']} cells) scaled by cell count, "
+            f"{overhead:.2f} s of scheduling and Prefect overhead per cell (step 1's two-worker run)"
+        )
+        serial_full = serial * len(secs) / max(1, runs[0]["cells"])
+        total = sum(secs)
+        print("\n| workers | wall (min) | speed-up | longest cell (min) |\n|---|---|---|---|")
+        for w in (1, 2, 8, 32, 128):
+            wall = serial_full + lpt_makespan(secs, w, overhead)
+            print(f"| {w} | {wall / 60:.1f} | {(serial_full + total) / wall:.1f}x | {max(secs) / 60:.1f} |")
+        print(f"\n3. fleet scoring: {args.fleet} synthetic series of {args.steps} steps, a file each")
+        fleet_rows = fleet_scoring(root, args.fleet, args.steps)
+        print("\n| run | series | steps | wall s | steps/s |\n|---|---|---|---|---|")
+        for r in fleet_rows:
+            print(f"| {r['run']} | {r['series']} | {r['steps']} | {r['wall_s']:.1f} | {r['steps'] / r['wall_s']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
