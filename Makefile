@@ -123,7 +123,7 @@ container: debian-test-deps
 	sh container/build.sh
 
 container-test: $(STAMP) container
-	$(TEST_ENV) $(PY) -m pytest -q -m "" tests/test_container.py
+	VIGIL_CONTAINER_TEST=1 $(TEST_ENV) $(PY) -m pytest -q -m "" tests/test_container.py
 
 container-up: container
 	$(PODMAN) volume exists vigil-checkout || ($(PODMAN) run --rm --network host -v vigil-checkout:/srv/vigil \

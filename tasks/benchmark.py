@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from components.benchmark import PreparedSeries, cell_figures, run_cell
 from components.datasets import Anomaly, DatasetSource, list_series
@@ -422,7 +423,7 @@ def stored_or_computed_cell(
     return compute_cell(path, row, prepared, **protocol), "computed"
 
 
-@task(name="benchmark cell", task_run_name="{job[detector]} on {job[kind]}:{job[series]}")
+@task(name="benchmark cell", task_run_name="{job[detector]} on {job[kind]}:{job[series]}", cache_policy=NO_CACHE)
 def benchmark_cell(job: dict, stamp: dict, study: dict, **protocol) -> tuple[dict, str]:
     """One cell, where the flow's task runner puts it (this process, or a Dask worker): the
     prepared series read from its folder, a tuned row's parameters from its study (run there,
