@@ -115,9 +115,9 @@ test-durations:
 test-quick: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-# Vigil's image from Debian's packages alone (debootstrap, podman import, podman build: about
-# 5 minutes the first time), its test (`vigil run` inside it, then its pod's pages), and the pod
-# of the live page, `vigil serve` and MLflow's UI on named volumes (README: A container).
+# Vigil's image from Debian's packages alone (debootstrap, podman import, podman build: 3 min
+# 25 s here from nothing), its test (`vigil run` inside it, then its pod's pages), and the pod
+# of the live page, `vigil serve` and MLflow's UI on one named volume, the checkout (README: A container).
 PODMAN = CONTAINERS_CONF=$(CURDIR)/container/containers.conf podman
 container: debian-test-deps
 	sh container/build.sh
@@ -138,7 +138,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/detectors.py
 
 # The Dask scale-out measured: the benchmark in one process and on 1 and 2 workers, the full
-# benchmark extrapolated to 8-128 workers, fleet scoring of 1,000 series (about 15 minutes)
+# benchmark extrapolated to 8-128 workers, fleet scoring of 1,000 series (10 minutes here)
 bench-cluster: $(STAMP)
 	$(PY) benchmarks/cluster.py
 

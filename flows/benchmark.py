@@ -26,26 +26,22 @@ from tasks.benchmark import (
     log_to_mlflow,
     plan_series,
     protocol_version,
+    refuse_dirty_tree,
     series_folder,
     stable_hash,
     tuned_row,
     write_series,
 )
 from tasks.benchmark_report import write_reports
-from tasks.cluster import describe
+from tasks.cluster import describe, task_runner
 from tasks.tsb_peers import TSB_PEERS
 from tasks.urls import storage_url
 from tasks.versioning import dvc_hash, git_state, last_commit_of
-from vigil.config import Config, ConfigError
+from vigil.config import Config
 from vigil.run_lock import checkout_lock
 from vigil.run_names import benchmark_run
 
-from .cluster import each_result
-
-
-class DirtyTree(ConfigError):
-    """A full benchmark asked for in a checkout with uncommitted changes."""
-
+from .cluster import fan_out
 
 # What the benchmark's figures depend on besides the data it reads in place (reports/dvc.yaml's deps)
 REPORT_INPUTS = ("components", "tasks", "flows", "vigil", "params.yaml", "reports/dvc.yaml", "pyproject.toml")
@@ -88,11 +84,7 @@ def benchmark_flow(
 
         commit, dirty = git_state(root)
         if dirty and not only:  # refused before hours of work, not after
-            raise DirtyTree(
-                f"{root} has uncommitted changes to tracked files: the benchmark's report (reports/) and README's "
-                "section name the clean commit they were computed at. Commit or stash them first, or run some "
-                f"series with --only (a scratch report in {ONLY_REPORTS}/)"
-            )
+            refuse_dirty_tree(root, ONLY_REPORTS)
         stamp = {"commit": commit, "dirty": dirty}
         window, alerting = cfg.evaluation.vus_window, cfg.alert_settings()
         # A cell's scores depend on the prepared data, the detector's code and parameters; its
@@ -188,7 +180,12 @@ def benchmark_flow(
 
         common = {"stamp": stamp, "study": study, "alerting": alerting, "vus_window": window}
         inputs = [{"job": j, **common} for j in jobs]
-        each_result(f"benchmark: {len(jobs)} cells", benchmark_cell, inputs, cfg.cluster, stored)
+        if cfg.cluster.distributed:  # a task per cell on the cluster's workers, stored as each finishes
+            on_cluster = fan_out.with_options(task_runner=task_runner(cfg.cluster))
+            on_cluster(f"benchmark: {len(jobs)} cells", benchmark_cell, inputs, stored)
+        else:  # here, one after another, in order
+            for kwargs in inputs:
+                stored(benchmark_cell.fn(**kwargs))
         # the report's rows in the plan's order, however the workers finished them
         order = {(j["kind"], j["series"], j["detector"]): i for i, j in enumerate(jobs)}
         rows = [by_path[k] for k in sorted(by_path, key=order.__getitem__)]

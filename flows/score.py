@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from tasks.cluster import task_runner
 from tasks.data import prepared_kind
 from tasks.notify import notifiers
 from tasks.prometheus import prometheus_source
@@ -24,7 +25,7 @@ from vigil.run_lock import checkout_lock
 from vigil.run_names import score_run
 from vigil.workspace import Workspace
 
-from .cluster import each_result
+from .cluster import fan_out
 
 
 @flow(name="score", flow_run_name=score_run)
@@ -54,7 +55,9 @@ def score_flow(cfg: Config, repo_root: str = ".", wait_for_lock: bool = True) ->
         if cfg.cluster.distributed:  # a task per batch of series, each opening the store and model itself
             n = cfg.cluster.series_per_task
             batches = [{"job": job, "sources": sources[i : i + n]} for i in range(0, len(sources), n)]
-            each_result(f"score: {len(sources)} series", score_sources, batches, cfg.cluster, outcomes.extend)
+            fan_out.with_options(task_runner=task_runner(cfg.cluster))(
+                f"score: {len(sources)} series", score_sources, batches, outcomes.extend
+            )
         elif sources:
             outcomes = score_sources(job, sources, opened)
         result = finish_scoring(job, opened, previous, outcomes, skipped)

@@ -15,7 +15,9 @@ import json
 
 from prefect import flow
 
+from tasks.cluster import task_runner
 from tasks.fit import TUNED_FILE
+from tasks.registry import setup_mlflow
 from tasks.tune import tune_detector
 from tasks.urls import storage_url
 from vigil.config import Config
@@ -23,7 +25,7 @@ from vigil.run_lock import holds_checkout
 from vigil.run_names import dataset_run
 from vigil.workspace import Workspace
 
-from .cluster import each_result
+from .cluster import fan_out
 
 
 @flow(name="tune", flow_run_name=dataset_run("tune"))
@@ -55,7 +57,22 @@ def tune_flow(cfg: Config, repo_root: str = ".", wait_for_lock: bool = True, run
             },
         }
         if cfg.cluster.distributed:
-            result["detectors"] = _tune_on_cluster(cfg, spaces, inputs.processed, common)
+            # `cluster.trials_workers` tasks per detector on the cluster, sharing its one study in
+            # tuning.storage (which every worker must reach), each drawing from its own seed; they
+            # stop together once the study holds n_trials. A detector's summary is its last
+            # task's, which saw every trial. MLflow's store is made and migrated here, once:
+            # workers opening a new one at once collide.
+            setup_mlflow(**common["tracking"])
+            tasks = [
+                {"name": name, "fixed": cfg.detectors[name], "space": space, "processed_dir": inputs.processed,
+                 **common, "seed": common["seed"] + k}
+                for name, space in spaces.items()
+                for k in range(cfg.cluster.trials_workers)
+            ]  # fmt: skip
+            summaries = result["detectors"]
+            fan_out.with_options(task_runner=task_runner(cfg.cluster))(
+                f"tune: {len(spaces)} studies", tune_detector, tasks, lambda s: summaries.update({s["detector"]: s})
+            )
         else:
             running = []
             for name, space in spaces.items():
@@ -72,35 +89,3 @@ def tune_flow(cfg: Config, repo_root: str = ".", wait_for_lock: bool = True, run
         out.publish("tuned")
         out.discard()
     return result
-
-
-def _tune_on_cluster(cfg: Config, spaces: dict, processed, common: dict) -> dict:
-    """Every detector's study on the Dask cluster, ``cluster.trials_workers`` tasks sharing each
-    (one study in ``tuning.storage``, which every worker must reach: a server database, or
-    SQLite on one machine). Each task draws from its own seed; they stop together once the
-    study holds ``n_trials`` finished trials. A detector's summary is its last task's, which
-    saw every trial."""
-    from tasks.registry import setup_mlflow
-
-    # MLflow's store made and migrated here, once: workers opening a new one at once would race
-    setup_mlflow(**common["tracking"])
-    summaries: dict[str, dict] = {}
-    inputs = [
-        {
-            "name": name,
-            "fixed": cfg.detectors[name],
-            "space": space,
-            "processed_dir": processed,
-            **{**common, "seed": common["seed"] + k},
-        }
-        for name, space in spaces.items()
-        for k in range(cfg.cluster.trials_workers)
-    ]
-    each_result(
-        f"tune: {len(spaces)} studies",
-        tune_detector,
-        inputs,
-        cfg.cluster,
-        lambda s: summaries.update({s["detector"]: s}),
-    )
-    return {name: summaries[name] for name in spaces}

@@ -442,6 +442,19 @@ def benchmark_cell(job: dict, stamp: dict, study: dict, **protocol) -> tuple[dic
     return stored_or_computed_cell(Path(job["path"]), row, prepared, stamp, **protocol)
 
 
+def refuse_dirty_tree(root: Path, scratch: str) -> None:
+    """A full benchmark in a checkout with uncommitted changes to tracked files, refused by name
+    (a `vigil.config.ConfigError`: exit 2): its report and README's section name the clean
+    commit they were computed at."""
+    from vigil.config import ConfigError
+
+    raise ConfigError(
+        f"{root} has uncommitted changes to tracked files: the benchmark's report (reports/) and README's section "
+        f"name the clean commit they were computed at. Commit or stash them first, or run some series with --only "
+        f"(a scratch report in {scratch}/)"
+    )
+
+
 def earlier_seconds(path: Path) -> float | None:
     """What the cell stored at ``path`` took when it was computed (under any key), or None:
     what a rerun's estimate goes by."""

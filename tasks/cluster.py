@@ -1,6 +1,6 @@
 """The Dask cluster a flow's tasks run on (``cluster`` section; README: Scaling out): Prefect's
 `DaskTaskRunner` from prefect-dask, on a `LocalCluster` of N single-thread worker processes on
-127.0.0.1, or on a running scheduler (`flows.cluster.each_result` submits to it).
+127.0.0.1, or on a running scheduler (the sub-flow `flows.cluster.fan_out` runs on it).
 
 A worker runs Vigil's tasks by importing them, so it needs Vigil installed, and it reads and
 writes only through paths and URLs every worker reaches (the flow passes absolute ones)."""

@@ -81,7 +81,7 @@ def last_commit_of(repo_root: Path, paths: list[str]) -> str:
     out = subprocess.run(
         ["git", "log", "-1", "--format=%H", "--", *paths], cwd=repo_root, capture_output=True, text=True
     )
-    return out.stdout.strip() or "none" if out.returncode == 0 else "none"
+    return (out.stdout.strip() or "none") if out.returncode == 0 else "none"
 
 
 @task(name="data version check")

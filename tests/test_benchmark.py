@@ -9,15 +9,13 @@ import os
 import re
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from support import REPO
 from support.servers import prefect_env, prefect_home
-from support.workspace import DVC, make_workspace, sh
+from support.workspace import BENCH, DVC, make_workspace, sh, write_series_csv
 
 from components.benchmark import best_point_adjusted_f1
-from components.datasets import make_synthetic
 from components.detectors import get_detector
 from components.metrics import point_adjust, point_prf
 
@@ -63,44 +61,11 @@ def test_ensemble_averages_robust_z_scores_of_its_members():
 # --- the flow, end to end -----------------------------------------------------------------------
 
 
-def _write_series_csv(path, seed: int) -> None:
-    """A synthetic series as one CSV (train half first, then test), with a constant metric."""
-    d = make_synthetic(seed=seed, n_train=600, n_test=600, n_metrics=4, n_anomalies=6, period=48)
-    frame = pd.concat([d.train, d.test], ignore_index=True)
-    frame.insert(0, "timestamp", pd.date_range("2026-01-01", periods=len(frame), freq="min").astype(str))
-    frame["flat"] = 1.0  # PyOD's PCA divides by its zero variance: that peer must be reported failed
-    frame["label"] = np.r_[np.zeros(len(d.train), dtype=np.int8), d.labels]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False)
-
-
-BENCH = {
-    "detectors": {
-        "zscore": {},
-        "pca": {"n_components": 2},
-        "knn": {"n_neighbors": 3},
-        "ensemble": {"members": ["zscore", "pca"]},
-        "lstm_ae": {"window": 5, "hidden": 8, "epochs": 1, "device": "cpu"},
-    },
-    "registry": {"tracking_uri": "sqlite:///mlflow/mlflow.db", "artifact_root": "mlflow/artifacts"},
-    "benchmark": {
-        "datasets": {
-            "smd": {"kind": "csv", "root": "bench/ops"},
-            "msl": {"kind": "csv", "root": "bench/grid"},
-            "nab": {"kind": "csv", "root": "bench/empty"},
-            "skab": {"kind": "csv", "root": "bench/empty"},  # reports/dvc.yaml's deps name all four roots
-        },
-        "peers": ["pyod_iforest", "pyod_pca"],
-        "plots": 1,
-    },
-}
-
-
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     ws = make_workspace(tmp_path_factory.mktemp("bench"), BENCH)
-    _write_series_csv(ws / "bench/ops/web-1.csv", seed=1)
-    _write_series_csv(ws / "bench/grid/storage-7.csv", seed=2)
+    write_series_csv(ws / "bench/ops/web-1.csv", seed=1)
+    write_series_csv(ws / "bench/grid/storage-7.csv", seed=2)
     (ws / "bench/empty").mkdir(parents=True)
     from tasks.benchmark_report import README_END, README_START
 
@@ -305,7 +270,8 @@ def test_a_full_benchmark_and_the_readme_are_refused_from_a_dirty_tree(bench, tm
     refused = sh(*bench_cmd, cwd=repo, env=_env(env), check=False)
     assert refused.returncode == 2 and "uncommitted changes" in refused.stderr and "--only" in refused.stderr
     assert "Traceback" not in refused.stderr
-    only = sh(*bench_cmd, "--only", "csv:web-1.csv", cwd=repo, env=_env(env))
+    # (storage-7: the tuned rows' test counts the flow runs named after web-1 in the shared API)
+    only = sh(*bench_cmd, "--only", "csv:storage-7.csv", cwd=repo, env=_env(env))
     assert "0 cell(s) computed" in only.stdout
     assert (repo / "reports/benchmark.json").read_bytes() == before  # --only never writes reports/
     scratch = json.loads((repo / ".vigil/benchmark-only/benchmark_summary.json").read_text())
@@ -391,8 +357,8 @@ def test_tuned_rows_stand_beside_the_configured_ones_tuned_on_validation_only(tm
         "benchmark": {**BENCH["benchmark"], "peers": []},
     }
     ws = make_workspace(tmp_path, params)
-    _write_series_csv(ws / "bench/ops/web-1.csv", seed=1)
-    _write_series_csv(ws / "bench/grid/storage-7.csv", seed=2)
+    write_series_csv(ws / "bench/ops/web-1.csv", seed=1)
+    write_series_csv(ws / "bench/grid/storage-7.csv", seed=2)
     env = prefect_env(tmp_path)
     from flows.benchmark import ONLY_REPORTS as ONLY
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from support import REPO
 from support.servers import dask_cluster
-from support.workspace import SMALL, VIGIL, drop, make_workspace, sh, table, vigil_env
+from support.workspace import BENCH, SMALL, VIGIL, drop, make_workspace, sh, table, vigil_env, write_series_csv
 
 pytestmark = pytest.mark.slow
 COSTS = ("fit_seconds", "score_steps_per_second", "peak_memory_mb")  # measured, not computed: they differ
@@ -36,12 +36,10 @@ def _figures(report: dict) -> dict:
 
 
 def test_benchmark_cells_on_the_cluster_are_the_cells_of_one_process(scheduler, tmp_path):
-    from test_benchmark import BENCH, _write_series_csv
-
     params = {**BENCH, "detectors": {"zscore": {}, "pca": {"n_components": 2}, "knn": {"n_neighbors": 3}}}
     ws = make_workspace(tmp_path, params)
-    _write_series_csv(ws / "bench/ops/web-1.csv", seed=1)
-    _write_series_csv(ws / "bench/grid/storage-7.csv", seed=2)
+    write_series_csv(ws / "bench/ops/web-1.csv", seed=1)
+    write_series_csv(ws / "bench/grid/storage-7.csv", seed=2)
     (ws / "bench/empty").mkdir(parents=True)
     bench = [str(REPO / ".venv/bin/python"), "-m", "vigil", "stage", "benchmark"]
     env = vigil_env(ws)

@@ -134,3 +134,40 @@ def fitted_champion(data, name: str = "vigil-concurrency"):
     threshold = float(np.quantile(det.score(scaler.transform(data.train.to_numpy())), 0.97))
     model = SimpleNamespace(detector=det, scaler=scaler, features=list(data.features), threshold=threshold)
     return Champion(name, "1", model)
+
+
+def write_series_csv(path, seed: int) -> None:
+    """A synthetic series as one CSV (train half first, then test), with a constant metric."""
+    import numpy as np
+
+    from components.datasets import make_synthetic
+
+    d = make_synthetic(seed=seed, n_train=600, n_test=600, n_metrics=4, n_anomalies=6, period=48)
+    frame = pd.concat([d.train, d.test], ignore_index=True)
+    frame.insert(0, "timestamp", pd.date_range("2026-01-01", periods=len(frame), freq="min").astype(str))
+    frame["flat"] = 1.0  # PyOD's PCA divides by its zero variance: that peer must be reported failed
+    frame["label"] = np.r_[np.zeros(len(d.train), dtype=np.int8), d.labels]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+
+
+BENCH = {  # two tiny synthetic series under bench/ as the benchmark's datasets (tests of the benchmark)
+    "detectors": {
+        "zscore": {},
+        "pca": {"n_components": 2},
+        "knn": {"n_neighbors": 3},
+        "ensemble": {"members": ["zscore", "pca"]},
+        "lstm_ae": {"window": 5, "hidden": 8, "epochs": 1, "device": "cpu"},
+    },
+    "registry": {"tracking_uri": "sqlite:///mlflow/mlflow.db", "artifact_root": "mlflow/artifacts"},
+    "benchmark": {
+        "datasets": {
+            "smd": {"kind": "csv", "root": "bench/ops"},
+            "msl": {"kind": "csv", "root": "bench/grid"},
+            "nab": {"kind": "csv", "root": "bench/empty"},
+            "skab": {"kind": "csv", "root": "bench/empty"},  # reports/dvc.yaml's deps name all four roots
+        },
+        "peers": ["pyod_iforest", "pyod_pca"],
+        "plots": 1,
+    },
+}
