@@ -33,7 +33,9 @@ fi
 # the build context: the files git tracks or would (not ignored), as they are in the working tree
 context="$WORK/context"
 rm -rf "$context" && mkdir -p "$context"
-git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c '[ -e "{}" ] && printf "%s\0" "{}"' | tar --null -T - -cf - | tar -C "$context" -xf -
+git ls-files -z --cached --others --exclude-standard \
+  | xargs -0 -n 1 sh -c '[ -e "$1" ] && printf "%s\0" "$1"; true' files \
+  | tar --null -T - -cf - | tar -C "$context" -xf -
 
 # pip inside the build reads what pip reads here: its find-links and index folders, mounted
 mounts=""
@@ -50,8 +52,8 @@ for dir in $(python3 -m pip config list 2>/dev/null | sed -n "s/^global\.\(find-
   [ -d "$dir" ] && mounts="$mounts --volume $dir:$dir:ro"
 done
 echo "container: podman build $IMAGE"
-# shellcheck disable=SC2086 # $mounts is a list of options
 revision=$(git rev-parse HEAD)$(git diff --quiet HEAD -- 2>/dev/null || echo "-dirty")
+# shellcheck disable=SC2086 # $mounts is a list of options
 podman build --network host --volume "$PWD/$conf:/etc/pip.conf:ro" $mounts \
   --label "org.opencontainers.image.revision=$revision" -f container/Containerfile -t "$IMAGE" "$context"
 podman image inspect "$IMAGE" --format "container: built {{.Id}} ({{.Size}} bytes) from $revision"
