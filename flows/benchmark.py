@@ -13,8 +13,6 @@ from pathlib import Path
 
 from prefect import flow
 
-from components.benchmark import prepare_series
-from components.datasets import load_dataset
 from tasks import progress
 from tasks.benchmark import (
     benchmark_cell,
@@ -27,16 +25,15 @@ from tasks.benchmark import (
     plan_series,
     protocol_version,
     refuse_dirty_tree,
-    series_folder,
     stable_hash,
     tuned_row,
-    write_series,
+    write_prepared,
 )
 from tasks.benchmark_report import write_reports
 from tasks.cluster import describe, task_runner
 from tasks.tsb_peers import TSB_PEERS
 from tasks.urls import storage_url
-from tasks.versioning import dvc_hash, git_state, last_commit_of
+from tasks.versioning import git_state, last_commit_of
 from vigil.config import Config
 from vigil.run_lock import checkout_lock
 from vigil.run_names import benchmark_run
@@ -115,11 +112,8 @@ def benchmark_flow(
         jobs = []
         for dataset, source, raw_md5 in plan:
             kind, data_root, series = source.kind, source.root, source.name
-            prepared = prepare_series(kind, load_dataset(source), **preparation)
-            prepared.series = series
-            sfolder = series_folder(folder, kind, series)
-            processed_files = write_series(prepared, sfolder)  # what every worker reads the series from
-            processed_md5 = dvc_hash(root, sfolder)
+            # written where every worker reads it
+            sfolder, processed_files, processed_md5 = write_prepared(source, folder, root, preparation)
             for name, det_params, family in detectors_for(dataset):
                 is_tuned = name != detector_of(name)
                 cell, tuning = {"detector": name, "params": det_params, "tuned": is_tuned}, None
@@ -151,9 +145,6 @@ def benchmark_flow(
                     {
                         "path": str(path),
                         "series_folder": str(sfolder),
-                        "kind": kind,
-                        "series": series,
-                        "detector": name,
                         "cell": cell,
                         "row": row,
                         "tuning": tuning,
@@ -187,7 +178,7 @@ def benchmark_flow(
             for kwargs in inputs:
                 stored(benchmark_cell.fn(**kwargs))
         # the report's rows in the plan's order, however the workers finished them
-        order = {(j["kind"], j["series"], j["detector"]): i for i, j in enumerate(jobs)}
+        order = {(j["row"]["kind"], j["row"]["series"], j["row"]["detector"]): i for i, j in enumerate(jobs)}
         rows = [by_path[k] for k in sorted(by_path, key=order.__getitem__)]
         computed = counts["computed"]
         progress(

@@ -27,8 +27,8 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from components.benchmark import PreparedSeries, cell_figures, run_cell
-from components.datasets import Anomaly, DatasetSource, list_series
+from components.benchmark import PreparedSeries, cell_figures, prepare_series, run_cell
+from components.datasets import Anomaly, DatasetSource, list_series, load_dataset
 from components.detectors import TrainingStopped
 from components.evaluation import AlertSettings
 
@@ -127,6 +127,20 @@ def write_series(prepared: PreparedSeries, folder: Path) -> dict[str, str]:
         if not path.is_file() or path.read_bytes() != data:
             write_atomic(path, data)
     return {name: hashlib.md5(data).hexdigest() for name, data in sorted(blobs.items())}
+
+
+def write_prepared(
+    source: DatasetSource, folder: Path, root: Path, preparation: dict
+) -> tuple[Path, dict[str, str], str]:
+    """A series of ``source`` prepared (``preparation``: validation fraction, scaler, clip) and
+    written under ``folder`` (`series_folder`), where every worker reads it: its folder, each
+    file's md5 and DVC's hash of the folder in the repository at ``root``."""
+    from .versioning import dvc_hash
+
+    prepared = prepare_series(source.kind, load_dataset(source), **preparation)
+    where = series_folder(folder, source.kind, source.name)
+    files = write_series(prepared, where)
+    return where, files, dvc_hash(root, where)
 
 
 def read_series(dataset: str, series: str, folder: Path) -> PreparedSeries:
@@ -423,15 +437,19 @@ def stored_or_computed_cell(
     return compute_cell(path, row, prepared, **protocol), "computed"
 
 
-@task(name="benchmark cell", task_run_name="{job[detector]} on {job[kind]}:{job[series]}", cache_policy=NO_CACHE)
+@task(
+    name="benchmark cell",
+    task_run_name="{job[row][detector]} on {job[row][kind]}:{job[row][series]}",
+    cache_policy=NO_CACHE,
+)
 def benchmark_cell(job: dict, stamp: dict, study: dict, **protocol) -> tuple[dict, str]:
     """One cell, where the flow's task runner puts it (this process, or a Dask worker): the
     prepared series read from its folder, a tuned row's parameters from its study (run there,
     or read back when finished), then the cell reused, refigured or computed
     (`stored_or_computed_cell`) and stored at ``job['path']``, the one writer of that file.
     ``job``: what `flows.benchmark` planned; ``study``: the tuning study's settings."""
-    prepared = read_series(job["kind"], job["series"], Path(job["series_folder"]))
     cell, row = dict(job["cell"]), dict(job["row"])
+    prepared = read_series(row["kind"], row["series"], Path(job["series_folder"]))
     if job["tuning"] is not None:  # the study decides the parameters: a new setting, a new cell
         t = job["tuning"]
         cell["params"] = tuned_params(t["detector"], t["fixed"], t["space"], prepared, row["processed_md5"], **study)

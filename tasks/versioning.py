@@ -57,31 +57,30 @@ def recorded_hashes(repo_root: Path) -> dict[Path, str]:
     return out
 
 
-def git_state(repo_root: Path) -> tuple[str, bool]:
-    """(HEAD's commit, whether tracked files changed); ("none", False) outside git or without it
-    (Vigil's image has no git: its code is the commit on the image's label)."""
-
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=repo_root, capture_output=True, text=True)
-
+def _git(repo_root: Path, *args: str) -> subprocess.CompletedProcess | None:
+    """``git ARGS`` in ``repo_root``, or None where git is not installed (Vigil's image has no
+    git: its code is the commit on the image's label)."""
     if shutil.which("git") is None:
+        return None
+    return subprocess.run(["git", *args], cwd=repo_root, capture_output=True, text=True)
+
+
+def git_state(repo_root: Path) -> tuple[str, bool]:
+    """(HEAD's commit, whether tracked files changed); ("none", False) outside git or without it."""
+    head = _git(repo_root, "rev-parse", "HEAD")
+    if head is None:
         return "none", False
-    head = git("rev-parse", "HEAD")
     commit = head.stdout.strip() if head.returncode == 0 else "none"
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+    dirty = bool(_git(repo_root, "status", "--porcelain", "--untracked-files=no").stdout.strip())
     return commit, dirty
 
 
 def last_commit_of(repo_root: Path, paths: list[str]) -> str:
     """The newest commit that changed any of ``paths`` (what a report depends on): a report
     reproduced at a later commit that changed none of them names the same one. "none" outside
-    git or where no commit touched them."""
-    if shutil.which("git") is None:
-        return "none"
-    out = subprocess.run(
-        ["git", "log", "-1", "--format=%H", "--", *paths], cwd=repo_root, capture_output=True, text=True
-    )
-    return (out.stdout.strip() or "none") if out.returncode == 0 else "none"
+    git, without it, or where no commit touched them."""
+    out = _git(repo_root, "log", "-1", "--format=%H", "--", *paths)
+    return (out.stdout.strip() or "none") if out is not None and out.returncode == 0 else "none"
 
 
 @task(name="data version check")
