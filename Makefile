@@ -125,10 +125,9 @@ container: debian-test-deps
 container-test: $(STAMP) container
 	VIGIL_CONTAINER_TEST=1 $(TEST_ENV) $(PY) -m pytest -q -m "" tests/test_container.py
 
+IN_IMAGE = $(PODMAN) run --rm --network host -v vigil-checkout:/srv/vigil localhost/vigil:latest
 container-up: container
-	$(PODMAN) volume exists vigil-checkout || ($(PODMAN) run --rm --network host -v vigil-checkout:/srv/vigil \
-	  localhost/vigil:latest vigil run --new-data-version && $(PODMAN) run --rm --network host \
-	  -v vigil-checkout:/srv/vigil localhost/vigil:latest vigil score)
+	$(PODMAN) volume exists vigil-checkout || ($(IN_IMAGE) vigil run --new-data-version && $(IN_IMAGE) vigil score)
 	$(PODMAN) kube play --replace container/vigil-pod.yaml
 
 container-down:

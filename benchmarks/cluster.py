@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,8 +41,10 @@ from vigil.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from tuning import BIN, scratch_checkout, sh  # noqa: E402  (the benchmarks' scratch checkout and commands)
+
 DATA = REPO.parent / "shared" / "data"
-BIN = Path(sys.executable).parent
 DETECTORS = {
     "zscore": {},
     "pca": {},
@@ -56,33 +57,12 @@ DETECTORS = {
 PEERS = ["pyod_iforest", "pyod_knn", "pyod_ecod"]
 
 
-def sh(*cmd, cwd: Path, env=None) -> subprocess.CompletedProcess:
-    out = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise SystemExit(
-            f"{' '.join(map(str, cmd))} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-        )
-    return out
-
-
 def checkout(root: Path, params: dict) -> Path:
-    """A scratch git + DVC checkout of Vigil's code with ``params`` (written in full)."""
+    """`scratch_checkout` with ``params`` written in full as its params.yaml (untracked)."""
     from vigil.config import parse_config
 
-    ws = root / "ws"
-    ws.mkdir(parents=True)
-    for d in ("components", "tasks", "flows", "vigil"):
-        shutil.copytree(REPO / d, ws / d, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "dvc.yaml", ws / "dvc.yaml")
-    (ws / "reports").mkdir()
-    shutil.copy(REPO / "reports" / "dvc.yaml", ws / "reports" / "dvc.yaml")
-    (ws / ".gitignore").write_text("mlflow/\n__pycache__/\n.vigil/\nbenchmark/\n")
+    ws = scratch_checkout(root)
     (ws / "params.yaml").write_text(yaml.safe_dump(parse_config(params).model_dump(mode="json")))
-    git = ("git", "-c", "user.email=bench@vigil", "-c", "user.name=bench")
-    sh("git", "init", "-q", cwd=ws)
-    sh(BIN / "dvc", "init", "-q", cwd=ws)
-    sh("git", "add", "-A", cwd=ws)
-    sh(*git, "commit", "-q", "-m", "bench", cwd=ws)
     return ws
 
 
@@ -113,7 +93,7 @@ def benchmark_runs(root: Path, n_series: int) -> tuple[list[dict], dict]:
         t0 = time.perf_counter()
         out = sh(BIN / "python", "-m", "vigil", "stage", "benchmark", *extra, cwd=ws, env=env_for(ws))
         wall = time.perf_counter() - t0
-        computed = int(re.search(r"(\d+) cell\(s\) computed", out.stdout).group(1))
+        computed = int(re.search(r"(\d+) cell\(s\) computed", out).group(1))
         report = json.loads((ws / "reports" / "benchmark.json").read_text())
         cell_seconds = sum(r.get("seconds", 0.0) for r in report["rows"])
         rows.append({"run": label, "cells": computed, "wall_s": wall, "cell_s": cell_seconds})
@@ -128,28 +108,17 @@ def benchmark_runs(root: Path, n_series: int) -> tuple[list[dict], dict]:
 
 def prepare_seconds(datasets: dict, root: Path, out: Path) -> float:
     """Seconds to prepare every series of ``datasets`` (roots relative to the checkout
-    ``root``) as a benchmark run does before its first cell (read, split, scale, write where the
-    workers read it, under ``out`` inside ``root``, and hash): its serial part."""
-    from components.benchmark import prepare_series
-    from components.datasets import load_dataset
-    from tasks.benchmark import plan_series, series_folder, write_series
-    from tasks.versioning import dvc_hash
+    ``root``) as a benchmark run does before its first cell (`tasks.benchmark.write_prepared`,
+    under ``out`` inside ``root``): its serial part."""
+    from tasks.benchmark import plan_series, write_prepared
     from vigil.config import BenchmarkDataset
 
     prep = load_config(REPO / "params.yaml").preprocessing
+    preparation = {"validation_fraction": prep.validation_fraction, "scaler": prep.scaler, "clip": prep.clip}
     t0 = time.perf_counter()
     plan, _ = plan_series({n: BenchmarkDataset(**d) for n, d in datasets.items()}, root, None)
     for _, source, _ in plan:
-        prepared = prepare_series(
-            source.kind,
-            load_dataset(source),
-            validation_fraction=prep.validation_fraction,
-            scaler=prep.scaler,
-            clip=prep.clip,
-        )
-        folder = series_folder(out, source.kind, source.name)
-        write_series(prepared, folder)
-        dvc_hash(root, folder)
+        write_prepared(source, out, root, preparation)
     return time.perf_counter() - t0
 
 
@@ -207,7 +176,7 @@ def fleet_scoring(root: Path, n_series: int, steps: int) -> list[dict]:
         t0 = time.perf_counter()
         out = sh(BIN / "vigil", "score", "--params", where / "params.yaml", *extra, cwd=ws, env=env_for(ws))
         wall = time.perf_counter() - t0
-        scored = int(re.search(r"(\d+) scored", out.stdout).group(1))
+        scored = int(re.search(r"(\d+) scored", out).group(1))
         rows.append({"run": label, "series": n_series, "steps": scored, "wall_s": wall})
         print(
             f"  {label}: {scored} steps of {n_series} series in {wall:.1f} s = {scored / wall:.0f} steps/s", flush=True

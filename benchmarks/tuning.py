@@ -51,12 +51,14 @@ def sh(*cmd, cwd: Path, env=None) -> str:
 
 
 def scratch_checkout(root: Path) -> Path:
+    """A git + DVC checkout of Vigil's code and stage files under ``root``, committed; the
+    parameters files a benchmark writes there stay untracked (a clean tree)."""
     ws = root / "ws"
-    ws.mkdir()
-    for d in ("components", "tasks", "flows"):
+    ws.mkdir(parents=True)
+    for d in ("components", "tasks", "flows", "vigil"):
         shutil.copytree(REPO / d, ws / d, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "dvc.yaml", ws / "dvc.yaml")
-    (ws / ".gitignore").write_text("mlflow/\nreports/\n__pycache__/\n.vigil/\n")
+    (ws / ".gitignore").write_text("mlflow/\nreports/\n__pycache__/\n.vigil/\nbenchmark/\n")
     git = ("git", "-c", "user.email=bench@vigil", "-c", "user.name=bench")
     sh("git", "init", "-q", cwd=ws)
     sh(str(BIN / "dvc"), "init", "-q", cwd=ws)

@@ -37,19 +37,19 @@ git ls-files -z --cached --others --exclude-standard \
   | xargs -0 -n 1 sh -c '[ -e "$1" ] && printf "%s\0" "$1"; true' files \
   | tar --null -T - -cf - | tar -C "$context" -xf -
 
-# pip inside the build reads what pip reads here: its find-links and index folders, mounted
-mounts=""
+# pip inside the build reads what pip reads here: its find-links and index folders, mounted, and
+# the certificate authorities it trusts (a proxy's among them), at the same paths
+pip_config=$(python3 -m pip config list 2>/dev/null)
+setting() { printf '%s\n' "$pip_config" | sed -n "s/^global\.\($1\)='\(.*\)'$/\2/p"; }
 conf="$WORK/pip.conf"
 {
   echo "[global]"
-  python3 -m pip config list 2>/dev/null | sed -n "s/^global\.\(find-links\|extra-index-url\|index-url\|cert\)='\(.*\)'$/\1 = \2/p"
+  printf '%s\n' "$pip_config" | sed -n "s/^global\.\(find-links\|extra-index-url\|index-url\|cert\)='\(.*\)'$/\1 = \2/p"
 } > "$conf"
-# the certificate authorities pip trusts here (a proxy's among them), at the same path
-cert=$(python3 -m pip config list 2>/dev/null | sed -n "s/^global\.cert='\(.*\)'$/\1/p")
-[ -n "$cert" ] && [ -f "$cert" ] && mounts="$mounts --volume $cert:$cert:ro"
-for dir in $(python3 -m pip config list 2>/dev/null | sed -n "s/^global\.\(find-links\|extra-index-url\)='\(.*\)'$/\2/p"); do
-  dir=${dir#file://}; dir=${dir%/simple}
-  [ -d "$dir" ] && mounts="$mounts --volume $dir:$dir:ro"
+mounts=""
+for path in $(setting cert) $(setting 'find-links\|extra-index-url'); do
+  path=${path#file://}; path=${path%/simple}
+  [ -e "$path" ] && mounts="$mounts --volume $path:$path:ro"
 done
 echo "container: podman build $IMAGE"
 revision=$(git rev-parse HEAD)$(git diff --quiet HEAD -- 2>/dev/null || echo "-dirty")
