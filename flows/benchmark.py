@@ -68,15 +68,15 @@ def benchmark_flow(
         for why in skipped:
             progress(f"benchmark: {why}")
         budget = {"budget_seconds": bc.peer_budget_seconds}  # in the cell's key: another budget may finish
-        ours = [(n, p, "vigil") for n, p in cfg.detectors.items()]
 
         def detectors_for(dataset: str) -> list[tuple[str, dict, str]]:
-            peers = bc.datasets[dataset].peers
+            d = bc.datasets[dataset]
+            ours = [(n, d.detector_params(n, p), "vigil") for n, p in cfg.detectors.items()]
             tuned_rows = [(tuned_row(n), {}, "vigil") for n, ds in tuned_on.items() if dataset in ds]
             return (
                 ours
                 + tuned_rows
-                + [(p, budget if p in TSB_PEERS else {}, "peer") for p in (bc.peers if peers is None else peers)]
+                + [(p, budget if p in TSB_PEERS else {}, "peer") for p in (bc.peers if d.peers is None else d.peers)]
             )
 
         commit, dirty = git_state(root)
@@ -119,7 +119,8 @@ def benchmark_flow(
                 cell, tuning = {"detector": name, "params": det_params, "tuned": is_tuned}, None
                 if is_tuned:  # the study, run where the cell runs, decides the parameters
                     base = detector_of(name)
-                    fixed, space = dict(cfg.detectors[base]), cfg.tuning.plain_space(base)
+                    fixed = bc.datasets[dataset].detector_params(base, cfg.detectors[base])
+                    space = cfg.tuning.plain_space(base)
                     tuning = {"detector": base, "fixed": fixed, "space": space}
                     cell["tuning"] = cfg.tuning.study_settings(base, n_trials)
                 row = {  # the cell's own fields; its key (and a tuned row's params) where it runs

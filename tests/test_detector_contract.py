@@ -39,6 +39,7 @@ NON_DEFAULT = {
         "n_init": 2,
         "random_state": 3,
         "calibration_fraction": 0.2,
+        "spread": 3,
     },
     "ensemble": {
         "members": ["zscore", "pca", "knn"],

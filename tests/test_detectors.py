@@ -168,3 +168,27 @@ def test_object_arrays_and_foreign_files_are_refused(tmp_path, data):
     np.savez(tmp_path / "future.npz", **parts)
     with pytest.raises(ValueError, match="format 7, this Vigil reads 2: retrain"):
         load_detector(tmp_path / "future.npz")
+
+
+def test_kmeans_spread_gives_each_step_its_neighbours_highest_score_and_its_contributions():
+    """``spread``: a step takes the highest unspread score within ``spread`` steps either side,
+    with the contributions of the step that holds it; the score is final that much later."""
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(400, 3)).astype(np.float32)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    x[120:124, 2] += 6.0  # one fault, on metric 2
+    plain = get_detector("kmeans", window=8, n_clusters=4).fit(train)
+    wide = get_detector("kmeans", window=8, n_clusters=4, spread=15).fit(train)
+    s0, c0 = plain.score_and_contributions(x)
+    s, c = wide.score_and_contributions(x)
+    for t in (0, 50, 105, 121, 140, 199):
+        lo, hi = max(0, t - 15), min(len(x), t + 16)
+        held = lo + int(np.argmax(s0[lo:hi]))
+        assert s[t] == s0[held]
+        np.testing.assert_array_equal(c[t], c0[held])
+    assert (s >= s0).all()
+    assert wide.context_steps() == (7 + 15, 7 + 15)
+    # the fault's score now covers the 15 steps before it, where a labelled window opens early
+    assert s[110] > np.quantile(s0, 0.99) and c[110].argmax() == 2
+    with pytest.raises(ValueError, match="spread must be an integer >= 0"):
+        get_detector("kmeans", spread=-1).fit(train)

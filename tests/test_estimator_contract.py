@@ -185,3 +185,25 @@ def test_params_yaml_checks_the_benchmarks_peers_and_tuned_rows():
         parse_config(tuned)
     assert "benchmark.tuned.detectors.pcx: not a configured detector" in str(err.value)
     assert "benchmark.tuned.detectors.pcx: unknown dataset(s) ['msl']; known: ['nab']" in str(err.value)
+
+
+def test_a_datasets_own_detector_parameters_are_checked_on_top_of_the_configured_ones():
+    from vigil.config import ConfigError, parse_config
+
+    def nab(detectors):
+        return {
+            "detectors": {"kmeans": {"window": 40}},
+            "benchmark": {"datasets": {"nab": {"kind": "nab", "root": "x", "detectors": detectors}}},
+        }
+
+    cfg = parse_config(nab({"kmeans": {"spread": 100}}))
+    assert cfg.benchmark.datasets["nab"].detector_params("kmeans", cfg.detectors["kmeans"]) == {
+        "window": 40,
+        "spread": 100,
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_config(nab({"kmeans": {"spread": -5, "sprad": 1}, "pca": {}}))
+    text = str(err.value)
+    assert "benchmark.datasets.nab.detectors.kmeans.spread: must be an integer >= 0, got -5" in text
+    assert "benchmark.datasets.nab.detectors.kmeans.sprad: unknown parameter of kmeans" in text
+    assert "benchmark.datasets.nab.detectors.pca: not a configured detector; configured: ['kmeans']" in text

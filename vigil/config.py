@@ -229,6 +229,13 @@ class BenchmarkDataset(_Strict):
     series: list[str] | None = None  # default: every series the root holds
     options: dict[str, Any] = Field(default_factory=dict)  # the kind's reading options (csv: column names)
     peers: list[str] | None = None  # the peers run on this dataset (default: benchmark.peers)
+    # a configured detector -> the parameters that differ on this dataset (its labelling, say)
+    detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def detector_params(self, name: str, configured: dict[str, Any]) -> dict[str, Any]:
+        """``configured`` (the detectors section's parameters of ``name``) with this
+        dataset's own values on top."""
+        return {**configured, **self.detectors.get(name, {})}
 
 
 class TunedRows(_Strict):
@@ -700,6 +707,13 @@ def _benchmark_problems(cfg: Config, peers: Collection[str] | None) -> list[str]
         ]:
             if unknown := sorted(set(named) - set(known)):
                 problems.append(f"  {where}: unknown peer(s) {unknown}; known: {known}")
+    for dataset, d in bc.datasets.items():
+        for name in d.detectors:
+            where = f"benchmark.datasets.{dataset}.detectors.{name}"
+            if name not in cfg.detectors:
+                problems.append(f"  {where}: not a configured detector; configured: {sorted(cfg.detectors)}")
+                continue
+            problems += _member_problems(DETECTORS, name, d.detector_params(name, cfg.detectors[name]), where, where)
     for name, datasets in bc.tuned.detectors.items():
         if name not in cfg.detectors:
             configured = sorted(cfg.detectors)

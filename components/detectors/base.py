@@ -140,6 +140,22 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
+def spread_to_neighbours(scores: np.ndarray, contributions: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each step takes the highest score within ``steps`` steps either side of it, with the
+    contributions of the step that holds it (the first, where several tie).
+
+    Why: an anomaly's labelled span often reaches past the steps whose score rises (NAB's
+    windows open before the fault; an operator marks the whole episode), and a ranking metric
+    counts each labelled step. The price is latency: a step's score is final ``steps`` steps
+    later (`Detector.context_steps`)."""
+    if steps == 0 or len(scores) == 0:
+        return scores, contributions
+    padded = np.concatenate([np.full(steps, -np.inf), np.asarray(scores, dtype=np.float64), np.full(steps, -np.inf)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * steps + 1)  # window t: steps t - s .. t + s
+    held = np.arange(len(scores)) - steps + windows.argmax(axis=1)
+    return np.asarray(scores)[held], contributions[held]
+
+
 def normalise_rows(c: np.ndarray) -> np.ndarray:
     """Rows scaled to sum 1; an all-zero row becomes uniform (no metric stands out)."""
     c = np.abs(np.asarray(c, dtype=np.float64))

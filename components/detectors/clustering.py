@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import check_stop, is_int, normalise_rows, require
+from .base import check_stop, is_int, normalise_rows, require, spread_to_neighbours
 from .classical import PointDetector
 
 _CHUNK_CELLS = 2**23  # windows x window values per block while scoring (32 MB of float32)
@@ -21,6 +21,10 @@ class KMeansSubsequences(PointDetector):
     ``window`` z-normalises each metric within each window (TSB-AD's default: shapes only,
     blind to level). At most ``max_windows`` train windows, evenly spaced, are clustered.
     A metric's contribution is its share of the squared distance, averaged like the score.
+
+    ``spread``: a step then takes the highest of those scores within ``spread`` steps either
+    side (`spread_to_neighbours`), for labels that cover an anomaly's neighbourhood (NAB's
+    windows); its score is final ``spread`` steps later. 0 (the default) keeps the mean.
     """
 
     name = "kmeans"
@@ -34,6 +38,7 @@ class KMeansSubsequences(PointDetector):
         n_init: int = 3,
         random_state: int = 0,
         calibration_fraction: float = 0.1,
+        spread: int = 0,
     ):
         self.window = window
         self.n_clusters = n_clusters
@@ -42,13 +47,16 @@ class KMeansSubsequences(PointDetector):
         self.n_init = n_init
         self.random_state = random_state
         self.calibration_fraction = calibration_fraction
+        self.spread = spread
 
     def context_steps(self) -> tuple[int, int]:
-        return self.window - 1, self.window - 1  # windows starting up to window - 1 before, ending after
+        # windows starting up to window - 1 before, ending after; then the spread's neighbours
+        reach = self.window - 1 + self.spread
+        return reach, reach
 
     def validate_params(self) -> None:
         super().validate_params()
-        for param, low in (("window", 1), ("n_clusters", 1), ("max_windows", 2), ("n_init", 1)):
+        for param, low in (("window", 1), ("n_clusters", 1), ("max_windows", 2), ("n_init", 1), ("spread", 0)):
             v = getattr(self, param)
             require(is_int(v) and v >= low, self.name, param, f"an integer >= {low}", v)
         require(self.normalize in ("none", "window"), self.name, "normalize", "'none' or 'window'", self.normalize)
@@ -103,7 +111,9 @@ class KMeansSubsequences(PointDetector):
             diff2 = ((block - c[nearest]) ** 2).reshape(len(block), w, f)
             win_part[lo : lo + len(block)] = diff2.sum(axis=1)
             win_score[lo : lo + len(block)] = np.sqrt(diff2.sum(axis=(1, 2)))
-        return _mean_over_covering_windows(win_score, w), normalise_rows(_mean_over_covering_windows(win_part, w))
+        scores = _mean_over_covering_windows(win_score, w)
+        parts = normalise_rows(_mean_over_covering_windows(win_part, w))
+        return spread_to_neighbours(scores, parts, self.spread)
 
     def score(self, x):
         return self.score_and_contributions(x)[0]
