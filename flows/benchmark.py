@@ -174,7 +174,7 @@ def benchmark_flow(
         inputs = [{"job": j, **common} for j in jobs]
         if cfg.cluster.distributed:  # a task per cell on the cluster's workers, stored as each finishes
             on_cluster = fan_out.with_options(task_runner=task_runner(cfg.cluster))
-            on_cluster(f"benchmark: {len(jobs)} cells", benchmark_cell, inputs, stored)
+            on_cluster(f"benchmark: {len(jobs)} cells", benchmark_cell, lambda: inputs, stored)
         else:  # here, one after another, in order
             for kwargs in inputs:
                 stored(benchmark_cell.fn(**kwargs))

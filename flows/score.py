@@ -56,7 +56,7 @@ def score_flow(cfg: Config, repo_root: str = ".", wait_for_lock: bool = True) ->
             n = cfg.cluster.series_per_task
             batches = [{"job": job, "sources": sources[i : i + n]} for i in range(0, len(sources), n)]
             fan_out.with_options(task_runner=task_runner(cfg.cluster))(
-                f"score: {len(sources)} series", score_sources, batches, outcomes.extend
+                f"score: {len(sources)} series", score_sources, lambda: batches, outcomes.extend
             )
         elif sources:
             outcomes = score_sources(job, sources, opened)

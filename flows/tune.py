@@ -71,7 +71,10 @@ def tune_flow(cfg: Config, repo_root: str = ".", wait_for_lock: bool = True, run
             ]  # fmt: skip
             summaries = result["detectors"]
             fan_out.with_options(task_runner=task_runner(cfg.cluster))(
-                f"tune: {len(spaces)} studies", tune_detector, tasks, lambda s: summaries.update({s["detector"]: s})
+                f"tune: {len(spaces)} studies",
+                tune_detector,
+                lambda: tasks,
+                lambda s: summaries.update({s["detector"]: s}),
             )
         else:
             running = []
