@@ -76,18 +76,35 @@ def code_version() -> str:
 
 def ensure_env(repo_root: Path, python: str | None = None) -> Path:
     """The peers' environment, made (minutes, once) where absent or made from other pins;
-    a stamp file records the pins it was made from."""
+    a stamp file records the pins it was made from. Processes take turns through a lock file
+    beside it: two Dask workers making it at once each cleared what the other installed."""
+    import fcntl
+
     folder = env_dir(repo_root)
-    stamp = folder / ".requirements-md5"
-    want = requirements_hash()
-    if env_python(repo_root).is_file() and stamp.is_file() and stamp.read_text().strip() == want:
-        drop_browser_assets(folder)  # an environment made before this step existed
+    if _env_is_current(repo_root):  # the common case, without the lock
         return env_python(repo_root)
-    progress(f"benchmark: making the TSB-AD peers' environment in {folder} (once; a few minutes)")
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PeerEnvError(f"cannot make {folder.parent} for the TSB-AD peers' environment: {exc}") from None
+    with open(folder.parent / f"{folder.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not _env_is_current(repo_root):  # made by another process while this one waited
+            _make_env(repo_root, python)
+    return env_python(repo_root)
+
+
+def _env_is_current(repo_root: Path) -> bool:
+    stamp = env_dir(repo_root) / ".requirements-md5"
+    if env_python(repo_root).is_file() and stamp.is_file() and stamp.read_text().strip() == requirements_hash():
+        drop_browser_assets(env_dir(repo_root))  # an environment made before this step existed
+        return True
+    return False
+
+
+def _make_env(repo_root: Path, python: str | None) -> None:
+    folder = env_dir(repo_root)
+    progress(f"benchmark: making the TSB-AD peers' environment in {folder} (once; a few minutes)")
     base = python or getattr(sys, "_base_executable", None) or sys.executable
     pip = [str(env_python(repo_root)), "-m", "pip"]
     steps = [
@@ -108,8 +125,7 @@ def ensure_env(repo_root: Path, python: str | None = None) -> Path:
                 f"remove {folder} and rerun, or leave the tsb_* names out of benchmark.peers"
             )
     drop_browser_assets(folder)
-    write_atomic(stamp, want.encode())
-    return env_python(repo_root)
+    write_atomic(folder / ".requirements-md5", requirements_hash().encode())
 
 
 def drop_browser_assets(folder: Path) -> None:

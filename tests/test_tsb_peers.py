@@ -104,3 +104,28 @@ def test_an_environment_that_cannot_be_made_stops_the_benchmark_and_stores_nothi
         assert not (tmp_path / "cell.json").exists()
     finally:
         tb.REPO = real
+
+
+def test_a_second_process_waits_for_the_environment_another_is_making_and_uses_it(tmp_path):
+    """Two Dask workers once made the environment at once, each clearing what the other had
+    installed; now the second waits on the lock and finds it made (its own python, here one
+    that does not exist, is never run)."""
+    import fcntl
+    import threading
+
+    from tasks.tsb_peers import ensure_env, env_dir, env_python, requirements_hash
+
+    folder = env_dir(tmp_path)
+    folder.parent.mkdir(parents=True)
+    got = []
+    with open(folder.parent / f"{folder.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker, making it
+        second = threading.Thread(target=lambda: got.append(ensure_env(tmp_path, python=str(tmp_path / "no-python"))))
+        second.start()
+        second.join(1.0)
+        assert second.is_alive()  # waiting for the lock
+        env_python(tmp_path).parent.mkdir(parents=True)
+        env_python(tmp_path).write_text("")
+        (folder / ".requirements-md5").write_text(requirements_hash())
+    second.join(30)
+    assert got == [env_python(tmp_path)]
