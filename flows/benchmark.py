@@ -30,7 +30,7 @@ from tasks.benchmark import (
     write_prepared,
 )
 from tasks.benchmark_report import write_reports
-from tasks.cluster import describe, task_runner
+from tasks.cluster import describe, handed_over, task_runner
 from tasks.tsb_peers import TSB_PEERS
 from tasks.urls import storage_url
 from tasks.versioning import git_state, last_commit_of
@@ -173,8 +173,8 @@ def benchmark_flow(
         common = {"stamp": stamp, "study": study, "alerting": alerting, "vus_window": window}
         inputs = [{"job": j, **common} for j in jobs]
         if cfg.cluster.distributed:  # a task per cell on the cluster's workers, stored as each finishes
-            on_cluster = fan_out.with_options(task_runner=task_runner(cfg.cluster))
-            on_cluster(f"benchmark: {len(jobs)} cells", benchmark_cell, lambda: inputs, stored)
+            with handed_over(benchmark_cell, inputs, stored) as work:
+                fan_out.with_options(task_runner=task_runner(cfg.cluster))(f"benchmark: {len(jobs)} cells", work)
         else:  # here, one after another, in order
             for kwargs in inputs:
                 stored(benchmark_cell.fn(**kwargs))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks.cluster import task_runner
+from tasks.cluster import handed_over, task_runner
 from tasks.data import prepared_kind
 from tasks.notify import notifiers
 from tasks.prometheus import prometheus_source
@@ -55,9 +55,8 @@ def score_flow(cfg: Config, repo_root: str = ".", wait_for_lock: bool = True) ->
         if cfg.cluster.distributed:  # a task per batch of series, each opening the store and model itself
             n = cfg.cluster.series_per_task
             batches = [{"job": job, "sources": sources[i : i + n]} for i in range(0, len(sources), n)]
-            fan_out.with_options(task_runner=task_runner(cfg.cluster))(
-                f"score: {len(sources)} series", score_sources, lambda: batches, outcomes.extend
-            )
+            with handed_over(score_sources, batches, outcomes.extend) as work:
+                fan_out.with_options(task_runner=task_runner(cfg.cluster))(f"score: {len(sources)} series", work)
         elif sources:
             outcomes = score_sources(job, sources, opened)
         result = finish_scoring(job, opened, previous, outcomes, skipped)

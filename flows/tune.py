@@ -15,7 +15,7 @@ import json
 
 from prefect import flow
 
-from tasks.cluster import task_runner
+from tasks.cluster import handed_over, task_runner
 from tasks.fit import TUNED_FILE
 from tasks.registry import setup_mlflow
 from tasks.tune import tune_detector
@@ -70,12 +70,8 @@ def tune_flow(cfg: Config, repo_root: str = ".", wait_for_lock: bool = True, run
                 for k in range(cfg.cluster.trials_workers)
             ]  # fmt: skip
             summaries = result["detectors"]
-            fan_out.with_options(task_runner=task_runner(cfg.cluster))(
-                f"tune: {len(spaces)} studies",
-                tune_detector,
-                lambda: tasks,
-                lambda s: summaries.update({s["detector"]: s}),
-            )
+            with handed_over(tune_detector, tasks, lambda s: summaries.update({s["detector"]: s})) as work:
+                fan_out.with_options(task_runner=task_runner(cfg.cluster))(f"tune: {len(spaces)} studies", work)
         else:
             running = []
             for name, space in spaces.items():
