@@ -93,8 +93,8 @@ def test_report_has_every_cell_figure_and_section(bench):
     assert any("holds no series" in why for why in report["meta"]["skipped"])
     rows = report["rows"]
     assert len(rows) == 2 * (5 + 2)
-    knn = {r["dataset"]: r["params"] for r in rows if r["detector"] == "knn"}
-    assert knn == {"smd": {"n_neighbors": 3}, "msl": {"n_neighbors": 2}}  # a dataset's own value on top
+    pca = {r["dataset"]: r["params"] for r in rows if r["detector"] == "pca"}
+    assert pca == {"smd": {"n_components": 2}, "msl": {"n_components": 1}}  # a dataset's own value on top
     failed = [r for r in rows if r["status"] != "ok"]
     assert {r["detector"] for r in failed} == {"pyod_pca"}
     assert all("non-finite" in r["error"] for r in failed)
