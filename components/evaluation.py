@@ -240,10 +240,18 @@ def choose_alert_rule(
         free_smoothing = tuple(free_smoothing)
         try:
             value = rule_threshold(free_rule, free_smoothing, v, y, calibration_scores, settings)
-        except ValueError as exc:  # the configured rule undefined here: POT on the raw train-tail scores
-            why += f"; {_pair_text(free_rule, free_smoothing)} failed ({exc}), so pot_train on raw scores"
-            free_rule, free_smoothing = "pot_train", ("none", 1)
-            value = rule_threshold(free_rule, free_smoothing, v, y, calibration_scores, settings)
+        except ValueError as exc:  # the configured rule undefined here: POT on the raw train-tail scores,
+            # else on the head's own raw scores (a window longer than the held-out tail leaves none)
+            why += f"; {_pair_text(free_rule, free_smoothing)} failed ({exc})"
+            free_smoothing = ("none", 1)
+            try:
+                free_rule = "pot_train"
+                value = rule_threshold(free_rule, free_smoothing, v, y, calibration_scores, settings)
+                why += ", so pot_train on raw scores"
+            except ValueError:
+                free_rule = "pot_validation"
+                value = rule_threshold(free_rule, free_smoothing, v, y, calibration_scores, settings)
+                why += ", as did pot_train on raw scores, so POT on the validation head's raw scores"
         return made(free_rule, free_smoothing, value, "label-free: ", note + why, False)
     scored = nested_scores(v, y, calibration_scores, settings)
     if scored is None:

@@ -19,7 +19,13 @@ from components.alerting import (
     smooth,
 )
 from components.evaluation import THRESHOLD_RULES, AlertSettings, choose_alert_rule, metric_suite, nested_scores
-from components.thresholds import best_event_f1_threshold, best_f1_threshold, dynamic_threshold, gauss_tail_threshold
+from components.thresholds import (
+    best_event_f1_threshold,
+    best_f1_threshold,
+    dynamic_threshold,
+    gauss_tail_threshold,
+    pot_threshold,
+)
 
 
 def test_trailing_smoothing_reads_only_the_past_and_streams_like_one_pass():
@@ -144,6 +150,12 @@ def test_label_free_and_fallback_paths():
     assert "do not both hold labels" in fb.detail
     forced = choose_alert_rule(v, y, cal, AlertSettings(method="dynamic"))
     assert forced.rule == "dynamic on validation scores" and forced.label_free
+    # no held-out train-tail score at all (a tuned window longer than that tail: 6 NAB series'
+    # tuned kmeans failed so): POT on the unlabelled head's own raw scores
+    bare = choose_alert_rule(v, np.zeros_like(y), np.empty(0), AlertSettings())
+    assert bare.label_free and bare.rule == "label-free: pot_validation on validation scores"
+    assert "so POT on the validation head's raw scores" in bare.detail and np.isfinite(bare.threshold)
+    assert bare.threshold == pytest.approx(pot_threshold(v, q=1e-3, level=0.98))
 
 
 def test_every_rule_gives_a_finite_threshold():
