@@ -422,11 +422,13 @@ def stored_or_computed_cell(
     path: Path, row: dict, prepared: PreparedSeries, stamp: dict, **protocol
 ) -> tuple[dict, str]:
     """The cell at ``path``: reused when stored under ``row['key']``, refigured from its stored
-    scores when only the figures' key (``row['figures_key']``: alert rules, metrics) changed,
-    else computed. ``row``: the new row's fields. Returns the row and which of "reused",
-    "refigured", "computed" happened."""
+    scores when only the figures' key (``row['figures_key']``: alert rules, metrics) changed
+    (a failed cell is computed again then), else computed. ``row``: the new row's fields.
+    Returns the row and which of "reused", "refigured", "computed" happened."""
     stored = load_cell(path, row["key"])
     how = "reused"
+    if stored is not None and stored["status"] == "failed" and stored.get("figures_key") != row["figures_key"]:
+        stored = None  # the failure may have been the figures' code (a rule that found no score): again
     if stored is not None and stored["status"] == "ok" and stored.get("figures_key") != row["figures_key"]:
         stored = refigure_cell(path, stored, prepared, row["figures_key"], stamp, **protocol)
         how = "refigured"

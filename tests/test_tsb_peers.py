@@ -129,3 +129,24 @@ def test_a_second_process_waits_for_the_environment_another_is_making_and_uses_i
         (folder / ".requirements-md5").write_text(requirements_hash())
     second.join(30)
     assert got == [env_python(tmp_path)]
+
+
+def test_a_failed_cell_is_computed_again_under_new_figures_code_and_reused_otherwise(tmp_path, series):
+    """A failure stored under the same scores key is reused (a detector that fails keeps
+    failing), unless the figures' key changed: the failure may have come from that code (6 of
+    NAB's tuned kmeans cells failed in the label-free rule, later given a fallback)."""
+    import json
+
+    from tasks.benchmark import stored_or_computed_cell
+
+    path = tmp_path / "zscore.json"
+    named = {k: "x" for k in ("dataset", "kind", "raw_path", "raw_md5", "processed_path")}
+    failed = {**named, "detector": "zscore", "params": {}, "key": "k", "figures_key": "old", "status": "failed"}
+    path.write_text(json.dumps(failed))
+    protocol = {"alerting": AlertSettings(), "vus_window": 20}
+    row, how = stored_or_computed_cell(path, {**failed, "status": None, "figures_key": "old"}, series, {}, **protocol)
+    assert (how, row["status"]) == ("reused", "failed")
+    fresh = {**named, "detector": "zscore", "params": {}, "key": "k", "figures_key": "new", "family": "vigil"}
+    row, how = stored_or_computed_cell(path, fresh, series, {}, **protocol)
+    assert (how, row["status"]) == ("computed", "ok")
+    assert json.loads(path.read_text())["status"] == "ok" and path.with_suffix(".npz").is_file()
