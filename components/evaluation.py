@@ -34,7 +34,6 @@ from .thresholds import (
     best_f1_threshold,
     dynamic_threshold,
     gauss_tail_threshold,
-    pot_threshold,
     pot_threshold_from,
 )
 
@@ -130,7 +129,8 @@ _RULE_FUNCTIONS = {
     "best_f1": lambda v, y, c, s: best_f1_threshold(v, y)[0],
     "best_event_f1": lambda v, y, c, s: best_event_f1_threshold(v, y)[0],
     "pot_train": lambda v, y, c, s: label_free_threshold(c, pot_q=s.pot_q, pot_level=s.pot_level).value,
-    "pot_validation": lambda v, y, c, s: pot_threshold(v, q=s.pot_q, level=s.pot_level),
+    # as pot_train's, tied scores handled (a spread or a plateau leaves too few above its start)
+    "pot_validation": lambda v, y, c, s: label_free_threshold(v, pot_q=s.pot_q, pot_level=s.pot_level).value,
     "dynamic": lambda v, y, c, s: dynamic_threshold(v),
     "gauss_tail": lambda v, y, c, s: gauss_tail_threshold(c, s.tail_p),
 }

@@ -156,6 +156,10 @@ def test_label_free_and_fallback_paths():
     assert bare.label_free and bare.rule == "label-free: pot_validation on validation scores"
     assert "so POT on the validation head's raw scores" in bare.detail and np.isfinite(bare.threshold)
     assert bare.threshold == pytest.approx(pot_threshold(v, q=1e-3, level=0.98))
+    # tied top scores (a spread's plateau) leave POT too few excesses: its start comes down
+    plateau = np.concatenate([v, np.full(200, v.max())])
+    tied = choose_alert_rule(plateau, np.zeros(len(plateau), dtype=np.int8), np.empty(0), AlertSettings())
+    assert tied.rule == "label-free: pot_validation on validation scores" and np.isfinite(tied.threshold)
 
 
 def test_every_rule_gives_a_finite_threshold():
