@@ -34,6 +34,7 @@ from .thresholds import (
     best_f1_threshold,
     dynamic_threshold,
     gauss_tail_threshold,
+    pot_threshold,
     pot_threshold_from,
 )
 
@@ -129,8 +130,7 @@ _RULE_FUNCTIONS = {
     "best_f1": lambda v, y, c, s: best_f1_threshold(v, y)[0],
     "best_event_f1": lambda v, y, c, s: best_event_f1_threshold(v, y)[0],
     "pot_train": lambda v, y, c, s: label_free_threshold(c, pot_q=s.pot_q, pot_level=s.pot_level).value,
-    # as pot_train's, tied scores handled (a spread or a plateau leaves too few above its start)
-    "pot_validation": lambda v, y, c, s: label_free_threshold(v, pot_q=s.pot_q, pot_level=s.pot_level).value,
+    "pot_validation": lambda v, y, c, s: pot_threshold(v, q=s.pot_q, level=s.pot_level),
     "dynamic": lambda v, y, c, s: dynamic_threshold(v),
     "gauss_tail": lambda v, y, c, s: gauss_tail_threshold(c, s.tail_p),
 }
@@ -248,9 +248,9 @@ def choose_alert_rule(
                 free_rule = "pot_train"
                 value = rule_threshold(free_rule, free_smoothing, v, y, calibration_scores, settings)
                 why += ", so pot_train on raw scores"
-            except ValueError:
+            except ValueError:  # POT as pot_train's, its start lowered for tied top scores (a spread's plateau)
                 free_rule = "pot_validation"
-                value = rule_threshold(free_rule, free_smoothing, v, y, calibration_scores, settings)
+                value = label_free_threshold(v, pot_q=settings.pot_q, pot_level=settings.pot_level).value
                 why += ", as did pot_train on raw scores, so POT on the validation head's raw scores"
         return made(free_rule, free_smoothing, value, "label-free: ", note + why, False)
     scored = nested_scores(v, y, calibration_scores, settings)
