@@ -50,11 +50,7 @@ def main() -> None:
     plan, skipped = plan_series(chosen, REPO, None)
     for why in skipped:
         print(why)
-    preparation = {
-        "validation_fraction": cfg.preprocessing.validation_fraction,
-        "scaler": cfg.preprocessing.scaler,
-        "clip": cfg.preprocessing.clip,
-    }
+    preparation = cfg.preprocessing.model_dump()  # validation fraction, scaler, clip: as the benchmark prepares
     window = cfg.evaluation.vus_window
     figures: dict[str, dict[str, list[list[float]]]] = {}  # dataset -> split -> one row of spreads per series
     t0 = time.perf_counter()

@@ -427,11 +427,12 @@ def stored_or_computed_cell(
     Returns the row and which of "reused", "refigured", "computed" happened."""
     stored = load_cell(path, row["key"])
     how = "reused"
-    if stored is not None and stored["status"] == "failed" and stored.get("figures_key") != row["figures_key"]:
-        stored = None  # the failure may have been the figures' code (a rule that found no score): again
-    if stored is not None and stored["status"] == "ok" and stored.get("figures_key") != row["figures_key"]:
-        stored = refigure_cell(path, stored, prepared, row["figures_key"], stamp, **protocol)
-        how = "refigured"
+    if stored is not None and stored.get("figures_key") != row["figures_key"]:
+        if stored["status"] == "ok":
+            stored = refigure_cell(path, stored, prepared, row["figures_key"], stamp, **protocol)
+            how = "refigured"
+        elif stored["status"] == "failed":  # the failure may have been the figures' code: again
+            stored = None
     if stored is not None:
         where = ("dataset", "kind", "raw_path", "raw_md5", "processed_path")
         stored.update({k: row[k] for k in where})  # same prepared data, named as this run names it
