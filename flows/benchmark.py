@@ -87,11 +87,7 @@ def benchmark_flow(
         # A cell's scores depend on the prepared data, the detector's code and parameters; its
         # figures also on the alert rules and metrics. Two keys: a new threshold or incident
         # rule refigures every cell from its stored scores in minutes instead of refitting.
-        preparation = {
-            "validation_fraction": cfg.preprocessing.validation_fraction,
-            "scaler": cfg.preprocessing.scaler,
-            "clip": cfg.preprocessing.clip,
-        }
+        preparation = cfg.preprocessing.model_dump()  # validation fraction, scaler, clip
         figuring = {
             "threshold": cfg.threshold.model_dump(),
             "incidents": cfg.incidents.model_dump(),
