@@ -88,18 +88,29 @@ def feedback_steps(detector: Detector, x: np.ndarray, labels: np.ndarray, segmen
     return FeedbackSteps(np.concatenate(scores), np.concatenate(kept), len(scores), skipped)
 
 
-def label_free_threshold(calibration_scores: np.ndarray, *, pot_q: float, pot_level: float) -> Threshold:
-    """POT on scores of data assumed normal. POT starts at the ``pot_level`` quantile, lowered
-    where needed until `POT_MIN_PEAKS` scores exceed it (a short tail, or tied scores: MSL's
-    one-hot command columns give many); with too few distinct scores for that, the threshold
-    sits just above the largest one. The rule says which."""
+# what label_free_threshold's scores are, in its messages and rule text
+TRAIN_TAIL, VALIDATION_HEAD = "held-out train-tail", "unlabelled validation-head"
+
+
+def label_free_threshold(
+    calibration_scores: np.ndarray, *, pot_q: float, pot_level: float, scores_from: str = TRAIN_TAIL
+) -> Threshold:
+    """POT on scores of data assumed normal (``scores_from`` names them: the held-out train
+    tail's, or the validation head's where it holds no label). POT starts at the ``pot_level``
+    quantile, lowered where needed until `POT_MIN_PEAKS` scores exceed it (a short tail, or tied
+    scores: MSL's one-hot command columns give many); with too few distinct scores for that,
+    the threshold sits just above the largest one. The rule says which."""
     x = np.sort(np.asarray(calibration_scores, dtype=np.float64))
     n = len(x)
     if n < 2 * POT_MIN_PEAKS:
+        fix = (
+            "Lengthen train, raise the detector's val_fraction/calibration_fraction, or use "
+            "threshold.label_free.rule: pot_validation (on validation scores)"
+            if scores_from == TRAIN_TAIL
+            else "Raise preprocessing.validation_fraction (the validation head is too short)"
+        )
         raise ValueError(
-            f"label-free threshold: {n} calibration scores (the held-out tail of train) are too few for POT; "
-            f"it needs {2 * POT_MIN_PEAKS}. Lengthen train, raise the detector's val_fraction/"
-            f"calibration_fraction, or use threshold.label_free.rule: pot_validation (on validation scores)"
+            f"label-free threshold: {n} {scores_from} scores are too few for POT; it needs {2 * POT_MIN_PEAKS}. {fix}"
         )
     why = NO_LABELS.format(split="validation")
     start = float(np.quantile(x, pot_level))
@@ -108,7 +119,7 @@ def label_free_threshold(calibration_scores: np.ndarray, *, pot_q: float, pot_le
     if below.size == 0:
         return Threshold(
             float(np.nextafter(x[-1], np.inf)),
-            "label-free: above the largest held-out train-tail score",
+            f"label-free: above the largest {scores_from} score",
             True,
             f"{n} scores, too few distinct ones for POT; {why}",
         )
@@ -116,7 +127,7 @@ def label_free_threshold(calibration_scores: np.ndarray, *, pot_q: float, pot_le
     level = float(np.mean(x <= start))
     return Threshold(
         pot_threshold_from(x, start, pot_q),
-        "label-free: pot on held-out train-tail scores",
+        f"label-free: pot on {scores_from} scores",
         True,
         f"q={pot_q:g}, from the {level:.3g} quantile of {n} scores; {why}",
     )
@@ -250,8 +261,11 @@ def choose_alert_rule(
                 why += ", so pot_train on raw scores"
             except ValueError:  # POT as pot_train's, its start lowered for tied top scores (a spread's plateau)
                 free_rule = "pot_validation"
-                value = label_free_threshold(v, pot_q=settings.pot_q, pot_level=settings.pot_level).value
-                why += ", as did pot_train on raw scores, so POT on the validation head's raw scores"
+                pot = label_free_threshold(
+                    v, pot_q=settings.pot_q, pot_level=settings.pot_level, scores_from=VALIDATION_HEAD
+                )
+                value = pot.value
+                why += f", as did pot_train on raw scores, so {pot.rule.removeprefix('label-free: ')} (raw)"
         return made(free_rule, free_smoothing, value, "label-free: ", note + why, False)
     scored = nested_scores(v, y, calibration_scores, settings)
     if scored is None:

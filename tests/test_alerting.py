@@ -154,7 +154,7 @@ def test_label_free_and_fallback_paths():
     # tuned kmeans failed so): POT on the unlabelled head's own raw scores
     bare = choose_alert_rule(v, np.zeros_like(y), np.empty(0), AlertSettings())
     assert bare.label_free and bare.rule == "label-free: pot_validation on validation scores"
-    assert "so POT on the validation head's raw scores" in bare.detail and np.isfinite(bare.threshold)
+    assert "so pot on unlabelled validation-head scores (raw)" in bare.detail and np.isfinite(bare.threshold)
     assert bare.threshold == pytest.approx(pot_threshold(v, q=1e-3, level=0.98))
     # tied top scores (a spread's plateau) leave POT too few excesses: its start comes down
     plateau = np.concatenate([v, np.full(200, v.max())])

@@ -15,6 +15,7 @@ from support.workspace import make_workspace, mlflow_client, vigil_run
 
 from components.evaluation import (
     POT_MIN_PEAKS,
+    VALIDATION_HEAD,
     AlertSettings,
     choose_alert_rule,
     label_free_threshold,
@@ -52,8 +53,13 @@ def test_tied_calibration_scores_still_leave_enough_peaks():
 
 
 def test_too_short_a_calibration_tail_names_the_way_out():
-    with pytest.raises(ValueError, match=r"10 calibration scores .* too few for POT; it needs 20"):
+    with pytest.raises(ValueError, match=r"10 held-out train-tail scores are too few for POT; it needs 20\. Lengthen"):
         label_free_threshold(np.arange(10.0), pot_q=1e-3, pot_level=0.98)
+    # the same POT on an unlabelled validation head names that head, and its own way out
+    with pytest.raises(ValueError, match=r"10 unlabelled validation-head scores .* preprocessing\.validation_fraction"):
+        label_free_threshold(np.arange(10.0), pot_q=1e-3, pot_level=0.98, scores_from=VALIDATION_HEAD)
+    head = label_free_threshold(np.ones(100), pot_q=1e-3, pot_level=0.98, scores_from=VALIDATION_HEAD)
+    assert head.rule == "label-free: above the largest unlabelled validation-head score"
     assert POT_MIN_PEAKS == 10
 
 
