@@ -9,6 +9,9 @@ Figures of a cell (one series x one detector), all on the test tail unless named
   it holds none, and the row says so): ``point_f1``, ``pa_f1`` (point-adjusted, inflated),
   ``event_f1``, ``affiliation_f1``; the incidents it raises (``incidents_per_event``,
   ``false_incidents_per_1000_steps``, ``incident_event_recall``, ``time_to_detect_steps``);
+  ``look_ahead_steps``: how many steps after a step its score is final (the detector's
+  `context_steps` future: windows and kmeans's ``spread`` read ahead), so a stream can raise
+  an incident that late at the earliest; ``time_to_alert_steps``: time to detect plus it;
 - threshold-free: ``auc_pr``, ``vus_pr``, ``auc_roc``;
 - ``oracle_point_f1``, ``oracle_event_f1``, ``oracle_pa_f1``: the best F1 over every
   threshold on the test tail itself, for comparison with papers that report it, never a
@@ -49,6 +52,8 @@ ALERTING = (
     "incident_event_recall",
     "incident_event_precision",
     "time_to_detect_steps",
+    "look_ahead_steps",
+    "time_to_alert_steps",
 )
 FIGURES = (*HEADLINE, "auc_roc", "hitrate_100", "hitrate_150", *ALERTING, *COSTS)
 
@@ -129,10 +134,12 @@ def cell_figures(
     causes: Sequence[Anomaly],
     alerting: AlertSettings,
     vus_window: int,
+    look_ahead: int | None = None,
 ) -> tuple[dict[str, float], dict]:
     """Every quality figure of a cell from its scores alone (so a stored cell can be checked,
     or refigured under a new protocol, by recomputing them), and its alert rule: how the
-    threshold was chosen, and the rule itself."""
+    threshold was chosen, and the rule itself. ``look_ahead``: the detector's (None where
+    it is not known: time to alert is then undefined)."""
     rule = choose_alert_rule(val_scores, val_labels, calibration_scores, alerting)
     figures = metric_suite(
         test_labels,
@@ -147,6 +154,10 @@ def cell_figures(
         figures["oracle_pa_f1"] = best_point_adjusted_f1(test_labels, test_scores)
     else:
         figures["oracle_pa_f1"] = math.nan
+    # offline, an incident starts where its first score crosses; a stream knows that score
+    # only look_ahead steps later (NAB's kmeans, window 40 and spread 100: 139 steps, 11.6 h)
+    figures["look_ahead_steps"] = math.nan if look_ahead is None else float(look_ahead)
+    figures["time_to_alert_steps"] = figures.get("time_to_detect_steps", math.nan) + figures["look_ahead_steps"]
     return figures, {"threshold_rule": rule.rule, "threshold_detail": rule.detail, "alert_rule": rule.to_dict()}
 
 

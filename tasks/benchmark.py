@@ -173,6 +173,18 @@ def make_detector(name: str, params: dict):
     return get_detector(name, **params)
 
 
+def look_ahead_steps(detector: str, params: dict) -> int | None:
+    """How many steps after a step the detector's score of it is final (`Detector.context_steps`'s
+    future). PyOD's peers score each step alone: 0. TSB-AD's run in their own environment and
+    their windows' reach is not known here: None."""
+    name = detector_of(detector)
+    if name in PEERS:
+        return 0
+    if name in TSB_PEERS:
+        return None
+    return int(make_detector(name, params).context_steps()[1])
+
+
 def _cause_rows(causes: list[Anomaly], n: int) -> np.ndarray:
     rows = np.zeros(n, dtype=bool)
     for a in causes:
@@ -210,6 +222,7 @@ def compute_cell(
             causes=prepared.test_causes,
             alerting=alerting,
             vus_window=vus_window,
+            look_ahead=look_ahead_steps(row["detector"], row["params"]),
         )
     # Ctrl-C, or a peers' environment that cannot be made: not a result of the cell, not stored
     # (a stored failure would be reused once the environment is fixed)
@@ -261,7 +274,9 @@ def compute_cell(
 
 
 def _figures_from_store(path: Path, prepared: PreparedSeries, **protocol) -> tuple[dict, dict]:
-    """A cell's figures and alert rule recomputed from its stored scores."""
+    """A cell's figures and alert rule recomputed from its stored scores (and its row's
+    detector and parameters, for the look-ahead)."""
+    row = json.loads(path.read_text())
     z = np.load(path.with_suffix(".npz"), allow_pickle=False)
     contributions = None
     if "cause_contributions" in z.files:
@@ -275,6 +290,7 @@ def _figures_from_store(path: Path, prepared: PreparedSeries, **protocol) -> tup
         prepared.test_labels,
         contributions=contributions,
         causes=prepared.test_causes,
+        look_ahead=look_ahead_steps(row["detector"], row["params"]),
         **protocol,
     )
     return _finite_or_none(figures), rule

@@ -58,6 +58,8 @@ ALERT_COLUMNS = [
     ("false/1k steps", "false_incidents_per_1000_steps", "raised incidents on no true event"),
     ("event recall", "incident_event_recall", "true events a raised incident caught"),
     ("TTD steps", "time_to_detect_steps", "from an event's first step to its first incident's"),
+    ("look-ahead", "look_ahead_steps", "steps after a step before its score is final (TSB-AD's: not known)"),
+    ("TTA steps", "time_to_alert_steps", "time to detect + look-ahead: the earliest a stream raises it"),
 ]
 README_ALERTS = ["threshold_retention", "incidents_per_event", "incident_event_recall"]  # beside README_COLUMNS
 README_COLUMNS = ["vus_pr", "auc_pr", "point_f1", "event_f1", "pa_f1", "oracle_point_f1", "fit_seconds"]

@@ -58,6 +58,33 @@ def test_ensemble_averages_robust_z_scores_of_its_members():
     np.testing.assert_allclose(ens.score(x), np.mean(parts, axis=0))
 
 
+def test_time_to_alert_is_time_to_detect_plus_the_detectors_look_ahead():
+    from components.benchmark import cell_figures
+    from components.evaluation import AlertSettings
+    from tasks.benchmark import look_ahead_steps
+
+    # kmeans: windows of 40 reach 39 steps ahead, spread 100 more (NAB's 139 steps)
+    assert look_ahead_steps("kmeans", {"window": 40, "spread": 100}) == 139
+    assert look_ahead_steps("kmeans (tuned)", {"window": 20, "spread": 0}) == 19
+    assert look_ahead_steps("zscore", {}) == 0 and look_ahead_steps("pyod_knn", {}) == 0
+    assert look_ahead_steps("tsb_pca", {"budget_seconds": 600.0}) is None  # runs elsewhere: not known
+    rng = np.random.default_rng(3)
+    val, test = rng.normal(size=600), rng.normal(size=600)
+    val_labels, test_labels = np.zeros(600, dtype=np.int8), np.zeros(600, dtype=np.int8)
+    val[100:110] += 8
+    val_labels[100:110] = 1
+    val[400:410] += 8
+    val_labels[400:410] = 1
+    test[300:320] += 8
+    test_labels[295:320] = 1  # labelled 5 steps before the scores rise
+    common = {"contributions": None, "causes": [], "alerting": AlertSettings(), "vus_window": 20}
+    known, _ = cell_figures(val, val_labels, rng.normal(size=200), test, test_labels, look_ahead=139, **common)
+    assert known["time_to_detect_steps"] == 5
+    assert (known["look_ahead_steps"], known["time_to_alert_steps"]) == (139, 144)
+    unknown, _ = cell_figures(val, val_labels, rng.normal(size=200), test, test_labels, **common)
+    assert np.isnan(unknown["look_ahead_steps"]) and np.isnan(unknown["time_to_alert_steps"])
+
+
 # --- the flow, end to end -----------------------------------------------------------------------
 
 
