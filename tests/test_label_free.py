@@ -169,7 +169,7 @@ TORCH_SMALL = {"window": 10, "hidden": 16, "epochs": 2, "device": "cpu"}
 def _label_free_run(ws, out, expect_test_figures: bool, rule: str = "consensus"):
     assert out.returncode == 0, out.stderr[-3000:]
     assert (
-        "Threshold: label-free: pot_train on held-out train-tail scores, trailing max of 100 scores, as there is "
+        "Threshold: label-free: pot_train on held-out train-tail scores, trailing max of 50 scores, as there is "
         "no labelled anomaly in the validation split" in out.stdout
     )
     if rule == "consensus":

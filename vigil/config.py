@@ -89,7 +89,7 @@ class ThresholdConfig(_Strict):
     rules: list[RuleName] = Field(default_factory=lambda: list(AlertSettings.rules), min_length=1)
     smoothing: list[Smoothing] = Field(default_factory=lambda: list(AlertSettings.smoothing), min_length=1)
     fallback: RuleChoice = RuleChoice(rule="best_f1", smoothing="max", window=20)
-    label_free: RuleChoice = RuleChoice(rule="pot_train", smoothing="max", window=100)
+    label_free: RuleChoice = RuleChoice(rule="pot_train", smoothing="max", window=50)
     pot_q: float = Field(1e-3, gt=0, lt=1)
     pot_level: float = Field(0.98, gt=0, lt=1)
     tail_p: float = Field(1e-3, gt=0, lt=1)
