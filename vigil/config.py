@@ -81,6 +81,12 @@ class RuleChoice(_Strict):
     smoothing: Literal[SMOOTHING] = "none"
     window: int = Field(1, ge=1, le=10_000)
 
+    @classmethod
+    def of(cls, choice: tuple[str, str, int]) -> RuleChoice:
+        """An `AlertSettings` (rule, smoothing, window) triple as a params section."""
+        rule, smoothing, window = choice
+        return cls(rule=rule, smoothing=smoothing, window=window)
+
 
 class ThresholdConfig(_Strict):
     """How each model's alert rule is chosen (`components.evaluation.AlertSettings`)."""
@@ -88,8 +94,8 @@ class ThresholdConfig(_Strict):
     method: Literal[("nested", *RULES_NEED_LABELS)] = "nested"
     rules: list[RuleName] = Field(default_factory=lambda: list(AlertSettings.rules), min_length=1)
     smoothing: list[Smoothing] = Field(default_factory=lambda: list(AlertSettings.smoothing), min_length=1)
-    fallback: RuleChoice = RuleChoice(rule="best_f1", smoothing="max", window=20)
-    label_free: RuleChoice = RuleChoice(rule="pot_train", smoothing="max", window=50)
+    fallback: RuleChoice = RuleChoice.of(AlertSettings.fallback)
+    label_free: RuleChoice = RuleChoice.of(AlertSettings.label_free)
     pot_q: float = Field(1e-3, gt=0, lt=1)
     pot_level: float = Field(0.98, gt=0, lt=1)
     tail_p: float = Field(1e-3, gt=0, lt=1)
