@@ -273,10 +273,9 @@ def compute_cell(
     return row
 
 
-def _figures_from_store(path: Path, prepared: PreparedSeries, **protocol) -> tuple[dict, dict]:
-    """A cell's figures and alert rule recomputed from its stored scores (and its row's
-    detector and parameters, for the look-ahead)."""
-    row = json.loads(path.read_text())
+def _figures_from_store(path: Path, prepared: PreparedSeries, row: dict, **protocol) -> tuple[dict, dict]:
+    """A cell's figures and alert rule recomputed from its stored scores (``row``: its stored
+    row, whose detector and parameters give the look-ahead)."""
     z = np.load(path.with_suffix(".npz"), allow_pickle=False)
     contributions = None
     if "cause_contributions" in z.files:
@@ -298,7 +297,7 @@ def _figures_from_store(path: Path, prepared: PreparedSeries, **protocol) -> tup
 
 def stored_figures(path: Path, prepared: PreparedSeries, **protocol) -> dict:
     """The quality figures recomputed from a cell's stored scores (for checking a report)."""
-    return _figures_from_store(path, prepared, **protocol)[0]
+    return _figures_from_store(path, prepared, json.loads(path.read_text()), **protocol)[0]
 
 
 def refigure_cell(path: Path, row: dict, prepared: PreparedSeries, figures_key: str, stamp: dict, **protocol) -> dict:
@@ -306,7 +305,7 @@ def refigure_cell(path: Path, row: dict, prepared: PreparedSeries, figures_key: 
     new figures protocol (threshold and incident rules, metrics): its figures recomputed from
     the stored scores, no refit. The costs measured when it was computed are kept; ``stamp``
     (commit, dirty) says which code computed the figures."""
-    figures, rule = _figures_from_store(path, prepared, **protocol)
+    figures, rule = _figures_from_store(path, prepared, row, **protocol)
     for cost in ("fit_seconds", "score_steps_per_second", "peak_memory_mb"):
         figures[cost] = (row.get("figures") or {}).get(cost)
     row.update(figures=figures, figures_key=figures_key, figures_git=stamp, **rule)
