@@ -173,15 +173,37 @@ def make_detector(name: str, params: dict):
     return get_detector(name, **params)
 
 
-def look_ahead_steps(detector: str, params: dict) -> int | None:
+def tsb_look_ahead(name: str, n_features: int) -> int | None:
+    """How many steps after a step a TSB-AD peer's score of it is final, as TSB-AD 1.5's code
+    places its windows' scores (read from its sources, with the windows tasks/tsb_ad/runner.py
+    passes; tests/test_tsb_peers.py checks them against real scores). None where no fixed number
+    exists: OmniAnomaly's LSTM runs along its batch of windows (``x.view(-1, batch, features)``),
+    so a step's score depends on the windows batched with it. Kept here, not in tsb_peers.py:
+    that file is part of every TSB-AD cell's code version, and this is a figure, not a score."""
+    univariate = n_features == 1
+    reach = {
+        "tsb_kmeansad": 39,  # a step's score: the mean over the windows of 40 that cover it
+        "tsb_pca": 49,  # windows of 100, each scored at its centre ((100 - 1) // 2 steps ahead)
+        "tsb_autoencoder": 49 if univariate else 0,  # windows of 100 on one metric; else each row alone
+        "tsb_cnn": 0,  # next-step forecasters: a step is scored from the steps before it
+        "tsb_lstmad": 0,
+        "tsb_usad": 49 if univariate else 99,  # one metric: centred windows; several: window i at step i
+        "tsb_omnianomaly": None,
+    }
+    if name not in reach:
+        raise ValueError(f"unknown TSB-AD peer {name!r}; choose one of {sorted(TSB_PEERS)}")
+    return reach[name]
+
+
+def look_ahead_steps(detector: str, params: dict, n_features: int) -> int | None:
     """How many steps after a step the detector's score of it is final (`Detector.context_steps`'s
-    future). PyOD's peers score each step alone: 0. TSB-AD's run in their own environment and
-    their windows' reach is not known here: None."""
+    future). PyOD's peers score each step alone: 0. TSB-AD's: as its code places its windows'
+    scores (`tsb_look_ahead`; None where no fixed number exists)."""
     name = detector_of(detector)
     if name in PEERS:
         return 0
     if name in TSB_PEERS:
-        return None
+        return tsb_look_ahead(name, n_features)
     return int(make_detector(name, params).context_steps()[1])
 
 
@@ -222,7 +244,7 @@ def compute_cell(
             causes=prepared.test_causes,
             alerting=alerting,
             vus_window=vus_window,
-            look_ahead=look_ahead_steps(row["detector"], row["params"]),
+            look_ahead=look_ahead_steps(row["detector"], row["params"], prepared.test.shape[1]),
         )
     # Ctrl-C, or a peers' environment that cannot be made: not a result of the cell, not stored
     # (a stored failure would be reused once the environment is fixed)
@@ -289,7 +311,7 @@ def _figures_from_store(path: Path, prepared: PreparedSeries, row: dict, **proto
         prepared.test_labels,
         contributions=contributions,
         causes=prepared.test_causes,
-        look_ahead=look_ahead_steps(row["detector"], row["params"]),
+        look_ahead=look_ahead_steps(row["detector"], row["params"], prepared.test.shape[1]),
         **protocol,
     )
     return _finite_or_none(figures), rule

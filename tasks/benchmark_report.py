@@ -58,7 +58,7 @@ ALERT_COLUMNS = [
     ("false/1k steps", "false_incidents_per_1000_steps", "raised incidents on no true event"),
     ("event recall", "incident_event_recall", "true events a raised incident caught"),
     ("TTD steps", "time_to_detect_steps", "from an event's first step to its first incident's"),
-    ("look-ahead", "look_ahead_steps", "steps after a step before its score is final (TSB-AD's: not known)"),
+    ("look-ahead", "look_ahead_steps", "steps after a step before its score is final (OmniAnomaly's: none fixed)"),
     ("TTA steps", "time_to_alert_steps", "time to detect + look-ahead: the earliest a stream raises it"),
 ]
 README_ALERTS = ["threshold_retention", "incidents_per_event", "incident_event_recall"]  # beside README_COLUMNS

@@ -64,10 +64,14 @@ def test_time_to_alert_is_time_to_detect_plus_the_detectors_look_ahead():
     from tasks.benchmark import look_ahead_steps
 
     # kmeans: windows of 40 reach 39 steps ahead, spread 100 more (NAB's 139 steps)
-    assert look_ahead_steps("kmeans", {"window": 40, "spread": 100}) == 139
-    assert look_ahead_steps("kmeans (tuned)", {"window": 20, "spread": 0}) == 19
-    assert look_ahead_steps("zscore", {}) == 0 and look_ahead_steps("pyod_knn", {}) == 0
-    assert look_ahead_steps("tsb_pca", {"budget_seconds": 600.0}) is None  # runs elsewhere: not known
+    assert look_ahead_steps("kmeans", {"window": 40, "spread": 100}, 1) == 139
+    assert look_ahead_steps("kmeans (tuned)", {"window": 20, "spread": 0}, 1) == 19
+    assert look_ahead_steps("zscore", {}, 3) == 0 and look_ahead_steps("pyod_knn", {}, 3) == 0
+    # TSB-AD's, as its code places its windows' scores (tests/test_tsb_peers.py checks two against it)
+    assert look_ahead_steps("tsb_pca", {"budget_seconds": 600.0}, 3) == 49
+    assert look_ahead_steps("tsb_usad", {"budget_seconds": 600.0}, 1) == 49
+    assert look_ahead_steps("tsb_usad", {"budget_seconds": 600.0}, 3) == 99
+    assert look_ahead_steps("tsb_omnianomaly", {"budget_seconds": 600.0}, 3) is None
     rng = np.random.default_rng(3)
     val, test = rng.normal(size=600), rng.normal(size=600)
     val_labels, test_labels = np.zeros(600, dtype=np.int8), np.zeros(600, dtype=np.int8)

@@ -73,6 +73,28 @@ def test_a_tsb_peer_fits_on_train_and_scores_every_split(tsb_env, series):
     np.testing.assert_array_equal(again.test_scores, run.test_scores)  # seeded as TSB-AD seeds
 
 
+@pytest.mark.slow
+# two cheap ones; tsb_pca, tsb_cnn, tsb_autoencoder and tsb_lstmad pass too (4 min more on 2 cores)
+@pytest.mark.parametrize("peer", ["tsb_kmeansad", "tsb_usad"])
+def test_a_tsb_peers_look_ahead_is_how_far_before_a_change_its_scores_move(tsb_env, series, peer):
+    """The look-ahead the benchmark reports for a TSB-AD peer (`benchmark.tsb_look_ahead`, read from
+    TSB-AD's code) against its real scores: a test tail changed from step k on moves the scores
+    from step k - look-ahead on, and not one step earlier (the peer is seeded: one fit twice)."""
+    import dataclasses
+
+    from tasks.benchmark import tsb_look_ahead
+    from tasks.tsb_peers import TSBPeer
+
+    k = 600
+    changed = series.test.copy()
+    changed[k:] += 3.0
+    runs = [
+        TSBPeer(peer, REPO, budget=300).run_series(dataclasses.replace(series, test=t)) for t in (series.test, changed)
+    ]
+    moved = np.flatnonzero(~np.isclose(runs[0].test_scores, runs[1].test_scores, rtol=0, atol=1e-12))
+    assert moved.size and k - moved[0] == tsb_look_ahead(peer, series.test.shape[1])
+
+
 def test_a_peer_past_its_budget_is_over_budget_not_dropped(tsb_env, series, tmp_path):
     from tasks.benchmark import compute_cell
 
