@@ -16,6 +16,7 @@ Layout under ``benchmark.folder`` (default ``benchmark/``):
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import math
@@ -91,7 +92,12 @@ def code_version(detector: str) -> str:
 
 
 def protocol_version() -> str:
-    return _md5_files(PROTOCOL_CODE)
+    """The figures' code: components' protocol files, and the look-ahead that time to alert
+    adds (defined below, beside the peers it names), so a change to either refigures cells."""
+    h = hashlib.md5(_md5_files(PROTOCOL_CODE).encode())
+    for fn in (look_ahead_steps, tsb_look_ahead):
+        h.update(inspect.getsource(fn).encode())
+    return h.hexdigest()
 
 
 def stable_hash(obj) -> str:
