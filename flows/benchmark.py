@@ -113,6 +113,8 @@ def benchmark_flow(
             for name, det_params, family in detectors_for(dataset):
                 is_tuned = name != detector_of(name)
                 cell, tuning = {"detector": name, "params": det_params, "tuned": is_tuned}, None
+                if family == "vigil":  # in the key: another thread count, other torch scores
+                    cell["torch_threads"] = bc.torch_threads
                 if is_tuned:  # the study, run where the cell runs, decides the parameters
                     base = detector_of(name)
                     fixed = bc.datasets[dataset].detector_params(base, cfg.detectors[base])
@@ -136,6 +138,7 @@ def benchmark_flow(
                     "processed_md5": processed_md5,
                     "processed_files": processed_files,
                     "code_version": versions[name],
+                    "torch_threads": cell.get("torch_threads"),
                 }
                 path = cell_path(folder, kind, series, name)
                 jobs.append(

@@ -21,6 +21,7 @@ import io
 import json
 import math
 import time
+from contextlib import contextmanager
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
@@ -496,14 +497,34 @@ def benchmark_cell(job: dict, stamp: dict, study: dict, **protocol) -> tuple[dic
     ``job``: what `flows.benchmark` planned; ``study``: the tuning study's settings."""
     cell, row = dict(job["cell"]), dict(job["row"])
     prepared = read_series(row["kind"], row["series"], Path(job["series_folder"]))
-    if job["tuning"] is not None:  # the study decides the parameters: a new setting, a new cell
-        t = job["tuning"]
-        cell["params"] = tuned_params(t["detector"], t["fixed"], t["space"], prepared, row["processed_md5"], **study)
-        row["params"] = cell["params"]
-    row["params_hash"], row["key"] = cell_keys(
-        cell, row["processed_md5"], row["code_version"], job["preparation"], job["protocol"]
-    )
-    return stored_or_computed_cell(Path(job["path"]), row, prepared, stamp, **protocol)
+    with torch_threads(cell.get("torch_threads")):
+        if job["tuning"] is not None:  # the study decides the parameters: a new setting, a new cell
+            t = job["tuning"]
+            cell["params"] = tuned_params(
+                t["detector"], t["fixed"], t["space"], prepared, row["processed_md5"], **study
+            )
+            row["params"] = cell["params"]
+        row["params_hash"], row["key"] = cell_keys(
+            cell, row["processed_md5"], row["code_version"], job["preparation"], job["protocol"]
+        )
+        return stored_or_computed_cell(Path(job["path"]), row, prepared, stamp, **protocol)
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """torch's intra-op threads set to ``n`` for one cell (None: left as they are), then put
+    back: seeded torch training is reproducible for one thread count, not across counts."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def refuse_dirty_tree(root: Path, scratch: str) -> None:

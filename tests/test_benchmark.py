@@ -58,6 +58,26 @@ def test_ensemble_averages_robust_z_scores_of_its_members():
     np.testing.assert_allclose(ens.score(x), np.mean(parts, axis=0))
 
 
+def test_a_cell_runs_under_its_torch_thread_count_which_is_part_of_its_key():
+    """Seeded torch training gives other scores under another thread count (README: Benchmark):
+    a cell sets the count while it runs, puts the caller's back, and a cell stored under one
+    count is not reused under another."""
+    import torch
+
+    from tasks.benchmark import cell_keys, torch_threads
+
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    with torch_threads(other):
+        assert torch.get_num_threads() == other
+    assert torch.get_num_threads() == before
+    with torch_threads(None):  # null: torch's own default, left as it is
+        assert torch.get_num_threads() == before
+    cell = {"detector": "lstm_ae", "params": {"epochs": 1}, "tuned": False}
+    keys = {n: cell_keys({**cell, "torch_threads": n}, "md5", "code", {}, {})[1] for n in (1, 2)}
+    assert keys[1] != keys[2]
+
+
 def test_time_to_alert_is_time_to_detect_plus_the_detectors_look_ahead():
     from components.benchmark import cell_figures
     from components.evaluation import AlertSettings
@@ -126,6 +146,8 @@ def test_report_has_every_cell_figure_and_section(bench):
     assert len(rows) == 2 * (5 + 2)
     pca = {r["dataset"]: r["params"] for r in rows if r["detector"] == "pca"}
     assert pca == {"smd": {"n_components": 2}, "msl": {"n_components": 1}}  # a dataset's own value on top
+    # Vigil's cells ran under the configured torch thread count (BENCH: 1); the peers carry none
+    assert {r["family"]: r.get("torch_threads") for r in rows} == {"vigil": 1, "peer": None}
     failed = [r for r in rows if r["status"] != "ok"]
     assert {r["detector"] for r in failed} == {"pyod_pca"}
     assert all("non-finite" in r["error"] for r in failed)

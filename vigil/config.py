@@ -263,6 +263,10 @@ class BenchmarkConfig(_Strict):
     datasets: dict[str, BenchmarkDataset] = Field(default_factory=dict)
     peers: list[str] = Field(default_factory=list)  # keys of tasks/peers.PEERS and tasks/tsb_peers.TSB_PEERS
     peer_budget_seconds: float = Field(600.0, gt=0)  # a TSB-AD peer slower than this on a series: "over budget"
+    # torch's threads while a Vigil cell fits and scores, in every process and Dask worker alike,
+    # and part of the cell's key: torch adds in another order with another count, and seeded
+    # training drifts apart (README: Benchmark). None: torch's own default (the machine's cores)
+    torch_threads: int | None = Field(2, ge=1, le=1024)
     tuned: TunedRows = Field(default_factory=TunedRows)  # tuned rows for a subset (README: Benchmark)
     folder: Path = Path("benchmark")  # processed series, stored cells (resume), their scores
     experiment: str = "vigil-benchmark"  # MLflow: one run per series x detector

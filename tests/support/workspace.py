@@ -169,5 +169,6 @@ BENCH = {  # two tiny synthetic series under bench/ as the benchmark's datasets 
         },
         "peers": ["pyod_iforest", "pyod_pca"],
         "plots": 1,
+        "torch_threads": 1,  # one, as every test process runs (Makefile: TEST_ENV)
     },
 }
