@@ -1,0 +1,154 @@
+"""The planted-anomaly objective as a label-free selection rule, beside the rules the benchmark
+compares (README: Benchmark, Label-free selection): which detector to serve on a series whose
+validation head holds no label.
+
+``planted`` picks the detector with the best VUS-PR on anomalies planted in a held-out tail of
+the series' own train: exactly the label-free objective tuning uses (`components.tuning`:
+the generator's five kinds, seeded, ``tuning.label_free``'s tail and count), each detector with
+the benchmark's parameters fitted on the rest of train under ``benchmark.torch_threads``. It is
+measured as the benchmark measures ``consensus``, ``prior`` and ``prior_all`` (their picks are
+recomputed here from the stored cells, with the same functions): on every series whose
+validation head holds labels, as if it held none, by the share of the best validation VUS-PR
+its pick reaches. The test tails' VUS-PR of each rule's picks on the heads with no label is
+printed beside, as context only: it is never the basis of a choice.
+
+Reads a finished benchmark (``reports/benchmark.json`` and the cells under
+``benchmark.folder``: `vigil benchmark`, or `dvc pull reports/dvc.yaml:benchmark`) and fits
+every Vigil detector once more per series (about as long as the benchmark's own cells):
+
+    .venv/bin/python benchmarks/label_free_selection.py [--datasets smd msl ...] [--detectors uae kmeans ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from components import metrics as M  # noqa: E402
+from components.datasets.base import DataError  # noqa: E402
+from components.detectors import get_detector  # noqa: E402
+from components.selection import LABEL_FREE_RULES, label_free_choice, pick_best  # noqa: E402
+from components.text import one_line  # noqa: E402
+from components.tuning import objective_value, tuning_set  # noqa: E402
+from tasks.benchmark import torch_threads  # noqa: E402
+from tasks.benchmark_report import _validation_arrays  # noqa: E402
+from vigil.config import load_config  # noqa: E402
+
+PLANTED = "planted"
+
+
+def planted_figure(name: str, params: dict, train: np.ndarray, label_free: dict, vus_window: int) -> float:
+    """VUS-PR of one detector on anomalies planted in the held-out tail of ``train``, fitted on
+    the rest: tuning's label-free objective for one trial with these parameters."""
+    det = get_detector(name, **params)
+    past, future = det.context_steps()
+    tset = tuning_set(
+        train,
+        train[:0],
+        np.zeros(0, dtype=np.int8),
+        objective="label_free",
+        holdout_fraction=label_free["holdout_fraction"],
+        n_anomalies=label_free["n_anomalies"],
+        seed=label_free["seed"],
+        min_steps=2 * (past + future + 2),
+    )
+    det.fit(tset.fit)
+    scores, labels = tset.score(det)
+    return objective_value("label_free", labels, scores, vus_window)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--datasets", nargs="*", help="benchmark datasets (default: all in the report)")
+    ap.add_argument("--detectors", nargs="*", help="Vigil detectors (default: all in the report)")
+    args = ap.parse_args()
+    cfg = load_config(REPO / "params.yaml")
+    folder = REPO / cfg.benchmark.folder
+    report = REPO / "reports" / "benchmark.json"
+    if not report.is_file():
+        sys.exit(f"{report}: no finished benchmark; run `vigil benchmark` or `dvc pull reports/dvc.yaml:benchmark`")
+    rows = [
+        r
+        for r in json.loads(report.read_text())["rows"]
+        if r["family"] == "vigil"
+        and r["status"] == "ok"
+        and not r.get("tuned")
+        and (not args.datasets or r["dataset"] in args.datasets)
+        and (not args.detectors or r["detector"] in args.detectors)
+    ]
+    window = cfg.evaluation.vus_window
+    label_free = cfg.tuning.label_free.model_dump()
+    val_scores: dict[tuple[str, str], dict[str, np.ndarray]] = {}  # (kind, series) -> detector -> scores
+    labelled: dict[tuple[str, str], dict[str, float]] = {}  # labelled heads: detector -> validation VUS-PR
+    planted: dict[tuple[str, str], dict[str, float]] = {}
+    tests: dict[tuple[str, str], dict[str, float]] = {}
+    datasets: dict[tuple[str, str], str] = {}
+    undefined: list[str] = []  # fits with no planted figure, and why
+    t0 = time.perf_counter()
+    for i, r in enumerate(sorted(rows, key=lambda r: (r["detector"], r["kind"], r["series"]))):
+        arrays = _validation_arrays(REPO, folder, r)
+        if arrays is None:
+            continue
+        key, name = (r["kind"], r["series"]), r["detector"]
+        datasets[key] = r["dataset"]
+        val_scores.setdefault(key, {})[name] = arrays[0]
+        if arrays[1].any():
+            labelled.setdefault(key, {})[name] = M.vus_pr(arrays[1], arrays[0], window)
+        tests.setdefault(key, {})[name] = (r["figures"] or {}).get("vus_pr") or 0.0
+        train = np.load(REPO / r["processed_path"] / "train.npy", allow_pickle=False)
+        try:
+            with torch_threads(cfg.benchmark.torch_threads):
+                figure = planted_figure(name, r["params"], train, label_free, window)
+        except (DataError, ValueError) as exc:  # train too short for the tail, or non-finite scores
+            figure = np.nan
+            undefined.append(one_line(f"{r['dataset']}:{r['series']}:{name}: {exc}"))  # names from data folders
+        planted.setdefault(key, {})[name] = figure
+        print(f"\r{i + 1}/{len(rows)} fits, {time.perf_counter() - t0:.0f} s", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+
+    def pick(rule: str, key: tuple[str, str]) -> str | None:
+        if rule == PLANTED:  # None where no detector has a planted figure on this series
+            return pick_best(planted[key]) if np.isfinite(list(planted[key].values())).any() else None
+        return label_free_choice(rule, key, val_scores[key], labelled)
+
+    rules = (*LABEL_FREE_RULES, PLANTED)
+    shares: dict[str, dict[str, list[float]]] = {rule: {} for rule in rules}  # share of the best validation VUS-PR
+    unlabelled: dict[str, dict[str, list[float]]] = {rule: {} for rule in rules}  # test VUS-PR of the pick
+    for key, figs in labelled.items():
+        if (best := max(figs.values())) > 0:
+            for rule in rules:
+                if (p := pick(rule, key)) is not None:
+                    shares[rule].setdefault(datasets[key], []).append(figs[p] / best)
+    for key in tests.keys() - labelled.keys():
+        for rule in rules:
+            if (p := pick(rule, key)) is not None:
+                unlabelled[rule].setdefault(datasets[key], []).append(tests[key][p])
+    names = sorted(set(datasets.values()))
+    n_lab = {d: sum(datasets[k] == d for k in labelled) for d in names}
+    n_free = {d: sum(datasets[k] == d for k in tests.keys() - labelled.keys()) for d in names}
+    print(f"{len(rows)} fits in {time.perf_counter() - t0:.0f} s; tuning.label_free: {label_free}")
+    print(f"{len(undefined)} fits without a planted figure (the detector is left out of planted's pick there):")
+    for why in undefined:
+        print(f"  {why}")
+    print("\nShare of the best validation VUS-PR that each rule's pick reaches, on the labelled heads as if unlabelled")
+    print(f"{'rule':10} " + " ".join(f"{d + f' ({n_lab[d]})':>14}" for d in names) + f" {'mean':>8}")
+    for rule in rules:
+        per = shares[rule]
+        mean = np.mean([v for vs in per.values() for v in vs]) if per else np.nan
+        print(f"{rule:10} " + " ".join(f"{np.mean(per.get(d, [np.nan])):14.3f}" for d in names) + f" {mean:8.3f}")
+    print("\n* Test-tail VUS-PR of each rule's pick on the heads with no label (context only, never a basis of choice)")
+    print(f"{'rule':10} " + " ".join(f"{d + f' ({n_free[d]})':>14}" for d in names))
+    for rule in rules:
+        print(f"{rule:10} " + " ".join(f"{np.mean(unlabelled[rule].get(d, [np.nan])):14.3f}" for d in names))
+
+
+if __name__ == "__main__":
+    main()
