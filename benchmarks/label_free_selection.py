@@ -14,7 +14,10 @@ printed beside, as context only: it is never the basis of a choice.
 
 Reads a finished benchmark (``reports/benchmark.json`` and the cells under
 ``benchmark.folder``: `vigil benchmark`, or `dvc pull reports/dvc.yaml:benchmark`) and fits
-every Vigil detector once more per series (about as long as the benchmark's own cells):
+every Vigil detector once more per series (about as long as the benchmark's own cells). Each
+planted figure is kept in ``.vigil/label_free_selection/``, keyed by its cell's key (data,
+detector code and parameters, torch threads), the planting code and settings, so a rerun
+fits only what changed:
 
     .venv/bin/python benchmarks/label_free_selection.py [--datasets smd msl ...] [--detectors uae kmeans ...]
 """
@@ -22,6 +25,7 @@ every Vigil detector once more per series (about as long as the benchmark's own 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -43,6 +47,8 @@ from tasks.benchmark_report import _validation_arrays  # noqa: E402
 from vigil.config import load_config  # noqa: E402
 
 PLANTED = "planted"
+CACHE = REPO / ".vigil" / "label_free_selection"
+PLANTING_CODE = [REPO / "components" / "tuning.py", REPO / "components" / "datasets" / "synthetic.py"]
 
 
 def planted_figure(name: str, params: dict, train: np.ndarray, label_free: dict, vus_window: int) -> float:
@@ -63,6 +69,27 @@ def planted_figure(name: str, params: dict, train: np.ndarray, label_free: dict,
     det.fit(tset.fit)
     scores, labels = tset.score(det)
     return objective_value("label_free", labels, scores, vus_window)
+
+
+def cached_planted_figure(row: dict, label_free: dict, vus_window: int, threads: int | None) -> tuple[float, str]:
+    """(the planted figure of a benchmark row's detector on its series, why it is NaN where it
+    is), computed once for the row's cell key and the planting code and settings."""
+    code = hashlib.md5(b"".join(p.read_bytes() for p in PLANTING_CODE)).hexdigest()
+    what = {"cell": row["key"], "label_free": label_free, "vus_window": vus_window, "code": code}
+    path = CACHE / (hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest() + ".json")
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        return (np.nan if stored["figure"] is None else stored["figure"]), stored["why"]
+    train = np.load(REPO / row["processed_path"] / "train.npy", allow_pickle=False)
+    why = ""
+    try:
+        with torch_threads(threads):
+            figure = planted_figure(row["detector"], row["params"], train, label_free, vus_window)
+    except (DataError, ValueError) as exc:  # train too short for the tail, or non-finite scores
+        figure, why = np.nan, str(exc)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**what, "figure": None if np.isnan(figure) else figure, "why": why}))
+    return figure, why
 
 
 def main() -> None:
@@ -102,16 +129,14 @@ def main() -> None:
         val_scores.setdefault(key, {})[name] = arrays[0]
         if arrays[1].any():
             labelled.setdefault(key, {})[name] = M.vus_pr(arrays[1], arrays[0], window)
-        tests.setdefault(key, {})[name] = (r["figures"] or {}).get("vus_pr") or 0.0
-        train = np.load(REPO / r["processed_path"] / "train.npy", allow_pickle=False)
-        try:
-            with torch_threads(cfg.benchmark.torch_threads):
-                figure = planted_figure(name, r["params"], train, label_free, window)
-        except (DataError, ValueError) as exc:  # train too short for the tail, or non-finite scores
-            figure = np.nan
-            undefined.append(one_line(f"{r['dataset']}:{r['series']}:{name}: {exc}"))  # names from data folders
+        if (test := (r["figures"] or {}).get("vus_pr")) is not None:  # None: no labelled anomaly in the tail
+            tests.setdefault(key, {})[name] = test
+        figure, why = cached_planted_figure(r, label_free, window, cfg.benchmark.torch_threads)
+        if why:
+            undefined.append(one_line(f"{r['dataset']}:{r['series']}:{name}: {why}"))  # names from data folders
         planted.setdefault(key, {})[name] = figure
-        print(f"\r{i + 1}/{len(rows)} fits, {time.perf_counter() - t0:.0f} s", end="", file=sys.stderr, flush=True)
+        done = f"{i + 1}/{len(rows)} planted figures, {time.perf_counter() - t0:.0f} s"
+        print(f"\r{done}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
 
     def pick(rule: str, key: tuple[str, str]) -> str | None:
@@ -127,14 +152,15 @@ def main() -> None:
             for rule in rules:
                 if (p := pick(rule, key)) is not None:
                     shares[rule].setdefault(datasets[key], []).append(figs[p] / best)
-    for key in tests.keys() - labelled.keys():
+    for key in val_scores.keys() - labelled.keys():
         for rule in rules:
-            if (p := pick(rule, key)) is not None:
+            if (p := pick(rule, key)) is not None and p in tests.get(key, {}):
                 unlabelled[rule].setdefault(datasets[key], []).append(tests[key][p])
     names = sorted(set(datasets.values()))
     n_lab = {d: sum(datasets[k] == d for k in labelled) for d in names}
-    n_free = {d: sum(datasets[k] == d for k in tests.keys() - labelled.keys()) for d in names}
-    print(f"{len(rows)} fits in {time.perf_counter() - t0:.0f} s; tuning.label_free: {label_free}")
+    n_free = {d: sum(datasets[k] == d for k in tests.keys() - labelled.keys()) for d in names}  # test labelled
+    took = time.perf_counter() - t0
+    print(f"{len(rows)} planted figures (stored or fitted) in {took:.0f} s; tuning.label_free: {label_free}")
     print(f"{len(undefined)} fits without a planted figure (the detector is left out of planted's pick there):")
     for why in undefined:
         print(f"  {why}")
