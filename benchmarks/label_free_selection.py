@@ -29,6 +29,7 @@ import hashlib
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,11 @@ def main() -> None:
         per = shares[rule]
         mean = np.mean([v for vs in per.values() for v in vs]) if per else np.nan
         print(f"{rule:10} " + " ".join(f"{np.mean(per.get(d, [np.nan])):14.3f}" for d in names) + f" {mean:8.3f}")
+    print("\nWhat each rule picks, per dataset (every series, labelled heads taken as unlabelled)")
+    for d in names:
+        for rule in rules:
+            counts = Counter(p for key in val_scores if datasets[key] == d and (p := pick(rule, key)) is not None)
+            print(f"{d:10} {rule:10} " + ", ".join(f"{n} ({k})" for n, k in counts.most_common()))
     print("\n* Test-tail VUS-PR of each rule's pick on the heads with no label (context only, never a basis of choice)")
     print(f"{'rule':10} " + " ".join(f"{d + f' ({n_free[d]})':>14}" for d in names))
     for rule in rules:
