@@ -45,6 +45,7 @@ from components.text import one_line  # noqa: E402
 from components.tuning import objective_value, tuning_set  # noqa: E402
 from tasks.benchmark import torch_threads  # noqa: E402
 from tasks.benchmark_report import _validation_arrays  # noqa: E402
+from tasks.files import write_atomic  # noqa: E402
 from vigil.config import load_config  # noqa: E402
 
 PLANTED = "planted"
@@ -88,8 +89,8 @@ def cached_planted_figure(row: dict, label_free: dict, vus_window: int, threads:
             figure = planted_figure(row["detector"], row["params"], train, label_free, vus_window)
     except (DataError, ValueError) as exc:  # train too short for the tail, or non-finite scores
         figure, why = np.nan, str(exc)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**what, "figure": None if np.isnan(figure) else figure, "why": why}))
+    stored = {**what, "figure": None if np.isnan(figure) else figure, "why": why}
+    write_atomic(path, json.dumps(stored).encode())  # an interrupted run leaves no half-written figure
     return figure, why
 
 
