@@ -46,6 +46,7 @@ from components.tuning import objective_value, tuning_set  # noqa: E402
 from tasks.benchmark import torch_threads  # noqa: E402
 from tasks.benchmark_report import _validation_arrays  # noqa: E402
 from tasks.files import write_atomic  # noqa: E402
+from tasks.tune import max_window  # noqa: E402
 from vigil.config import load_config  # noqa: E402
 
 PLANTED = "planted"
@@ -53,11 +54,15 @@ CACHE = REPO / ".vigil" / "label_free_selection"
 PLANTING_CODE = [REPO / "components" / "tuning.py", REPO / "components" / "datasets" / "synthetic.py"]
 
 
+def min_steps(name: str, params: dict) -> int:
+    """How long each part of train must be: as `tasks.tune` sets it for a study with no search
+    space, twice the detector's window (and a forecaster's target step) plus one."""
+    return 2 * (max_window(name, params, {}) + 1)
+
+
 def planted_figure(name: str, params: dict, train: np.ndarray, label_free: dict, vus_window: int) -> float:
     """VUS-PR of one detector on anomalies planted in the held-out tail of ``train``, fitted on
     the rest: tuning's label-free objective for one trial with these parameters."""
-    det = get_detector(name, **params)
-    past, future = det.context_steps()
     tset = tuning_set(
         train,
         train[:0],
@@ -66,8 +71,9 @@ def planted_figure(name: str, params: dict, train: np.ndarray, label_free: dict,
         holdout_fraction=label_free["holdout_fraction"],
         n_anomalies=label_free["n_anomalies"],
         seed=label_free["seed"],
-        min_steps=2 * (past + future + 2),
+        min_steps=min_steps(name, params),
     )
+    det = get_detector(name, **params)
     det.fit(tset.fit)
     scores, labels = tset.score(det)
     return objective_value("label_free", labels, scores, vus_window)
@@ -77,7 +83,8 @@ def cached_planted_figure(row: dict, label_free: dict, vus_window: int, threads:
     """(the planted figure of a benchmark row's detector on its series, why it is NaN where it
     is), computed once for the row's cell key and the planting code and settings."""
     code = hashlib.md5(b"".join(p.read_bytes() for p in PLANTING_CODE)).hexdigest()
-    what = {"cell": row["key"], "label_free": label_free, "vus_window": vus_window, "code": code}
+    steps = min_steps(row["detector"], row["params"])
+    what = {"cell": row["key"], "label_free": label_free, "vus_window": vus_window, "code": code, "min_steps": steps}
     path = CACHE / (hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest() + ".json")
     if path.is_file():
         stored = json.loads(path.read_text())
