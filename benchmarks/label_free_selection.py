@@ -55,8 +55,9 @@ PLANTING_CODE = [REPO / "components" / "tuning.py", REPO / "components" / "datas
 
 
 def min_steps(name: str, params: dict) -> int:
-    """How long each part of train must be: as `tasks.tune` sets it for a study with no search
-    space, twice the detector's window (and a forecaster's target step) plus one."""
+    """How long each part of train (the head it is fitted on, the tail planted) must be, as
+    `tasks.tune` sets it for a study with no search space: 2 x (the detector's window, with a
+    forecaster's target step, + 1)."""
     return 2 * (max_window(name, params, {}) + 1)
 
 
