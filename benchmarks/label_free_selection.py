@@ -25,7 +25,6 @@ fits only what changed:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -43,7 +42,7 @@ from components.detectors import get_detector  # noqa: E402
 from components.selection import LABEL_FREE_RULES, label_free_choice, pick_best  # noqa: E402
 from components.text import one_line  # noqa: E402
 from components.tuning import objective_value, tuning_set  # noqa: E402
-from tasks.benchmark import torch_threads  # noqa: E402
+from tasks.benchmark import _md5_files, stable_hash, torch_threads  # noqa: E402
 from tasks.benchmark_report import _validation_arrays  # noqa: E402
 from tasks.files import write_atomic  # noqa: E402
 from tasks.tune import max_window  # noqa: E402
@@ -61,9 +60,10 @@ def min_steps(name: str, params: dict) -> int:
     return 2 * (max_window(name, params, {}) + 1)
 
 
-def planted_figure(name: str, params: dict, train: np.ndarray, label_free: dict, vus_window: int) -> float:
+def planted_figure(name: str, params: dict, train: np.ndarray, label_free: dict, vus_window: int, steps: int) -> float:
     """VUS-PR of one detector on anomalies planted in the held-out tail of ``train``, fitted on
-    the rest: tuning's label-free objective for one trial with these parameters."""
+    the rest: tuning's label-free objective for one trial with these parameters (``steps``:
+    `min_steps`)."""
     tset = tuning_set(
         train,
         train[:0],
@@ -72,7 +72,7 @@ def planted_figure(name: str, params: dict, train: np.ndarray, label_free: dict,
         holdout_fraction=label_free["holdout_fraction"],
         n_anomalies=label_free["n_anomalies"],
         seed=label_free["seed"],
-        min_steps=min_steps(name, params),
+        min_steps=steps,
     )
     det = get_detector(name, **params)
     det.fit(tset.fit)
@@ -83,10 +83,15 @@ def planted_figure(name: str, params: dict, train: np.ndarray, label_free: dict,
 def cached_planted_figure(row: dict, label_free: dict, vus_window: int, threads: int | None) -> tuple[float, str]:
     """(the planted figure of a benchmark row's detector on its series, why it is NaN where it
     is), computed once for the row's cell key and the planting code and settings."""
-    code = hashlib.md5(b"".join(p.read_bytes() for p in PLANTING_CODE)).hexdigest()
     steps = min_steps(row["detector"], row["params"])
-    what = {"cell": row["key"], "label_free": label_free, "vus_window": vus_window, "code": code, "min_steps": steps}
-    path = CACHE / (hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest() + ".json")
+    what = {
+        "cell": row["key"],
+        "label_free": label_free,
+        "vus_window": vus_window,
+        "code": _md5_files(PLANTING_CODE),
+        "min_steps": steps,
+    }
+    path = CACHE / (stable_hash(what) + ".json")
     if path.is_file():
         stored = json.loads(path.read_text())
         return (np.nan if stored["figure"] is None else stored["figure"]), stored["why"]
@@ -94,7 +99,7 @@ def cached_planted_figure(row: dict, label_free: dict, vus_window: int, threads:
     why = ""
     try:
         with torch_threads(threads):
-            figure = planted_figure(row["detector"], row["params"], train, label_free, vus_window)
+            figure = planted_figure(row["detector"], row["params"], train, label_free, vus_window, steps)
     except (DataError, ValueError) as exc:  # train too short for the tail, or non-finite scores
         figure, why = np.nan, str(exc)
     stored = {**what, "figure": None if np.isnan(figure) else figure, "why": why}
