@@ -109,6 +109,58 @@ def test_time_to_alert_is_time_to_detect_plus_the_detectors_look_ahead():
     assert np.isnan(unknown["look_ahead_steps"]) and np.isnan(unknown["time_to_alert_steps"])
 
 
+def test_skab_protocol_pools_counts_and_splits_false_positives_around_the_anomaly(tmp_path):
+    """SKAB's pooled F1 from stored cells, the threshold from the held-out train tail alone;
+    false positives counted before each file's first labelled step and after its last; the
+    onset-to-end reference from the labels alone; a failed cell counted, not dropped."""
+    from components.evaluation import AlertSettings
+    from components.pooled import PooledCounts
+    from tasks.benchmark import cell_path
+    from tasks.benchmark_report import skab_protocol
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "benchmark"
+    # file a: labelled 30-49 (across the head/tail cut at 40); flagged 10-14, 30-44, 50-59, 70
+    # file b: no label; flagged 5-7
+    flagged = {"a": [*range(10, 15), *range(30, 45), *range(50, 60), 70], "b": [5, 6, 7]}
+    labelled = {"a": range(30, 50), "b": range(0)}
+    rows = []
+    for series in ("a", "b"):
+        scores, labels = np.zeros(100), np.zeros(100, dtype=np.int8)
+        scores[flagged[series]], labels[list(labelled[series])] = 100.0, 1  # far above POT on N(0, 1)
+        proc = tmp_path / "proc" / series
+        proc.mkdir(parents=True)
+        np.save(proc / "validation_labels.npy", labels[:40])
+        np.save(proc / "test_labels.npy", labels[40:])
+        for detector, status in (("zscore", "ok"), ("knn", "failed")):
+            rows.append(
+                {
+                    "kind": "skab",
+                    "dataset": "skab",
+                    "family": "vigil",
+                    "series": series,
+                    "detector": detector,
+                    "status": status,
+                    "processed_path": f"proc/{series}",
+                }
+            )
+        cell = cell_path(folder, "skab", series, "zscore").with_suffix(".npz")
+        cell.parent.mkdir(parents=True)
+        np.savez(cell, calibration=rng.normal(size=400), validation=scores[:40], test=scores[40:])
+    settings = AlertSettings(label_free=("pot_train", "none", 1))
+    pooled, reference, how = skab_protocol(rows, tmp_path, folder, settings)
+    assert how == "pot_train"
+    z = pooled["skab"]["zscore"]
+    assert (z["tp"], z["fp"], z["fn"], z["fp_before"], z["fp_after"], z["files"]) == (15, 19, 5, 5, 11, 2)
+    assert z["f1"] == pytest.approx(2 * 15 / (2 * 15 + 19 + 5))
+    assert pooled["skab"]["knn"]["files"] == 0 and pooled["skab"]["knn"]["failed"] == 2
+    assert np.isnan(pooled["skab"]["knn"]["f1"])
+    r = reference["skab"]
+    assert (r["tp"], r["fp"], r["fn"], r["fp_after"], r["files"]) == (20, 50, 0, 50, 2)
+    with pytest.raises(ValueError, match="shape"):
+        PooledCounts().add(np.ones(3, dtype=bool), np.ones(4, dtype=bool))
+
+
 # --- the flow, end to end -----------------------------------------------------------------------
 
 
