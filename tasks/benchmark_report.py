@@ -399,7 +399,8 @@ def _skab_lines(report: dict, dataset: str) -> list[str]:
             fmt(_num(e["f1"])),
             fmt(_num(e["precision"])),
             fmt(_num(e["recall"])),
-            *(str(e[k]) if e["files"] else "n/a" for k in ("fp_before", "fp_after", "fp", "fn")),
+            # n/a: no file scored, or a summary from before the split was reported
+            *(str(e[k]) if e["files"] and k in e else "n/a" for k in ("fp_before", "fp_after", "fp", "fn")),
         ]
         for name, e in ranked
     ]
