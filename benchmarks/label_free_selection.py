@@ -9,7 +9,11 @@ the benchmark's parameters fitted on the rest of train under ``benchmark.torch_t
 measured as the benchmark measures ``consensus``, ``prior`` and ``prior_all`` (their picks are
 recomputed here from the stored cells, with the same functions): on every series whose
 validation head holds labels, as if it held none, by the share of the best validation VUS-PR
-its pick reaches. The test tails' VUS-PR of each rule's picks on the heads with no label is
+its pick reaches. ``borda`` aggregates the three kinds of evidence, as Goswami et al.
+("Unsupervised Model Selection for Time-series Anomaly Detection", ICLR 2023) aggregate their
+surrogate metrics: each detector's rank under ``prior_all`` (skill on other labelled series),
+``planted`` (synthetic anomalies) and ``consensus`` (centrality), averaged (a Borda count). The
+test tails' VUS-PR of each rule's picks on the heads with no label is
 printed beside, as context only: it is never the basis of a choice.
 
 Reads a finished benchmark (``reports/benchmark.json`` and the cells under
@@ -32,6 +36,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import rankdata
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -39,7 +44,13 @@ sys.path.insert(0, str(REPO))
 from components import metrics as M  # noqa: E402
 from components.datasets.base import DataError  # noqa: E402
 from components.detectors import get_detector  # noqa: E402
-from components.selection import LABEL_FREE_RULES, label_free_choice, pick_best  # noqa: E402
+from components.selection import (  # noqa: E402
+    LABEL_FREE_RULES,
+    consensus_agreements,
+    label_free_choice,
+    pick_best,
+    prior_means,
+)
 from components.text import one_line  # noqa: E402
 from components.tuning import objective_value, tuning_set  # noqa: E402
 from tasks.benchmark import _md5_files, stable_hash, torch_threads  # noqa: E402
@@ -49,6 +60,7 @@ from tasks.tune import max_window  # noqa: E402
 from vigil.config import load_config  # noqa: E402
 
 PLANTED = "planted"
+BORDA = "borda"  # the mean rank under prior_all, planted and consensus
 CACHE = REPO / ".vigil" / "label_free_selection"
 PLANTING_CODE = [REPO / "components" / "tuning.py", REPO / "components" / "datasets" / "synthetic.py"]
 
@@ -58,6 +70,18 @@ def min_steps(name: str, params: dict) -> int:
     `tasks.tune` sets it for a study with no search space: 2 x (the detector's window, with a
     forecaster's target step, + 1)."""
     return 2 * (max_window(name, params, {}) + 1)
+
+
+def borda_pick(candidates, figures: list[dict[str, float]]) -> str:
+    """The candidate with the best mean rank over ``figures`` (one dict per rule, detector ->
+    figure, higher better); a NaN or missing figure ranks last; ties go to the first name in
+    sorted order."""
+    names = sorted(candidates)
+    mean_rank = np.zeros(len(names))
+    for f in figures:
+        v = np.array([f.get(n, np.nan) for n in names], dtype=np.float64)
+        mean_rank += rankdata(np.where(np.isfinite(v), v, -np.inf)) / len(figures)
+    return names[int(np.argmax(mean_rank))]
 
 
 def planted_figure(name: str, params: dict, train: np.ndarray, label_free: dict, vus_window: int, steps: int) -> float:
@@ -157,9 +181,12 @@ def main() -> None:
     def pick(rule: str, key: tuple[str, str]) -> str | None:
         if rule == PLANTED:  # None where no detector has a planted figure on this series
             return pick_best(planted[key]) if np.isfinite(list(planted[key].values())).any() else None
+        if rule == BORDA:  # prior_all's means (never this series'), planted figures, consensus agreements
+            parts = [prior_means(labelled, exclude=key), planted[key], consensus_agreements(val_scores[key])]
+            return borda_pick(val_scores[key], parts)
         return label_free_choice(rule, key, val_scores[key], labelled)
 
-    rules = (*LABEL_FREE_RULES, PLANTED)
+    rules = (*LABEL_FREE_RULES, PLANTED, BORDA)
     shares: dict[str, dict[str, list[float]]] = {rule: {} for rule in rules}  # share of the best validation VUS-PR
     unlabelled: dict[str, dict[str, list[float]]] = {rule: {} for rule in rules}  # test VUS-PR of the pick
     for key, figs in labelled.items():
