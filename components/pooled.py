@@ -16,9 +16,10 @@ class PooledCounts:
     """Point-wise counts summed over files, as SKAB's protocol pools them into one F1, with
     each file's false positives split by where they fall: before its first labelled step
     (``fp_before``), after its last (``fp_after``), or between its labelled stretches (the
-    rest). A file with no labelled step counts its false positives in ``fp`` only. The split
-    says where a rule loses: a process that never returns to train's regime after an
-    anomaly is flagged after it, and one that drifts before it is flagged before it."""
+    rest). A file with no labelled step counts its false positives in ``fp`` only; ``failed``
+    counts the files a detector could not score. The split says where a rule loses: a
+    process that never returns to train's regime after an anomaly is flagged after it, and
+    one that drifts before it is flagged before it."""
 
     tp: int = 0
     fp: int = 0
@@ -26,6 +27,7 @@ class PooledCounts:
     fp_before: int = 0
     fp_after: int = 0
     files: int = 0
+    failed: int = 0
 
     def add(self, flags: np.ndarray, labels: np.ndarray) -> None:
         f, y = np.asarray(flags, dtype=bool), np.asarray(labels, dtype=bool)

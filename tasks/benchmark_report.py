@@ -346,7 +346,6 @@ def skab_protocol(rows: list[dict], repo_root: Path, folder: Path, alerting: Ale
         rule, smoothing = "pot_train", ["none", 1]
 
     counts: dict[str, dict[str, PooledCounts]] = {}  # dataset -> detector -> pooled counts
-    failed: dict[tuple[str, str], int] = {}
     files: dict[str, dict[str, np.ndarray]] = {}  # dataset -> series -> labels, for the reference
     for r in rows:
         # tuned rows read the validation labels, which SKAB's protocol keeps from every choice
@@ -355,9 +354,8 @@ def skab_protocol(rows: list[dict], repo_root: Path, folder: Path, alerting: Ale
         entry = counts.setdefault(r["dataset"], {}).setdefault(r["detector"], PooledCounts())
         cell = cell_path(folder, r["kind"], r["series"], r["detector"]).with_suffix(".npz")
         processed = repo_root / r["processed_path"]
-        key = (r["dataset"], r["detector"])
         if r["status"] != "ok" or not cell.is_file():
-            failed[key] = failed.get(key, 0) + 1
+            entry.failed += 1
             continue
         with np.load(cell, allow_pickle=False) as z:
             calibration, scores = z["calibration"], np.concatenate([z["validation"], z["test"]])
@@ -368,13 +366,10 @@ def skab_protocol(rows: list[dict], repo_root: Path, folder: Path, alerting: Ale
         try:
             threshold = rule_threshold(rule, tuple(smoothing), scores, labels, calibration, alerting)
         except ValueError:
-            failed[key] = failed.get(key, 0) + 1
+            entry.failed += 1
             continue
         entry.add(smooth(scores, *smoothing) >= threshold, labels)
-    pooled = {
-        d: {name: {**c.figures(), "failed": failed.get((d, name), 0)} for name, c in per.items()}
-        for d, per in counts.items()
-    }
+    pooled = {d: {name: c.figures() for name, c in per.items()} for d, per in counts.items()}
     reference = {}
     for d, per in files.items():
         c = PooledCounts()
