@@ -29,6 +29,7 @@ fits only what changed:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -178,6 +179,7 @@ def main() -> None:
         print(f"\r{done}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
 
+    @functools.cache  # each (rule, series) is asked for three times below; consensus ranks every score
     def pick(rule: str, key: tuple[str, str]) -> str | None:
         if rule == PLANTED:  # None where no detector has a planted figure on this series
             return pick_best(planted[key]) if np.isfinite(list(planted[key].values())).any() else None
