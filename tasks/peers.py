@@ -19,8 +19,8 @@ import numpy as np
 CALIBRATION_FRACTION = 0.1
 
 
-def _pyod(module: str, cls: str, **params) -> Callable[[], object]:
-    def make():
+def _pyod(module: str, cls: str, **params) -> Callable[[np.ndarray], object]:
+    def make(train: np.ndarray):
         import importlib
 
         return getattr(importlib.import_module(f"pyod.models.{module}"), cls)(**params)
@@ -28,10 +28,30 @@ def _pyod(module: str, cls: str, **params) -> Callable[[], object]:
     return make
 
 
-# name -> (constructor, what it is). Defaults as PyOD ships them, seeded where it draws.
-PEERS: dict[str, tuple[Callable[[], object], str]] = {
+def standardised_rank(x: np.ndarray) -> int:
+    """How many principal components of ``x``, standardised as PyOD's PCA standardises it
+    (a metric constant in train stays 0), have non-zero variance: numpy's matrix rank, at least 1."""
+    from sklearn.preprocessing import StandardScaler
+
+    z = StandardScaler().fit_transform(np.asarray(x, dtype=np.float64))
+    return max(1, int(np.linalg.matrix_rank(z - z.mean(axis=0))))
+
+
+def _pyod_pca(train: np.ndarray):
+    """PyOD's PCA with its defaults but ``n_components``: the components of non-zero variance.
+    PyOD divides each component's distance by its explained-variance ratio, so with every
+    component (its default) a metric constant in train, or metrics that move together as
+    SMD's and MSL's do, divide by zero and every score is infinite."""
+    from pyod.models.pca import PCA
+
+    return PCA(n_components=standardised_rank(train))
+
+
+# name -> (constructor from the train it fits, what it is). Defaults as PyOD ships them,
+# seeded where it draws.
+PEERS: dict[str, tuple[Callable[[np.ndarray], object], str]] = {
     "pyod_iforest": (_pyod("iforest", "IForest", random_state=0), "Isolation Forest"),
-    "pyod_pca": (_pyod("pca", "PCA"), "PCA, weighted projection distances"),
+    "pyod_pca": (_pyod_pca, "PCA, weighted projection distances, the components of non-zero variance"),
     "pyod_knn": (_pyod("knn", "KNN"), "distance to the 5th nearest neighbour"),
     "pyod_lof": (_pyod("lof", "LOF"), "local outlier factor, 20 neighbours"),
     "pyod_ecod": (_pyod("ecod", "ECOD"), "empirical-CDF outlyingness"),
@@ -51,7 +71,7 @@ class Peer:
     def _fit_model(self, x: np.ndarray):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PyOD's FutureWarnings, not about this data
-            return PEERS[self.name][0]().fit(x)
+            return PEERS[self.name][0](x).fit(x)
 
     def fit(self, train: np.ndarray, verbose: bool = False) -> Peer:
         x = np.asarray(train, dtype=np.float64)

@@ -145,7 +145,7 @@ def write_series_csv(path, seed: int) -> None:
     d = make_synthetic(seed=seed, n_train=600, n_test=600, n_metrics=4, n_anomalies=6, period=48)
     frame = pd.concat([d.train, d.test], ignore_index=True)
     frame.insert(0, "timestamp", pd.date_range("2026-01-01", periods=len(frame), freq="min").astype(str))
-    frame["flat"] = 1.0  # PyOD's PCA divides by its zero variance: that peer must be reported failed
+    frame["flat"] = 1.0  # constant in train: PyOD's PCA, left to its default, divides by its zero variance
     frame["label"] = np.r_[np.zeros(len(d.train), dtype=np.int8), d.labels]
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
