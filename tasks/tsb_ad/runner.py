@@ -25,8 +25,22 @@ CALIBRATION_FRACTION = 0.1  # as Vigil's detectors hold out the tail of train
 CONTEXT = 150  # steps of the head scored before the tail (the longest window below)
 
 
-def _make(method, n_features):
-    """TSB-AD's class for ``method`` with the arguments its model_wrapper.run_<name> passes."""
+# USAD and OmniAnomaly hold out the last 20% of what they are fitted on for their own
+# validation loss and read it in windows of 100; on a shorter split every window comes back
+# short and the model fails on its shape (SKAB: 360 steps fitted, a split of 72). There the
+# split grows to one window; the window stays TSB-AD's, and so does every other series' split.
+OWN_VALIDATION_SIZE = 0.2
+
+
+def own_validation_size(window, n_fit):
+    """The share of ``n_fit`` steps USAD and OmniAnomaly hold out: TSB-AD's 0.2, or one
+    ``window`` where 0.2 holds less."""
+    return max(OWN_VALIDATION_SIZE, (window + 1) / n_fit)  # + 1: the split is cut with int()
+
+
+def _make(method, n_features, n_fit):
+    """TSB-AD's class for ``method`` with the arguments its model_wrapper.run_<name> passes
+    (``n_fit``: the steps it is fitted on: `own_validation_size`)."""
     if method == "tsb_kmeansad":
         from TSB_AD.models.KMeansAD import KMeansAD
 
@@ -54,11 +68,13 @@ def _make(method, n_features):
     if method == "tsb_usad":
         from TSB_AD.models.USAD import USAD
 
-        return USAD(win_size=100, feats=n_features, lr=0.001), "decision_function"
+        split = own_validation_size(100, n_fit)
+        return USAD(win_size=100, feats=n_features, lr=0.001, validation_size=split), "decision_function"
     if method == "tsb_omnianomaly":
         from TSB_AD.models.OmniAnomaly import OmniAnomaly
 
-        return OmniAnomaly(win_size=100, feats=n_features, lr=0.002), "decision_function"
+        split = own_validation_size(100, n_fit)
+        return OmniAnomaly(win_size=100, feats=n_features, lr=0.002, validation_size=split), "decision_function"
     raise SystemExit(f"unknown TSB-AD peer {method!r}")
 
 
@@ -86,7 +102,7 @@ def fit_score(method, src, out):
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tail = int(len(train) * CALIBRATION_FRACTION)
     head = train[:-tail] if tail >= 1 else train
-    model, how = _make(method, train.shape[1])
+    model, how = _make(method, train.shape[1], len(head))
     t0 = time.perf_counter()
     model.fit(head)
     fit_seconds = time.perf_counter() - t0
