@@ -88,6 +88,21 @@ def test_usad_and_omnianomaly_fit_a_train_as_short_as_skabs(tsb_env, peer):
     assert run.calibration_scores.shape == (40,)
 
 
+def test_usad_on_one_metric_too_short_for_two_windows_keeps_tsb_ads_split(tsb_env):
+    """One metric, 186 steps of train (NAB's shortest, 167 once the tail is held out): no split
+    leaves a window on both sides, so TSB-AD's own 20% stays (its one-metric windows leave that
+    split empty) and USAD fits and scores as TSB-AD would."""
+    import dataclasses
+
+    from tasks.tsb_peers import TSBPeer
+
+    d = make_synthetic(seed=6, n_train=186, n_test=600, n_metrics=2, n_anomalies=3, period=24)
+    two = prepare_series("synthetic", d, validation_fraction=0.3, scaler="minmax", clip=5.0)
+    short = dataclasses.replace(two, train=two.train[:, :1], validation=two.validation[:, :1], test=two.test[:, :1])
+    run = TSBPeer("tsb_usad", REPO, budget=300).run_series(short)
+    assert run.test_scores.shape == (len(short.test),) and np.isfinite(run.test_scores).all()
+
+
 @pytest.mark.slow
 # two cheap ones; tsb_pca, tsb_cnn, tsb_autoencoder and tsb_lstmad pass too (4 min more on 2 cores)
 @pytest.mark.parametrize("peer", ["tsb_kmeansad", "tsb_usad"])

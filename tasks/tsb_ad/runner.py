@@ -26,16 +26,22 @@ CONTEXT = 150  # steps of the head scored before the tail (the longest window be
 
 
 # USAD and OmniAnomaly hold out the last 20% of what they are fitted on for their own
-# validation loss and read it in windows of 100; on a shorter split every window comes back
-# short and the model fails on its shape (SKAB: 360 steps fitted, a split of 72). There the
-# split grows to one window; the window stays TSB-AD's, and so does every other series' split.
+# validation loss and read it in windows of 100. On several metrics a split shorter than a
+# window comes back in short windows and the model fails on its shape (SKAB: 360 steps fitted,
+# a split of 72), so there the split grows to one window, where the rest still holds one.
+# The window stays TSB-AD's, and so does every series with room for its 20% (or too short for
+# two windows: one metric's short split is left empty, as TSB-AD leaves it).
 OWN_VALIDATION_SIZE = 0.2
 
 
 def own_validation_size(window, n_fit):
     """The share of ``n_fit`` steps USAD and OmniAnomaly hold out: TSB-AD's 0.2, or one
-    ``window`` where 0.2 holds less."""
-    return max(OWN_VALIDATION_SIZE, (window + 1) / n_fit)  # + 1: the split is cut with int()
+    window (and a step: the split is cut with int()) where 0.2 holds less and the rest holds
+    a window too."""
+    one_window = (window + 1) / n_fit
+    if OWN_VALIDATION_SIZE * n_fit < window + 1 and n_fit - (window + 2) >= window:  # int() again
+        return one_window
+    return OWN_VALIDATION_SIZE
 
 
 def _make(method, n_features, n_fit):
