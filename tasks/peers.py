@@ -30,11 +30,12 @@ def _pyod(module: str, cls: str, **params) -> Callable[[np.ndarray], object]:
 
 def standardised_rank(x: np.ndarray) -> int:
     """How many principal components of ``x``, standardised as PyOD's PCA standardises it
-    (a metric constant in train stays 0), have non-zero variance: numpy's matrix rank, at least 1."""
+    (centred and scaled; a metric constant in train stays 0), have non-zero variance: numpy's
+    matrix rank, at least 1."""
     from sklearn.preprocessing import StandardScaler
 
     z = StandardScaler().fit_transform(np.asarray(x, dtype=np.float64))
-    return max(1, int(np.linalg.matrix_rank(z - z.mean(axis=0))))
+    return max(1, int(np.linalg.matrix_rank(z)))
 
 
 def _pyod_pca(train: np.ndarray):
