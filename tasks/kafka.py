@@ -268,20 +268,35 @@ def _partitions(consumer: Consumer, topic: str) -> list[int]:
     return sorted(md.partitions)
 
 
-def _read_from(consumer: Consumer, topic: str, partition: int, offset: int, first: float, idle: float = 0.5):
+def _read_from(
+    consumer: Consumer,
+    topic: str,
+    partition: int,
+    offset: int,
+    first: float,
+    idle: float = 0.5,
+    held: int = -1,
+    patience: float = 30.0,
+):
     """Every message of one partition from ``offset`` on: waiting up to ``first`` seconds for
     the first, then until none comes for ``idle`` seconds. The end is found by reading, not from
     the broker's high watermark: Tansu 0.6 answers the base offset of the last batch there,
     short of the end by up to a batch (0 for a partition holding one batch). Polled in short
     slices: ``consume(n, timeout)`` returns only once it has n messages or the time is up, so
-    one long call would wait out ``first`` on a partition holding fewer than n."""
+    one long call would wait out ``first`` on a partition holding fewer than n.
+
+    ``held``: an offset the partition is known to hold (the watermark less one): until it is
+    read, a pause waits up to ``patience`` seconds instead of ``idle``, as a broker that pauses
+    between two fetches (a busy machine) would otherwise end the read early, short of the end."""
     consumer.assign([TopicPartition(topic, partition, offset)])
     deadline = time.monotonic() + first
+    last = offset - 1
     while True:
-        msgs = consumer.consume(1000, timeout=0.05)
+        msgs = [m for m in consumer.consume(1000, timeout=0.05) if not m.error()]
         if msgs:
-            deadline = time.monotonic() + idle
-            yield from (m for m in msgs if not m.error())
+            last = max(last, msgs[-1].offset())
+            deadline = time.monotonic() + (idle if last >= held else patience)
+            yield from msgs
         elif time.monotonic() > deadline:
             return
 
@@ -297,7 +312,7 @@ def _messages(consumer: Consumer, topic: str, partition: int, last: int | None =
     """One partition's messages now through ``consumer``: all, or the ``last`` few."""
     lo, hi, first = _first_wait(consumer, topic, partition)
     start = lo if last is None else max(lo, hi - last)  # hi may fall short (Tansu): read on
-    msgs = list(_read_from(consumer, topic, partition, start, first))
+    msgs = list(_read_from(consumer, topic, partition, start, first, held=hi - 1))
     if last is None:
         return msgs
     return msgs[-last:] if last > 0 else []
