@@ -31,23 +31,6 @@ def _prefect_states(ws, crash_dead_first=False) -> set[str]:
     return set(eval(out.stdout.strip().splitlines()[-1]))
 
 
-def _still_running(procs, within: float) -> list[psutil.Process]:
-    """Those of ``procs`` still running ``within`` seconds from now (a zombie has stopped)."""
-
-    def running(p: psutil.Process) -> bool:
-        try:
-            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:  # gone between the two questions
-            return False
-
-    deadline = time.monotonic() + within
-    while True:
-        left = [p for p in procs if running(p)]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.2)
-
-
 LONG_TRAINING = {**SMALL, "detectors": {"zscore": {}, "lstm_ae": {"epochs": 500, "patience": 500, "device": "cpu"}}}
 
 
@@ -99,8 +82,8 @@ def test_ctrl_c_or_sigterm_during_training_stops_within_seconds_and_leaves_nothi
         assert "vigil: interrupted; the published data, models, reports and champion are as they were" in err
     for published in ("data/processed", "models", "reports/metrics.json"):
         assert not (ws / published).exists(), f"{published} was written"
-    left = _still_running(family, within=10)  # the API stops gracefully on SIGTERM: a second on a quiet machine
-    assert left == [], [p.cmdline() for p in left]
+    gone, alive = psutil.wait_procs(family, timeout=10)  # the API stops gracefully on SIGTERM: a second, quiet
+    assert alive == [], [p.cmdline() for p in alive]
     if presses == 1:  # the flow runs say what happened; none is left RUNNING
         states = _prefect_states(ws)
         assert "CANCELLED" in states
