@@ -92,6 +92,24 @@ def test_ctrl_c_or_sigterm_during_training_stops_within_seconds_and_leaves_nothi
         assert "RUNNING" not in states
 
 
+@pytest.mark.slow
+def test_flow_runs_on_the_temporary_api_send_no_heartbeats_and_on_a_configured_one_prefects_default(tmp_path):
+    """Heartbeats feed a server's zombie detection; the temporary API runs no services and dies
+    with the command, and each flow run's end waited up to a second for the heartbeat thread."""
+    code = (
+        "from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY as H\n"
+        "from vigil.prefect_api import prefect_api\n"
+        "with prefect_api():\n"
+        "    print(H.value(), end=' ')\n"
+        "print(H.value())\n"
+    )
+    configured = {"PREFECT_API_URL": "http://127.0.0.1:9/api"}  # a server's: prefect_api() only passes it on
+    for extra, expected in (({}, "None 180"), (configured, "180 180")):
+        env = prefect_env(tmp_path / str(len(extra)), own_api=True, **extra)
+        out = subprocess.run([os.sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+        assert out.stdout.split("\n")[-2] == expected, out.stdout + out.stderr[-2000:]
+
+
 def test_an_interrupted_registration_marks_its_runs_killed(tmp_path):
     import mlflow
 

@@ -76,7 +76,12 @@ def prefect_api(startup_seconds: float = 60.0):
     """Run the body against the configured Prefect API, or a temporary one that dies with us."""
     import httpx
     import prefect
-    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
 
     if PREFECT_API_URL.value():
         yield PREFECT_API_URL.value()
@@ -89,7 +94,11 @@ def prefect_api(startup_seconds: float = 60.0):
     else:
         raise RuntimeError(f"the temporary Prefect API did not start (exit code {server.poll()})")
     try:
-        with temporary_settings(updates={PREFECT_API_URL: url}):
+        # No flow run heartbeats: they feed a server's zombie detection, and this API runs no
+        # services and dies with the command (its runs' crashes are found by process tags,
+        # `crash_runs_of_dead_processes`). Each flow run's end waits up to a second for the
+        # heartbeat thread's sleep: 3.0-3.6 s of a 30-34 s `vigil run`, measured.
+        with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             try:
                 yield url
             finally:
