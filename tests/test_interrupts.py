@@ -113,6 +113,28 @@ def test_flow_runs_on_the_temporary_api_send_no_heartbeats_and_on_a_configured_o
         assert inside == ("None" if not extra else outside)
 
 
+@pytest.mark.slow
+def test_modules_warm_while_the_temporary_api_starts_and_ctrl_c_then_stops_the_api_too(tmp_path):
+    """`vigil run` imports what it will need (Great Expectations, MLflow, torch) while the API
+    boots in its own process; a module that fails is left to the body, and Ctrl-C during the
+    imports stops the API at once, not only when the command exits."""
+    code = (
+        "import sys, psutil\n"
+        "from vigil.prefect_api import prefect_api\n"
+        "with prefect_api(warm_up=['no_such_module_here', 'support.fan']):\n"
+        "    print('warm', 'support.fan' in sys.modules)\n"
+        "try:\n"
+        "    with prefect_api(warm_up=['support.interrupted_import']):\n"
+        "        print('the body ran')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', [p.cmdline() for p in psutil.Process().children(recursive=True)])\n"
+    )
+    env = {**prefect_env(tmp_path, own_api=True), "PYTHONPATH": f"{REPO / 'tests'}:{REPO}"}
+    out = subprocess.run([os.sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-2:] == ["warm True", "interrupted []"], out.stdout
+
+
 def test_an_interrupted_registration_marks_its_runs_killed(tmp_path):
     import mlflow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from vigil.plumbing import debugging
 
@@ -62,15 +62,16 @@ def _stop_fits_on_any_signal(request_stop: Callable[[], None]) -> None:
     threading.Thread(target=watch, name="vigil-stop-on-signal", daemon=True).start()
 
 
-def _run_flows(body: Callable[[], str]) -> None:
+def _run_flows(body: Callable[[], str], warm_up: Sequence[str] = ()) -> None:
     """``body`` against a Prefect API that dies with this process, its flow runs tagged with
-    this process; open runs of dead processes are crashed first, this one's cancelled on Ctrl-C."""
+    this process; open runs of dead processes are crashed first, this one's cancelled on Ctrl-C.
+    ``warm_up``: modules the body imports, imported while a temporary API starts."""
     import prefect
 
     from components.text import printable
     from vigil.prefect_api import cancel_own_runs, crash_runs_of_dead_processes, prefect_api, process_tags
 
-    with prefect_api():
+    with prefect_api(warm_up=warm_up):
         crash_runs_of_dead_processes()
         try:
             with prefect.tags(*process_tags()):
@@ -80,10 +81,11 @@ def _run_flows(body: Callable[[], str]) -> None:
             raise
 
 
-def run_entry(body: Callable[[], str], runs_flows: bool = True) -> int:
+def run_entry(body: Callable[[], str], runs_flows: bool = True, warm_up: Sequence[str] = ()) -> int:
     """Run ``body``, print what it returns, and turn the errors a user causes into one message
     and an exit code instead of a traceback. ``runs_flows``: against a Prefect API that dies
-    with this process (vigil/prefect_api.py)."""
+    with this process (vigil/prefect_api.py); ``warm_up``: modules the body will import,
+    imported while that API starts."""
     import threading
     import traceback
 
@@ -96,7 +98,7 @@ def run_entry(body: Callable[[], str], runs_flows: bool = True) -> int:
         _stop_on_signal()
     try:
         if runs_flows:
-            _run_flows(body)
+            _run_flows(body, warm_up)
         else:
             print(printable(body()))
     except KeyboardInterrupt:

@@ -7,11 +7,13 @@ kernel stops it when its parent dies (``PR_SET_PDEATHSIG``), whatever the parent
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager, suppress
 
 from vigil.plumbing import (
     OWNER_HOST,
@@ -28,8 +30,9 @@ from vigil.plumbing import (
 TEMPORARY_API_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
 
 
-def start_server(env: dict, app_dir, startup_seconds: float, httpx):
-    """Start the API on a free loopback port; return once it answers, or has exited."""
+def start_server(env: dict, app_dir, startup_seconds: float, httpx, while_starting: Callable[[], None] = lambda: None):
+    """Start the API on a free loopback port; return once it answers, or has exited.
+    ``while_starting`` runs here while the server boots in its own process."""
     port = free_port()
     server = subprocess.Popen(
         [
@@ -56,6 +59,12 @@ def start_server(env: dict, app_dir, startup_seconds: float, httpx):
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/api"
+    try:
+        while_starting()
+    except BaseException:  # Ctrl-C during it: the server goes too, not only at our exit
+        server.kill()
+        server.wait()
+        raise
     deadline = time.monotonic() + startup_seconds
     while server.poll() is None and time.monotonic() < deadline:
         try:
@@ -72,8 +81,9 @@ def start_server(env: dict, app_dir, startup_seconds: float, httpx):
 
 
 @contextmanager
-def prefect_api(startup_seconds: float = 60.0):
-    """Run the body against the configured Prefect API, or a temporary one that dies with us."""
+def prefect_api(startup_seconds: float = 60.0, warm_up: Sequence[str] = ()):
+    """Run the body against the configured Prefect API, or a temporary one that dies with us.
+    ``warm_up``: modules the body will import, imported while a temporary API starts."""
     import httpx
     import prefect
     from prefect.settings import (
@@ -87,8 +97,9 @@ def prefect_api(startup_seconds: float = 60.0):
         yield PREFECT_API_URL.value()
         return
     env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True), **TEMPORARY_API_ENV}
+    pending = list(warm_up)
     for _ in range(3):  # a free port can be taken before the server binds it: try another
-        server, url = start_server(env, prefect.__module_path__.parent, startup_seconds, httpx)
+        server, url = start_server(env, prefect.__module_path__.parent, startup_seconds, httpx, _importer(pending))
         if server.poll() is None:
             break
     else:
@@ -110,6 +121,19 @@ def prefect_api(startup_seconds: float = 60.0):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def _importer(pending: list[str]) -> Callable[[], None]:
+    """Import ``pending``'s modules (each once, across tries): the server boots in its own
+    process meanwhile (4 s here), so the seconds the body would spend on them later overlap it.
+    A module that fails to import is left to the body, whose own import says why in context."""
+
+    def run() -> None:
+        while pending:
+            with suppress(ImportError):
+                importlib.import_module(pending.pop(0))
+
+    return run
 
 
 def _drain_to(url: str) -> None:
