@@ -192,13 +192,13 @@ def test_vigil_ui_stops_on_sigterm_leaving_no_process(tmp_path):
 def test_a_run_warms_what_each_step_will_import_and_torch_only_for_a_torch_detector():
     from support.workspace import SMALL
 
-    from vigil.cli import _heavy_imports
     from vigil.config import parse_config
+    from vigil.entry import step_imports
 
     classical = parse_config(SMALL)
     deep = parse_config({**SMALL, "detectors": {"zscore": {}, "lstm_ae": {"epochs": 1}}})
-    assert _heavy_imports(classical, "all") == ["great_expectations", "mlflow"]
-    assert _heavy_imports(deep, "all") == ["great_expectations", "torch", "mlflow"]
-    assert _heavy_imports(deep, "prepare") == ["great_expectations"]
-    assert _heavy_imports(deep, "train") == ["torch", "mlflow"]
-    assert _heavy_imports(deep, "evaluate") == ["mlflow"]
+    assert step_imports(classical, "all") == ["great_expectations", "mlflow"]
+    assert step_imports(deep, "all") == ["great_expectations", "torch", "mlflow"]
+    assert step_imports(deep, "prepare") == ["great_expectations"]
+    assert step_imports(deep, "train") == ["torch", "mlflow"]
+    assert step_imports(deep, "evaluate") == ["mlflow"]

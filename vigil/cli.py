@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from vigil.config import ConfigError, load_config, with_cluster
-from vigil.entry import add_cluster_arguments, run_entry
+from vigil.entry import add_cluster_arguments, run_entry, step_imports
 
 STEPS = ("all", "prepare", "tune", "train", "evaluate")
 
@@ -62,22 +62,7 @@ def _run(args: argparse.Namespace, cfg=None) -> int:
             tuned = tune_summary(out["tune"]) + "\n\n"
         return tuned + summary(out) + "\n" + ui
 
-    return run_entry(body, warm_up=_heavy_imports(cfg, args.step))
-
-
-def _heavy_imports(cfg, step: str) -> list[str]:
-    """What a `vigil run` step will import that takes seconds (here, after Prefect: Great
-    Expectations 3.0, MLflow 1.4, torch 1.2), imported while the temporary Prefect API starts
-    (4.3 s) instead of after it: validation in `prepare`, the registry from `tune` on, torch
-    where a torch detector is fitted."""
-    from components.detectors import DETECTORS, TorchDetector
-
-    mods = ["great_expectations"] if step in ("all", "prepare") else []
-    if step in ("all", "tune", "train") and any(
-        issubclass(DETECTORS[name], TorchDetector) for name in cfg.detectors if name in DETECTORS
-    ):
-        mods.append("torch")
-    return mods + (["mlflow"] if step != "prepare" else [])
+    return run_entry(body, warm_up=step_imports(cfg, args.step))
 
 
 def _tune(args: argparse.Namespace) -> int:

@@ -81,6 +81,21 @@ def _run_flows(body: Callable[[], str], warm_up: Sequence[str] = ()) -> None:
             raise
 
 
+def step_imports(cfg, step: str) -> list[str]:
+    """What a `vigil run` step, or its DVC stage, will import that takes seconds (here, after
+    Prefect: Great Expectations 3.0, MLflow 1.4, torch 1.2), to import while the temporary
+    Prefect API starts (4.3 s) instead of after it: validation in `prepare`, the registry from
+    `tune` on, torch where a torch detector is fitted."""
+    from components.detectors import DETECTORS, TorchDetector
+
+    mods = ["great_expectations"] if step in ("all", "prepare") else []
+    if step in ("all", "tune", "train") and any(
+        issubclass(DETECTORS[name], TorchDetector) for name in cfg.detectors if name in DETECTORS
+    ):
+        mods.append("torch")
+    return mods + (["mlflow"] if step != "prepare" else [])
+
+
 def run_entry(body: Callable[[], str], runs_flows: bool = True, warm_up: Sequence[str] = ()) -> int:
     """Run ``body``, print what it returns, and turn the errors a user causes into one message
     and an exit code instead of a traceback. ``runs_flows``: against a Prefect API that dies

@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from vigil.config import load_config
-from vigil.entry import run_entry
+from vigil.entry import run_entry, step_imports
 
 if TYPE_CHECKING:
     from tasks.registry import RegistryDecision
@@ -37,4 +37,4 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
     from flows.evaluate import evaluate_flow
 
-    return run_entry(lambda: summary(evaluate_flow(cfg)))
+    return run_entry(lambda: summary(evaluate_flow(cfg)), warm_up=step_imports(cfg, "evaluate"))

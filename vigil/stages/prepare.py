@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vigil.config import load_config
-from vigil.entry import run_entry
+from vigil.entry import run_entry, step_imports
 
 
 def summary(version: dict) -> str:
@@ -20,4 +20,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
     from flows.prepare import prepare_flow
 
-    return run_entry(lambda: summary(prepare_flow(cfg, args.params, args.new_data_version)))
+    return run_entry(
+        lambda: summary(prepare_flow(cfg, args.params, args.new_data_version)), warm_up=step_imports(cfg, "prepare")
+    )

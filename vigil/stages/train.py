@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from vigil.config import load_config
-from vigil.entry import run_entry
+from vigil.entry import run_entry, step_imports
 
 
 def summary(info: dict) -> str:
@@ -17,4 +17,4 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
     from flows.train import train_flow
 
-    return run_entry(lambda: summary(train_flow(cfg, verbose=sys.stderr.isatty())))
+    return run_entry(lambda: summary(train_flow(cfg, verbose=sys.stderr.isatty())), warm_up=step_imports(cfg, "train"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vigil.config import load_config
-from vigil.entry import run_entry
+from vigil.entry import run_entry, step_imports
 
 
 def summary(result: dict) -> str:
@@ -31,4 +31,4 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params)  # a named error, exit 2, before Prefect starts
     from flows.tune import tune_flow
 
-    return run_entry(lambda: summary(tune_flow(cfg)))
+    return run_entry(lambda: summary(tune_flow(cfg)), warm_up=step_imports(cfg, "tune"))
