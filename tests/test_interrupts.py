@@ -47,9 +47,10 @@ def _start_and_wait_for_training(ws):
     )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
-    # The first epoch line (tasks.fit.epoch_lines, 5 s into the fit), not "fitting": torch is
-    # imported inside the fit, and a signal during that import waits for it in the task thread
-    # (4-5 s on a loaded machine: the stop then took 7-11 s, measured, instead of about 3).
+    # The first epoch line (tasks.fit.epoch_lines, 5 s into the fit), not "fitting": a fit's
+    # first seconds import what torch loads lazily (torch._dynamo, by the first optimizer), and
+    # a signal during an import waits for it in the task thread (torch itself took 4-5 s there
+    # on a loaded machine before `vigil run` warmed it: the stop took 7-11 s instead of about 3).
     deadline = time.monotonic() + 180
     while not any("[lstm_ae] epoch" in line for line in lines):
         assert proc.poll() is None, "".join(lines)[-2000:]
