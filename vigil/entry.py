@@ -89,9 +89,8 @@ def step_imports(cfg, step: str) -> list[str]:
     from components.detectors import DETECTORS, TorchDetector
 
     mods = ["great_expectations"] if step in ("all", "prepare") else []
-    if step in ("all", "tune", "train") and any(
-        issubclass(DETECTORS[name], TorchDetector) for name in cfg.detectors if name in DETECTORS
-    ):
+    # every name in cfg.detectors was checked against DETECTORS when params.yaml loaded
+    if step in ("all", "tune", "train") and any(issubclass(DETECTORS[n], TorchDetector) for n in cfg.detectors):
         mods.append("torch")
     return mods + (["mlflow"] if step != "prepare" else [])
 

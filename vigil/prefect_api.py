@@ -97,9 +97,10 @@ def prefect_api(startup_seconds: float = 60.0, warm_up: Sequence[str] = ()):
         yield PREFECT_API_URL.value()
         return
     env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True), **TEMPORARY_API_ENV}
-    pending = list(warm_up)
     for _ in range(3):  # a free port can be taken before the server binds it: try another
-        server, url = start_server(env, prefect.__module_path__.parent, startup_seconds, httpx, _importer(pending))
+        server, url = start_server(
+            env, prefect.__module_path__.parent, startup_seconds, httpx, lambda: _import_quietly(warm_up)
+        )
         if server.poll() is None:
             break
     else:
@@ -123,17 +124,13 @@ def prefect_api(startup_seconds: float = 60.0, warm_up: Sequence[str] = ()):
             server.wait()
 
 
-def _importer(pending: list[str]) -> Callable[[], None]:
-    """Import ``pending``'s modules (each once, across tries): the server boots in its own
-    process meanwhile (4 s here), so the seconds the body would spend on them later overlap it.
-    A module that fails to import is left to the body, whose own import says why in context."""
-
-    def run() -> None:
-        while pending:
-            with suppress(ImportError):
-                importlib.import_module(pending.pop(0))
-
-    return run
+def _import_quietly(modules: Sequence[str]) -> None:
+    """Import ``modules`` while the server boots in its own process (4 s here), so the seconds
+    the body would spend on them later overlap it (a retry finds them in ``sys.modules``). A
+    module that fails to import is left to the body, whose own import says why in context."""
+    for name in modules:
+        with suppress(ImportError):
+            importlib.import_module(name)
 
 
 def _drain_to(url: str) -> None:
