@@ -37,7 +37,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from components.alerting import smooth  # noqa: E402
+from components.alerting import AlertRule  # noqa: E402
 from components.evaluation import best_achievable_f1  # noqa: E402
 from components.metrics import point_prf  # noqa: E402
 from tasks.benchmark import read_series  # noqa: E402
@@ -69,10 +69,10 @@ def cell_retentions(cell: Path, row: dict, repo: Path) -> tuple[float, dict[tupl
         return None
     series = read_series(row["dataset"], row["series"], repo / row["processed_path"])
     z = np.load(cell.with_suffix(".npz"), allow_pickle=False)
-    kind, window = row["alert_rule"]["smoothing"], row["alert_rule"]["window"]
-    val = smooth(z["validation"], kind, window)
-    calibration = smooth(z["calibration"], kind, window) if len(z["calibration"]) else np.empty(0)
-    test = smooth(z["test"], kind, window, z["validation"])
+    rule = AlertRule.from_dict(row["alert_rule"])  # its smoothing, as evaluation applied it
+    val = rule.smoothed(z["validation"])
+    calibration = rule.smoothed(z["calibration"]) if len(z["calibration"]) else np.empty(0)
+    test = rule.smoothed(z["test"], z["validation"])
     y = series.test_labels.astype(bool)
     oracle = best_achievable_f1(y, raw_oracle, test)
     if oracle <= 0:
