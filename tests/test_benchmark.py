@@ -161,6 +161,38 @@ def test_skab_protocol_pools_counts_and_splits_false_positives_around_the_anomal
         PooledCounts().add(np.ones(3, dtype=bool), np.ones(4, dtype=bool))
 
 
+def test_telemanom_protocol_is_reported_set_on_the_head_and_on_the_stream(tmp_path):
+    """MSL's event-wise table from a stored cell: the dynamic threshold set once on the
+    validation head (Vigil's way) and batch by batch on the stream (telemanom's), both counted
+    over the test tail; the rendered table shows both."""
+    from components.evaluation import AlertSettings
+    from tasks.alert_report import alert_analysis, summary_lines
+    from tasks.benchmark import cell_path
+
+    rng = np.random.default_rng(3)
+    scores = 1.0 + 0.05 * rng.standard_normal(4000)
+    labels = np.zeros(4000, dtype=np.int8)
+    scores[3000:3012] += 3.0  # one event in the test tail (steps 1000..3999), labelled
+    labels[3000:3012] = 1
+    proc = tmp_path / "proc" / "T-1"
+    proc.mkdir(parents=True)
+    np.save(proc / "validation_labels.npy", labels[:1000])
+    np.save(proc / "test_labels.npy", labels[1000:])
+    cell = cell_path(tmp_path / "benchmark", "telemanom", "T-1", "zscore").with_suffix(".npz")
+    cell.parent.mkdir(parents=True)
+    np.savez(cell, calibration=1.0 + 0.05 * rng.standard_normal(400), validation=scores[:1000], test=scores[1000:])
+    row = {"kind": "telemanom", "dataset": "msl", "family": "vigil", "series": "T-1", "detector": "zscore"}
+    row.update(status="ok", processed_path="proc/T-1")
+    alerts = alert_analysis([row], tmp_path, tmp_path / "benchmark", AlertSettings())
+    stream, head = alerts["telemanom_stream"]["zscore"], alerts["telemanom"]["zscore"]
+    assert (stream["tp"], stream["fp"], stream["fn"], stream["channels"]) == (1, 0, 0, 1)
+    assert stream["precision"] == stream["recall"] == 1.0
+    assert head["channels"] == 1 and head["tp"] + head["fn"] == 1
+    lines = "\n".join(summary_lines({"alerts": alerts, "datasets": ["msl"]}))
+    assert "| detector | channels | TP (head) |" in lines and "| recall (stream) |" in lines
+    assert "| zscore | 1 | " in lines and "*on the stream*, as telemanom sets it" in lines
+
+
 # --- the flow, end to end -----------------------------------------------------------------------
 
 

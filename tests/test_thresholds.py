@@ -31,3 +31,50 @@ def test_pot_recovers_an_exponential_tail_quantile():
 
 def test_quantile_threshold():
     assert quantile_threshold(np.arange(101.0), 0.9) == pytest.approx(90.0)
+
+
+# --- telemanom's protocol: the dynamic threshold set batch by batch on the stream ------------
+
+
+def _noisy_stream(n: int, seed: int = 0) -> np.ndarray:
+    return 1.0 + 0.05 * np.random.default_rng(seed).standard_normal(n)
+
+
+def test_telemanom_flags_a_spike_in_its_batch_and_never_the_history():
+    from components.telemanom import BATCH, BUFFER, telemanom_flags
+
+    s = _noisy_stream(3000)
+    s[2510:2516] += 3.0  # one short anomaly, in the batch 2470..2539 (history: 1000 steps, batches of 70)
+    flags = telemanom_flags(s, history=1000)
+    assert flags.shape == (2000,)  # the stream judged, not its history
+    hit = np.flatnonzero(flags) + 1000
+    # the buffer pulls steps either side into one sequence, never before its batch's first step;
+    # the next batch's window still flags the spike, which reaches BUFFER steps into that batch
+    start = 1000 + (2510 - 1000) // BATCH * BATCH
+    assert hit.min() == max(start, 2510 - BUFFER) and hit.max() == 2515 + BUFFER
+    assert np.all(np.diff(hit) == 1)
+
+
+def test_telemanom_flags_are_causal_batch_by_batch():
+    from components.telemanom import BATCH, telemanom_flags
+
+    s = _noisy_stream(4000, seed=1)
+    s[1800:1830] += 2.0
+    later = s.copy()
+    later[3000:] += 5.0  # whatever comes after a batch cannot change its flags
+    a, b = telemanom_flags(s, 500), telemanom_flags(later, 500)
+    cut = (3000 - 500) // BATCH * BATCH  # the batches that end before step 3000
+    assert np.array_equal(a[:cut], b[:cut])
+    assert a[1800 - 500 : 1830 - 500].all()
+
+
+def test_telemanom_thresholds_adapt_to_a_new_level_where_a_fixed_one_keeps_alarming():
+    from components.telemanom import WINDOW, telemanom_flags
+    from components.thresholds import dynamic_threshold
+
+    s = _noisy_stream(6000, seed=2)
+    s[2000:] += 1.0  # the level shifts for good at 2000 (history: the first 1000 steps)
+    flags = telemanom_flags(s, 1000)
+    settled = 2000 + WINDOW  # every window from here on holds the new level only
+    assert not flags[settled - 1000 :].any()
+    assert (s[settled:] >= dynamic_threshold(s[:1000])).all()  # set once on the history: alarmed for good
