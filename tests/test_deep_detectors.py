@@ -224,3 +224,40 @@ def test_a_torch_fit_reports_its_epochs_as_log_lines(tmp_path, monkeypatch, caps
     lines = [ln for ln in capsys.readouterr().err.splitlines() if " epoch " in ln]
     assert [ln.split(":")[0] for ln in lines] == ["[lstm_ae] epoch 1/3", "[lstm_ae] epoch 2/3", "[lstm_ae] epoch 3/3"]
     assert all("validation loss" in ln and ln.endswith(" s)") for ln in lines)
+
+
+def test_uae_dynamic_part_flags_a_change_then_forgets_a_lasting_one_the_static_part_keeps():
+    """uae's ``gauss_dynamic``: each metric's error against its own last ``recent`` errors. A
+    lasting shift is flagged where it starts and forgotten once the window holds only the new
+    level, where the static part (errors against train's) stays high; a short fault after it
+    stands out again. The first steps follow on from the history (the held-out tail's errors)."""
+    from components.detectors.deep import _dynamic_tail_log_p, _tail_log_p
+
+    rng = np.random.default_rng(0)
+    history, parts = rng.normal(1.0, 0.1, (300, 2)), rng.normal(1.0, 0.1, (600, 2))
+    parts[100:, 0] += 1.0  # metric 0's errors up for good from step 100
+    parts[450:455, 1] += 1.0  # a short fault on metric 1
+    dynamic = _dynamic_tail_log_p(parts, history, recent=100)
+    static = _tail_log_p(parts, history.mean(axis=0), history.std(axis=0))
+    calm = dynamic[:100].mean()  # no shift yet: both metrics as in the history
+    assert dynamic[100:112].max() > 5 * calm  # the shift, where it starts
+    settled = slice(220, 440)  # 100 steps of window and 10 of smoothing after it: the new level only
+    assert dynamic[settled].mean() < 1.2 * calm and static[settled].mean() > 20 * static[:100].mean()
+    assert dynamic[450:465].max() > 2 * dynamic[settled].max()  # the fault on top of the new level
+
+
+def test_uae_gauss_dynamic_adds_the_dynamic_part_to_the_static_one():
+    from components.detectors.deep import _dynamic_tail_log_p
+
+    t = np.arange(700)[:, None]
+    x = 0.5 + 0.3 * np.sin(2 * np.pi * t / 24 + np.arange(2)) + 0.05 * np.random.default_rng(1).normal(size=(700, 2))
+    x = x.astype(np.float32)
+    params = {"window": 8, "hidden": 8, "latent": 2, "epochs": 2, "device": "cpu", "amp": False, "recent": 50}
+    static = get_detector("uae", **params).fit(x[:500])
+    both = get_detector("uae", combine="gauss_dynamic", **params).fit(x[:500])
+    assert static.recent_errors_.shape == (0, 2) and both.recent_errors_.shape == (50, 2)
+    parts = both._step_parts(x[500:])[0]
+    np.testing.assert_allclose(
+        both.score(x[500:]), static.score(x[500:]) + _dynamic_tail_log_p(parts, both.recent_errors_, 50), rtol=1e-6
+    )
+    assert both.context_steps() == (7 + 50 + 9, 7)

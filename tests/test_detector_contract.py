@@ -69,7 +69,7 @@ NON_DEFAULT.update(
         "lstm_ae": TORCH_COMMON,
         "lstm_vae": {**TORCH_COMMON, "latent": 5, "n_samples": 3, "kl_weight": 0.5},
         "lstm_forecaster": {**TORCH_COMMON, "num_layers": 1, "dropout": 0.0},
-        "uae": {**TORCH_COMMON, "latent": 3, "combine": "max"},
+        "uae": {**TORCH_COMMON, "latent": 3, "combine": "gauss_dynamic", "recent": 25},
         "cnn": {**TORCH_COMMON, "window": 12, "num_layers": 1},
     }
 )

@@ -466,7 +466,14 @@ class UnivariateAE(_ReconstructionAE):
     ``max``, or ``gauss``: each metric's error standardised by the mean and spread of its
     errors on the tail of train held out from training (Garg's static Gaussian scoring), then
     the standardised errors' negative log tail probabilities summed (independent metrics), so
-    a metric that is always noisy does not drown one that is always quiet.
+    a metric that is always noisy does not drown one that is always quiet; or
+    ``gauss_dynamic``: that static part plus a dynamic one, each metric's error standardised
+    by the mean and spread of its own ``recent`` errors before it (Garg's dynamic Gaussian
+    scoring, its sum over metrics smoothed by a trailing mean of `DYNAMIC_SMOOTHING` steps,
+    their kernel), the two negative log tail probabilities added (Fisher's combination). The
+    static part alone misses a fault whose errors sit high on a machine whose errors have all
+    drifted since train; the dynamic part alone forgets a fault that lasts longer than its
+    window. The first steps scored follow on from the held-out tail's last ``recent`` errors.
     """
 
     name = "uae"
@@ -489,6 +496,7 @@ class UnivariateAE(_ReconstructionAE):
         score_stride: int = 1,
         latent: int = 8,
         combine: str = "gauss",
+        recent: int = 2000,
     ):
         super().__init__(
             window=window,
@@ -508,13 +516,19 @@ class UnivariateAE(_ReconstructionAE):
         )
         self.latent = latent
         self.combine = combine
+        self.recent = recent
 
     def validate_params(self) -> None:
         super().validate_params()
         require(is_int(self.latent) and self.latent >= 1, self.name, "latent", "an integer >= 1", self.latent)
-        require(
-            self.combine in ("mean", "max", "gauss"), self.name, "combine", "'mean', 'max' or 'gauss'", self.combine
-        )
+        require(self.combine in COMBINE, self.name, "combine", f"one of {COMBINE}", self.combine)
+        require(is_int(self.recent) and self.recent >= 2, self.name, "recent", "an integer >= 2", self.recent)
+
+    def context_steps(self) -> tuple[int, int]:
+        past, future = super().context_steps()
+        if self.combine == "gauss_dynamic":  # the errors of the last `recent` steps before each smoothed one
+            past += self.recent + DYNAMIC_SMOOTHING - 1
+        return past, future
 
     def _build(self, f):
         from .nets import PerMetricAENet
@@ -528,24 +542,59 @@ class UnivariateAE(_ReconstructionAE):
         parts = self._step_parts(tail)[0]
         self.error_mean_ = parts.mean(axis=0)
         self.error_std_ = np.maximum(parts.std(axis=0), 1e-6 + 1e-3 * np.abs(self.error_mean_))
+        # what the dynamic part's first windows read (the calibration scores, computed next from
+        # this very tail, read their own errors there: normal data either way)
+        self.recent_errors_ = parts[-self.recent :] if self.combine == "gauss_dynamic" else parts[:0]
 
     def _combine(self, parts):
         if self.combine == "mean":
             return parts.mean(axis=1)
         if self.combine == "max":
             return parts.max(axis=1)
-        from scipy.special import log_ndtr
-
-        z = (parts - self.error_mean_) / self.error_std_
-        return -log_ndtr(-z).sum(axis=1)  # -log P(Z > z), summed over metrics
+        score = _tail_log_p(parts, self.error_mean_, self.error_std_)
+        if self.combine == "gauss_dynamic":
+            return score + _dynamic_tail_log_p(parts, self.recent_errors_, self.recent)
+        return score
 
     def _state(self):
         arrays, values = super()._state()
-        return {**arrays, "error_mean_": self.error_mean_, "error_std_": self.error_std_}, values
+        fitted = {"error_mean_": self.error_mean_, "error_std_": self.error_std_, "recent_errors_": self.recent_errors_}
+        return {**arrays, **fitted}, values
 
     def _set_state(self, arrays, values):
         super()._set_state(arrays, values)
         self.error_mean_, self.error_std_ = arrays["error_mean_"], arrays["error_std_"]
+        # a model saved before the dynamic part existed holds none (it never combined with one)
+        none = np.empty((0, len(self.error_mean_)), dtype=self.error_mean_.dtype)
+        self.recent_errors_ = arrays.get("recent_errors_", none)
+
+
+COMBINE = ("mean", "max", "gauss", "gauss_dynamic")
+DYNAMIC_SMOOTHING = 10  # steps of the dynamic part's trailing mean (Garg's kernel smoothing)
+
+
+def _tail_log_p(parts: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """-log P(Z > z) of each metric's standardised error, summed over metrics."""
+    from scipy.special import log_ndtr
+
+    return -log_ndtr(-(parts - mean) / std).sum(axis=1)
+
+
+def _dynamic_tail_log_p(parts: np.ndarray, history: np.ndarray, recent: int) -> np.ndarray:
+    """`_tail_log_p` of each step's errors against the mean and spread of each metric's
+    ``recent`` errors before it (``history``: the errors before ``parts``), smoothed over the
+    last `DYNAMIC_SMOOTHING` steps. A step with fewer than min(recent, 50) errors before it
+    counts as unremarkable (z = 0)."""
+    import pandas as pd
+
+    full = np.vstack([history[-recent:], parts]).astype(np.float64)
+    rolling = pd.DataFrame(full).rolling(recent, min_periods=min(recent, 50))
+    mean = rolling.mean().shift(1).to_numpy()
+    std = rolling.std().shift(1).to_numpy()
+    z = (full - mean) / np.maximum(std, 1e-6 + 1e-3 * np.abs(mean))
+    z = np.nan_to_num(z[len(full) - len(parts) :], nan=0.0)
+    dynamic = _tail_log_p(z, 0.0, 1.0)
+    return pd.Series(dynamic).rolling(DYNAMIC_SMOOTHING, min_periods=1).mean().to_numpy()
 
 
 class CNNForecaster(LSTMForecaster):

@@ -1,0 +1,101 @@
+"""The evidence behind uae's ``combine`` per dataset (params.yaml's
+``benchmark.datasets.<name>.detectors``): for each way of combining the per-metric errors into
+one score, the mean VUS-PR over the series whose validation head holds a label, and, for context
+only, over the test tails.
+
+How a fleet's metrics drift after train is a property of the fleet rather than of one series,
+so, like kmeans's spread (`benchmarks/spread.py`), the combination is chosen per dataset on the
+validation heads only; the test-tail rows are never the basis of a choice. Each series is
+prepared as the benchmark prepares it, uae (its configured parameters) is fitted on train once,
+and the validation head and test tail are each scored alone, as a benchmark cell scores them;
+each combination then combines the same per-metric errors, exactly as `UnivariateAE` does with
+that ``combine`` (and ``recent``, for ``gauss_dynamic``).
+
+    .venv/bin/python benchmarks/uae_combine.py [--datasets smd msl ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from components.benchmark import prepare_series  # noqa: E402
+from components.datasets.kinds import load_dataset  # noqa: E402
+from components.detectors import get_detector  # noqa: E402
+from components.detectors.torch_loop import holdout_start  # noqa: E402
+from components.metrics import vus_pr  # noqa: E402
+from tasks.benchmark import plan_series  # noqa: E402
+from vigil.config import load_config  # noqa: E402
+
+# (combine, recent): recent is read by gauss_dynamic only
+CHOICES = (("gauss", None), ("mean", None), ("max", None)) + tuple(
+    ("gauss_dynamic", r) for r in (500, 1000, 2000, 5000)
+)
+
+
+def label(choice: tuple[str, int | None]) -> str:
+    combine, recent = choice
+    return combine if recent is None else f"{combine} {recent}"
+
+
+def combined(det, parts: np.ndarray, tail_parts: np.ndarray, choice: tuple[str, int | None]) -> np.ndarray:
+    """The score ``det`` would give with this combination: its fitted static statistics, and
+    for gauss_dynamic the last ``recent`` errors of its held-out tail, as `_after_training`
+    keeps them."""
+    combine, recent = choice
+    det.set_params(combine=combine, **({"recent": recent} if recent else {}))
+    det.recent_errors_ = tail_parts[-recent:] if recent else tail_parts[:0]
+    return det._combine(parts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--datasets", nargs="*", help="names of benchmark.datasets (default: all)")
+    args = ap.parse_args()
+    cfg = load_config(REPO / "params.yaml")
+    params = {**cfg.detectors["uae"], "combine": "gauss"}
+    chosen = {n: d for n, d in cfg.benchmark.datasets.items() if not args.datasets or n in args.datasets}
+    plan, skipped = plan_series(chosen, REPO, None)
+    for why in skipped:
+        print(why)
+    preparation = cfg.preprocessing.model_dump()  # validation fraction, scaler, clip: as the benchmark prepares
+    window = cfg.evaluation.vus_window
+    figures: dict[str, dict[str, list[list[float]]]] = {}  # dataset -> split -> one row of choices per series
+    t0 = time.perf_counter()
+    for dataset, source, _ in plan:
+        series = prepare_series(source.kind, load_dataset(source), **preparation)
+        det = get_detector("uae", **params).fit(series.train)
+        cut = holdout_start(len(series.train), det._span, det.val_fraction)
+        tail = series.train[cut:] if len(series.train) - cut >= det.window else series.train
+        tail_parts = det._step_parts(tail)[0]  # the held-out tail's errors, as `_after_training` reads them
+        for split, x, labels in (
+            ("validation", series.validation, series.validation_labels),
+            ("test", series.test, series.test_labels),
+        ):
+            if labels.any():
+                parts = det._step_parts(x)[0]
+                row = [vus_pr(labels, combined(det, parts, tail_parts, c), window) for c in CHOICES]
+                figures.setdefault(dataset, {}).setdefault(split, []).append(row)
+    print(f"uae ({params}), mean VUS-PR by combine, {time.perf_counter() - t0:.0f} s")
+    names = [label(c) for c in CHOICES]
+    print(f"{'dataset':8} {'split':24} " + " ".join(f"{n:>18}" for n in names) + "  chosen (validation)")
+    for dataset, splits in figures.items():
+        val = np.mean(splits.get("validation", [[np.nan] * len(CHOICES)]), axis=0)
+        best = names[int(np.nanargmax(val))] if np.isfinite(val).any() else names[0]
+        for split, rows in sorted(splits.items(), reverse=True):  # validation, then test
+            mean = np.mean(rows, axis=0)
+            what = f"{split} ({len(rows)} series)" + (" *" if split == "test" else "")
+            tail_text = f"  {best}" if split == "validation" else ""
+            print(f"{dataset:8} {what:24} " + " ".join(f"{v:18.3f}" for v in mean) + tail_text)
+    print("* the test tails: context only, never the basis of the choice")
+
+
+if __name__ == "__main__":
+    main()
