@@ -24,12 +24,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from components.benchmark import prepare_series  # noqa: E402
-from components.datasets.kinds import load_dataset  # noqa: E402
+from benchmarks.per_dataset_choice import each_prepared_series, print_choice_table  # noqa: E402
 from components.detectors import get_detector  # noqa: E402
 from components.detectors.base import spread_to_neighbours  # noqa: E402
 from components.metrics import vus_pr  # noqa: E402
-from tasks.benchmark import plan_series  # noqa: E402
 from vigil.config import load_config  # noqa: E402
 
 SPREADS = (0, 10, 25, 50, 100, 200)
@@ -46,16 +44,10 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(REPO / "params.yaml")
     params = {**cfg.detectors[args.detector], "spread": 0}
-    chosen = {n: d for n, d in cfg.benchmark.datasets.items() if not args.datasets or n in args.datasets}
-    plan, skipped = plan_series(chosen, REPO, None)
-    for why in skipped:
-        print(why)
-    preparation = cfg.preprocessing.model_dump()  # validation fraction, scaler, clip: as the benchmark prepares
     window = cfg.evaluation.vus_window
     figures: dict[str, dict[str, list[list[float]]]] = {}  # dataset -> split -> one row of spreads per series
     t0 = time.perf_counter()
-    for dataset, source, _ in plan:
-        series = prepare_series(source.kind, load_dataset(source), **preparation)
+    for dataset, series in each_prepared_series(cfg, REPO, args.datasets):
         det = get_detector(args.detector, **params).fit(series.train)
         for split, x, labels in (
             ("validation", series.validation, series.validation_labels),
@@ -66,16 +58,7 @@ def main() -> None:
                 row = [vus_pr(labels, spread_scores(scores, k), window) for k in SPREADS]
                 figures.setdefault(dataset, {}).setdefault(split, []).append(row)
     print(f"{args.detector} ({params}), mean VUS-PR by spread, {time.perf_counter() - t0:.0f} s")
-    print(f"{'dataset':8} {'split':24} " + " ".join(f"{k:>6}" for k in SPREADS) + "  chosen (validation)")
-    for dataset, splits in figures.items():
-        val = np.mean(splits.get("validation", [[np.nan] * len(SPREADS)]), axis=0)
-        best = SPREADS[int(np.nanargmax(val))] if np.isfinite(val).any() else 0
-        for split, rows in sorted(splits.items(), reverse=True):  # validation, then test
-            mean = np.mean(rows, axis=0)
-            what = f"{split} ({len(rows)} series)" + (" *" if split == "test" else "")
-            tail = f"  {best}" if split == "validation" else ""
-            print(f"{dataset:8} {what:24} " + " ".join(f"{v:6.3f}" for v in mean) + tail)
-    print("* the test tails: context only, never the basis of the choice")
+    print_choice_table("chosen", [str(k) for k in SPREADS], figures)
 
 
 if __name__ == "__main__":

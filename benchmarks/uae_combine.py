@@ -26,12 +26,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from components.benchmark import prepare_series  # noqa: E402
-from components.datasets.kinds import load_dataset  # noqa: E402
+from benchmarks.per_dataset_choice import each_prepared_series, print_choice_table  # noqa: E402
 from components.detectors import get_detector  # noqa: E402
 from components.detectors.torch_loop import holdout_start  # noqa: E402
 from components.metrics import vus_pr  # noqa: E402
-from tasks.benchmark import plan_series  # noqa: E402
 from vigil.config import load_config  # noqa: E402
 
 # (combine, recent): recent is read by gauss_dynamic only
@@ -61,16 +59,10 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(REPO / "params.yaml")
     params = {**cfg.detectors["uae"], "combine": "gauss"}
-    chosen = {n: d for n, d in cfg.benchmark.datasets.items() if not args.datasets or n in args.datasets}
-    plan, skipped = plan_series(chosen, REPO, None)
-    for why in skipped:
-        print(why)
-    preparation = cfg.preprocessing.model_dump()  # validation fraction, scaler, clip: as the benchmark prepares
     window = cfg.evaluation.vus_window
     figures: dict[str, dict[str, list[list[float]]]] = {}  # dataset -> split -> one row of choices per series
     t0 = time.perf_counter()
-    for dataset, source, _ in plan:
-        series = prepare_series(source.kind, load_dataset(source), **preparation)
+    for dataset, series in each_prepared_series(cfg, REPO, args.datasets):
         det = get_detector("uae", **params).fit(series.train)
         cut = holdout_start(len(series.train), det._span, det.val_fraction)
         tail = series.train[cut:] if len(series.train) - cut >= det.window else series.train
@@ -84,17 +76,7 @@ def main() -> None:
                 row = [vus_pr(labels, combined(det, parts, tail_parts, c), window) for c in CHOICES]
                 figures.setdefault(dataset, {}).setdefault(split, []).append(row)
     print(f"uae ({params}), mean VUS-PR by combine, {time.perf_counter() - t0:.0f} s")
-    names = [label(c) for c in CHOICES]
-    print(f"{'dataset':8} {'split':24} " + " ".join(f"{n:>18}" for n in names) + "  chosen (validation)")
-    for dataset, splits in figures.items():
-        val = np.mean(splits.get("validation", [[np.nan] * len(CHOICES)]), axis=0)
-        best = names[int(np.nanargmax(val))] if np.isfinite(val).any() else names[0]
-        for split, rows in sorted(splits.items(), reverse=True):  # validation, then test
-            mean = np.mean(rows, axis=0)
-            what = f"{split} ({len(rows)} series)" + (" *" if split == "test" else "")
-            tail_text = f"  {best}" if split == "validation" else ""
-            print(f"{dataset:8} {what:24} " + " ".join(f"{v:18.3f}" for v in mean) + tail_text)
-    print("* the test tails: context only, never the basis of the choice")
+    print_choice_table("chosen", [label(c) for c in CHOICES], figures)
 
 
 if __name__ == "__main__":
