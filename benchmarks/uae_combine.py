@@ -28,7 +28,6 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.per_dataset_choice import each_prepared_series, print_choice_table  # noqa: E402
 from components.detectors import get_detector  # noqa: E402
-from components.detectors.torch_loop import holdout_start  # noqa: E402
 from components.metrics import vus_pr  # noqa: E402
 from vigil.config import load_config  # noqa: E402
 
@@ -43,13 +42,13 @@ def label(choice: tuple[str, int | None]) -> str:
     return combine if recent is None else f"{combine} {recent}"
 
 
-def combined(det, parts: np.ndarray, tail_parts: np.ndarray, choice: tuple[str, int | None]) -> np.ndarray:
+def combined(det, parts: np.ndarray, kept: np.ndarray, choice: tuple[str, int | None]) -> np.ndarray:
     """The score ``det`` would give with this combination: its fitted static statistics, and
-    for gauss_dynamic the last ``recent`` errors of its held-out tail, as `_after_training`
-    keeps them."""
+    for gauss_dynamic the last ``recent`` of the held-out tail's errors ``kept`` by a fit with
+    the longest ``recent`` (training does not depend on ``combine``)."""
     combine, recent = choice
     det.set_params(combine=combine, **({"recent": recent} if recent else {}))
-    det.recent_errors_ = tail_parts[-recent:] if recent else tail_parts[:0]
+    det.recent_errors_ = kept[-recent:] if recent else kept[:0]
     return det._combine(parts)
 
 
@@ -58,24 +57,25 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="*", help="names of benchmark.datasets (default: all)")
     args = ap.parse_args()
     cfg = load_config(REPO / "params.yaml")
-    params = {**cfg.detectors["uae"], "combine": "gauss"}
+    # one fit keeps the longest tail of errors any choice reads; each choice then combines alike
+    longest = max(r for _, r in CHOICES if r)
+    params = {**cfg.detectors["uae"], "combine": "gauss_dynamic", "recent": longest}
     window = cfg.evaluation.vus_window
     figures: dict[str, dict[str, list[list[float]]]] = {}  # dataset -> split -> one row of choices per series
     t0 = time.perf_counter()
     for dataset, series in each_prepared_series(cfg, REPO, args.datasets):
         det = get_detector("uae", **params).fit(series.train)
-        cut = holdout_start(len(series.train), det._span, det.val_fraction)
-        tail = series.train[cut:] if len(series.train) - cut >= det.window else series.train
-        tail_parts = det._step_parts(tail)[0]  # the held-out tail's errors, as `_after_training` reads them
+        kept = det.recent_errors_
         for split, x, labels in (
             ("validation", series.validation, series.validation_labels),
             ("test", series.test, series.test_labels),
         ):
             if labels.any():
                 parts = det._step_parts(x)[0]
-                row = [vus_pr(labels, combined(det, parts, tail_parts, c), window) for c in CHOICES]
+                row = [vus_pr(labels, combined(det, parts, kept, c), window) for c in CHOICES]
                 figures.setdefault(dataset, {}).setdefault(split, []).append(row)
-    print(f"uae ({params}), mean VUS-PR by combine, {time.perf_counter() - t0:.0f} s")
+    fitted = {k: v for k, v in params.items() if k not in ("combine", "recent")}
+    print(f"uae ({fitted}), mean VUS-PR by combine, {time.perf_counter() - t0:.0f} s")
     print_choice_table("chosen", [label(c) for c in CHOICES], figures)
 
 

@@ -57,7 +57,8 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
     rules_test: dict = defaultdict(lambda: defaultdict(list))  # dataset -> pair -> [(retention, ipe, recall)]
     label_free: dict = defaultdict(lambda: defaultdict(list))  # pair -> dataset -> [share of validation oracle]
     grid: dict = defaultdict(lambda: defaultdict(list))  # dataset -> "gap|min" -> [(ipe, recall, false/1k)]
-    # protocol ("head" | "stream") -> detector -> event counts over MSL's channels
+    # the report's key for each protocol ("telemanom": set on the head; "telemanom_stream") ->
+    # detector -> event counts over MSL's channels
     events: dict = defaultdict(lambda: defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0, "channels": 0}))
     pairs = {(r, s) for r in THRESHOLD_RULES for s in settings.smoothing}
     pairs |= {(settings.label_free[0], tuple(settings.label_free[1:]))}
@@ -115,7 +116,7 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
             e_s = telemanom.ewma(np.concatenate([v, t]))  # the head, then the tail: one stream, smoothed from its start
             flags = telemanom.telemanom_flags(e_s, len(v))
             stream = incident_quality(yt, group_incidents(flags, e_s[len(v) :], 1, 2), math.nan)
-            for protocol, q in (("head", head), ("stream", stream)):
+            for protocol, q in (("telemanom", head), ("telemanom_stream", stream)):
                 e = events[protocol][row["detector"]]
                 e["tp"] += q.detected
                 e["fn"] += q.events - q.detected
@@ -154,11 +155,10 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
         },
     }
     for protocol, dets in events.items():
-        key = "telemanom" if protocol == "head" else "telemanom_stream"
-        out.setdefault(key, {})
+        out[protocol] = {}
         for det, e in dets.items():
             tp, fp, fn = e["tp"], e["fp"], e["fn"]
-            out[key][det] = {
+            out[protocol][det] = {
                 **e,
                 "precision": tp / (tp + fp) if tp + fp else None,
                 "recall": tp / (tp + fn) if tp + fn else None,
