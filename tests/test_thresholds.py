@@ -78,3 +78,23 @@ def test_telemanom_thresholds_adapt_to_a_new_level_where_a_fixed_one_keeps_alarm
     settled = 2000 + WINDOW  # every window from here on holds the new level only
     assert not flags[settled - 1000 :].any()
     assert (s[settled:] >= dynamic_threshold(s[:1000])).all()  # set once on the history: alarmed for good
+
+
+def test_the_adaptive_floor_of_benchmarks_label_free_rules_is_the_trailing_quantile():
+    """benchmarks/label_free_rules.py measures a rolling-percentile floor (not adopted): at each
+    step, the quantile of the window of values before it, the history first, never the step itself."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "label_free_rules.py"
+    spec = importlib.util.spec_from_file_location("label_free_rules", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(3)
+    history, x = np.round(rng.random(40), 1), np.round(rng.random(200) * 2, 1)  # rounded: ties
+    got = module.trailing_quantile(history, x, 0.9, 30)
+    stream = np.concatenate([history, x])
+    for i in range(len(x)):
+        window = stream[len(history) + i - 30 : len(history) + i]
+        assert got[i] == np.quantile(window, 0.9, method="inverted_cdf"), i
+    assert module.trailing_quantile([], [1.0, 2.0], 0.5, 5)[0] == -np.inf  # nothing before the first step
