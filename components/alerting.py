@@ -5,8 +5,8 @@ again, and an operator gets six incidents for it. Everything after the raw score
 `AlertRule`, chosen on validation with the model and carried with it, so evaluation, the
 served model, `vigil score` and the live page apply the same rule:
 
-1. the scores are smoothed over a trailing window (``mean`` or ``max`` of the last ``window``
-   raw scores; causal, so a stream needs only the last ``window - 1`` raw scores);
+1. the scores are smoothed over a trailing window (``mean``, ``ewma`` or ``max`` of the last
+   ``window`` raw scores; causal, so a stream needs only the last ``window - 1`` raw scores);
 2. a step is flagged where the smoothed score is at or over ``threshold``;
 3. flagged steps separated by fewer than ``merge_gap`` unflagged steps are one incident; an
    incident shorter than ``min_steps`` (first to last flagged step) is kept as points but not
@@ -23,7 +23,10 @@ import numpy as np
 
 from .datasets.base import ranges_from_labels
 
-SMOOTHING = ("none", "mean", "max")
+SMOOTHING = ("none", "mean", "ewma", "max")
+# ewma: each weight halves every window / EWMA_HALVINGS steps, so the oldest of the window's
+# scores weighs about 1/16 of the newest; cut at the window, a stream stays exact batch by batch
+EWMA_HALVINGS = 4
 # the threshold rules (`components.evaluation.THRESHOLD_RULES` holds their functions): name -> reads labels
 RULES_NEED_LABELS = {
     "best_f1": True,
@@ -52,6 +55,12 @@ def smooth(scores: np.ndarray, kind: str, window: int, past: np.ndarray | None =
         i = np.arange(n_head, len(x))
         lo = np.maximum(0, i - window + 1)
         return (c[i + 1] - c[lo]) / (i + 1 - lo)
+    if kind == "ewma":
+        # weights of the newest .. oldest score of the window, normalised over the scores there are
+        w = 0.5 ** (np.arange(window) * EWMA_HALVINGS / window)
+        total = np.convolve(x, w)[: len(x)]
+        weight = np.convolve(np.ones(len(x)), w)[: len(x)]
+        return (total / weight)[n_head:]
     # max: pad the front with -inf so every step has a full window, then a sliding max
     padded = np.concatenate([np.full(window - 1, -np.inf), x])
     return np.lib.stride_tricks.sliding_window_view(padded, window).max(axis=1)[n_head:]
@@ -72,7 +81,7 @@ class AlertSettings:
 
     method: str = "nested"
     rules: tuple[str, ...] = ("best_f1", "best_event_f1", "pot_train", "dynamic", "gauss_tail")
-    smoothing: tuple[tuple[str, int], ...] = (("none", 1), ("mean", 20), ("max", 20), ("max", 50))
+    smoothing: tuple[tuple[str, int], ...] = (("none", 1), ("mean", 20), ("ewma", 20), ("max", 20), ("max", 50))
     fallback: tuple[str, str, int] = ("best_f1", "max", 20)
     label_free: tuple[str, str, int] = ("pot_train", "max", 50)
     pot_q: float = 1e-3

@@ -27,7 +27,16 @@ from components.thresholds import best_f1_threshold
 from .benchmark import cell_path
 
 # label-free (rule, smoothing) pairs compared on the labelled validation heads
-LABEL_FREE_SMOOTHING = (("none", 1), ("mean", 20), ("mean", 50), ("max", 20), ("max", 50), ("max", 100))
+LABEL_FREE_SMOOTHING = (
+    ("none", 1),
+    ("mean", 20),
+    ("mean", 50),
+    ("ewma", 20),
+    ("ewma", 50),
+    ("max", 20),
+    ("max", 50),
+    ("max", 100),
+)
 TELEMANOM_SMOOTHING = ("mean", 20)  # the head protocol's smoothing (on the stream: telemanom's own EWMA)
 INCIDENT_GRID = ((1, 5, 10, 20, 50, 100), (1, 2, 3, 5))  # merge_gap x min_steps on the validation heads
 

@@ -10,6 +10,7 @@ import pytest
 
 from components import metrics as M
 from components.alerting import (
+    EWMA_HALVINGS,
     RULES_NEED_LABELS,
     AlertCarry,
     AlertRule,
@@ -31,9 +32,12 @@ from components.thresholds import (
 def test_trailing_smoothing_reads_only_the_past_and_streams_like_one_pass():
     rng = np.random.default_rng(0)
     s = rng.random(200)
-    for kind in ("mean", "max"):
+    halving = 0.5 ** (np.arange(7)[::-1] * EWMA_HALVINGS / 7)  # oldest .. newest of the window
+    expected = {"mean": np.mean, "max": np.max, "ewma": lambda w: np.average(w, weights=halving[-len(w) :])}
+    for kind in ("mean", "ewma", "max"):
         whole = smooth(s, kind, 7)
-        assert whole[10] == pytest.approx(getattr(np, kind)(s[4:11]))
+        assert whole[10] == pytest.approx(expected[kind](s[4:11]))
+        assert whole[3] == pytest.approx(expected[kind](s[:4]))  # the first steps: the scores there are
         assert whole[0] == s[0]  # the first step has only itself
         # in two batches, the second given the first's last raw scores: the same values
         parts = np.concatenate([smooth(s[:90], kind, 7), smooth(s[90:], kind, 7, past=s[:90])])
