@@ -82,7 +82,7 @@ class AlertSettings:
     method: str = "nested"
     rules: tuple[str, ...] = ("best_f1", "best_event_f1", "pot_train", "dynamic", "gauss_tail")
     smoothing: tuple[tuple[str, int], ...] = (("none", 1), ("mean", 20), ("ewma", 20), ("max", 20), ("max", 50))
-    fallback: tuple[str, str, int] = ("best_f1", "max", 20)
+    fallback: tuple[str, str, int] = ("best_f1", "max", 100)
     label_free: tuple[str, str, int] = ("pot_train", "max", 50)
     pot_q: float = 1e-3
     pot_level: float = 0.98

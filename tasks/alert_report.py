@@ -6,6 +6,7 @@ MSL. Every choice Vigil makes is read off validation; the test-tail tables compa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -20,14 +21,15 @@ from components.evaluation import (
     AlertSettings,
     best_achievable_f1,
     choose_alert_rule,
+    nested_scores,
     rule_threshold,
 )
 from components.thresholds import best_f1_threshold
 
 from .benchmark import cell_path
 
-# label-free (rule, smoothing) pairs compared on the labelled validation heads
-LABEL_FREE_SMOOTHING = (
+# smoothings compared on the labelled validation heads for the label-free and fallback defaults
+SMOOTHING_CANDIDATES = (
     ("none", 1),
     ("mean", 20),
     ("mean", 50),
@@ -62,9 +64,24 @@ def _cells(rows: list[dict], repo_root: Path, folder: Path):
         yield r, v, c, t, yv.astype(bool), yt.astype(bool)
 
 
+def _dataset_means(by_pair: dict) -> dict:
+    """pair -> dataset -> values, as pair -> the mean per dataset and their mean over datasets."""
+    return {
+        k: {d: float(np.mean(v)) for d, v in by.items()} | {"mean": float(np.mean([np.mean(v) for v in by.values()]))}
+        for k, by in by_pair.items()
+    }
+
+
 def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: AlertSettings) -> dict:
     rules_test: dict = defaultdict(lambda: defaultdict(list))  # dataset -> pair -> [(retention, ipe, recall)]
     label_free: dict = defaultdict(lambda: defaultdict(list))  # pair -> dataset -> [share of validation oracle]
+    fallback: dict = defaultdict(lambda: defaultdict(list))  # pair -> dataset -> [held-out F1 on the head]
+    # the labelled rules under every candidate smoothing, each set on one half of a head, scored on the other
+    held_out = dataclasses.replace(
+        settings,
+        rules=tuple(r for r, (needs, _) in THRESHOLD_RULES.items() if needs),
+        smoothing=SMOOTHING_CANDIDATES,
+    )
     grid: dict = defaultdict(lambda: defaultdict(list))  # dataset -> "gap|min" -> [(ipe, recall, false/1k)]
     # the report's key for each protocol ("telemanom": set on the head; "telemanom_stream") ->
     # detector -> event counts over MSL's channels
@@ -100,7 +117,7 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
         if yv.any():
             oracle_v = best_f1_threshold(v, yv)[1]
             if oracle_v > 0:
-                for sm in LABEL_FREE_SMOOTHING:
+                for sm in SMOOTHING_CANDIDATES:
                     s = smooth(v, *sm)
                     best = best_achievable_f1(yv, oracle_v, s)  # once per smoothing: every rule shares it
                     for rule in free_rules:
@@ -109,6 +126,8 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
                         except ValueError:
                             share = 0.0
                         label_free[_key(rule, sm)][d].append(share)
+            for pair, f1 in (nested_scores(v, yv, c, held_out) or {}).items():
+                fallback[_key(*pair)][d].append(f1)
             chosen = choose_alert_rule(v, yv, c, settings)
             s = chosen.smoothed(v)
             for gap in INCIDENT_GRID[0]:
@@ -144,11 +163,8 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
             }
             for d, p in rules_test.items()
         },
-        "label_free": {
-            k: {d: float(np.mean(v)) for d, v in by.items()}
-            | {"mean": float(np.mean([np.mean(v) for v in by.values()]))}
-            for k, by in label_free.items()
-        },
+        "label_free": _dataset_means(label_free),
+        "fallback": _dataset_means(fallback),
         "incident_grid": {
             d: {k: dict(zip(("incidents_per_event", "event_recall", "false_per_1000"), means(v))) for k, v in g.items()}
             for d, g in grid.items()
@@ -241,6 +257,21 @@ def summary_lines(report: dict, compact: bool = False) -> list[str]:
             [[k, *[fmt(v.get(d)) for d in datasets], fmt(v["mean"])] for k, v in free[:8]],
         ),
     ]
+    held_out = sorted((a.get("fallback") or {}).items(), key=lambda kv: (-kv[1]["mean"], kv[0]))
+    if held_out:
+        fb_sets = [d for d in report["datasets"] if any(d in v for _, v in held_out)]
+        lines += [
+            "",
+            "**Fallback rule** (`threshold.fallback`, used where the validation head's two halves do not both hold "
+            "labels): each labelled rule and smoothing on every validation head whose halves both do, its threshold "
+            "set on one half and its point F1 measured on the other, both ways (Vigil's detectors; mean per "
+            f"dataset, then over datasets). Configured: **{st['fallback']}**.",
+            "",
+            *md_table(
+                ["rule · smoothing", *[DATASET_TITLES.get(d, d) for d in fb_sets], "mean"],
+                [[k, *[fmt(v.get(d)) for d in fb_sets], fmt(v["mean"])] for k, v in held_out[:8]],
+            ),
+        ]
     grid = a.get("incident_grid") or {}
     if grid:
         keys = [k for k in next(iter(grid.values())) if not compact or int(k.split("|")[1]) <= 2]

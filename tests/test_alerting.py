@@ -150,7 +150,7 @@ def test_label_free_and_fallback_paths():
     one_half = y.copy()
     one_half[len(y) // 2 :] = 0  # labels in the first half only: nothing to compare on
     fb = choose_alert_rule(v, one_half, cal, AlertSettings())
-    assert fb.rule == "best_f1 on validation labels" and (fb.smoothing, fb.window) == ("max", 20)
+    assert fb.rule == "best_f1 on validation labels" and (fb.smoothing, fb.window) == ("max", 100)
     assert "do not both hold labels" in fb.detail
     forced = choose_alert_rule(v, y, cal, AlertSettings(method="dynamic"))
     assert forced.rule == "dynamic on validation scores" and forced.label_free

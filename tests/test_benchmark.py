@@ -193,6 +193,50 @@ def test_telemanom_protocol_is_reported_set_on_the_head_and_on_the_stream(tmp_pa
     assert "| zscore | 1 | " in lines and "*on the stream*, as telemanom sets it" in lines
 
 
+def test_the_fallback_evidence_is_the_held_out_f1_on_heads_whose_halves_both_hold_labels(tmp_path):
+    """The report's evidence for `threshold.fallback`: every labelled rule under every candidate
+    smoothing, its threshold set on one half of a validation head and scored on the other
+    (`nested_scores`), only where both halves hold labels; the rendered table names the default."""
+    from components.evaluation import AlertSettings, nested_scores
+    from tasks.alert_report import SMOOTHING_CANDIDATES, alert_analysis, summary_lines
+    from tasks.benchmark import cell_path
+
+    rng = np.random.default_rng(5)
+    scores = 1.0 + 0.05 * rng.standard_normal(3000)
+    labels = np.zeros(3000, dtype=np.int8)
+    for start in (200, 700, 2000):  # one event in each half of the head (0..999), one in the tail
+        scores[start : start + 10] += 2.0
+        labels[start : start + 10] = 1
+    rows = []
+    for series, head in (("both", labels[:1000]), ("one", np.where(np.arange(1000) < 500, labels[:1000], 0))):
+        proc = tmp_path / "proc" / series
+        proc.mkdir(parents=True)
+        np.save(proc / "validation_labels.npy", head)
+        np.save(proc / "test_labels.npy", labels[1000:])
+        cell = cell_path(tmp_path / "benchmark", "nab", series, "zscore").with_suffix(".npz")
+        cell.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cell, calibration=1.0 + 0.05 * rng.standard_normal(400), validation=scores[:1000], test=scores[1000:])
+        rows.append({"kind": "nab", "dataset": "nab", "family": "vigil", "series": series, "detector": "zscore"})
+        rows[-1].update(status="ok", processed_path=f"proc/{series}")
+    settings = AlertSettings()
+    alerts = alert_analysis(rows, tmp_path, tmp_path / "benchmark", settings)
+    fallback = alerts["fallback"]
+    assert len(fallback) == 2 * len(SMOOTHING_CANDIDATES)  # best_f1 and best_event_f1, each smoothing
+    held_out = nested_scores(
+        scores[:1000],
+        labels[:1000],
+        np.load(cell_path(tmp_path / "benchmark", "nab", "both", "zscore").with_suffix(".npz"))["calibration"],
+        AlertSettings(rules=("best_f1",), smoothing=(("max", 50),)),
+    )
+    # only the head whose halves both hold labels counts
+    assert fallback["best_f1 · max 50"] == {
+        "nab": held_out[("best_f1", ("max", 50))],
+        "mean": held_out[("best_f1", ("max", 50))],
+    }
+    lines = "\n".join(summary_lines({"alerts": alerts, "datasets": ["nab"]}))
+    assert "**Fallback rule**" in lines and "Configured: **best_f1 · max " in lines
+
+
 # --- the flow, end to end -----------------------------------------------------------------------
 
 
