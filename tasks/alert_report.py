@@ -1,7 +1,8 @@
 """The benchmark's alerting figures, from its stored cells: how each threshold rule of the
-field transfers to the test tail, which label-free rule the labelled validation heads favour,
-the incident rule's defaults on the validation heads, and telemanom's event-wise protocol on
-MSL. Every choice Vigil makes is read off validation; the test-tail tables compare, never pick.
+field transfers to the test tail, which label-free and which fallback rule the labelled
+validation heads favour, the incident rule's defaults on the validation heads, and telemanom's
+event-wise protocol on MSL. Every choice Vigil makes is read off validation; the test-tail
+tables compare, never pick.
 """
 
 from __future__ import annotations
