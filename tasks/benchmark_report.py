@@ -57,6 +57,7 @@ ALERT_COLUMNS = [
     ("event ret.", "event_retention", "event F1 at the alert rule / the best over every threshold, raw or smoothed"),
     ("incidents/event", "incidents_per_event", "raised incidents on a true event, per event caught (1 is ideal)"),
     ("false/1k steps", "false_incidents_per_1000_steps", "raised incidents on no true event"),
+    ("false/day", "false_incidents_per_day", "the same per day, where the data's sampling is known"),
     ("event recall", "incident_event_recall", "true events a raised incident caught"),
     ("TTD steps", "time_to_detect_steps", "from an event's first step to its first incident's"),
     ("look-ahead", "look_ahead_steps", "steps after a step before its score is final (OmniAnomaly's: none fixed)"),
@@ -746,10 +747,50 @@ def render_html_report(report: dict, repo_root: Path, plots: int) -> str:
     return "\n".join(parts)
 
 
+def series_step_seconds(rows: list[dict], repo_root: Path) -> dict[tuple[str, str, str], float | None]:
+    """(kind, raw path, series) -> the seconds between its rows: its kind's where the layout
+    fixes them (SMD), else the median spacing of its test rows' timestamps (NAB, SKAB); None
+    where neither says (telemanom). Read from the raw data, not the stored cells, whose
+    prepared folders (their hashes key every cell) hold no time."""
+    from components.datasets import DataError, DatasetSource, get_kind, load_dataset
+
+    from .data import step_seconds
+
+    out: dict[tuple[str, str, str], float | None] = {}
+    for r in rows:
+        key = (r["kind"], r["raw_path"], r["series"])
+        if key in out:
+            continue
+        out[key] = get_kind(r["kind"]).step_seconds
+        if out[key] is None:
+            source = DatasetSource(kind=r["kind"], root=repo_root / r["raw_path"], name=r["series"])
+            try:
+                out[key] = step_seconds(load_dataset(source).test)
+            except (DataError, OSError, ValueError):  # moved or unreadable since its cells ran: no clock
+                out[key] = None
+    return out
+
+
+def with_false_incidents_per_day(rows: list[dict], steps: dict[tuple[str, str, str], float | None]) -> list[dict]:
+    """Each row with its false incidents per day of the test tail, from its figure per 1,000
+    steps and its series' spacing (`metric_suite`'s figure where the cell had no clock)."""
+    out = []
+    for r in rows:
+        figures = r.get("figures")
+        step = steps.get((r["kind"], r["raw_path"], r["series"]))
+        per_1k = (figures or {}).get("false_incidents_per_1000_steps")
+        if figures is None or step is None or per_1k is None or figures.get("false_incidents_per_day") is not None:
+            out.append(r)
+            continue
+        out.append({**r, "figures": {**figures, "false_incidents_per_day": per_1k * 86400 / step / 1000}})
+    return out
+
+
 def write_reports(
     rows: list[dict], meta: dict, reports_dir: Path, repo_root: Path, plots: int, alerting: AlertSettings
 ) -> list[Path]:
     folder, protocol = repo_root / meta["folder"], meta["protocol"]
+    rows = with_false_incidents_per_day(rows, series_step_seconds(rows, repo_root))
     extra, selection = selection_rows(rows, repo_root, folder, protocol["vus_window"])
     skab, skab_reference, skab_rule = skab_protocol(rows, repo_root, folder, alerting)
     report = build_report(rows, {**meta, "selection": selection, "skab_rule": skab_rule}, extra, skab, skab_reference)

@@ -188,7 +188,7 @@ def prepare_data(
         "causes": {"validation": _causes(val), "test": _causes(test)},
         "raw_md5": raw_md5,
         "feedback": None if feedback is None else feedback["summary"],
-        "step_seconds": step_seconds(data.test),
+        "step_seconds": step_seconds(data.test) or get_kind(source.kind).step_seconds,
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return out_dir
@@ -196,7 +196,8 @@ def prepare_data(
 
 def step_seconds(frame) -> float | None:
     """The median spacing of a frame's timestamps in seconds (false incidents per day need it),
-    or None where its rows carry no time (SMD, telemanom) or no two of them."""
+    or None where its rows carry no time (SMD, whose kind says it instead; telemanom) or no two
+    of them."""
     import pandas as pd
 
     if not isinstance(frame.index, pd.DatetimeIndex) or len(frame.index) < 2:

@@ -161,6 +161,32 @@ def test_skab_protocol_pools_counts_and_splits_false_positives_around_the_anomal
         PooledCounts().add(np.ones(3, dtype=bool), np.ones(4, dtype=bool))
 
 
+def test_false_incidents_per_day_come_from_the_kinds_sampling_or_the_rows_timestamps(tmp_path):
+    """SMD's kind fixes one line a minute; SKAB's rows carry timestamps (one a second); a
+    telemanom channel carries no time and gets no per-day figure. The report derives the figure
+    from each cell's false incidents per 1,000 steps."""
+    from components.datasets.skab import COLUMNS
+    from tasks.benchmark_report import series_step_seconds, with_false_incidents_per_day
+
+    (tmp_path / "skab/valve1").mkdir(parents=True)
+    start = np.datetime64("2020-03-09T10:00:00")
+    lines = [
+        ";".join([str(start + i).replace("T", " "), *["1.0"] * 8, str(int(430 <= i < 440)), "0"]) for i in range(460)
+    ]
+    (tmp_path / "skab/valve1/0.csv").write_text(";".join(COLUMNS) + "\n" + "\n".join(lines) + "\n")
+    rows = [
+        {"kind": "smd", "raw_path": "smd", "series": "machine-1-1"},
+        {"kind": "skab", "raw_path": "skab", "series": "valve1/0"},
+        {"kind": "telemanom", "raw_path": "msl", "series": "T-1"},
+    ]
+    rows = [{**r, "figures": {"false_incidents_per_1000_steps": 2.0, "false_incidents_per_day": None}} for r in rows]
+    steps = series_step_seconds(rows, tmp_path)
+    assert list(steps.values()) == [60.0, 1.0, None]
+    per_day = [r["figures"]["false_incidents_per_day"] for r in with_false_incidents_per_day(rows, steps)]
+    assert per_day[0] == pytest.approx(2.0 * 1440 / 1000) and per_day[1] == pytest.approx(2.0 * 86400 / 1000)
+    assert per_day[2] is None
+
+
 def test_telemanom_protocol_is_reported_set_on_the_head_and_on_the_stream(tmp_path):
     """MSL's event-wise table from a stored cell: the dynamic threshold set once on the
     validation head (Vigil's way) and batch by batch on the stream (telemanom's), both counted

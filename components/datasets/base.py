@@ -136,6 +136,9 @@ class DatasetKind:
     ``generate``: for kinds made from settings (synthetic), write the raw files if absent or
     made with other settings; True if written. ``log_format``: for telemetry made from event
     logs, the key of `components.logs.formats.LOG_FORMATS` whose `logs` flow makes ``root``.
+    ``step_seconds``: the spacing of its rows where the layout fixes it but the rows carry no
+    time (SMD: one line a minute); None where rows carry timestamps (measured from them) or
+    nothing says (telemanom). False incidents per day need it.
     """
 
     name: str
@@ -145,6 +148,7 @@ class DatasetKind:
     list_series: Callable[[Path], list[str]]
     generate: Callable[[DatasetSource, bool], bool] | None = None
     log_format: str | None = None
+    step_seconds: float | None = None
 
 
 def _where(rows: np.ndarray, lines: np.ndarray | None) -> str:

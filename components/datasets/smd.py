@@ -150,4 +150,5 @@ KIND = DatasetKind(
     raw_tables=_raw_tables,
     test_file=lambda source: source.root / "test" / f"{source.name}.txt",
     list_series=list_smd_machines,
+    step_seconds=60.0,  # one line per minute (the release's README; ../shared/data/README.md)
 )
