@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from components.alerting import smooth
-from components.benchmark import COSTS, summarise
+from components.benchmark import COSTS, FIGURES, summarise
 from components.datasets import ranges_from_labels
 from components.evaluation import RULE_SPLITS, AlertSettings, rule_threshold
 from components.pooled import PooledCounts, onset_to_end
@@ -157,7 +157,7 @@ def build_report(
     ``selected``: the rows of `selection_rows` (averaged beside the detectors', kept apart
     from the cells); ``skab``, ``skab_reference``: `skab_protocol`'s figures."""
     selected = selected or []
-    summary = summarise(rows + selected)
+    summary = summarise(rows + selected, (*FIGURES, REPORT_FIGURE))
     datasets = sorted(
         {r["dataset"] for r in rows}, key=lambda d: list(DATASET_TITLES).index(d) if d in DATASET_TITLES else 99
     )
@@ -747,6 +747,10 @@ def render_html_report(report: dict, repo_root: Path, plots: int) -> str:
     return "\n".join(parts)
 
 
+# derived here, not stored in the cells (`with_false_incidents_per_day`)
+REPORT_FIGURE = "false_incidents_per_day"
+
+
 def series_step_seconds(rows: list[dict], repo_root: Path) -> dict[tuple[str, str, str], float | None]:
     """(kind, raw path, series) -> the seconds between its rows: its kind's where the layout
     fixes them (SMD), else the median spacing of its test rows' timestamps (NAB, SKAB); None
@@ -779,10 +783,10 @@ def with_false_incidents_per_day(rows: list[dict], steps: dict[tuple[str, str, s
         figures = r.get("figures")
         step = steps.get((r["kind"], r["raw_path"], r["series"]))
         per_1k = (figures or {}).get("false_incidents_per_1000_steps")
-        if figures is None or step is None or per_1k is None or figures.get("false_incidents_per_day") is not None:
+        if figures is None or step is None or per_1k is None or figures.get(REPORT_FIGURE) is not None:
             out.append(r)
             continue
-        out.append({**r, "figures": {**figures, "false_incidents_per_day": per_1k * 86400 / step / 1000}})
+        out.append({**r, "figures": {**figures, REPORT_FIGURE: per_1k * 86400 / step / 1000}})
     return out
 
 
