@@ -235,6 +235,19 @@ def dataset_lines(report: dict, dataset: str) -> list[str]:
     return lines
 
 
+def _ranked_pairs(report: dict, by_pair: dict, rows: int = 8) -> list[str]:
+    """The ``rows`` best (rule, smoothing) pairs of an evidence table (`_dataset_means`), their
+    mean per dataset and over datasets, best first."""
+    from .benchmark_report import DATASET_TITLES, fmt, md_table
+
+    ranked = sorted(by_pair.items(), key=lambda kv: (-kv[1]["mean"], kv[0]))
+    datasets = [d for d in report["datasets"] if any(d in v for _, v in ranked)]
+    return md_table(
+        ["rule · smoothing", *[DATASET_TITLES.get(d, d) for d in datasets], "mean"],
+        [[k, *[fmt(v.get(d)) for d in datasets], fmt(v["mean"])] for k, v in ranked[:rows]],
+    )
+
+
 def summary_lines(report: dict, compact: bool = False) -> list[str]:
     """How the defaults were chosen (validation heads only) and telemanom's protocol on MSL;
     ``compact`` (README) leaves out the grid's rows with min_steps above 2."""
@@ -245,22 +258,15 @@ def summary_lines(report: dict, compact: bool = False) -> list[str]:
         return []
     st = a["settings"]
     lines = ["", "## Alert rules: how the defaults were chosen (validation heads only)", ""]
-    free = sorted(a["label_free"].items(), key=lambda kv: (-kv[1]["mean"], kv[0]))
-    datasets = [d for d in report["datasets"] if any(d in v for _, v in free)]
     lines += [
         f"**Label-free rule** (`threshold.label_free`, used where a validation head holds no label): each label-free "
         "rule and smoothing on every labelled validation head as if it had none, as the share of that head's best "
         "point F1 it reaches (Vigil's detectors; mean per dataset, then over datasets). "
         f"Configured: **{st['label_free']}**.",
         "",
-        *md_table(
-            ["rule · smoothing", *[DATASET_TITLES.get(d, d) for d in datasets], "mean"],
-            [[k, *[fmt(v.get(d)) for d in datasets], fmt(v["mean"])] for k, v in free[:8]],
-        ),
+        *_ranked_pairs(report, a["label_free"]),
     ]
-    held_out = sorted((a.get("fallback") or {}).items(), key=lambda kv: (-kv[1]["mean"], kv[0]))
-    if held_out:
-        fb_sets = [d for d in report["datasets"] if any(d in v for _, v in held_out)]
+    if a.get("fallback"):
         lines += [
             "",
             "**Fallback rule** (`threshold.fallback`, used where the validation head's two halves do not both hold "
@@ -268,10 +274,7 @@ def summary_lines(report: dict, compact: bool = False) -> list[str]:
             "set on one half and its point F1 measured on the other, both ways (Vigil's detectors; mean per "
             f"dataset, then over datasets). Configured: **{st['fallback']}**.",
             "",
-            *md_table(
-                ["rule · smoothing", *[DATASET_TITLES.get(d, d) for d in fb_sets], "mean"],
-                [[k, *[fmt(v.get(d)) for d in fb_sets], fmt(v["mean"])] for k, v in held_out[:8]],
-            ),
+            *_ranked_pairs(report, a["fallback"]),
         ]
     grid = a.get("incident_grid") or {}
     if grid:
