@@ -73,8 +73,17 @@ def _dataset_means(by_pair: dict) -> dict:
     }
 
 
-def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: AlertSettings) -> dict:
-    rules_test: dict = defaultdict(lambda: defaultdict(list))  # dataset -> pair -> [(retention, ipe, recall)]
+# what the forced-rule table reports of each (rule, smoothing) on the test tails, per cell
+FORCED_FIGURES = ("retention", "incidents_per_event", "event_recall", "false_per_day", "time_to_detect")
+
+
+def alert_analysis(
+    rows: list[dict], repo_root: Path, folder: Path, settings: AlertSettings, steps: dict | None = None
+) -> dict:
+    """``steps``: (kind, raw path, series) -> seconds between rows where known
+    (`benchmark_report.series_step_seconds`), for false incidents per day."""
+    rules_test: dict = defaultdict(lambda: defaultdict(list))  # dataset -> pair -> [FORCED_FIGURES]
+    steps = steps or {}
     label_free: dict = defaultdict(lambda: defaultdict(list))  # pair -> dataset -> [share of validation oracle]
     fallback: dict = defaultdict(lambda: defaultdict(list))  # pair -> dataset -> [held-out F1 on the head]
     # the labelled rules under every candidate smoothing, each set on one half of a head, scored on the other
@@ -98,6 +107,8 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
             f"{row.get('threshold_rule', '?')} · {rule_text.get('smoothing', 'none')} {rule_text.get('window', 1)}"
         ] += 1
         if yt.any():
+            step = steps.get((row.get("kind"), row.get("raw_path"), row["series"]))
+            per_day = 86400 / step if step else math.nan
             oracle = best_f1_threshold(t, yt)[1]
             # the test tail smoothed, and its best F1, once per smoothing: every rule shares them
             smoothed = {sm: smooth(t, *sm, past=v) for sm in {sm for _, sm in pairs}}
@@ -111,9 +122,15 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
                     continue
                 s, best = smoothed[sm], best_f1[sm]
                 f1 = M.point_prf(yt, s >= th)[2]
-                q = incident_quality(yt, group_incidents(s >= th, s, settings.merge_gap, settings.min_steps), math.nan)
+                q = incident_quality(yt, group_incidents(s >= th, s, settings.merge_gap, settings.min_steps), per_day)
                 rules_test[d][_key(rule, sm)].append(
-                    (f1 / best if best > 0 else math.nan, q.incidents_per_event, q.event_recall)
+                    (
+                        f1 / best if best > 0 else math.nan,
+                        q.incidents_per_event,
+                        q.event_recall,
+                        q.false_per_day,
+                        q.time_to_detect,
+                    )
                 )
         if yv.any():
             oracle_v = best_f1_threshold(v, yv)[1]
@@ -158,11 +175,7 @@ def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: Al
 
     out = {
         "rules_test": {
-            d: {
-                k: dict(zip(("retention", "incidents_per_event", "event_recall"), means(v)), n=len(v))
-                for k, v in p.items()
-            }
-            for d, p in rules_test.items()
+            d: {k: dict(zip(FORCED_FIGURES, means(v)), n=len(v)) for k, v in p.items()} for d, p in rules_test.items()
         },
         "label_free": _dataset_means(label_free),
         "fallback": _dataset_means(fallback),
@@ -217,11 +230,8 @@ def dataset_lines(report: dict, dataset: str) -> list[str]:
             "test tail never picks a rule; rules that read labels only where the validation head holds some):",
             "",
             *md_table(
-                ["rule · smoothing", "cells", "retention", "incidents/event", "event recall"],
-                [
-                    [k, str(v["n"]), fmt(v["retention"]), fmt(v["incidents_per_event"]), fmt(v["event_recall"])]
-                    for k, v in body
-                ],
+                ["rule · smoothing", "cells", "retention", "incidents/event", "event recall", "false/day", "TTD steps"],
+                [[k, str(v["n"]), *[fmt(v.get(f)) for f in FORCED_FIGURES]] for k, v in body],
             ),
         ]
     chosen = (a.get("chosen") or {}).get(dataset)

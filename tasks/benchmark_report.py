@@ -794,11 +794,12 @@ def write_reports(
     rows: list[dict], meta: dict, reports_dir: Path, repo_root: Path, plots: int, alerting: AlertSettings
 ) -> list[Path]:
     folder, protocol = repo_root / meta["folder"], meta["protocol"]
-    rows = with_false_incidents_per_day(rows, series_step_seconds(rows, repo_root))
+    steps = series_step_seconds(rows, repo_root)
+    rows = with_false_incidents_per_day(rows, steps)
     extra, selection = selection_rows(rows, repo_root, folder, protocol["vus_window"])
     skab, skab_reference, skab_rule = skab_protocol(rows, repo_root, folder, alerting)
     report = build_report(rows, {**meta, "selection": selection, "skab_rule": skab_rule}, extra, skab, skab_reference)
-    report["alerts"] = alert_analysis(rows, repo_root, folder, alerting)
+    report["alerts"] = alert_analysis(rows, repo_root, folder, alerting, steps)
     report = _clean(report)
     reports_dir.mkdir(parents=True, exist_ok=True)
     out = {

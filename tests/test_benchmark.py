@@ -224,7 +224,7 @@ def test_the_fallback_evidence_is_the_held_out_f1_on_heads_whose_halves_both_hol
     smoothing, its threshold set on one half of a validation head and scored on the other
     (`nested_scores`), only where both halves hold labels; the rendered table names the default."""
     from components.evaluation import AlertSettings, nested_scores
-    from tasks.alert_report import SMOOTHING_CANDIDATES, alert_analysis, summary_lines
+    from tasks.alert_report import SMOOTHING_CANDIDATES, alert_analysis, dataset_lines, summary_lines
     from tasks.benchmark import cell_path
 
     rng = np.random.default_rng(5)
@@ -243,9 +243,12 @@ def test_the_fallback_evidence_is_the_held_out_f1_on_heads_whose_halves_both_hol
         cell.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cell, calibration=1.0 + 0.05 * rng.standard_normal(400), validation=scores[:1000], test=scores[1000:])
         rows.append({"kind": "nab", "dataset": "nab", "family": "vigil", "series": series, "detector": "zscore"})
-        rows[-1].update(status="ok", processed_path=f"proc/{series}")
+        rows[-1].update(status="ok", processed_path=f"proc/{series}", raw_path="nab")
     settings = AlertSettings()
-    alerts = alert_analysis(rows, tmp_path, tmp_path / "benchmark", settings)
+    steps = {("nab", "nab", "both"): 300.0, ("nab", "nab", "one"): 300.0}  # five minutes a row: 288 a day
+    alerts = alert_analysis(rows, tmp_path, tmp_path / "benchmark", settings, steps)
+    forced = alerts["rules_test"]["nab"]["best_f1"]  # each rule forced on the test tails: per day and delay too
+    assert forced["n"] == 2 and forced["false_per_day"] is not None and forced["time_to_detect"] is not None
     fallback = alerts["fallback"]
     assert len(fallback) == 2 * len(SMOOTHING_CANDIDATES)  # best_f1 and best_event_f1, each smoothing
     held_out = nested_scores(
@@ -261,6 +264,8 @@ def test_the_fallback_evidence_is_the_held_out_f1_on_heads_whose_halves_both_hol
     }
     lines = "\n".join(summary_lines({"alerts": alerts, "datasets": ["nab"]}))
     assert "**Fallback rule**" in lines and "Configured: **best_f1 · max " in lines
+    forced_table = "\n".join(dataset_lines({"alerts": alerts, "datasets": ["nab"], "summary": []}, "nab"))
+    assert "| event recall | false/day | TTD steps |" in forced_table
 
 
 # --- the flow, end to end -----------------------------------------------------------------------
