@@ -97,7 +97,7 @@ def alert_analysis(
     # detector -> event counts over MSL's channels
     events: dict = defaultdict(lambda: defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0, "channels": 0}))
     pairs = {(r, s) for r in THRESHOLD_RULES for s in settings.smoothing}
-    pairs |= {(settings.label_free[0], tuple(settings.label_free[1:]))}
+    pairs |= {(rule, tuple(sm)) for rule, *sm in (settings.label_free, settings.fallback)}  # the defaults too
     free_rules = [r for r, (needs, _) in THRESHOLD_RULES.items() if not needs]
     chosen_rules: dict = defaultdict(lambda: defaultdict(int))  # dataset -> rule -> cells
     for row, v, c, t, yv, yt in _cells(rows, repo_root, folder):
