@@ -27,7 +27,7 @@ from components.evaluation import (
 )
 from components.thresholds import best_f1_threshold
 
-from .benchmark import cell_path
+from .benchmark import cell_path, series_key
 
 # smoothings compared on the labelled validation heads for the label-free and fallback defaults
 SMOOTHING_CANDIDATES = (
@@ -107,7 +107,7 @@ def alert_analysis(
             f"{row.get('threshold_rule', '?')} · {rule_text.get('smoothing', 'none')} {rule_text.get('window', 1)}"
         ] += 1
         if yt.any():
-            step = steps.get((row.get("kind"), row.get("raw_path"), row["series"]))
+            step = steps.get(series_key(row))
             per_day = 86400 / step if step else math.nan
             oracle = best_f1_threshold(t, yt)[1]
             # the test tail smoothed, and its best F1, once per smoothing: every rule shares them

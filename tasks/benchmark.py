@@ -118,6 +118,12 @@ def cell_path(folder: Path, dataset: str, series: str, detector: str) -> Path:
     return Path(folder) / "cells" / _safe(dataset) / Path(*parts) / f"{_safe(detector)}.json"
 
 
+def series_key(row: dict) -> tuple[str | None, str | None, str]:
+    """A stored row's series as its raw data names it: (kind, raw path, series); what the
+    report keys each series' spacing by (`benchmark_report.series_step_seconds`)."""
+    return row.get("kind"), row.get("raw_path"), row["series"]
+
+
 def write_series(prepared: PreparedSeries, folder: Path) -> dict[str, str]:
     """Write the prepared arrays where they differ from what is there (so an unchanged series
     keeps its files and its hash). Returns each file's md5, as DVC records it in the listing

@@ -364,7 +364,7 @@ def test_pyod_pca_peer_keeps_the_components_of_non_zero_variance():
 
 
 def test_report_numbers_equal_metrics_recomputed_from_stored_scores(bench):
-    from tasks.benchmark import cell_path, read_series, stored_figures
+    from tasks.benchmark import cell_path, read_series, series_key, stored_figures
     from tasks.benchmark_report import REPORT_FIGURE, series_step_seconds
     from vigil.config import load_config
 
@@ -379,7 +379,7 @@ def test_report_numbers_equal_metrics_recomputed_from_stored_scores(bench):
         again = stored_figures(stored, prepared, **protocol)
         # the report derives false incidents per day from the cell's figure per 1,000 steps and
         # the series' spacing (the CSV rows' timestamps here); the cell itself has no clock
-        step = series_step_seconds([r], ws)[(r["kind"], r["raw_path"], r["series"])]
+        step = series_step_seconds([r], ws)[series_key(r)]
         assert step and again[REPORT_FIGURE] is None
         if again["false_incidents_per_1000_steps"] is not None:  # None: the tail holds no label
             again[REPORT_FIGURE] = again["false_incidents_per_1000_steps"] * 86400 / step / 1000
