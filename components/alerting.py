@@ -59,7 +59,7 @@ def smooth(scores: np.ndarray, kind: str, window: int, past: np.ndarray | None =
         # weights of the newest .. oldest score of the window, normalised over the scores there are
         w = 0.5 ** (np.arange(window) * EWMA_HALVINGS / window)
         total = np.convolve(x, w)[: len(x)]
-        weight = np.convolve(np.ones(len(x)), w)[: len(x)]
+        weight = np.cumsum(w)[np.minimum(np.arange(len(x)), window - 1)]  # the weights of the scores there are
         return (total / weight)[n_head:]
     # max: pad the front with -inf so every step has a full window, then a sliding max
     padded = np.concatenate([np.full(window - 1, -np.inf), x])
