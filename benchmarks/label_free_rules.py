@@ -1,7 +1,8 @@
-"""Two label-free alert rules from the field that Vigil measured and did not adopt (README:
-Benchmark, "Where thresholds lose"; issue "Alerts an operator can trust"). Reads the stored
-cells of a finished benchmark (``benchmark.folder``: `vigil benchmark`, or `dvc pull
-reports/dvc.yaml:benchmark`); fits nothing, about a minute on 2 cores:
+"""Two label-free alert rules from the field that Vigil measured and did not adopt, and how
+far a choice made across SKAB's files gets under SKAB's protocol (README: Benchmark, "Where
+thresholds lose"; issue "Alerts an operator can trust"). Reads the stored cells of a finished
+benchmark (``benchmark.folder``: `vigil benchmark`, or `dvc pull reports/dvc.yaml:benchmark`)
+and refits only kmeans on SKAB's files (seconds); about a minute on 2 cores:
 
     .venv/bin/python benchmarks/label_free_rules.py [--quantile 0.97] [--window 3000]
 
@@ -25,6 +26,14 @@ largest train-tail score, and the rule of SKAB's own Conv-AE notebook (waico/SKA
 persistence (a step alerts only where the last ``n`` raw scores all pass, as that notebook
 requires of its windows). Every rule is printed for every detector: choosing a rule or a
 detector from this table would read the labels it scores, so it is context, not a result.
+
+**3. SKAB, leave one file out.** The honest way to choose from that table: each file is
+flagged by the (Vigil detector, rule) with the best pooled F1 on the *other* files, and those
+flags are pooled; no file's labels choose what flags it. The threshold still comes from each
+file's own train tail. Parameters a dataset chose on these files' validation heads are chosen
+here too: kmeans competes at every spread of `benchmarks/spread.py` (refitted at spread 0, the
+spread applied to its scores, as the detector applies it), and uae, whose ``combine`` was so
+chosen, is left out.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ import json
 import math
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +52,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.spread import SPREADS, spread_scores  # noqa: E402
 from components.alerting import AlertRule, AlertSettings, smooth  # noqa: E402
+from components.detectors import get_detector  # noqa: E402
 from components.evaluation import THRESHOLD_RULES, best_achievable_f1, best_f1_threshold  # noqa: E402
 from components.metrics import point_prf  # noqa: E402
 from components.pooled import PooledCounts  # noqa: E402
 from tasks.benchmark import read_series  # noqa: E402
+from tasks.benchmark_report import skab_file_arrays  # noqa: E402
 from vigil.config import load_config  # noqa: E402
 
 
@@ -169,43 +181,97 @@ def skab_flags(raw_cal, raw_scores, rule: str, smoothing: tuple[str, int], setti
     return smooth(raw_scores, kind, n) >= t
 
 
-def skab_table(folder: Path, settings: AlertSettings) -> None:
-    counts: dict[str, dict[str, PooledCounts]] = {}
+def skab_candidates(repo: Path, folder: Path, settings: AlertSettings) -> tuple[dict, dict]:
+    """(candidate -> series -> (flags, labels), detector -> family) of every stored SKAB cell
+    under every rule of `SKAB_RULES` x `SKAB_SMOOTHING`; a candidate is (detector, rule key).
+    kmeans is also refitted once per file at spread 0 and taken at every spread of
+    `benchmarks/spread.py` (``kmeans spread N``): its stored spread was chosen on these
+    files' validation heads, so a choice that must not read a file's labels chooses it too."""
+    out: dict = {}
     families = {}
-    for cell in sorted((folder / "skab").glob("**/*.json")):
-        row = json.loads(cell.read_text())
-        if row.get("status") != "ok" or row.get("tuned") or row["family"] not in ("vigil", "peer"):
-            continue
-        families[row["detector"]] = row["family"]
-        z = np.load(cell.with_suffix(".npz"), allow_pickle=False)
-        scores = np.concatenate([z["validation"], z["test"]])
-        processed = REPO / row["processed_path"]
-        labels = np.concatenate(
-            [np.load(processed / f"{k}_labels.npy", allow_pickle=False) for k in ("validation", "test")]
-        ).astype(bool)
+
+    def add(detector: str, series: str, calibration, scores, labels) -> None:
         for rule in SKAB_RULES:
             for smoothing in SKAB_SMOOTHING:
                 key = SHORT[rule] + ("" if smoothing[0] == "none" else f" {SHORT[smoothing[0]]}{smoothing[1]}")
                 try:
-                    flags = skab_flags(z["calibration"], scores, rule, smoothing, settings)
+                    flags = skab_flags(calibration, scores, rule, smoothing, settings)
                 except ValueError:  # too few train-tail scores for the rule
                     continue
-                counts.setdefault(row["detector"], {}).setdefault(key, PooledCounts()).add(flags, labels)
-    if not counts:
+                out.setdefault((detector, key), {})[series] = (flags, labels)
+
+    for cell in sorted((folder / "cells" / "skab").glob("**/*.json")):
+        row = json.loads(cell.read_text())
+        if row.get("status") != "ok" or row.get("tuned") or row["family"] not in ("vigil", "peer"):
+            continue
+        arrays = skab_file_arrays(row, repo, folder)
+        if arrays is None:
+            continue
+        families[row["detector"]] = row["family"]
+        add(row["detector"], row["series"], *arrays)
+        if row["detector"] == "kmeans":
+            series = read_series(row["dataset"], row["series"], repo / row["processed_path"])
+            det = get_detector("kmeans", **{**row["params"], "spread": 0}).fit(series.train)
+            raw = [det.calibration_scores_, det.score(series.validation), det.score(series.test)]
+            for spread in SPREADS:
+                cal, val, test = (spread_scores(x, spread) if len(x) else x for x in raw)
+                families[f"kmeans spread {spread}"] = "vigil"
+                add(f"kmeans spread {spread}", row["series"], cal, np.concatenate([val, test]), arrays[2])
+    return out, families
+
+
+def pooled(flags_and_labels) -> PooledCounts:
+    counts = PooledCounts()
+    for flags, labels in flags_and_labels:
+        counts.add(flags, labels)
+    return counts
+
+
+def leave_one_file_out(candidates: dict) -> tuple[PooledCounts, dict]:
+    """Each file flagged by the candidate with the best pooled F1 on the other files (among
+    those that scored every file; ties to the first in order), those flags pooled over the
+    files: a choice of detector and rule that never reads the labels of the file it is
+    applied to. Returns the pooled counts and file -> the candidate that flagged it."""
+    files = sorted({s for per in candidates.values() for s in per})
+    complete = {c: per for c, per in candidates.items() if len(per) == len(files)}
+    picked = {}
+    for held_out in files:
+        others = [s for s in files if s != held_out]
+        picked[held_out] = max(complete, key=lambda c: pooled(complete[c][s] for s in others).figures()["f1"])
+    return pooled(complete[c][f] for f, c in picked.items()), picked
+
+
+def skab_table(repo: Path, folder: Path, settings: AlertSettings) -> None:
+    candidates, families = skab_candidates(repo, folder, settings)
+    if not candidates:
         print("\n2. SKAB: no stored SKAB cell")
         return
-    keys = list(next(iter(counts.values())))
+    keys = list(dict.fromkeys(k for _, k in candidates))
+    f1 = {c: pooled(per.values()).figures()["f1"] for c, per in candidates.items()}
+    detectors = sorted(families, key=lambda d: -max(f1.get((d, k), -1) for k in keys))
     print("\n2. SKAB's protocol (threshold from the held-out train tail alone), pooled point F1 over files, by rule")
-    print(f"{'detector':16} {'kind':5}" + "".join(f" {k:>8}" for k in keys))
-    ranked = sorted(counts, key=lambda d: -max(c.figures()["f1"] for c in counts[d].values()))
-    for det in ranked:
-        cells = counts[det]
-        line = f"{det:16} {families[det][:5]:5}"
-        print(line + "".join(f" {cells[k].figures()['f1']:8.3f}" if k in cells else f" {'n/a':>8}" for k in keys))
+    print(f"{'detector':18} {'kind':5}" + "".join(f" {k:>8}" for k in keys))
+    for det in detectors:
+        cells = [f" {f1[det, k]:8.3f}" if (det, k) in f1 else f" {'n/a':>8}" for k in keys]
+        print(f"{det:18} {families[det][:5]:5}" + "".join(cells))
     print(
         "rules: pot = POT, gauss = Gaussian tail, tmax = largest train-tail score, ucl = 4/3 of its 0.999 quantile;"
-        " then m20 = trailing mean of 20, x50 = trailing max of 50, p10 / p30 = persisting 10 / 30 raw steps"
+        " then m20 = trailing mean of 20, x50 = trailing max of 50, p10 / p30 = persisting 10 / 30 raw steps;"
+        " kmeans spread N: refitted at spread 0, spread N applied to its scores"
     )
+    # the stored kmeans and uae carry parameters chosen on these files' validation heads (kmeans's
+    # spread, uae's combine): left out, kmeans competing at every spread instead
+    vigil = {c: per for c, per in candidates.items() if families[c[0]] == "vigil" and c[0] not in ("kmeans", "uae")}
+    counts, picked = leave_one_file_out(vigil)
+    picks = Counter(picked.values())
+    e = counts.figures()
+    print(
+        f"\n3. SKAB, leave one file out: each file flagged by the (Vigil detector, rule) with the best pooled F1"
+        f" on the other {e['files'] - 1} files ({len(vigil)} candidates; uae left out, its combine chosen on these"
+        f" files' heads). Pooled F1 {e['f1']:.3f}, precision {e['precision']:.3f}, recall {e['recall']:.3f}"
+    )
+    for (det, key), n in sorted(picks.items(), key=lambda kv: -kv[1]):
+        print(f"  {det} · {key}: picked for {n} file(s)")
 
 
 def main() -> None:
@@ -228,7 +294,7 @@ def main() -> None:
     if not found:
         sys.exit(f"no stored Vigil cell with labels under {folder}: run `vigil benchmark` first")
     print_adaptive(found, args.quantile, args.window)
-    skab_table(folder, settings)
+    skab_table(REPO, REPO / cfg.benchmark.folder, settings)
     print(f"\n{time.perf_counter() - t0:.0f} s")
 
 

@@ -332,6 +332,22 @@ SKAB_LEADERBOARD = [
 ]
 
 
+def skab_file_arrays(row: dict, repo_root: Path, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A stored SKAB cell as SKAB's protocol reads its file: the held-out train tail's scores
+    (what a threshold may come from), the scores of the rest of the file (the validation head,
+    then the test tail) and that rest's labels; None where the cell's scores are not stored."""
+    cell = cell_path(folder, row["kind"], row["series"], row["detector"]).with_suffix(".npz")
+    if not cell.is_file():
+        return None
+    with np.load(cell, allow_pickle=False) as z:
+        calibration, scores = z["calibration"], np.concatenate([z["validation"], z["test"]])
+    processed = repo_root / row["processed_path"]
+    labels = np.concatenate(
+        [np.load(processed / f"{k}_labels.npy", allow_pickle=False) for k in ("validation", "test")]
+    ).astype(bool)
+    return calibration, scores, labels
+
+
 def skab_protocol(rows: list[dict], repo_root: Path, folder: Path, alerting: AlertSettings) -> tuple[dict, dict, str]:
     """Every detector on SKAB under SKAB's own protocol, from its stored cells: the threshold
     from train alone (Vigil's label-free alert rule, `threshold.label_free`, where it reads the
@@ -353,16 +369,11 @@ def skab_protocol(rows: list[dict], repo_root: Path, folder: Path, alerting: Ale
         if r.get("kind") != "skab" or r["family"] not in ("vigil", "peer") or r.get("tuned"):
             continue
         entry = counts.setdefault(r["dataset"], {}).setdefault(r["detector"], PooledCounts())
-        cell = cell_path(folder, r["kind"], r["series"], r["detector"]).with_suffix(".npz")
-        processed = repo_root / r["processed_path"]
-        if r["status"] != "ok" or not cell.is_file():
+        arrays = skab_file_arrays(r, repo_root, folder) if r["status"] == "ok" else None
+        if arrays is None:
             entry.failed += 1
             continue
-        with np.load(cell, allow_pickle=False) as z:
-            calibration, scores = z["calibration"], np.concatenate([z["validation"], z["test"]])
-        labels = np.concatenate(
-            [np.load(processed / f"{k}_labels.npy", allow_pickle=False) for k in ("validation", "test")]
-        ).astype(bool)
+        calibration, scores, labels = arrays
         files.setdefault(r["dataset"], {})[r["series"]] = labels
         try:
             threshold = rule_threshold(rule, tuple(smoothing), scores, labels, calibration, alerting)

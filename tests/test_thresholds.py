@@ -80,9 +80,7 @@ def test_telemanom_thresholds_adapt_to_a_new_level_where_a_fixed_one_keeps_alarm
     assert (s[settled:] >= dynamic_threshold(s[:1000])).all()  # set once on the history: alarmed for good
 
 
-def test_the_adaptive_floor_of_benchmarks_label_free_rules_is_the_trailing_quantile():
-    """benchmarks/label_free_rules.py measures a rolling-percentile floor (not adopted): at each
-    step, the quantile of the window of values before it, the history first, never the step itself."""
+def _label_free_rules():
     import importlib.util
     from pathlib import Path
 
@@ -90,6 +88,13 @@ def test_the_adaptive_floor_of_benchmarks_label_free_rules_is_the_trailing_quant
     spec = importlib.util.spec_from_file_location("label_free_rules", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_the_adaptive_floor_of_benchmarks_label_free_rules_is_the_trailing_quantile():
+    """benchmarks/label_free_rules.py measures a rolling-percentile floor (not adopted): at each
+    step, the quantile of the window of values before it, the history first, never the step itself."""
+    module = _label_free_rules()
     rng = np.random.default_rng(3)
     history, x = np.round(rng.random(40), 1), np.round(rng.random(200) * 2, 1)  # rounded: ties
     got = module.trailing_quantile(history, x, 0.9, 30)
@@ -98,3 +103,24 @@ def test_the_adaptive_floor_of_benchmarks_label_free_rules_is_the_trailing_quant
         window = stream[len(history) + i - 30 : len(history) + i]
         assert got[i] == np.quantile(window, 0.9, method="inverted_cdf"), i
     assert module.trailing_quantile([], [1.0, 2.0], 0.5, 5)[0] == -np.inf  # nothing before the first step
+
+
+def test_leave_one_file_out_flags_each_file_by_the_choice_of_the_other_files():
+    """SKAB's cross-validated figure (benchmarks/label_free_rules.py): a file's flags come from
+    the candidate best on the other files, so its own labels never choose them."""
+    module = _label_free_rules()
+    y = np.array([False, False, True, True, False, False])
+    exact, none = y.copy(), np.zeros(6, bool)
+    loose = np.array([True, False, True, True, False, False])  # every anomaly step and one false
+    candidates = {
+        ("sharp", "r"): {"a": (exact, y), "b": (exact, y), "c": (none, y)},
+        ("loose", "r"): {"a": (loose, y), "b": (loose, y), "c": (loose, y)},
+        ("partial", "r"): {"a": (exact, y)},  # did not score every file: never a candidate
+    }
+    counts, picked = module.leave_one_file_out(candidates)
+    # a: on b and c, loose pools F1 0.8 against sharp's 2/3; b alike; c: on a and b, sharp 1.0
+    assert picked == {"a": ("loose", "r"), "b": ("loose", "r"), "c": ("sharp", "r")}
+    assert (counts.tp, counts.fp, counts.fn, counts.files) == (4, 2, 2, 3)
+    # whatever c's own labels say, c is flagged by what a and b chose
+    relabelled = {k: {**per, "c": (per["c"][0], ~y)} if "c" in per else per for k, per in candidates.items()}
+    assert module.leave_one_file_out(relabelled)[1]["c"] == ("sharp", "r")
