@@ -48,6 +48,7 @@ ALERTING = (
     "event_retention",
     "oracle_event_f1",
     "incidents_per_event",
+    "false_incidents_per_day",
     "false_incidents_per_1000_steps",
     "incident_event_recall",
     "incident_event_precision",
@@ -135,11 +136,13 @@ def cell_figures(
     alerting: AlertSettings,
     vus_window: int,
     look_ahead: int | None = None,
+    steps_per_day: float | None = None,
 ) -> tuple[dict[str, float], dict]:
     """Every quality figure of a cell from its scores alone (so a stored cell can be checked,
     or refigured under a new protocol, by recomputing them), and its alert rule: how the
     threshold was chosen, and the rule itself. ``look_ahead``: the detector's (None where
-    it is not known: time to alert is then undefined)."""
+    it is not known: time to alert is then undefined); ``steps_per_day``: the series' (None
+    where its data has no clock: false incidents per day are then undefined)."""
     rule = choose_alert_rule(val_scores, val_labels, calibration_scores, alerting)
     figures = metric_suite(
         test_labels,
@@ -149,6 +152,7 @@ def cell_figures(
         causes=causes,
         vus_window=vus_window,
         past_scores=val_scores,
+        steps_per_day=steps_per_day,
     )
     if np.asarray(test_labels).any():
         figures["oracle_pa_f1"] = best_point_adjusted_f1(test_labels, test_scores)

@@ -27,7 +27,7 @@ from components.evaluation import (
 )
 from components.thresholds import best_f1_threshold
 
-from .benchmark import cell_path, series_key
+from .benchmark import cell_path, steps_per_day
 
 # smoothings compared on the labelled validation heads for the label-free and fallback defaults
 SMOOTHING_CANDIDATES = (
@@ -77,13 +77,8 @@ def _dataset_means(by_pair: dict) -> dict:
 FORCED_FIGURES = ("retention", "incidents_per_event", "event_recall", "false_per_day", "time_to_detect")
 
 
-def alert_analysis(
-    rows: list[dict], repo_root: Path, folder: Path, settings: AlertSettings, steps: dict | None = None
-) -> dict:
-    """``steps``: (kind, raw path, series) -> seconds between rows where known
-    (`benchmark_report.series_step_seconds`), for false incidents per day."""
+def alert_analysis(rows: list[dict], repo_root: Path, folder: Path, settings: AlertSettings) -> dict:
     rules_test: dict = defaultdict(lambda: defaultdict(list))  # dataset -> pair -> [FORCED_FIGURES]
-    steps = steps or {}
     label_free: dict = defaultdict(lambda: defaultdict(list))  # pair -> dataset -> [share of validation oracle]
     fallback: dict = defaultdict(lambda: defaultdict(list))  # pair -> dataset -> [held-out F1 on the head]
     # the labelled rules under every candidate smoothing, each set on one half of a head, scored on the other
@@ -107,8 +102,7 @@ def alert_analysis(
             f"{row.get('threshold_rule', '?')} · {rule_text.get('smoothing', 'none')} {rule_text.get('window', 1)}"
         ] += 1
         if yt.any():
-            step = steps.get(series_key(row))
-            per_day = 86400 / step if step else math.nan
+            per_day = steps_per_day(row) or math.nan
             oracle = best_f1_threshold(t, yt)[1]
             # the test tail smoothed, and its best F1, once per smoothing: every rule shares them
             smoothed = {sm: smooth(t, *sm, past=v) for sm in {sm for _, sm in pairs}}

@@ -118,12 +118,6 @@ def cell_path(folder: Path, dataset: str, series: str, detector: str) -> Path:
     return Path(folder) / "cells" / _safe(dataset) / Path(*parts) / f"{_safe(detector)}.json"
 
 
-def series_key(row: dict) -> tuple[str | None, str | None, str]:
-    """A stored row's series as its raw data names it: (kind, raw path, series); what the
-    report keys each series' spacing by (`benchmark_report.series_step_seconds`)."""
-    return row.get("kind"), row.get("raw_path"), row["series"]
-
-
 def write_series(prepared: PreparedSeries, folder: Path) -> dict[str, str]:
     """Write the prepared arrays where they differ from what is there (so an unchanged series
     keeps its files and its hash). Returns each file's md5, as DVC records it in the listing
@@ -144,16 +138,19 @@ def write_series(prepared: PreparedSeries, folder: Path) -> dict[str, str]:
 
 def write_prepared(
     source: DatasetSource, folder: Path, root: Path, preparation: dict
-) -> tuple[Path, dict[str, str], str]:
+) -> tuple[Path, dict[str, str], str, float | None]:
     """A series of ``source`` prepared (``preparation``: validation fraction, scaler, clip) and
     written under ``folder`` (`series_folder`), where every worker reads it: its folder, each
-    file's md5 and DVC's hash of the folder in the repository at ``root``."""
+    file's md5, DVC's hash of the folder in the repository at ``root``, and the seconds between
+    its rows (None where the data does not say), which the prepared arrays do not hold."""
+    from .data import series_step_seconds
     from .versioning import dvc_hash
 
-    prepared = prepare_series(source.kind, load_dataset(source), **preparation)
+    data = load_dataset(source)
+    prepared = prepare_series(source.kind, data, **preparation)
     where = series_folder(folder, source.kind, source.name)
     files = write_series(prepared, where)
-    return where, files, dvc_hash(root, where)
+    return where, files, dvc_hash(root, where), series_step_seconds(source.kind, data)
 
 
 def read_series(dataset: str, series: str, folder: Path) -> PreparedSeries:
@@ -232,6 +229,13 @@ def _finite_or_none(d: dict) -> dict:
     return {k: (float(v) if v is not None and math.isfinite(v) else None) for k, v in d.items()}
 
 
+def steps_per_day(row: dict) -> float | None:
+    """A row's steps per day, from the seconds between its series' rows (``step_seconds``,
+    recorded when its series was prepared); None where the data has no clock."""
+    step = row.get("step_seconds")
+    return 86400 / step if step else None
+
+
 def compute_cell(
     path: Path,
     row: dict,
@@ -258,6 +262,7 @@ def compute_cell(
             alerting=alerting,
             vus_window=vus_window,
             look_ahead=look_ahead_steps(row["detector"], row["params"], prepared.test.shape[1]),
+            steps_per_day=steps_per_day(row),
         )
     # Ctrl-C, or a peers' environment that cannot be made: not a result of the cell, not stored
     # (a stored failure would be reused once the environment is fixed)
@@ -325,6 +330,7 @@ def _figures_from_store(path: Path, prepared: PreparedSeries, row: dict, **proto
         contributions=contributions,
         causes=prepared.test_causes,
         look_ahead=look_ahead_steps(row["detector"], row["params"], prepared.test.shape[1]),
+        steps_per_day=steps_per_day(row),
         **protocol,
     )
     return _finite_or_none(figures), rule
@@ -478,6 +484,7 @@ def stored_or_computed_cell(
     stored = load_cell(path, row["key"])
     how = "reused"
     if stored is not None and stored.get("figures_key") != row["figures_key"]:
+        stored["step_seconds"] = row.get("step_seconds")  # in the figures' key: figured with this run's
         if stored["status"] == "ok":
             stored = refigure_cell(path, stored, prepared, row["figures_key"], stamp, **protocol)
             how = "refigured"

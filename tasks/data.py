@@ -188,10 +188,16 @@ def prepare_data(
         "causes": {"validation": _causes(val), "test": _causes(test)},
         "raw_md5": raw_md5,
         "feedback": None if feedback is None else feedback["summary"],
-        "step_seconds": step_seconds(data.test) or get_kind(source.kind).step_seconds,
+        "step_seconds": series_step_seconds(source.kind, data),
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return out_dir
+
+
+def series_step_seconds(kind: str, data: Dataset) -> float | None:
+    """The seconds between a series' rows: its test rows' timestamps, else its kind's where the
+    layout fixes them (SMD); None where neither says (telemanom). False incidents per day need it."""
+    return step_seconds(data.test) or get_kind(kind).step_seconds
 
 
 def step_seconds(frame) -> float | None:

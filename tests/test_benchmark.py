@@ -163,10 +163,15 @@ def test_skab_protocol_pools_counts_and_splits_false_positives_around_the_anomal
 
 def test_false_incidents_per_day_come_from_the_kinds_sampling_or_the_rows_timestamps(tmp_path):
     """SMD's kind fixes one line a minute; SKAB's rows carry timestamps (one a second); a
-    telemanom channel carries no time and gets no per-day figure. The report derives the figure
-    from each cell's false incidents per 1,000 steps."""
+    telemanom channel carries no time. The benchmark records each series' spacing when it
+    prepares it (`write_prepared`), and a cell's false incidents per day are its false
+    incidents over its test tail's days."""
+    from components.benchmark import cell_figures
+    from components.datasets import DatasetSource, load_dataset
     from components.datasets.skab import COLUMNS
-    from tasks.benchmark_report import series_step_seconds, with_false_incidents_per_day
+    from components.evaluation import AlertSettings
+    from tasks.benchmark import steps_per_day
+    from tasks.data import series_step_seconds
 
     (tmp_path / "skab/valve1").mkdir(parents=True)
     start = np.datetime64("2020-03-09T10:00:00")
@@ -174,17 +179,34 @@ def test_false_incidents_per_day_come_from_the_kinds_sampling_or_the_rows_timest
         ";".join([str(start + i).replace("T", " "), *["1.0"] * 8, str(int(430 <= i < 440)), "0"]) for i in range(460)
     ]
     (tmp_path / "skab/valve1/0.csv").write_text(";".join(COLUMNS) + "\n" + "\n".join(lines) + "\n")
-    rows = [
-        {"kind": "smd", "raw_path": "smd", "series": "machine-1-1"},
-        {"kind": "skab", "raw_path": "skab", "series": "valve1/0"},
-        {"kind": "telemanom", "raw_path": "msl", "series": "T-1"},
+    smd = tmp_path / "smd"
+    for sub in ("train", "test", "test_label", "interpretation_label"):
+        (smd / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for sub in ("train", "test"):
+        np.savetxt(smd / sub / "machine-1-1.txt", rng.random((400, 3)), delimiter=",", fmt="%.4f")
+    np.savetxt(smd / "test_label/machine-1-1.txt", (np.arange(400) >= 390).astype(int), fmt="%d")
+    (smd / "interpretation_label/machine-1-1.txt").write_text("390-399:1\n")
+    spacing = [
+        series_step_seconds(kind, load_dataset(DatasetSource(kind, tmp_path / folder, name)))
+        for kind, folder, name in (("smd", "smd", "machine-1-1"), ("skab", "skab", "valve1/0"))
     ]
-    rows = [{**r, "figures": {"false_incidents_per_1000_steps": 2.0, "false_incidents_per_day": None}} for r in rows]
-    steps = series_step_seconds(rows, tmp_path)
-    assert list(steps.values()) == [60.0, 1.0, None]
-    per_day = [r["figures"]["false_incidents_per_day"] for r in with_false_incidents_per_day(rows, steps)]
-    assert per_day[0] == pytest.approx(2.0 * 1440 / 1000) and per_day[1] == pytest.approx(2.0 * 86400 / 1000)
-    assert per_day[2] is None
+    assert spacing == [60.0, 1.0]
+    assert [steps_per_day({"step_seconds": s}) for s in (60.0, 1.0, None)] == [1440, 86400, None]
+
+    # one false incident (steps 100-104) in a 1,000-step tail: 1 per 1,000 steps, 1.44 a day at a minute
+    val, val_labels = np.zeros(400), np.zeros(400, dtype=bool)
+    val[300:305], val_labels[300:305] = 5.0, True
+    test, test_labels = np.zeros(1000), np.zeros(1000, dtype=bool)
+    test[100:105] = test[600:610] = 5.0
+    test_labels[600:610] = True
+    settings = AlertSettings(method="best_f1", fallback=("best_f1", "none", 1), merge_gap=1, min_steps=1)
+    common = {"contributions": None, "causes": [], "alerting": settings, "vus_window": 20}
+    at_a_minute = cell_figures(val, val_labels, np.zeros(50), test, test_labels, steps_per_day=1440, **common)[0]
+    assert at_a_minute["false_incidents_per_1000_steps"] == pytest.approx(1.0)
+    assert at_a_minute["false_incidents_per_day"] == pytest.approx(1.44)
+    no_clock = cell_figures(val, val_labels, np.zeros(50), test, test_labels, **common)[0]
+    assert np.isnan(no_clock["false_incidents_per_day"])
 
 
 def test_telemanom_protocol_is_reported_set_on_the_head_and_on_the_stream(tmp_path):
@@ -243,10 +265,10 @@ def test_the_fallback_evidence_is_the_held_out_f1_on_heads_whose_halves_both_hol
         cell.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cell, calibration=1.0 + 0.05 * rng.standard_normal(400), validation=scores[:1000], test=scores[1000:])
         rows.append({"kind": "nab", "dataset": "nab", "family": "vigil", "series": series, "detector": "zscore"})
-        rows[-1].update(status="ok", processed_path=f"proc/{series}", raw_path="nab")
+        # five minutes a row: 288 a day
+        rows[-1].update(status="ok", processed_path=f"proc/{series}", raw_path="nab", step_seconds=300.0)
     settings = AlertSettings()
-    steps = {("nab", "nab", "both"): 300.0, ("nab", "nab", "one"): 300.0}  # five minutes a row: 288 a day
-    alerts = alert_analysis(rows, tmp_path, tmp_path / "benchmark", settings, steps)
+    alerts = alert_analysis(rows, tmp_path, tmp_path / "benchmark", settings)
     forced = alerts["rules_test"]["nab"]["best_f1"]  # each rule forced on the test tails: per day and delay too
     assert forced["n"] == 2 and forced["false_per_day"] is not None and forced["time_to_detect"] is not None
     fallback = alerts["fallback"]
@@ -364,8 +386,7 @@ def test_pyod_pca_peer_keeps_the_components_of_non_zero_variance():
 
 
 def test_report_numbers_equal_metrics_recomputed_from_stored_scores(bench):
-    from tasks.benchmark import cell_path, read_series, series_key, stored_figures
-    from tasks.benchmark_report import REPORT_FIGURE, series_step_seconds
+    from tasks.benchmark import cell_path, read_series, stored_figures
     from vigil.config import load_config
 
     ws, _, _ = bench
@@ -377,12 +398,11 @@ def test_report_numbers_equal_metrics_recomputed_from_stored_scores(bench):
         prepared = read_series(r["dataset"], r["series"], ws / r["processed_path"])
         stored = cell_path(ws / "benchmark", r["kind"], r["series"], r["detector"])
         again = stored_figures(stored, prepared, **protocol)
-        # the report derives false incidents per day from the cell's figure per 1,000 steps and
-        # the series' spacing (the CSV rows' timestamps here); the cell itself has no clock
-        step = series_step_seconds([r], ws)[series_key(r)]
-        assert step and again[REPORT_FIGURE] is None
-        if again["false_incidents_per_1000_steps"] is not None:  # None: the tail holds no label
-            again[REPORT_FIGURE] = again["false_incidents_per_1000_steps"] * 86400 / step / 1000
+        # false incidents per day from the series' spacing, recorded when it was prepared (the
+        # CSV rows' timestamps here)
+        assert r["step_seconds"] and (again["false_incidents_per_1000_steps"] is None) == (
+            again["false_incidents_per_day"] is None
+        )
         for k, v in again.items():
             assert r["figures"][k] == pytest.approx(v, nan_ok=True), (r["series"], r["detector"], k)
     # and the averages are those of the rows
