@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from components.alerting import smooth
-from components.benchmark import COSTS, FIGURES, summarise
+from components.benchmark import COSTS, summarise
 from components.datasets import ranges_from_labels
 from components.evaluation import RULE_SPLITS, AlertSettings, rule_threshold
 from components.pooled import PooledCounts, onset_to_end
@@ -157,7 +157,7 @@ def build_report(
     ``selected``: the rows of `selection_rows` (averaged beside the detectors', kept apart
     from the cells); ``skab``, ``skab_reference``: `skab_protocol`'s figures."""
     selected = selected or []
-    summary = summarise(rows + selected, FIGURES)
+    summary = summarise(rows + selected)
     datasets = sorted(
         {r["dataset"] for r in rows}, key=lambda d: list(DATASET_TITLES).index(d) if d in DATASET_TITLES else 99
     )
